@@ -1,0 +1,51 @@
+"""midway: make long-running, item-by-item work resumable.
+
+    job = midway.Job("import-contacts", every=100)
+    result = job.run(midway.sources.csv("contacts.csv", key="id"), handle)
+
+Kill it at item 7,000, run it again, and it resumes at the last checkpoint.
+"""
+
+from midway import sources
+from midway.context import Context
+from midway.errors import (
+    ConfigError,
+    InputDrift,
+    JobNotFound,
+    LeaseHeld,
+    LeaseLost,
+    MidwayError,
+    RefusedError,
+    SourceError,
+    StateNotSerializable,
+    Stopped,
+    StoreCorrupt,
+    StoreTooNew,
+    StoreUnavailable,
+)
+from midway.job import Job, Loop
+from midway.result import RunResult
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError",
+    "Context",
+    "InputDrift",
+    "Job",
+    "JobNotFound",
+    "LeaseHeld",
+    "LeaseLost",
+    "Loop",
+    "MidwayError",
+    "RefusedError",
+    "RunResult",
+    "SourceError",
+    "StateNotSerializable",
+    "Stopped",
+    "StoreCorrupt",
+    "StoreTooNew",
+    "StoreUnavailable",
+    "__version__",
+    "sources",
+]

@@ -1,0 +1,3 @@
+from midway.cli import main
+
+main()

@@ -1,0 +1,131 @@
+"""The checkpoint a job resumes from, and how it is turned into JSON and back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from midway.errors import StoreCorrupt
+from midway.jsonutil import JSONValue
+
+COUNTER_NAMES = ("succeeded", "failed", "skipped", "in_doubt")
+
+
+@dataclass(slots=True)
+class Counters:
+    """Items by outcome. ``processed`` is their sum: an item counts once it has an outcome."""
+
+    succeeded: int = 0
+    failed: int = 0
+    skipped: int = 0
+    in_doubt: int = 0
+
+    @property
+    def processed(self) -> int:
+        return self.succeeded + self.failed + self.skipped + self.in_doubt
+
+    def as_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in COUNTER_NAMES}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Counters:
+        values = {}
+        for name in COUNTER_NAMES:
+            value = data.get(name, 0)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise StoreCorrupt(f"checkpoint counter {name!r} is {value!r}, not a count")
+            values[name] = value
+        return cls(**values)
+
+    def copy(self) -> Counters:
+        return Counters(self.succeeded, self.failed, self.skipped, self.in_doubt)
+
+
+@dataclass(slots=True)
+class Checkpoint:
+    """The durable record a job resumes from. ``version`` grows by one with every write."""
+
+    job: str
+    version: int
+    run_id: str
+    position: JSONValue
+    counters: Counters
+    state: dict[str, JSONValue]
+    fingerprint: dict[str, JSONValue]
+    total: int | None = None
+    started_at: float = 0.0
+    updated_at: float = 0.0
+    extra: dict[str, JSONValue] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, JSONValue]:
+        return {
+            "job": self.job,
+            "version": self.version,
+            "run_id": self.run_id,
+            "position": self.position,
+            "counters": self.counters.as_dict(),
+            "state": self.state,
+            "fingerprint": self.fingerprint,
+            "total": self.total,
+            "started_at": self.started_at,
+            "updated_at": self.updated_at,
+            "extra": self.extra,
+        }
+
+    @classmethod
+    def from_json(cls, data: object, where: str) -> Checkpoint:
+        """Validate as we read: a damaged record is a clear ``StoreCorrupt``, never a restart."""
+        if not isinstance(data, dict):
+            raise StoreCorrupt(f"{where}: the checkpoint is not a JSON object")
+        try:
+            job = data["job"]
+            version = data["version"]
+            run_id = data["run_id"]
+            state = data["state"]
+            fingerprint = data["fingerprint"]
+            counters = data["counters"]
+        except KeyError as missing:
+            raise StoreCorrupt(
+                f"{where}: the checkpoint has no field {missing}; it was damaged. "
+                "Restore the store from a backup, or `midway reset` the job to start again."
+            ) from None
+        checks = [
+            (isinstance(job, str), "job"),
+            (isinstance(version, int) and version >= 0, "version"),
+            (isinstance(run_id, str), "run_id"),
+            (isinstance(state, dict), "state"),
+            (isinstance(fingerprint, dict), "fingerprint"),
+            (isinstance(counters, dict), "counters"),
+        ]
+        for ok, name in checks:
+            if not ok:
+                raise StoreCorrupt(f"{where}: checkpoint field {name!r} has the wrong type")
+        total = data.get("total")
+        return cls(
+            job=job,
+            version=version,
+            run_id=run_id,
+            position=data.get("position"),
+            counters=Counters.from_dict(counters),
+            state=state,
+            fingerprint=fingerprint,
+            total=total if isinstance(total, int) else None,
+            started_at=float(data.get("started_at") or 0.0),
+            updated_at=float(data.get("updated_at") or 0.0),
+            extra=data.get("extra") or {},
+        )
+
+
+def describe_drift(saved: dict[str, JSONValue], current: dict[str, JSONValue]) -> list[str]:
+    """Human lines for each fingerprint field that differs, e.g. ``size: 1200 -> 1310``."""
+    lines = []
+    for name in sorted(set(saved) | set(current)):
+        before, after = saved.get(name), current.get(name)
+        if before != after:
+            lines.append(f"{name}: {_short(before)} -> {_short(after)}")
+    return lines
+
+
+def _short(value: JSONValue) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."

@@ -1,0 +1,54 @@
+"""``ctx``: what a handler may ask about the item in hand."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from midway.jsonutil import JSONValue
+
+if TYPE_CHECKING:
+    from midway.engine import Engine
+
+
+class Context:
+    """Passed to ``handler(item, ctx)``; also ``loop.ctx``.
+
+    ``state`` is the job's accumulated results (a JSON dict saved with every checkpoint);
+    ``key`` and ``position`` describe the item in hand and are worked out only when asked.
+    """
+
+    __slots__ = ("_engine", "attempt", "state", "transaction")
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self.state: dict[str, Any] = engine.state
+        self.attempt = 1
+        self.transaction: Any = None
+
+    @property
+    def job(self) -> str:
+        return self._engine.key
+
+    @property
+    def key(self) -> JSONValue:
+        """The identity of the item in hand (``key=`` of the source, else its number)."""
+        return self._engine.current_key()
+
+    @property
+    def position(self) -> JSONValue:
+        """Where the item in hand starts; resuming there would handle it again."""
+        return self._engine.current_position()
+
+    @property
+    def idempotency_key(self) -> str:
+        """Stable for this job and item across runs and machines: hand it to APIs that
+        deduplicate requests (an ``Idempotency-Key`` header)."""
+        return self._engine.job.id.idempotency_key(self.key)
+
+    @property
+    def run_id(self) -> str:
+        run = self._engine._run
+        return run.run_id if run is not None else ""
+
+    def __repr__(self) -> str:
+        return f"<midway.Context job={self.job!r} key={self.key!r} attempt={self.attempt}>"

@@ -1,0 +1,614 @@
+"""The run loop shared by ``Job.run`` and ``Job.loop``.
+
+How the per-item path stays free
+--------------------------------
+Items come from the source in chunks (lists). The engine cuts a chunk into *slices* that end
+exactly where a checkpoint is due and walks each slice with a plain list iterator: the only
+per-item work is the handler call. Counters, positions and the clock are touched once per
+slice, and slices are sized so that the clock is read a few times a second.
+
+A stop request (SIGINT / SIGTERM, or a lost lease) must not cost a flag test per item, so it
+*exhausts the current slice iterator* instead (``list_iterator.__setstate__``): the item in
+hand finishes, the iterator then ends, and the engine sees why. The iterator's own index
+(``__reduce__``) tells which item is in hand, which is also how ``ctx.key`` is found lazily.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shlex
+import signal
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Generator, Iterator
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from midway.checkpoint import Checkpoint, Counters, describe_drift
+from midway.console import say, say_from_signal_handler
+from midway.context import Context
+from midway.errors import InputDrift, LeaseLost, MidwayError, Stopped
+from midway.jsonutil import JSONValue
+from midway.owner import Owner, describe_age, hostname, iso
+from midway.progress import Silent, reporter
+from midway.result import RunResult
+from midway.sources.base import Chunk, Cursor, Source
+from midway.stores import Lease, RunRecord, Store, open_store
+
+if TYPE_CHECKING:
+    from midway.job import Job
+
+MAX_SLICE = 1 << 16
+SLICE_SECONDS = 0.1
+SIGNAL_NAMES = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}
+
+
+class Engine:
+    """One run of one job: lease, resume, slices, checkpoints, and how the run ends."""
+
+    def __init__(self, job: Job, source: Source, initial_state: dict[str, Any] | None) -> None:
+        self.job = job
+        self.source = source
+        self.key = job.id.key
+        self.counters = Counters()
+        self.state: dict[str, Any] = dict(initial_state or {})
+        self.version = 0
+        self.resumed_from: dict[str, JSONValue] | None = None
+        self.ctx = Context(self)
+        self.result: RunResult | None = None
+        # The point just after the last finished item: a chunk and an index into it.
+        self._mark_chunk: Chunk | None = None
+        self._mark_index = 0
+        self._start_position: JSONValue = None
+        # The slice being walked, and what a stop request learnt about it.
+        self._it: Iterator[Any] | None = None
+        self._slice_chunk: Chunk | None = None
+        self._slice_start = 0
+        self._slice_len = 0
+        self._stop_index: int | None = None
+        self._stride = 16
+        self._stop_signal: int | None = None
+        self._lease_lost = False
+        self._saved_handlers: dict[int, Any] = {}
+        self._heartbeat: _Heartbeat | None = None
+        self._store: Store | None = None
+        self._lease: Lease | None = None
+        self._cursor: Cursor | None = None
+        self._run: RunRecord | None = None
+        self._finished = False
+        self._engine_error: BaseException | None = None
+
+    # -- start ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        job = self.job
+        self._store = open_store(job.store_url, durable=job.durable)
+        try:
+            self._lease = self._store.acquire_lease(job.id, Owner.current(), job.lease_ttl)
+        except BaseException:
+            self._store.close()
+            raise
+        try:
+            self._prepare(self._store, self._lease)
+        except BaseException:
+            self._release()
+            raise
+
+    def _prepare(self, store: Store, lease: Lease) -> None:
+        job = self.job
+        quiet = job.quiet
+        if lease.took_over is not None and lease.took_over.owner is not None:
+            prev = lease.took_over.owner
+            why = "is gone" if prev.is_dead_here() else "stopped renewing its lease"
+            say(
+                f"took job {self.key!r} over from pid {prev.pid} on {prev.host}, which {why}",
+                quiet=quiet,
+            )
+        self.fingerprint = self.source.fingerprint()
+        checkpoint = store.load_checkpoint(self.key)
+        if checkpoint is not None:
+            checkpoint = self._check_drift(checkpoint)
+        now = time.time()
+        self.started_at = now
+        self.total = self.source.total()
+        if checkpoint is not None:
+            self._resume_from(checkpoint, now)
+        else:
+            self._announce_fresh(store)
+        self._run = RunRecord(
+            run_id=uuid.uuid4().hex,
+            job=self.key,
+            status="running",
+            host=hostname(),
+            pid=os.getpid(),
+            started_at=now,
+            resumed_from=self.resumed_from,
+            start_processed=self.counters.processed,
+        )
+        store.begin_run(lease, self._run)
+        self._cursor = self.source.open(self._start_position)
+        self._cp_processed = self.counters.processed
+        self._cp_time = time.monotonic()
+        self._run_start_processed = self.counters.processed
+        self._t0 = time.monotonic()
+        self.ctx.state = self.state
+        self._heartbeat = _Heartbeat(job.store_url, lease, self._on_lease_lost)
+        self._heartbeat.start()
+        self._install_signal_handlers()
+        self._progress = reporter(job.name, job.progress, quiet)
+        self._progress.start(self.counters.processed, self.total)
+
+    def _check_drift(self, checkpoint: Checkpoint) -> Checkpoint | None:
+        drift = describe_drift(checkpoint.fingerprint, self.fingerprint)
+        if not drift:
+            return checkpoint
+        policy = self.job.on_drift
+        details = "\n".join(f"    {line}" for line in drift)
+        if policy == "restart":
+            say(
+                f"the input of job {self.key!r} changed since its checkpoint:\n{details}\n"
+                "starting again from the beginning, as on_drift='restart' asks",
+                quiet=self.job.quiet,
+            )
+            return None
+        if policy == "continue":
+            say(
+                f"the input of job {self.key!r} changed since its checkpoint:\n{details}\n"
+                "resuming at the saved position anyway, as on_drift='continue' asks",
+                quiet=self.job.quiet,
+            )
+            return checkpoint
+        raise InputDrift(
+            f"the input of job {self.key!r} changed since its checkpoint was saved "
+            f"({describe_age(time.time() - checkpoint.updated_at)}):\n{details}\n"
+            "Resuming could skip or repeat the wrong items, so midway refuses. Restore the "
+            "original input, or pass on_drift='restart' to start over from the beginning, or "
+            "on_drift='continue' to resume at the saved position anyway, or forget the "
+            f"checkpoint with: midway reset {shlex.quote(self.key)} --yes",
+            saved=checkpoint.fingerprint,
+            current=self.fingerprint,
+        )
+
+    def _resume_from(self, checkpoint: Checkpoint, now: float) -> None:
+        self.counters = checkpoint.counters.copy()
+        self.state = checkpoint.state
+        self.version = checkpoint.version
+        self.started_at = checkpoint.started_at or now
+        self._start_position = checkpoint.position
+        where = self.source.describe_position(checkpoint.position)
+        self.resumed_from = {
+            "version": checkpoint.version,
+            "position": checkpoint.position,
+            "processed": checkpoint.counters.processed,
+            "saved_at": iso(checkpoint.updated_at),
+            "run_id": checkpoint.run_id,
+        }
+        replay = ""
+        if not self.source.seekable and checkpoint.counters.processed:
+            replay = (
+                f" ({self.source.describe()} cannot seek: re-reading and skipping "
+                f"{checkpoint.counters.processed:,} items)"
+            )
+        say(
+            f"RESUMING job {self.key!r} from checkpoint #{checkpoint.version} saved "
+            f"{describe_age(now - checkpoint.updated_at)}: {checkpoint.counters.processed:,} "
+            f"items done, continuing at {where} of {self.source.describe()}{replay}",
+            quiet=self.job.quiet,
+        )
+
+    def _announce_fresh(self, store: Store) -> None:
+        record = store.get_job(self.key)
+        last = ""
+        if record is not None and record.summary:
+            counters = record.summary.get("counters") or {}
+            done = sum(v for v in counters.values() if isinstance(v, int))
+            last = (
+                f"; its last run {record.summary.get('status')} at "
+                f"{iso(record.summary.get('ended_at'))} after {done:,} items"
+            )
+        say(
+            f"starting job {self.key!r} from the beginning of {self.source.describe()} "
+            f"(no checkpoint in {self.job.store_url}{last})",
+            quiet=self.job.quiet,
+        )
+
+    # -- the slices ----------------------------------------------------------------------
+
+    def slices(self) -> Generator[Iterator[Any], None, None]:
+        """Yield list iterators over consecutive items; checkpoint between them.
+
+        The consumer walks each iterator to its end (or until a stop exhausts it). If the
+        consumer raises instead, it calls :meth:`abandon_slice` before closing this generator.
+        """
+        every = self.job.every
+        assert self._cursor is not None
+        for chunk in self._cursor:
+            items = chunk.items
+            n = len(items)
+            start = 0
+            while start < n:
+                if self._stop_signal is not None or self._lease_lost:
+                    return
+                until = every - (self.counters.processed - self._cp_processed) if every else n
+                size = min(n - start, self._stride, max(until, 1))
+                sub = items if (start == 0 and size == n) else items[start : start + size]
+                self._slice_chunk, self._slice_start, self._slice_len = chunk, start, size
+                self._stop_index = None
+                t0 = time.monotonic()
+                it = iter(sub)
+                self._it = it
+                if self._stop_signal is None and not self._lease_lost:
+                    yield it
+                else:
+                    self._stop_index = 0
+                done = size if self._stop_index is None else self._stop_index
+                self._it = None
+                self._advance(chunk, start, done)
+                start += done
+                if done < size:
+                    return
+                now = time.monotonic()
+                self._tune(now - t0, done)
+                if self._due(now):
+                    try:
+                        self.checkpoint()
+                    except BaseException as exc:
+                        self._engine_error = exc
+                        raise
+                self._progress.update(self.counters.processed, self.counters.failed)
+        self._finished = True
+
+    def _advance(self, chunk: Chunk, start: int, done: int) -> None:
+        if done:
+            self.counters.succeeded += done
+            self._mark_chunk, self._mark_index = chunk, start + done
+
+    def _tune(self, elapsed: float, done: int) -> None:
+        """Size the next slice so that the clock is read about every ``SLICE_SECONDS``."""
+        target = SLICE_SECONDS
+        if self.job.every_seconds:
+            target = min(target, self.job.every_seconds / 4)
+        if elapsed <= 0 or done == 0:
+            grown = self._stride * 4
+        else:
+            grown = min(self._stride * 4, int(target * done / elapsed))
+        self._stride = max(1, min(MAX_SLICE, grown))
+
+    def _due(self, now: float) -> bool:
+        every, every_seconds = self.job.every, self.job.every_seconds
+        if every and self.counters.processed - self._cp_processed >= every:
+            return True
+        return bool(every_seconds) and now - self._cp_time >= (every_seconds or math.inf)
+
+    def current_index(self) -> int | None:
+        """Index, in the slice, of the item in hand (None when no item is in hand)."""
+        it = self._it
+        if it is None:
+            return None
+        if self._stop_index is not None:
+            return self._stop_index - 1
+        reduced = it.__reduce__()
+        if len(reduced) < 3:  # exhausted: the last item is in hand
+            return self._slice_len - 1
+        return int(reduced[2]) - 1
+
+    def abandon_slice(self) -> None:
+        """The consumer raised on the item in hand: count only the items before it."""
+        index = self.current_index()
+        chunk = self._slice_chunk
+        if index is not None and chunk is not None:
+            self._advance(chunk, self._slice_start, max(index, 0))
+        self._it = None
+
+    def current_key(self) -> JSONValue:
+        index = self.current_index()
+        if index is None or self._slice_chunk is None:
+            return None
+        return self._slice_chunk.key(self._slice_start + index)
+
+    def current_position(self) -> JSONValue:
+        index = self.current_index()
+        if index is None or self._slice_chunk is None:
+            return None
+        return self._slice_chunk.position_before(self._slice_start + index)
+
+    def position(self) -> JSONValue:
+        """Where a resume would start: just after the last finished item."""
+        if self._mark_chunk is None:
+            return self._start_position
+        return self._mark_chunk.position_before(self._mark_index)
+
+    # -- checkpoints ---------------------------------------------------------------------
+
+    def checkpoint(self) -> None:
+        store, lease, run = self._parts()
+        if self._lease_lost:
+            raise LeaseLost(_lost(lease))
+        cp = Checkpoint(
+            job=self.key,
+            version=self.version + 1,
+            run_id=run.run_id,
+            position=self.position(),
+            counters=self.counters.copy(),
+            state=self.state,
+            fingerprint=self.fingerprint,
+            total=self.total,
+            started_at=self.started_at,
+            updated_at=time.time(),
+        )
+        store.write_checkpoint(lease, cp)
+        self.version = cp.version
+        self._cp_processed = self.counters.processed
+        self._cp_time = time.monotonic()
+
+    # -- stop requests -------------------------------------------------------------------
+
+    def _interrupt(self) -> None:
+        """End the current slice after the item in hand (see the module docstring)."""
+        it = self._it
+        if it is None or self._stop_index is not None:
+            return
+        reduced = it.__reduce__()
+        self._stop_index = int(reduced[2]) if len(reduced) >= 3 else self._slice_len
+        it.__setstate__(self._slice_len)  # type: ignore[attr-defined]
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        name = SIGNAL_NAMES.get(signal.Signals(signum), str(signum))
+        if self._stop_signal is not None:
+            say_from_signal_handler(f"second {name}: exiting at once; the last checkpoint stands")
+            os._exit(128 + signum)
+        self._stop_signal = signum
+        self._interrupt()
+        say_from_signal_handler(
+            f"{name}: stopping after the current item and saving a checkpoint "
+            "(send it again to exit at once)"
+        )
+
+    def _on_lease_lost(self) -> None:
+        self._lease_lost = True
+        self._interrupt()
+
+    def _install_signal_handlers(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # Python only delivers signals to the main thread
+        for signum in SIGNAL_NAMES:
+            self._saved_handlers[signum] = signal.signal(signum, self._on_signal)
+
+    def _restore_signal_handlers(self) -> None:
+        for signum, handler in self._saved_handlers.items():
+            signal.signal(signum, handler)
+        self._saved_handlers.clear()
+
+    # -- how a run ends ------------------------------------------------------------------
+
+    def finish(self) -> RunResult:
+        """Called once the slices ran out or stopped: complete, stop, or report lease loss."""
+        if self._lease_lost:
+            return self._fail_lease()
+        if self._finished:  # all items done: complete, even if a stop came at the last one
+            return self._complete()
+        if self._stop_signal is not None:
+            name = SIGNAL_NAMES.get(signal.Signals(self._stop_signal), "signal")
+            result = self._end("stopped", f"stopped by {name}")
+            raise Stopped(self._stop_message(name), signal_number=self._stop_signal, result=result)
+        result = self._end("stopped", "the loop was left before the end of the input")
+        say(self._left_message(), quiet=self.job.quiet)
+        return result
+
+    def leave(self) -> None:
+        """``job.loop``'s body broke out or raised: save where it was, never raise."""
+        if self._lease_lost:
+            self._close_progress()
+            self._release(release_lease=False)
+            say(_lost(self._lease) if self._lease else "lease lost", quiet=self.job.quiet)
+            return
+        try:
+            self._end("stopped", "the loop was left before the end of the input")
+        except MidwayError as exc:
+            say(f"could not save a checkpoint when the loop was left: {exc}", quiet=False)
+            return
+        say(self._left_message(), quiet=self.job.quiet)
+
+    def _complete(self) -> RunResult:
+        result = self._result("completed")
+        store, lease, run = self._parts()
+        self._close_progress()
+        run.status, run.ended_at = result.status, time.time()
+        run.processed = self.counters.processed
+        summary = {
+            "run_id": run.run_id,
+            "status": result.status,
+            "ended_at": run.ended_at,
+            "counters": self.counters.as_dict(),
+            "state": self.state,
+            "started_at": self.started_at,
+        }
+        try:
+            store.end_run(lease, run, completed=True, summary=summary)
+        finally:
+            self._release()
+        say(
+            f"job {self.key!r} completed: {self.counters.processed:,} items "
+            f"({self.counters.succeeded:,} succeeded) in {result.elapsed:,.1f} s; checkpoint "
+            "removed, the next run starts fresh",
+            quiet=self.job.quiet,
+        )
+        self.result = result
+        return result
+
+    def fail(self, exc: BaseException) -> None:
+        """The handler raised: keep every finished item, note where, and let it propagate."""
+        if self._lease_lost or isinstance(exc, LeaseLost):
+            self._close_progress()
+            self._release(release_lease=False)
+            return
+        if exc is self._engine_error:  # the checkpoint itself failed: record, do not retry
+            self._close_progress()
+            try:
+                self._record_end("failed", f"{type(exc).__name__}: {exc}"[:500])
+            except MidwayError:
+                pass
+            finally:
+                self._release()
+            return
+        try:
+            result = self._end("failed", f"{type(exc).__name__}: {exc}"[:500])
+        except MidwayError as store_error:
+            exc.add_note(f"midway could not save a checkpoint after this error: {store_error}")
+            return
+        where = self.source.describe_position(result.position)
+        exc.add_note(
+            f"midway: job {self.key!r} stopped on this error; {result.processed:,} items are "
+            f"done and saved, it resumes at {where} when run again."
+        )
+
+    def _end(self, status: str, message: str) -> RunResult:
+        """Save a last checkpoint and record the run's end, without completing the job."""
+        self._close_progress()
+        try:
+            if self.counters.processed != self._cp_processed or self.version == 0:
+                self.checkpoint()
+            self._record_end(status, message)
+        finally:
+            self._release()
+        self.result = self._result(status)
+        return self.result
+
+    def _record_end(self, status: str, message: str) -> None:
+        store, lease, run = self._parts()
+        run.status, run.ended_at, run.message = status, time.time(), message
+        run.processed = self.counters.processed
+        store.end_run(lease, run, completed=False, summary=None)
+
+    def _fail_lease(self) -> RunResult:
+        _, lease, _ = self._parts()
+        self._close_progress()
+        self._release(release_lease=False)
+        raise LeaseLost(_lost(lease))
+
+    def _parts(self) -> tuple[Store, Lease, RunRecord]:
+        if self._store is None or self._lease is None or self._run is None:
+            raise RuntimeError("midway: the engine was used outside a run")
+        return self._store, self._lease, self._run
+
+    def _result(self, status: str) -> RunResult:
+        run_id = self._run.run_id if self._run else ""
+        return RunResult(
+            job=self.key,
+            status=status,
+            succeeded=self.counters.succeeded,
+            failed=self.counters.failed,
+            skipped=self.counters.skipped,
+            in_doubt=self.counters.in_doubt,
+            state=self.state,
+            resumed_from=self.resumed_from,
+            run_id=run_id,
+            processed_this_run=self.counters.processed - self._run_start_processed,
+            elapsed=time.monotonic() - self._t0,
+            position=self.position(),
+        )
+
+    def _stop_message(self, name: str) -> str:
+        where = self.source.describe_position(self.position())
+        return (
+            f"job {self.key!r} stopped by {name} at {where}: {self.counters.processed:,} "
+            f"items done, checkpoint #{self.version} saved. Resume with: {_command()}"
+        )
+
+    def _left_message(self) -> str:
+        where = self.source.describe_position(self.position())
+        return (
+            f"job {self.key!r} left at {where} ({self.counters.processed:,} items done); "
+            "checkpoint saved, the next run resumes there"
+        )
+
+    def _close_progress(self) -> None:
+        progress = getattr(self, "_progress", None)
+        if progress is not None:
+            progress.close()
+            self._progress = Silent()
+
+    def _release(self, *, release_lease: bool = True) -> None:
+        """Give everything back: signal handlers, heartbeat, cursor, lease, store."""
+        self._restore_signal_handlers()
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+            self._heartbeat = None
+        if self._cursor is not None:
+            self._cursor.close()
+            self._cursor = None
+        if self._store is not None:
+            try:
+                if release_lease and self._lease is not None and not self._lease_lost:
+                    self._store.release_lease(self._lease)
+            finally:
+                self._store.close()
+                self._store = None
+
+    def run_handler(self, handler: Callable[[Any, Context], Any]) -> RunResult:
+        """``Job.run``: the tight loop. The only per-item work is the handler call."""
+        ctx = self.ctx
+        slices = self.slices()
+        try:
+            for it in slices:
+                for item in it:
+                    handler(item, ctx)
+        except BaseException as exc:
+            self.abandon_slice()
+            slices.close()
+            self.fail(exc)
+            raise
+        return self.finish()
+
+
+class _Heartbeat:
+    """Renews the lease from a thread of its own, with a connection of its own."""
+
+    def __init__(self, url: str, lease: Lease, on_lost: Callable[[], None]) -> None:
+        self._url = url
+        self._lease = lease
+        self._on_lost = on_lost
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="midway-heartbeat", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        store: Store | None = None
+        interval = self._lease.ttl / 3
+        try:
+            while not self._stopping.wait(interval):
+                try:
+                    if store is None:
+                        store = open_store(self._url, durable=False)
+                    if not store.renew_lease(self._lease):
+                        self._on_lost()
+                        return
+                except MidwayError:
+                    continue  # a busy or briefly unreachable store: try again next beat
+        finally:
+            if store is not None:
+                store.close()
+
+
+def _lost(lease: Lease) -> str:
+    return (
+        f"this runner (pid {lease.owner.pid}) lost its lease on job {lease.job!r}: another "
+        "runner took it over (this one was paused or cut off for longer than the lease "
+        "lasts). It stopped without writing; the other runner carries on from the last "
+        "checkpoint."
+    )
+
+
+def _command() -> str:
+    argv = getattr(sys, "orig_argv", None) or [sys.executable, *sys.argv]
+    return shlex.join(argv)

@@ -1,0 +1,51 @@
+"""What makes two runs the same job: its name and its params."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from midway import jsonutil
+from midway.errors import ConfigError
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:+-]{0,199}$")
+
+
+@dataclass(frozen=True)
+class JobId:
+    """``key`` is the name alone for a job without params, else ``name@`` + 8 hex digits."""
+
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        if not self.params:
+            return self.name
+        digest = hashlib.sha256(jsonutil.canonical(self.params).encode()).hexdigest()
+        return f"{self.name}@{digest[:8]}"
+
+    def idempotency_key(self, item_key: Any) -> str:
+        """Stable for this job and item across runs and machines (for APIs that deduplicate)."""
+        text = jsonutil.canonical([self.name, self.params, item_key])
+        return "midway-" + hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def make_job_id(name: str, params: dict[str, Any] | None) -> JobId:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ConfigError(
+            f"job name {name!r} is not usable: use 1-200 letters, digits and . _ : + - "
+            "(starting with a letter or digit), e.g. 'import-contacts'"
+        )
+    params = dict(params or {})
+    try:
+        jsonutil.canonical(params)
+    except (TypeError, ValueError) as exc:
+        found = jsonutil.find_unserializable(params, "params")
+        where = f"{found[0]} is a {found[1]}" if found else str(exc)
+        raise ConfigError(
+            f"params of job {name!r} must be JSON ({where}); pass strings, numbers, lists, dicts"
+        ) from None
+    return JobId(name, params)

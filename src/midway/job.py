@@ -1,0 +1,225 @@
+"""``Job``: a named piece of work, run with ``job.run(source, handler)`` or ``job.loop(source)``."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Literal
+
+from midway.context import Context
+from midway.engine import Engine
+from midway.errors import ConfigError
+from midway.identity import JobId, make_job_id
+from midway.result import RunResult
+from midway.sources.base import Source
+from midway.sources.iterable import iterable
+from midway.sources.sequence import sequence
+from midway.stores import default_url, open_store
+from midway.stores.base import JobRecord
+
+Guarantee = Literal["at-least-once", "at-most-once", "exactly-once"]
+DriftPolicy = Literal["refuse", "restart", "continue"]
+GUARANTEES = ("at-least-once", "at-most-once", "exactly-once")
+DRIFT_POLICIES = ("refuse", "restart", "continue")
+
+
+class Job:
+    """A named, resumable piece of work. Its identity is ``name`` plus ``params``.
+
+    ``every`` / ``every_seconds``: checkpoint after that many items or seconds, whichever
+    comes first (after a crash, at most that much is handled again). ``durable=False``
+    skips the fsync of each checkpoint: it still survives a crash of the process, but not
+    a power cut. ``on_drift`` says what to do when the input changed since the checkpoint.
+    ``lease_ttl``: how long a runner that stopped renewing its lease keeps the job.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        store: str | None = None,
+        every: int | None = 1000,
+        every_seconds: float | None = 10.0,
+        params: dict[str, Any] | None = None,
+        guarantee: Guarantee = "at-least-once",
+        durable: bool = True,
+        on_drift: DriftPolicy = "refuse",
+        lease_ttl: float = 5.0,
+        progress: bool | None = None,
+        quiet: bool = False,
+    ) -> None:
+        self.id: JobId = make_job_id(name, params)
+        self.store_url = store or default_url()
+        self.every = _positive_int("every", every)
+        self.every_seconds = _positive_float("every_seconds", every_seconds)
+        if self.every is None and self.every_seconds is None:
+            raise ConfigError(
+                "every and every_seconds are both None, so the job would never checkpoint; "
+                "set at least one (e.g. every=1000)"
+            )
+        if guarantee not in GUARANTEES:
+            raise ConfigError(f"guarantee={guarantee!r}: choose one of {', '.join(GUARANTEES)}")
+        if guarantee != "at-least-once":
+            raise ConfigError(
+                f"guarantee={guarantee!r} is not available in this version of midway; "
+                "only 'at-least-once' is"
+            )
+        self.guarantee = guarantee
+        if on_drift not in DRIFT_POLICIES:
+            raise ConfigError(f"on_drift={on_drift!r}: choose one of {', '.join(DRIFT_POLICIES)}")
+        self.on_drift = on_drift
+        self.durable = bool(durable)
+        self.lease_ttl = _positive_float("lease_ttl", lease_ttl) or 5.0
+        self.progress = progress
+        self.quiet = quiet
+
+    @property
+    def name(self) -> str:
+        return self.id.name
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.id.params)
+
+    @property
+    def key(self) -> str:
+        """The job's key in the store: the name, plus ``@hash`` of the params if any."""
+        return self.id.key
+
+    def __repr__(self) -> str:
+        return f"midway.Job({self.key!r}, store={self.store_url!r})"
+
+    def run(
+        self,
+        source: Source | Iterable[Any],
+        handler: Callable[[Any, Context], Any],
+        *,
+        state: dict[str, Any] | None = None,
+    ) -> RunResult:
+        """Call ``handler(item, ctx)`` for every item not yet done, checkpointing as it goes.
+
+        ``state`` seeds ``ctx.state`` on a fresh start; a resumed run continues from the
+        saved state. An exception from the handler propagates after the checkpoint is saved
+        at the last finished item. SIGINT / SIGTERM stop after the item in hand and raise
+        :class:`midway.Stopped` (exit code 130 / 143 when uncaught).
+        """
+        engine = Engine(self, as_source(source), state)
+        engine.start()
+        return engine.run_handler(handler)
+
+    def loop(self, source: Source | Iterable[Any], *, state: dict[str, Any] | None = None) -> Loop:
+        """The same engine as a plain ``for`` loop: ``for item in job.loop(source): ...``.
+
+        An item counts as done when the loop asks for the next one. If the body raises, or
+        breaks out, the checkpoint keeps every item before the one in hand.
+        """
+        return Loop(self, as_source(source), state)
+
+    def info(self) -> JobRecord | None:
+        """What the store holds about this job (checkpoint, status, lease), or None."""
+        store = open_store(self.store_url, durable=self.durable)
+        try:
+            return store.get_job(self.key)
+        finally:
+            store.close()
+
+
+class Loop:
+    """``job.loop(source)``: iterate it once. ``state``, ``ctx`` and ``result`` as in run()."""
+
+    def __init__(self, job: Job, source: Source, state: dict[str, Any] | None) -> None:
+        self._job = job
+        self._source = source
+        self._initial = state
+        self._engine: Engine | None = None
+        self._used = False
+
+    def _started(self) -> Engine:
+        if self._engine is None:
+            engine = Engine(self._job, self._source, self._initial)
+            engine.start()
+            self._engine = engine
+        return self._engine
+
+    @property
+    def state(self) -> dict[str, Any]:
+        return self._started().state
+
+    @property
+    def ctx(self) -> Context:
+        return self._started().ctx
+
+    @property
+    def resumed_from(self) -> dict[str, Any] | None:
+        return self._started().resumed_from
+
+    @property
+    def result(self) -> RunResult | None:
+        return None if self._engine is None else self._engine.result
+
+    def __iter__(self) -> Iterator[Any]:
+        if self._used:
+            raise ConfigError("a loop runs once; call job.loop(source) again for another run")
+        self._used = True
+        # The generator is not kept on self: when the body raises, the interpreter drops
+        # the last reference at once and the generator's cleanup saves the checkpoint.
+        return _walk(self._started())
+
+
+def _walk(engine: Engine) -> Iterator[Any]:
+    slices = engine.slices()
+    try:
+        for it in slices:
+            yield from it
+    except GeneratorExit:  # the body raised or broke out: the item in hand is not done
+        engine.abandon_slice()
+        slices.close()
+        engine.leave()
+        raise
+    except BaseException as exc:
+        engine.abandon_slice()
+        slices.close()
+        engine.fail(exc)
+        raise
+    engine.finish()
+
+
+def as_source(source: Source | Iterable[Any]) -> Source:
+    """A Source as is; a list, tuple or range as ``sequence``; any other iterable as
+    ``iterable`` (which cannot seek)."""
+    if isinstance(source, Source):
+        return source
+    if isinstance(source, list | tuple | range):
+        return sequence(source)
+    if isinstance(source, str | bytes | dict):
+        raise ConfigError(
+            f"a {type(source).__name__} is not a source of items; wrap it, e.g. "
+            "midway.sources.lines(path) for the lines of a file"
+        )
+    if isinstance(source, Iterable):
+        return iterable(source)
+    raise ConfigError(
+        f"{type(source).__name__} is not a source: pass a midway.sources.* source, a list, "
+        "or any iterable"
+    )
+
+
+def _positive_int(name: str, value: int | None) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"{name}={value!r}: give a whole number of items, 1 or more, or None")
+    return value
+
+
+def _positive_float(name: str, value: float | None) -> float | None:
+    if value is None:
+        return None
+    if (
+        not isinstance(value, int | float)
+        or isinstance(value, bool)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ConfigError(f"{name}={value!r}: give a number of seconds above 0, or None")
+    return float(value)

@@ -1,0 +1,85 @@
+"""Who a runner is (host, pid, process start time) and whether a recorded owner still lives."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from dataclasses import dataclass
+from functools import cache
+
+
+@cache
+def hostname() -> str:
+    return socket.gethostname()
+
+
+def process_start_ticks(pid: int) -> int | None:
+    """The kernel's start time of ``pid`` (Linux /proc); tells a reused pid from the original."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: split after its last ')'.
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    try:
+        return int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass(frozen=True)
+class Owner:
+    host: str
+    pid: int
+    pid_started: int | None
+
+    @property
+    def label(self) -> str:
+        return f"{self.host}:{self.pid}"
+
+    @classmethod
+    def current(cls) -> Owner:
+        pid = os.getpid()
+        return cls(hostname(), pid, process_start_ticks(pid))
+
+    def is_dead_here(self) -> bool:
+        """True only when this owner ran on this host and its process is certainly gone."""
+        if self.host != hostname():
+            return False
+        if not pid_alive(self.pid):
+            return True
+        if self.pid_started is None:
+            return False
+        started = process_start_ticks(self.pid)
+        return started is not None and started != self.pid_started
+
+
+def describe_age(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 1:
+        return "just now"
+    if seconds < 90:
+        return f"{seconds:.0f} s ago"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min ago"
+    if seconds < 36 * 3600:
+        return f"{seconds / 3600:.1f} h ago"
+    return f"{seconds / 86400:.1f} days ago"
+
+
+def iso(ts: float | None) -> str | None:
+    if not ts:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))

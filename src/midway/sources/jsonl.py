@@ -1,0 +1,115 @@
+"""``sources.jsonl`` and ``sources.lines``: a record per line, resumed by byte offset."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from typing import IO, Any
+
+from midway.errors import SourceError
+from midway.jsonutil import JSONValue
+from midway.sources import _files
+from midway.sources.base import Chunk, KeySpec, key_function
+
+
+class LineRecordSource:
+    """A file with one record per line; ``parse`` turns a line into an item."""
+
+    seekable = True
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        key: KeySpec,
+        *,
+        kind: str,
+        parse: Callable[[str], Any],
+        skip_blank: bool,
+        encoding: str = "utf-8",
+    ) -> None:
+        self.kind = kind
+        self.path = _files.resolve(path)
+        self._key = key_function(key)
+        self._parse = parse
+        self._skip_blank = skip_blank
+        self._encoding = encoding
+
+    def fingerprint(self) -> dict[str, JSONValue]:
+        return _files.file_fingerprint(self.path, self.kind)
+
+    def total(self) -> int | None:
+        return None
+
+    def open(self, position: JSONValue) -> LineRecordCursor:
+        offset, record = _files.file_position(position, self.path)
+        f = _files.open_binary(self.path)
+        return LineRecordCursor(self, f, max(offset, 0), record)
+
+    def describe(self) -> str:
+        return self.path.name
+
+    def describe_position(self, position: JSONValue) -> str:
+        return _files.describe_file_position(position, self.path)
+
+
+class LineRecordCursor:
+    def __init__(self, source: LineRecordSource, f: IO[bytes], offset: int, record: int) -> None:
+        self._source = source
+        self._f = f
+        self._offset = offset
+        self._record = record
+
+    def __iter__(self) -> Iterator[Chunk]:
+        src = self._source
+        self._f.seek(self._offset)
+        feed = _files.LineFeed(self._f, self._offset, src._encoding, src.path)
+        parse, key, skip_blank = src._parse, src._key, src._skip_blank
+        first = self._record
+        items: list[Any] = []
+        offsets = [feed.offset]
+        for line in feed:
+            if skip_blank and not line.strip():
+                offsets[-1] = feed.offset
+                continue
+            try:
+                items.append(parse(line))
+            except ValueError as exc:
+                raise SourceError(
+                    f"{src.path}: record {first + len(items) + 1:,} (byte {offsets[-1]:,}) "
+                    f"cannot be read: {exc}"
+                ) from None
+            offsets.append(feed.offset)
+            if len(items) == _files.CHUNK:
+                yield _files.FileChunk(items, offsets, first, key)
+                first += len(items)
+                items, offsets = [], [feed.offset]
+        if items:
+            yield _files.FileChunk(items, offsets, first, key)
+
+    def close(self) -> None:
+        self._f.close()
+
+
+def _strip_newline(line: str) -> str:
+    return line.rstrip("\r\n")
+
+
+def jsonl(
+    path: str | os.PathLike[str], key: KeySpec = None, *, encoding: str = "utf-8"
+) -> LineRecordSource:
+    """One parsed JSON value per line (blank lines are skipped).
+
+    ``key=`` names the field that identifies a record (default: its record number)."""
+    return LineRecordSource(
+        path, key, kind="jsonl", parse=json.loads, skip_blank=True, encoding=encoding
+    )
+
+
+def lines(
+    path: str | os.PathLike[str], key: KeySpec = None, *, encoding: str = "utf-8"
+) -> LineRecordSource:
+    """Each line of a text file, without its line ending (blank lines included)."""
+    return LineRecordSource(
+        path, key, kind="lines", parse=_strip_newline, skip_blank=False, encoding=encoding
+    )

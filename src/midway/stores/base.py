@@ -1,0 +1,200 @@
+"""The Store protocol and the records every backend reads and writes.
+
+A store keeps checkpoints, the item ledger, leases and run history, apart from the data the
+job processes. Every write that a runner makes carries its lease's fencing token: a runner
+whose lease was taken over cannot write (``LeaseLost``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from midway.checkpoint import Checkpoint
+from midway.errors import LeaseHeld
+from midway.identity import JobId
+from midway.jsonutil import JSONValue
+from midway.owner import Owner, describe_age, iso
+
+LIVE = "running"
+
+
+@dataclass(frozen=True)
+class LeaseInfo:
+    """A lease as recorded. ``owner`` is None once released."""
+
+    job: str
+    token: int
+    owner: Owner | None
+    since: float
+    expires_at: float
+
+    def is_live(self, now: float | None = None) -> bool:
+        if self.owner is None:
+            return False
+        if self.owner.is_dead_here():
+            return False
+        return self.expires_at > (time.time() if now is None else now)
+
+    def to_json(self) -> dict[str, JSONValue]:
+        return {
+            "token": self.token,
+            "owner": self.owner.label if self.owner else None,
+            "host": self.owner.host if self.owner else None,
+            "pid": self.owner.pid if self.owner else None,
+            "since": iso(self.since),
+            "expires_at": iso(self.expires_at),
+            "live": self.is_live(),
+        }
+
+
+@dataclass(frozen=True)
+class Lease:
+    """The lease this runner holds. ``took_over`` names the dead owner it replaced, if any."""
+
+    job: str
+    token: int
+    owner: Owner
+    ttl: float
+    took_over: LeaseInfo | None = None
+
+
+def check_lease_free(job: str, current: LeaseInfo | None, me: Owner, now: float) -> None:
+    """Raise ``LeaseHeld`` when a live runner other than ``me`` owns the job."""
+    if current is None or not current.is_live(now) or current.owner == me:
+        return
+    owner = current.owner
+    assert owner is not None
+    raise LeaseHeld(
+        f"job {job!r} is already running: owned by pid {owner.pid} on {owner.host} "
+        f"since {iso(current.since)} ({describe_age(now - current.since)}), lease renewed "
+        f"until {iso(current.expires_at)}. Wait for it to finish, or stop it "
+        f"(kill -TERM {owner.pid} on {owner.host}); a crashed runner's lease is taken over "
+        "automatically once it expires.",
+        owner=current.to_json(),
+    )
+
+
+@dataclass
+class RunRecord:
+    run_id: str
+    job: str
+    status: str
+    host: str
+    pid: int
+    started_at: float
+    ended_at: float | None = None
+    resumed_from: dict[str, JSONValue] | None = None
+    start_processed: int = 0
+    processed: int | None = None
+    message: str | None = None
+
+    def to_json(self) -> dict[str, JSONValue]:
+        return {
+            "run_id": self.run_id,
+            "status": self.status,
+            "host": self.host,
+            "pid": self.pid,
+            "started_at": iso(self.started_at),
+            "ended_at": iso(self.ended_at),
+            "resumed_from": self.resumed_from,
+            "start_processed": self.start_processed,
+            "processed": self.processed,
+            "message": self.message,
+        }
+
+
+@dataclass
+class ItemRecord:
+    key: JSONValue
+    status: str
+    error: str | None = None
+    traceback: str | None = None
+    attempts: int = 0
+    position: JSONValue = None
+    item: JSONValue = None
+    updated_at: float = 0.0
+
+    def to_json(self) -> dict[str, JSONValue]:
+        return {
+            "key": self.key,
+            "status": self.status,
+            "error": self.error,
+            "attempts": self.attempts,
+            "position": self.position,
+            "updated_at": iso(self.updated_at),
+        }
+
+
+@dataclass
+class JobRecord:
+    job: str
+    name: str
+    params: dict[str, JSONValue]
+    status: str
+    created_at: float
+    updated_at: float
+    summary: dict[str, JSONValue] | None = None
+    checkpoint: Checkpoint | None = None
+    lease: LeaseInfo | None = None
+    runs: list[RunRecord] = field(default_factory=list)
+
+    @property
+    def effective_status(self) -> str:
+        """``running`` only while a live runner holds the lease; a dead one is ``crashed``."""
+        if self.status == LIVE and not (self.lease and self.lease.is_live()):
+            return "crashed"
+        return self.status
+
+
+class Store(Protocol):
+    """What the engine and the command line need from a backend."""
+
+    url: str
+
+    def acquire_lease(self, job: JobId, owner: Owner, ttl: float) -> Lease: ...
+
+    def renew_lease(self, lease: Lease) -> bool: ...
+
+    def release_lease(self, lease: Lease) -> None: ...
+
+    def load_checkpoint(self, job: str) -> Checkpoint | None: ...
+
+    def begin_run(self, lease: Lease, run: RunRecord) -> None: ...
+
+    def write_checkpoint(self, lease: Lease, checkpoint: Checkpoint) -> None: ...
+
+    def end_run(
+        self,
+        lease: Lease,
+        run: RunRecord,
+        *,
+        completed: bool,
+        summary: dict[str, JSONValue] | None,
+    ) -> None:
+        """Record how the run ended. ``completed`` also drops the resume checkpoint and
+        keeps ``summary`` as the job's last result, in the same transaction."""
+        ...
+
+    def list_jobs(self) -> list[JobRecord]: ...
+
+    def get_job(self, job: str) -> JobRecord | None: ...
+
+    def list_runs(self, job: str, limit: int = 20) -> list[RunRecord]: ...
+
+    def list_items(self, job: str, statuses: tuple[str, ...]) -> list[ItemRecord]: ...
+
+    def reset(self, job: str, me: Owner) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+def summary_of(record: RunRecord, counters: dict[str, int], state: Any) -> dict[str, JSONValue]:
+    return {
+        "run_id": record.run_id,
+        "status": record.status,
+        "ended_at": record.ended_at,
+        "counters": counters,
+        "state": state,
+    }

@@ -1,0 +1,402 @@
+"""``file:///dir``: plain JSON files a person can read in an editor.
+
+Layout, one folder per job::
+
+    dir/midway-store.json            format marker and schema version
+    dir/jobs/<job>/job.json          name, params, status, last summary
+    dir/jobs/<job>/checkpoint.json   the checkpoint and its item ledger, written as one file
+    dir/jobs/<job>/lease.json        who owns the job, until when, with which fencing token
+    dir/jobs/<job>/runs/<id>.json    one file per run
+    dir/jobs/<job>/lock              flock(2) target that serialises writers
+
+Every file is replaced atomically: written to a temporary file, fsynced, renamed over the old
+one, and the folder fsynced (the fsyncs are skipped with ``durable=False``). A reader sees the
+old file or the new one, never a mix. Locks are flock(2): one machine, local disks.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from midway import jsonutil
+from midway.checkpoint import Checkpoint
+from midway.errors import LeaseLost, StoreCorrupt, StoreTooNew, StoreUnavailable
+from midway.identity import JobId
+from midway.jsonutil import JSONValue
+from midway.owner import Owner
+from midway.stores.base import (
+    ItemRecord,
+    JobRecord,
+    Lease,
+    LeaseInfo,
+    RunRecord,
+    check_lease_free,
+)
+
+FORMAT = "midway-file-store"
+SCHEMA_VERSION = 1
+
+
+class FileStore:
+    def __init__(self, root: Path, url: str, *, durable: bool = True) -> None:
+        self.url = url
+        self.root = root
+        self.durable = durable
+        self._lock_fds: dict[str, int] = {}
+        self._open()
+
+    def _open(self) -> None:
+        marker = self.root / "midway-store.json"
+        try:
+            if self.root.exists() and not self.root.is_dir():
+                raise StoreCorrupt(
+                    f"store {self.url}: {self.root} is a file, not a folder; a file:// store "
+                    "is a folder of JSON files. Point --store at a folder."
+                )
+            (self.root / "jobs").mkdir(parents=True, exist_ok=True)
+            if not marker.exists():
+                self._write(marker, {"format": FORMAT, "schema": SCHEMA_VERSION})
+        except PermissionError as exc:
+            raise StoreUnavailable(
+                f"cannot create store {self.url}: {exc.strerror}; fix the permissions"
+            ) from None
+        info = self._read(marker)
+        if not isinstance(info, dict) or info.get("format") != FORMAT:
+            raise StoreCorrupt(f"store {self.url}: {marker} is not a midway store marker")
+        schema = info.get("schema")
+        if not isinstance(schema, int) or schema > SCHEMA_VERSION:
+            raise StoreTooNew(
+                f"store {self.url} has schema version {schema}, written by a newer midway; "
+                f"this midway knows versions up to {SCHEMA_VERSION}. Upgrade midway; "
+                "nothing was changed."
+            )
+
+    # -- files --------------------------------------------------------------------------
+
+    def _dir(self, job: str) -> Path:
+        return self.root / "jobs" / job
+
+    def _read(self, path: Path) -> Any:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        except UnicodeDecodeError:
+            raise StoreCorrupt(self._damaged(path, "it is not UTF-8 text")) from None
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot read {path}: {exc.strerror}") from None
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            raise StoreCorrupt(self._damaged(path, f"it is not complete JSON ({exc})")) from None
+
+    def _damaged(self, path: Path, why: str) -> str:
+        return (
+            f"store {self.url}: {path} is damaged: {why}. Nothing was changed. Restore it from "
+            "a backup, or `midway reset` the job to start it again."
+        )
+
+    def _write(self, path: Path, data: JSONValue, text: str | None = None) -> None:
+        """Replace ``path`` atomically (and durably unless the store was opened otherwise)."""
+        body = (text if text is not None else jsonutil.dumps(data)).encode("utf-8")
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                view = memoryview(body)
+                while view:
+                    view = view[os.write(fd, view) :]
+                if self.durable:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+            if self.durable:
+                dfd = os.open(path.parent, os.O_RDONLY)
+                try:
+                    os.fsync(dfd)
+                finally:
+                    os.close(dfd)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise StoreUnavailable(
+                f"cannot write {path}: {exc.strerror}. The previous version is intact; free "
+                "some disk space or fix the permissions, then run again."
+            ) from None
+
+    @contextmanager
+    def _locked(self, job: str) -> Iterator[Path]:
+        folder = self._dir(job)
+        fd = self._lock_fds.get(job)
+        if fd is None:
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                (folder / "runs").mkdir(exist_ok=True)
+                fd = os.open(folder / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                raise StoreUnavailable(f"cannot open {folder}: {exc.strerror}") from None
+            self._lock_fds[job] = fd
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            yield folder
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        for fd in self._lock_fds.values():
+            os.close(fd)
+        self._lock_fds.clear()
+
+    # -- leases -------------------------------------------------------------------------
+
+    def _lease_info(self, job: str) -> LeaseInfo | None:
+        data = self._read(self._dir(job) / "lease.json")
+        if data is None:
+            return None
+        try:
+            host = data["host"]
+            owner = Owner(host, data["pid"], data.get("pid_started")) if host else None
+            return LeaseInfo(job, int(data["token"]), owner, data["since"], data["expires_at"])
+        except (KeyError, TypeError, ValueError):
+            raise StoreCorrupt(
+                self._damaged(self._dir(job) / "lease.json", "fields are missing")
+            ) from None
+
+    def _put_lease(
+        self,
+        folder: Path,
+        job: str,
+        token: int,
+        owner: Owner | None,
+        since: float,
+        expires_at: float,
+    ) -> None:
+        self._write(
+            folder / "lease.json",
+            {
+                "job": job,
+                "token": token,
+                "host": owner.host if owner else None,
+                "pid": owner.pid if owner else None,
+                "pid_started": owner.pid_started if owner else None,
+                "since": since,
+                "expires_at": expires_at,
+            },
+        )
+
+    def acquire_lease(self, job: JobId, owner: Owner, ttl: float) -> Lease:
+        with self._locked(job.key) as folder:
+            now = time.time()
+            current = self._lease_info(job.key)
+            check_lease_free(job.key, current, owner, now)
+            took_over = current if current is not None and current.owner is not None else None
+            token = (current.token if current else 0) + 1
+            self._put_lease(folder, job.key, token, owner, now, now + ttl)
+            if self._read(folder / "job.json") is None:
+                self._write(
+                    folder / "job.json",
+                    {
+                        "job": job.key,
+                        "name": job.name,
+                        "params": job.params,
+                        "status": "new",
+                        "created_at": now,
+                        "updated_at": now,
+                        "summary": None,
+                    },
+                )
+        return Lease(job.key, token, owner, ttl, took_over)
+
+    def _holds(self, lease: Lease) -> LeaseInfo:
+        info = self._lease_info(lease.job)
+        if info is None or info.token != lease.token or info.owner is None:
+            raise LeaseLost(
+                f"this runner (pid {lease.owner.pid}) lost its lease on job {lease.job!r}: "
+                "another runner took it over. It stopped without writing; the other runner "
+                "carries on from the last checkpoint."
+            )
+        return info
+
+    def renew_lease(self, lease: Lease) -> bool:
+        with self._locked(lease.job) as folder:
+            try:
+                info = self._holds(lease)
+            except LeaseLost:
+                return False
+            self._put_lease(
+                folder, lease.job, lease.token, lease.owner, info.since, time.time() + lease.ttl
+            )
+            return True
+
+    def release_lease(self, lease: Lease) -> None:
+        with self._locked(lease.job) as folder:
+            info = self._lease_info(lease.job)
+            if info is not None and info.token == lease.token:
+                self._put_lease(folder, lease.job, lease.token, None, info.since, 0.0)
+
+    # -- checkpoints and runs -----------------------------------------------------------
+
+    def load_checkpoint(self, job: str) -> Checkpoint | None:
+        path = self._dir(job) / "checkpoint.json"
+        data = self._read(path)
+        if data is None:
+            return None
+        return Checkpoint.from_json(data, f"store {self.url}: {path}")
+
+    def write_checkpoint(self, lease: Lease, checkpoint: Checkpoint) -> None:
+        data = checkpoint.to_json()
+        text = jsonutil.dumps_state(data, "ctx.state")
+        with self._locked(lease.job) as folder:
+            self._holds(lease)
+            self._write(folder / "checkpoint.json", None, text)
+
+    def _run_path(self, folder: Path, run: RunRecord) -> Path:
+        return folder / "runs" / f"{run.run_id}.json"
+
+    def begin_run(self, lease: Lease, run: RunRecord) -> None:
+        with self._locked(lease.job) as folder:
+            self._holds(lease)
+            for stale in self._runs(lease.job):
+                if stale.status == "running":
+                    stale.status = "crashed"
+                    stale.ended_at = run.started_at
+                    stale.message = (
+                        "the runner ended without a word: killed, crashed, or the machine went down"
+                    )
+                    self._write(self._run_path(folder, stale), self._run_json(stale))
+            self._write(self._run_path(folder, run), self._run_json(run))
+            self._update_job(folder, status=run.status, updated_at=run.started_at)
+
+    def end_run(
+        self,
+        lease: Lease,
+        run: RunRecord,
+        *,
+        completed: bool,
+        summary: dict[str, JSONValue] | None,
+    ) -> None:
+        with self._locked(lease.job) as folder:
+            self._holds(lease)
+            now = run.ended_at or time.time()
+            changes: dict[str, JSONValue] = {"status": run.status, "updated_at": now}
+            if summary is not None:
+                changes["summary"] = summary
+            self._write(self._run_path(folder, run), self._run_json(run))
+            self._update_job(folder, **changes)
+            if completed:
+                # After the job file says so: a crash in between leaves a checkpoint at the
+                # end of the input, from which the next run finishes at once.
+                (folder / "checkpoint.json").unlink(missing_ok=True)
+                self._fsync_dir(folder)
+
+    def _fsync_dir(self, folder: Path) -> None:
+        if self.durable:
+            dfd = os.open(folder, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+
+    def _update_job(self, folder: Path, **changes: JSONValue) -> None:
+        data = self._read(folder / "job.json")
+        if not isinstance(data, dict):
+            raise StoreCorrupt(self._damaged(folder / "job.json", "it is missing or not an object"))
+        data.update(changes)
+        self._write(folder / "job.json", data)
+
+    @staticmethod
+    def _run_json(run: RunRecord) -> dict[str, JSONValue]:
+        return {
+            "run_id": run.run_id,
+            "job": run.job,
+            "status": run.status,
+            "host": run.host,
+            "pid": run.pid,
+            "started_at": run.started_at,
+            "ended_at": run.ended_at,
+            "resumed_from": run.resumed_from,
+            "start_processed": run.start_processed,
+            "processed": run.processed,
+            "message": run.message,
+        }
+
+    def _runs(self, job: str) -> list[RunRecord]:
+        folder = self._dir(job) / "runs"
+        runs = []
+        if folder.is_dir():
+            for path in folder.glob("*.json"):
+                data = self._read(path)
+                try:
+                    runs.append(RunRecord(**data))
+                except TypeError:
+                    raise StoreCorrupt(self._damaged(path, "it is not a run record")) from None
+        runs.sort(key=lambda r: r.started_at, reverse=True)
+        return runs
+
+    # -- reading for people -------------------------------------------------------------
+
+    def _job_record(self, job: str) -> JobRecord | None:
+        path = self._dir(job) / "job.json"
+        data = self._read(path)
+        if data is None:
+            return None
+        try:
+            return JobRecord(
+                job=data["job"],
+                name=data["name"],
+                params=data["params"],
+                status=data["status"],
+                created_at=data["created_at"],
+                updated_at=data["updated_at"],
+                summary=data.get("summary"),
+                checkpoint=self.load_checkpoint(job),
+                lease=self._lease_info(job),
+            )
+        except (KeyError, TypeError):
+            raise StoreCorrupt(self._damaged(path, "fields are missing")) from None
+
+    def list_jobs(self) -> list[JobRecord]:
+        records = []
+        for folder in sorted((self.root / "jobs").iterdir()):
+            if folder.is_dir():
+                record = self._job_record(folder.name)
+                if record is not None:
+                    records.append(record)
+        records.sort(key=lambda r: r.updated_at, reverse=True)
+        return records
+
+    def get_job(self, job: str) -> JobRecord | None:
+        if not (self.root / "jobs" / job).is_dir():
+            return None
+        return self._job_record(job)
+
+    def list_runs(self, job: str, limit: int = 20) -> list[RunRecord]:
+        return self._runs(job)[:limit]
+
+    def list_items(self, job: str, statuses: tuple[str, ...]) -> list[ItemRecord]:
+        data = self._read(self._dir(job) / "checkpoint.json")
+        rows = data.get("items", []) if isinstance(data, dict) else []
+        ledger = self._read(self._dir(job) / "ledger.json") or []
+        items = [ItemRecord(**row) for row in [*rows, *ledger]]
+        return [item for item in items if item.status in statuses]
+
+    def reset(self, job: str, me: Owner) -> bool:
+        folder = self._dir(job)
+        if not folder.is_dir():
+            return False
+        with self._locked(job):
+            check_lease_free(job, self._lease_info(job), me, time.time())
+            found = (folder / "job.json").exists()
+            for name in ("checkpoint.json", "job.json", "ledger.json"):
+                (folder / name).unlink(missing_ok=True)
+            for run in (folder / "runs").glob("*.json"):
+                run.unlink()
+            self._fsync_dir(folder)
+        return found

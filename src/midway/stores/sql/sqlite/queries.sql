@@ -1,0 +1,101 @@
+-- Named queries for the SQLite store; parameters are :named.
+
+-- name: get_lease
+SELECT job, token, host, pid, pid_started, since, expires_at
+FROM midway_leases WHERE job = :job;
+
+-- name: put_lease
+INSERT INTO midway_leases (job, token, host, pid, pid_started, since, expires_at)
+VALUES (:job, :token, :host, :pid, :pid_started, :since, :expires_at)
+ON CONFLICT (job) DO UPDATE SET
+    token = excluded.token, host = excluded.host, pid = excluded.pid,
+    pid_started = excluded.pid_started, since = excluded.since, expires_at = excluded.expires_at;
+
+-- name: renew_lease
+UPDATE midway_leases SET expires_at = :expires_at
+WHERE job = :job AND token = :token AND host IS NOT NULL;
+
+-- name: release_lease
+UPDATE midway_leases SET host = NULL, pid = NULL, pid_started = NULL, expires_at = 0
+WHERE job = :job AND token = :token;
+
+-- name: holds_lease
+SELECT 1 FROM midway_leases WHERE job = :job AND token = :token AND host IS NOT NULL;
+
+-- name: ensure_job
+INSERT INTO midway_jobs (job, name, params, status, created_at, updated_at)
+VALUES (:job, :name, :params, 'new', :now, :now)
+ON CONFLICT (job) DO NOTHING;
+
+-- name: set_job_status
+UPDATE midway_jobs SET status = :status, updated_at = :now WHERE job = :job;
+
+-- name: finish_job
+UPDATE midway_jobs SET status = :status, updated_at = :now, summary = :summary WHERE job = :job;
+
+-- name: write_checkpoint
+INSERT INTO midway_checkpoints (
+    job, version, run_id, position, succeeded, failed, skipped, in_doubt,
+    state, fingerprint, total, started_at, updated_at, extra)
+SELECT :job, :version, :run_id, :position, :succeeded, :failed, :skipped, :in_doubt,
+    :state, :fingerprint, :total, :started_at, :updated_at, :extra
+WHERE EXISTS (
+    SELECT 1 FROM midway_leases WHERE job = :job AND token = :token AND host IS NOT NULL)
+ON CONFLICT (job) DO UPDATE SET
+    version = excluded.version, run_id = excluded.run_id, position = excluded.position,
+    succeeded = excluded.succeeded, failed = excluded.failed, skipped = excluded.skipped,
+    in_doubt = excluded.in_doubt, state = excluded.state, fingerprint = excluded.fingerprint,
+    total = excluded.total, started_at = excluded.started_at,
+    updated_at = excluded.updated_at, extra = excluded.extra;
+
+-- name: load_checkpoint
+SELECT job, version, run_id, position, succeeded, failed, skipped, in_doubt,
+    state, fingerprint, total, started_at, updated_at, extra
+FROM midway_checkpoints WHERE job = :job;
+
+-- name: delete_checkpoint
+DELETE FROM midway_checkpoints WHERE job = :job;
+
+-- name: delete_settled_items
+DELETE FROM midway_items WHERE job = :job AND status IN ('done', 'started');
+
+-- name: crash_stale_runs
+UPDATE midway_runs SET status = 'crashed', ended_at = :now,
+    message = 'the runner ended without a word: killed, crashed, or the machine went down'
+WHERE job = :job AND status = 'running';
+
+-- name: insert_run
+INSERT INTO midway_runs (
+    run_id, job, status, host, pid, started_at, resumed_from, start_processed)
+VALUES (:run_id, :job, :status, :host, :pid, :started_at, :resumed_from, :start_processed);
+
+-- name: end_run
+UPDATE midway_runs SET status = :status, ended_at = :ended_at, processed = :processed,
+    message = :message
+WHERE run_id = :run_id;
+
+-- name: list_jobs
+SELECT job, name, params, status, created_at, updated_at, summary
+FROM midway_jobs ORDER BY updated_at DESC;
+
+-- name: get_job
+SELECT job, name, params, status, created_at, updated_at, summary
+FROM midway_jobs WHERE job = :job;
+
+-- name: list_runs
+SELECT run_id, job, status, host, pid, started_at, ended_at, resumed_from,
+    start_processed, processed, message
+FROM midway_runs WHERE job = :job ORDER BY started_at DESC LIMIT :limit;
+
+-- name: list_items
+SELECT key, status, error, traceback, attempts, position, item, updated_at
+FROM midway_items WHERE job = :job ORDER BY updated_at, key;
+
+-- name: delete_job
+DELETE FROM midway_jobs WHERE job = :job;
+
+-- name: delete_items
+DELETE FROM midway_items WHERE job = :job;
+
+-- name: delete_runs
+DELETE FROM midway_runs WHERE job = :job;

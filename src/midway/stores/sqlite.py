@@ -1,0 +1,398 @@
+"""The embedded default store: one SQLite file in WAL mode, one transaction per checkpoint.
+
+Durable (the default) means ``synchronous=FULL``: a commit is on disk before midway reports
+the checkpoint written, so it survives a power cut. ``durable=False`` uses ``NORMAL``, which in
+WAL mode survives any crash of the process but may lose the last commits to a power cut.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from midway import jsonutil
+from midway.checkpoint import Checkpoint, Counters
+from midway.errors import LeaseLost, StoreCorrupt, StoreTooNew, StoreUnavailable
+from midway.identity import JobId
+from midway.jsonutil import JSONValue
+from midway.owner import Owner
+from midway.stores import sqlfiles
+from midway.stores.base import (
+    ItemRecord,
+    JobRecord,
+    Lease,
+    LeaseInfo,
+    RunRecord,
+    check_lease_free,
+)
+
+Q = sqlfiles.queries("sqlite")
+SCHEMA_VERSION = max(v for v, _ in sqlfiles.migrations("sqlite"))
+
+
+class SQLiteStore:
+    def __init__(self, path: Path, url: str, *, durable: bool = True) -> None:
+        self.url = url
+        self.path = path
+        self.durable = durable
+        with self._errors("open"):
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreUnavailable(
+                    f"cannot create the folder for store {url}: {exc.strerror}; "
+                    "choose another --store or fix the permissions"
+                ) from None
+            self.conn = sqlite3.connect(path, isolation_level=None, timeout=30.0)
+            self.conn.execute("PRAGMA busy_timeout = 30000")
+            mode = self.conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StoreUnavailable(f"store {url} could not switch to WAL mode (got {mode})")
+            self.conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
+            self.conn.execute("PRAGMA foreign_keys = ON")
+            self._migrate()
+
+    # -- plumbing -----------------------------------------------------------------------
+
+    @contextmanager
+    def _errors(self, doing: str) -> Iterator[None]:
+        """Turn sqlite3's errors into midway's: corrupt, too new, or unavailable (exit 3)."""
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            text = str(exc)
+            if isinstance(exc, sqlite3.OperationalError) and "locked" in text:
+                raise StoreUnavailable(
+                    f"store {self.url} stayed locked by another process for 30 s while trying "
+                    f"to {doing}; check for a stuck process holding it"
+                ) from exc
+            if "not a database" in text or "malformed" in text or "corrupt" in text:
+                raise StoreCorrupt(
+                    f"store {self.url} is not a readable midway database ({text}). Nothing was "
+                    "changed. Restore it from a backup, or move it aside to start afresh."
+                ) from exc
+            raise StoreUnavailable(
+                f"cannot {doing} store {self.url}: {text}. Check that the disk has space and "
+                "that the file and its folder are writable."
+            ) from exc
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        with self._transaction() as conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS midway_schema (version INTEGER NOT NULL)")
+            current = conn.execute("SELECT max(version) FROM midway_schema").fetchone()[0] or 0
+            if current > SCHEMA_VERSION:
+                raise StoreTooNew(
+                    f"store {self.url} has schema version {current}, written by a newer midway; "
+                    f"this midway knows versions up to {SCHEMA_VERSION}. Upgrade midway "
+                    "(pip install -U midway); nothing was changed."
+                )
+            for version, statements in sqlfiles.migrations("sqlite"):
+                if version > current:
+                    for statement in statements:
+                        conn.execute(statement)
+                    conn.execute("INSERT INTO midway_schema (version) VALUES (?)", (version,))
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # -- leases -------------------------------------------------------------------------
+
+    def _lease_info(self, job: str) -> LeaseInfo | None:
+        row = self.conn.execute(Q["get_lease"], {"job": job}).fetchone()
+        if row is None:
+            return None
+        _, token, host, pid, pid_started, since, expires_at = row
+        owner = Owner(host, pid, pid_started) if host is not None else None
+        return LeaseInfo(job, token, owner, since, expires_at)
+
+    def acquire_lease(self, job: JobId, owner: Owner, ttl: float) -> Lease:
+        with self._errors("take the lease in"), self._transaction() as conn:
+            now = time.time()
+            current = self._lease_info(job.key)
+            check_lease_free(job.key, current, owner, now)
+            took_over = current if current is not None and current.owner is not None else None
+            token = (current.token if current else 0) + 1
+            conn.execute(
+                Q["put_lease"],
+                {
+                    "job": job.key,
+                    "token": token,
+                    "host": owner.host,
+                    "pid": owner.pid,
+                    "pid_started": owner.pid_started,
+                    "since": now,
+                    "expires_at": now + ttl,
+                },
+            )
+            conn.execute(
+                Q["ensure_job"],
+                {
+                    "job": job.key,
+                    "name": job.name,
+                    "params": jsonutil.canonical(job.params),
+                    "now": now,
+                },
+            )
+        return Lease(job.key, token, owner, ttl, took_over)
+
+    def renew_lease(self, lease: Lease) -> bool:
+        with self._errors("renew the lease in"):
+            cur = self.conn.execute(
+                Q["renew_lease"],
+                {"job": lease.job, "token": lease.token, "expires_at": time.time() + lease.ttl},
+            )
+            return cur.rowcount == 1
+
+    def release_lease(self, lease: Lease) -> None:
+        with self._errors("release the lease in"):
+            self.conn.execute(Q["release_lease"], {"job": lease.job, "token": lease.token})
+
+    def _fence(self, lease: Lease) -> None:
+        if self.conn.execute(Q["holds_lease"], {"job": lease.job, "token": lease.token}).fetchone():
+            return
+        raise LeaseLost(_lost_message(lease))
+
+    # -- checkpoints and runs -----------------------------------------------------------
+
+    def load_checkpoint(self, job: str) -> Checkpoint | None:
+        with self._errors("read"):
+            row = self.conn.execute(Q["load_checkpoint"], {"job": job}).fetchone()
+            if row is None:
+                return None
+            return _checkpoint_from_row(row, f"store {self.url}, job {job!r}")
+
+    def write_checkpoint(self, lease: Lease, checkpoint: Checkpoint) -> None:
+        params = _checkpoint_params(checkpoint)
+        params["token"] = lease.token
+        with self._errors("write a checkpoint to"):
+            # One statement is one transaction: the fence check and the write commit together.
+            cur = self.conn.execute(Q["write_checkpoint"], params)
+            if cur.rowcount != 1:
+                raise LeaseLost(_lost_message(lease))
+
+    def begin_run(self, lease: Lease, run: RunRecord) -> None:
+        with self._errors("record the run in"), self._transaction() as conn:
+            self._fence(lease)
+            conn.execute(Q["crash_stale_runs"], {"job": run.job, "now": run.started_at})
+            conn.execute(
+                Q["insert_run"],
+                {
+                    "run_id": run.run_id,
+                    "job": run.job,
+                    "status": run.status,
+                    "host": run.host,
+                    "pid": run.pid,
+                    "started_at": run.started_at,
+                    "resumed_from": _opt_json(run.resumed_from),
+                    "start_processed": run.start_processed,
+                },
+            )
+            conn.execute(
+                Q["set_job_status"], {"job": run.job, "status": run.status, "now": run.started_at}
+            )
+
+    def end_run(
+        self,
+        lease: Lease,
+        run: RunRecord,
+        *,
+        completed: bool,
+        summary: dict[str, JSONValue] | None,
+    ) -> None:
+        with self._errors("record the end of the run in"), self._transaction() as conn:
+            self._fence(lease)
+            now = run.ended_at or time.time()
+            if completed:
+                conn.execute(Q["delete_checkpoint"], {"job": run.job})
+                conn.execute(Q["delete_settled_items"], {"job": run.job})
+            conn.execute(
+                Q["end_run"],
+                {
+                    "run_id": run.run_id,
+                    "status": run.status,
+                    "ended_at": now,
+                    "processed": run.processed,
+                    "message": run.message,
+                },
+            )
+            if summary is not None:
+                conn.execute(
+                    Q["finish_job"],
+                    {
+                        "job": run.job,
+                        "status": run.status,
+                        "now": now,
+                        "summary": jsonutil.dumps(summary),
+                    },
+                )
+            else:
+                conn.execute(
+                    Q["set_job_status"], {"job": run.job, "status": run.status, "now": now}
+                )
+
+    # -- reading for people -------------------------------------------------------------
+
+    def list_jobs(self) -> list[JobRecord]:
+        with self._errors("read"):
+            rows = self.conn.execute(Q["list_jobs"]).fetchall()
+            return [self._job_record(row) for row in rows]
+
+    def get_job(self, job: str) -> JobRecord | None:
+        with self._errors("read"):
+            row = self.conn.execute(Q["get_job"], {"job": job}).fetchone()
+            return None if row is None else self._job_record(row)
+
+    def _job_record(self, row: tuple[Any, ...]) -> JobRecord:
+        job, name, params, status, created_at, updated_at, summary = row
+        where = f"store {self.url}, job {job!r}"
+        return JobRecord(
+            job=job,
+            name=name,
+            params=_load(params, where),
+            status=status,
+            created_at=created_at,
+            updated_at=updated_at,
+            summary=_load(summary, where) if summary else None,
+            checkpoint=self.load_checkpoint(job),
+            lease=self._lease_info(job),
+        )
+
+    def list_runs(self, job: str, limit: int = 20) -> list[RunRecord]:
+        with self._errors("read"):
+            rows = self.conn.execute(Q["list_runs"], {"job": job, "limit": limit}).fetchall()
+        where = f"store {self.url}, runs of {job!r}"
+        return [
+            RunRecord(
+                run_id=r[0],
+                job=r[1],
+                status=r[2],
+                host=r[3],
+                pid=r[4],
+                started_at=r[5],
+                ended_at=r[6],
+                resumed_from=_load(r[7], where) if r[7] else None,
+                start_processed=r[8],
+                processed=r[9],
+                message=r[10],
+            )
+            for r in rows
+        ]
+
+    def list_items(self, job: str, statuses: tuple[str, ...]) -> list[ItemRecord]:
+        with self._errors("read"):
+            rows = self.conn.execute(Q["list_items"], {"job": job}).fetchall()
+        where = f"store {self.url}, items of {job!r}"
+        return [
+            ItemRecord(
+                key=_load(r[0], where),
+                status=r[1],
+                error=r[2],
+                traceback=r[3],
+                attempts=r[4],
+                position=_load(r[5], where) if r[5] else None,
+                item=_load(r[6], where) if r[6] else None,
+                updated_at=r[7],
+            )
+            for r in rows
+            if r[1] in statuses
+        ]
+
+    def reset(self, job: str, me: Owner) -> bool:
+        with self._errors("reset a job in"), self._transaction() as conn:
+            check_lease_free(job, self._lease_info(job), me, time.time())
+            found = conn.execute(Q["delete_job"], {"job": job}).rowcount > 0
+            conn.execute(Q["delete_items"], {"job": job})
+            conn.execute(Q["delete_runs"], {"job": job})
+            return found
+
+
+def _lost_message(lease: Lease) -> str:
+    return (
+        f"this runner (pid {lease.owner.pid}) lost its lease on job {lease.job!r}: another "
+        "runner took it over (this one was paused or cut off longer than the lease lasts). "
+        "It stopped without writing; the other runner carries on from the last checkpoint."
+    )
+
+
+def _load(text: str, where: str) -> Any:
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError):
+        raise StoreCorrupt(
+            f"{where}: a stored JSON value is damaged ({text[:60]!r}...). Restore the store "
+            "from a backup, or `midway reset` the job."
+        ) from None
+
+
+def _opt_json(value: JSONValue) -> str | None:
+    return None if value is None else jsonutil.dumps(value)
+
+
+def _checkpoint_params(cp: Checkpoint) -> dict[str, Any]:
+    return {
+        "job": cp.job,
+        "version": cp.version,
+        "run_id": cp.run_id,
+        "position": jsonutil.dumps(cp.position),
+        "succeeded": cp.counters.succeeded,
+        "failed": cp.counters.failed,
+        "skipped": cp.counters.skipped,
+        "in_doubt": cp.counters.in_doubt,
+        "state": jsonutil.dumps_state(cp.state),
+        "fingerprint": jsonutil.dumps(cp.fingerprint),
+        "total": cp.total,
+        "started_at": cp.started_at,
+        "updated_at": cp.updated_at,
+        "extra": jsonutil.dumps(cp.extra),
+    }
+
+
+def _checkpoint_from_row(row: tuple[Any, ...], where: str) -> Checkpoint:
+    (
+        job,
+        version,
+        run_id,
+        position,
+        succeeded,
+        failed,
+        skipped,
+        in_doubt,
+        state,
+        fingerprint,
+        total,
+        started_at,
+        updated_at,
+        extra,
+    ) = row
+    return Checkpoint.from_json(
+        {
+            "job": job,
+            "version": version,
+            "run_id": run_id,
+            "position": _load(position, where),
+            "counters": Counters(succeeded, failed, skipped, in_doubt).as_dict(),
+            "state": _load(state, where),
+            "fingerprint": _load(fingerprint, where),
+            "total": total,
+            "started_at": started_at,
+            "updated_at": updated_at,
+            "extra": _load(extra, where),
+        },
+        where,
+    )
