@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import shutil
 import signal
@@ -135,7 +136,7 @@ def import_contacts(args: argparse.Namespace) -> None:
         time.sleep(args.delay)  # a stand-in for the CRM's API latency
 
     job = midway.Job(JOB, store=args.store, every=args.every)
-    job.run(midway.sources.csv(args.csv, key="id"), handle)
+    job.run(midway.sources.csv(args.csv, key="id", total=args.count), handle)
 
 
 # -- the parent: the story --------------------------------------------------------------
@@ -221,8 +222,9 @@ def _story(
     done = checkpoint.counters.processed
     console.print(
         f"\n[bold]2. What the crash left.[/] Checkpoint #{checkpoint.version}: "
-        f"{done:,} contacts done, resume at {checkpoint.position}; "
-        f"state {checkpoint.state}.\n   The CRM holds {in_crm:,} contacts: the "
+        f"{done:,} contacts done, resume at "
+        f"{midway.sources.csv(contacts).describe_position(checkpoint.position)}; "
+        f"state {json.dumps(checkpoint.state)}.\n   The CRM holds {in_crm:,} contacts: the "
         f"{in_crm - done:,} imported after the last checkpoint will be written again, "
         "which the CRM's upsert makes harmless (at-least-once)."
     )

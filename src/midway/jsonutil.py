@@ -49,13 +49,14 @@ def find_unserializable(value: object, path: str) -> tuple[str, str] | None:
 
 def dumps_state(state: dict[str, JSONValue], label: str = "ctx.state") -> str:
     """Encode the user's state, or raise an error that names the offending key."""
-    found = find_unserializable(state, label)
-    if found is not None:
-        path, kind = found
-        raise StateNotSerializable(
-            f"{path} holds a {kind}, which cannot be saved in a checkpoint (state is JSON). "
-            "Store JSON types only: convert sets to sorted lists, datetimes to ISO strings, "
-            "objects to dicts. The previous checkpoint is unchanged.",
-            path=path,
-        )
-    return dumps(state)
+    try:
+        return dumps(state)
+    except (TypeError, ValueError):
+        found = find_unserializable(state, label) or (label, "value JSON cannot hold")
+    path, kind = found
+    raise StateNotSerializable(
+        f"{path} holds a {kind}, which cannot be saved in a checkpoint (state is JSON). "
+        "Store JSON types only: convert sets to sorted lists, datetimes to ISO strings, "
+        "objects to dicts. The previous checkpoint is unchanged.",
+        path=path,
+    )

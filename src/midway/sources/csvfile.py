@@ -25,9 +25,11 @@ class CsvSource:
         key: KeySpec = None,
         *,
         encoding: str = "utf-8",
+        total: int | None = None,
         **fmtparams: Any,
     ) -> None:
         self.path = _files.resolve(path)
+        self._total = total
         self._key = key_function(key)
         self._encoding = encoding
         self._fmt = fmtparams
@@ -52,7 +54,7 @@ class CsvSource:
         return fp
 
     def total(self) -> int | None:
-        return None
+        return self._total
 
     def open(self, position: JSONValue) -> CsvCursor:
         offset, record = _files.file_position(position, self.path)
@@ -122,14 +124,16 @@ def csv(
     key: KeySpec = None,
     *,
     encoding: str = "utf-8",
+    total: int | None = None,
     **fmtparams: Any,
 ) -> CsvSource:
     """Rows of a CSV file with a header, each a dict of column name to string.
 
     ``key=`` names the column that identifies a row (default: its record number).
+    ``total=`` (the number of rows, if you know it) enables a progress bar with an ETA.
     Extra keyword arguments go to :func:`csv.reader` (``delimiter=";"``, ...).
     Resuming seeks straight to the saved byte offset."""
-    return CsvSource(path, key, encoding=encoding, **fmtparams)
+    return CsvSource(path, key, encoding=encoding, total=total, **fmtparams)
 
 
 __all__ = ["CsvSource", "csv"]

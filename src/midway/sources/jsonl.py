@@ -27,7 +27,9 @@ class LineRecordSource:
         parse: Callable[[str], Any],
         skip_blank: bool,
         encoding: str = "utf-8",
+        total: int | None = None,
     ) -> None:
+        self._total = total
         self.kind = kind
         self.path = _files.resolve(path)
         self._key = key_function(key)
@@ -39,7 +41,7 @@ class LineRecordSource:
         return _files.file_fingerprint(self.path, self.kind)
 
     def total(self) -> int | None:
-        return None
+        return self._total
 
     def open(self, position: JSONValue) -> LineRecordCursor:
         offset, record = _files.file_position(position, self.path)
@@ -96,20 +98,34 @@ def _strip_newline(line: str) -> str:
 
 
 def jsonl(
-    path: str | os.PathLike[str], key: KeySpec = None, *, encoding: str = "utf-8"
+    path: str | os.PathLike[str],
+    key: KeySpec = None,
+    *,
+    encoding: str = "utf-8",
+    total: int | None = None,
 ) -> LineRecordSource:
     """One parsed JSON value per line (blank lines are skipped).
 
     ``key=`` names the field that identifies a record (default: its record number)."""
     return LineRecordSource(
-        path, key, kind="jsonl", parse=json.loads, skip_blank=True, encoding=encoding
+        path, key, kind="jsonl", parse=json.loads, skip_blank=True, encoding=encoding, total=total
     )
 
 
 def lines(
-    path: str | os.PathLike[str], key: KeySpec = None, *, encoding: str = "utf-8"
+    path: str | os.PathLike[str],
+    key: KeySpec = None,
+    *,
+    encoding: str = "utf-8",
+    total: int | None = None,
 ) -> LineRecordSource:
     """Each line of a text file, without its line ending (blank lines included)."""
     return LineRecordSource(
-        path, key, kind="lines", parse=_strip_newline, skip_blank=False, encoding=encoding
+        path,
+        key,
+        kind="lines",
+        parse=_strip_newline,
+        skip_blank=False,
+        encoding=encoding,
+        total=total,
     )

@@ -251,8 +251,8 @@ class FileStore:
         return Checkpoint.from_json(data, f"store {self.url}: {path}")
 
     def write_checkpoint(self, lease: Lease, checkpoint: Checkpoint) -> None:
-        data = checkpoint.to_json()
-        text = jsonutil.dumps_state(data, "ctx.state")
+        jsonutil.dumps_state(checkpoint.state)  # an error that names the key, before writing
+        text = jsonutil.dumps(checkpoint.to_json())
         with self._locked(lease.job) as folder:
             self._holds(lease)
             self._write(folder / "checkpoint.json", None, text)
