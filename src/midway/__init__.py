@@ -20,6 +20,7 @@ from midway.errors import (
     StateNotSerializable,
     Stopped,
     StoreCorrupt,
+    StoreNotFound,
     StoreTooNew,
     StoreUnavailable,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "StateNotSerializable",
     "Stopped",
     "StoreCorrupt",
+    "StoreNotFound",
     "StoreTooNew",
     "StoreUnavailable",
     "__version__",

@@ -56,6 +56,8 @@ class Checkpoint:
     started_at: float = 0.0
     updated_at: float = 0.0
     extra: dict[str, JSONValue] = field(default_factory=dict)
+    state_json: str | None = field(default=None, compare=False, repr=False)
+    """``state`` already encoded (by the engine, which checks it); stores reuse it."""
 
     def to_json(self) -> dict[str, JSONValue]:
         return {

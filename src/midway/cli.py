@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from midway import inspect
-from midway.errors import MidwayError
+from midway.errors import MidwayError, StoreNotFound
 from midway.owner import Owner, describe_age
 from midway.stores import Store, default_url, open_store
 
@@ -50,7 +50,8 @@ def json_option(fn: F) -> F:
 
 
 def _open(url: str | None) -> Store:
-    return open_store(url or default_url())
+    """Commands only read: a mistyped --store is an error, not a new empty store."""
+    return open_store(url or default_url(), create=False)
 
 
 def _print_json(data: Any) -> None:
@@ -83,7 +84,17 @@ def status(store_url: str | None, as_json: bool) -> None:
       midway status
       midway status --json --store sqlite:///jobs.db
     """
-    store = _open(store_url)
+    try:
+        store = _open(store_url)
+    except StoreNotFound:
+        if as_json:
+            _print_json([])
+        else:
+            click.echo(
+                f"No jobs yet: there is no store at {store_url or default_url()}. "
+                "Run a job, or try: midway demo"
+            )
+        return
     try:
         rows = [inspect.job_summary(store, record) for record in store.list_jobs()]
     finally:

@@ -27,6 +27,7 @@ from collections.abc import Callable, Generator, Iterator
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from midway import jsonutil
 from midway.checkpoint import Checkpoint, Counters, describe_drift
 from midway.console import say, say_from_signal_handler
 from midway.context import Context
@@ -129,6 +130,7 @@ class Engine:
             start_processed=self.counters.processed,
         )
         store.begin_run(lease, self._run)
+        self._remember_saved(self._start_position, _try_dumps(self.state))
         self._cursor = self.source.open(self._start_position)
         self._cp_processed = self.counters.processed
         self._cp_time = time.monotonic()
@@ -327,6 +329,7 @@ class Engine:
         store, lease, run = self._parts()
         if self._lease_lost:
             raise LeaseLost(_lost(lease))
+        state_json = jsonutil.dumps_state(self.state)
         cp = Checkpoint(
             job=self.key,
             version=self.version + 1,
@@ -338,11 +341,32 @@ class Engine:
             total=self.total,
             started_at=self.started_at,
             updated_at=time.time(),
+            state_json=state_json,
         )
         store.write_checkpoint(lease, cp)
+        self._remember_saved(cp.position, state_json)
         self.version = cp.version
         self._cp_processed = self.counters.processed
         self._cp_time = time.monotonic()
+
+    def _remember_saved(self, position: JSONValue, state_json: str | None) -> None:
+        """What the last checkpoint holds, to fall back on when the item in hand raises."""
+        self._saved = (position, self.counters.copy(), state_json)
+
+    def _roll_back_if_state_changed(self) -> bool:
+        """When the handler raised (or a loop body left), the item in hand may have changed
+        ``state`` half-way, and those changes cannot be told apart from the finished items'.
+        A checkpoint at the last finished item would then save them with a position saying
+        the item is not done, and the resumed run would count it twice. So if ``state``
+        changed since the last checkpoint, keep that checkpoint: the items after it are
+        handled again (at most one interval), and state and position stay in step."""
+        position, counters, state_json = self._saved
+        if state_json is not None and _try_dumps(self.state) == state_json:
+            return False
+        self.counters = counters.copy()
+        self._mark_chunk, self._start_position = None, position
+        self._cp_processed = self.counters.processed
+        return True
 
     # -- stop requests -------------------------------------------------------------------
 
@@ -405,8 +429,11 @@ class Engine:
             self._release(release_lease=False)
             say(_lost(self._lease) if self._lease else "lease lost", quiet=self.job.quiet)
             return
+        rolled_back = self._roll_back_if_state_changed()
         try:
-            self._end("stopped", "the loop was left before the end of the input")
+            self._end(
+                "stopped", "the loop was left before the end of the input", save=not rolled_back
+            )
         except MidwayError as exc:
             say(f"could not save a checkpoint when the loop was left: {exc}", quiet=False)
             return
@@ -454,22 +481,30 @@ class Engine:
             finally:
                 self._release()
             return
+        rolled_back = self._roll_back_if_state_changed()
         try:
-            result = self._end("failed", f"{type(exc).__name__}: {exc}"[:500])
+            result = self._end("failed", f"{type(exc).__name__}: {exc}"[:500], save=not rolled_back)
         except MidwayError as store_error:
             exc.add_note(f"midway could not save a checkpoint after this error: {store_error}")
             return
         where = self.source.describe_position(result.position)
+        why = (
+            " (its last checkpoint: ctx.state changed since then, so the items after it are "
+            "handled again)"
+            if rolled_back
+            else ""
+        )
         exc.add_note(
             f"midway: job {self.key!r} stopped on this error; {result.processed:,} items are "
-            f"done and saved, it resumes at {where} when run again."
+            f"done and saved, it resumes at {where} when run again{why}."
         )
 
-    def _end(self, status: str, message: str) -> RunResult:
-        """Save a last checkpoint and record the run's end, without completing the job."""
+    def _end(self, status: str, message: str, *, save: bool = True) -> RunResult:
+        """Save a last checkpoint (unless told not to) and record the run's end, without
+        completing the job."""
         self._close_progress()
         try:
-            if self.counters.processed != self._cp_processed or self.version == 0:
+            if save and (self.counters.processed != self._cp_processed or self.version == 0):
                 self.checkpoint()
             self._record_end(status, message)
         finally:
@@ -607,6 +642,13 @@ def _lost(lease: Lease) -> str:
         "lasts). It stopped without writing; the other runner carries on from the last "
         "checkpoint."
     )
+
+
+def _try_dumps(state: dict[str, Any]) -> str | None:
+    try:
+        return jsonutil.dumps(state)
+    except (TypeError, ValueError, RecursionError):
+        return None
 
 
 def _command() -> str:

@@ -28,6 +28,10 @@ class ConfigError(MidwayError):
     exit_code = EXIT_USAGE
 
 
+class StoreNotFound(ConfigError):
+    """A command that only reads was pointed at a store that does not exist."""
+
+
 class JobNotFound(MidwayError):
     """A command named a job the store does not know."""
 

@@ -24,39 +24,55 @@ def canonical(value: JSONValue) -> str:
     )
 
 
-def find_unserializable(value: object, path: str) -> tuple[str, str] | None:
-    """The path and type name of the first value below ``value`` that JSON cannot hold."""
+def find_unserializable(
+    value: object, path: str, _open: set[int] | None = None
+) -> tuple[str, str] | None:
+    """The path and type name of the first value below ``value`` that JSON cannot hold
+    faithfully: other types, non-string keys (JSON would quietly turn them into strings),
+    NaN and infinities, and a container that holds itself."""
     if value is None or isinstance(value, str | bool | int):
         return None
     if isinstance(value, float):
         return None if math.isfinite(value) else (path, f"float {value!r}")
-    if isinstance(value, dict):
-        for k, v in value.items():
-            if not isinstance(k, str):
-                return (f"{path}[{k!r}]", f"a {type(k).__name__} key (JSON keys are strings)")
-            found = find_unserializable(v, f"{path}[{k!r}]")
-            if found:
-                return found
-        return None
-    if isinstance(value, list | tuple):
+    if not isinstance(value, dict | list | tuple):
+        return (path, type(value).__name__)
+    open_ids = set() if _open is None else _open
+    if id(value) in open_ids:
+        return (path, "reference to a container that holds it (a cycle)")
+    open_ids.add(id(value))
+    try:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                if not isinstance(k, str):
+                    return (f"{path}[{k!r}]", f"{type(k).__name__} key (JSON keys are strings)")
+                found = find_unserializable(v, f"{path}[{k!r}]", open_ids)
+                if found:
+                    return found
+            return None
         for i, v in enumerate(value):
-            found = find_unserializable(v, f"{path}[{i}]")
+            found = find_unserializable(v, f"{path}[{i}]", open_ids)
             if found:
                 return found
         return None
-    return (path, type(value).__name__)
+    finally:
+        open_ids.discard(id(value))
 
 
 def dumps_state(state: dict[str, JSONValue], label: str = "ctx.state") -> str:
-    """Encode the user's state, or raise an error that names the offending key."""
-    try:
-        return dumps(state)
-    except (TypeError, ValueError):
-        found = find_unserializable(state, label) or (label, "value JSON cannot hold")
+    """Encode the user's state, or raise an error that names the offending key.
+
+    The walk comes first because ``json.dumps`` would quietly turn ``{1: x}`` into
+    ``{"1": x}``, and a resumed run would then count under two different keys."""
+    found = find_unserializable(state, label)
+    if found is None:
+        try:
+            return dumps(state)
+        except (TypeError, ValueError, RecursionError):
+            found = (label, "value JSON cannot hold")
     path, kind = found
     raise StateNotSerializable(
         f"{path} holds a {kind}, which cannot be saved in a checkpoint (state is JSON). "
-        "Store JSON types only: convert sets to sorted lists, datetimes to ISO strings, "
-        "objects to dicts. The previous checkpoint is unchanged.",
+        "Store JSON types only: strings as keys, sets as sorted lists, datetimes as ISO "
+        "strings, objects as dicts. The previous checkpoint is unchanged.",
         path=path,
     )

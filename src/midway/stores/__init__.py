@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from urllib.parse import unquote
 
-from midway.errors import ConfigError
+from midway.errors import ConfigError, StoreNotFound
 from midway.stores.base import ItemRecord, JobRecord, Lease, LeaseInfo, RunRecord, Store
 
 DEFAULT_STORE = "sqlite:///.midway/state.db"
@@ -46,11 +46,22 @@ def _path_of(url: str, rest: str, *, sqlalchemy: bool) -> Path:
     return Path(unquote(rest)).expanduser().absolute()
 
 
-def open_store(url: str | None = None, *, durable: bool = True) -> Store:
+def _existing(url: str, path: Path, create: bool) -> Path:
+    if not create and not path.exists():
+        raise StoreNotFound(
+            f"there is no store at {url} ({path} does not exist): no job has run with it yet. "
+            "Check --store or $MIDWAY_STORE."
+        )
+    return path
+
+
+def open_store(url: str | None = None, *, durable: bool = True, create: bool = True) -> Store:
     """Open (creating if needed) the store at ``url``.
 
     ``sqlite:///relative.db`` and ``sqlite:////absolute.db``; ``file:///absolute/dir`` and
     ``file:relative/dir``; a bare path ending in .db / .sqlite is taken as SQLite.
+    ``create=False`` (for commands that only read) raises ``StoreNotFound`` instead of
+    creating a store that is not there.
     """
     url = url or default_url()
     scheme, _, rest = url.partition(":")
@@ -58,11 +69,15 @@ def open_store(url: str | None = None, *, durable: bool = True) -> Store:
     if scheme in ("sqlite", "sqlite3"):
         from midway.stores.sqlite import SQLiteStore
 
-        return SQLiteStore(_path_of(url, rest, sqlalchemy=True), url, durable=durable)
+        return SQLiteStore(
+            _existing(url, _path_of(url, rest, sqlalchemy=True), create), url, durable=durable
+        )
     if scheme == "file":
         from midway.stores.filesystem import FileStore
 
-        return FileStore(_path_of(url, rest, sqlalchemy=False), url, durable=durable)
+        return FileStore(
+            _existing(url, _path_of(url, rest, sqlalchemy=False), create), url, durable=durable
+        )
     if scheme in ("postgresql", "postgres"):
         raise ConfigError(
             f"store {url!r}: the PostgreSQL store is not part of this version of midway yet; "
@@ -71,7 +86,8 @@ def open_store(url: str | None = None, *, durable: bool = True) -> Store:
     if "://" not in url and url.endswith((".db", ".sqlite", ".sqlite3")):
         from midway.stores.sqlite import SQLiteStore
 
-        return SQLiteStore(Path(url).expanduser().absolute(), f"sqlite:///{url}", durable=durable)
+        path = _existing(url, Path(url).expanduser().absolute(), create)
+        return SQLiteStore(path, f"sqlite:///{url}", durable=durable)
     raise ConfigError(
         f"store {url!r} is not a store URL midway knows. Use sqlite:///path.db (embedded, the "
         "default), or file:///abs/dir (plain JSON files)"

@@ -69,7 +69,11 @@ class FileStore:
             ) from None
         info = self._read(marker)
         if not isinstance(info, dict) or info.get("format") != FORMAT:
-            raise StoreCorrupt(f"store {self.url}: {marker} is not a midway store marker")
+            raise StoreCorrupt(
+                f"store {self.url}: {marker} is not a midway store marker, so this folder "
+                "holds something else or was damaged. Nothing was changed; point --store at "
+                "another folder, or restore the marker from a backup."
+            )
         schema = info.get("schema")
         if not isinstance(schema, int) or schema > SCHEMA_VERSION:
             raise StoreTooNew(
@@ -251,7 +255,8 @@ class FileStore:
         return Checkpoint.from_json(data, f"store {self.url}: {path}")
 
     def write_checkpoint(self, lease: Lease, checkpoint: Checkpoint) -> None:
-        jsonutil.dumps_state(checkpoint.state)  # an error that names the key, before writing
+        if checkpoint.state_json is None:
+            jsonutil.dumps_state(checkpoint.state)  # an error that names the key, first
         text = jsonutil.dumps(checkpoint.to_json())
         with self._locked(lease.job) as folder:
             self._holds(lease)

@@ -55,7 +55,11 @@ class SQLiteStore:
                 raise StoreUnavailable(f"store {url} could not switch to WAL mode (got {mode})")
             self.conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
             self.conn.execute("PRAGMA foreign_keys = ON")
-            self._migrate()
+            try:
+                self._migrate()
+            except BaseException:
+                self.conn.close()
+                raise
 
     # -- plumbing -----------------------------------------------------------------------
 
@@ -354,7 +358,7 @@ def _checkpoint_params(cp: Checkpoint) -> dict[str, Any]:
         "failed": cp.counters.failed,
         "skipped": cp.counters.skipped,
         "in_doubt": cp.counters.in_doubt,
-        "state": jsonutil.dumps_state(cp.state),
+        "state": cp.state_json or jsonutil.dumps_state(cp.state),
         "fingerprint": jsonutil.dumps(cp.fingerprint),
         "total": cp.total,
         "started_at": cp.started_at,

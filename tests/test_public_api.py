@@ -1,0 +1,138 @@
+"""The public surface: names, the exception tree and its exit codes, the type marker."""
+
+from __future__ import annotations
+
+import importlib.resources
+import signal
+
+import pytest
+
+import midway
+from midway import errors
+from midway.result import RunResult
+
+EXPECTED_ALL = [
+    "ConfigError",
+    "Context",
+    "InputDrift",
+    "Job",
+    "JobNotFound",
+    "LeaseHeld",
+    "LeaseLost",
+    "Loop",
+    "MidwayError",
+    "RefusedError",
+    "RunResult",
+    "SourceError",
+    "StateNotSerializable",
+    "Stopped",
+    "StoreCorrupt",
+    "StoreNotFound",
+    "StoreTooNew",
+    "StoreUnavailable",
+    "__version__",
+    "sources",
+]
+
+EXCEPTIONS = [
+    name
+    for name in EXPECTED_ALL
+    if isinstance(getattr(midway, name), type) and issubclass(getattr(midway, name), BaseException)
+]
+
+REFUSALS = [
+    "LeaseHeld",
+    "LeaseLost",
+    "InputDrift",
+    "StoreCorrupt",
+    "StoreTooNew",
+    "StoreUnavailable",
+]
+
+
+def test_all_is_pinned() -> None:
+    """Adding or removing a public name is a decision: change this list with it."""
+    assert midway.__all__ == EXPECTED_ALL
+    assert sorted(midway.__all__) == midway.__all__, "keep __all__ sorted"
+
+
+@pytest.mark.parametrize("name", EXPECTED_ALL)
+def test_every_public_name_resolves(name: str) -> None:
+    assert getattr(midway, name) is not None
+
+
+def test_sources_namespace() -> None:
+    for name in ("csv", "jsonl", "lines", "sequence", "iterable"):
+        assert callable(getattr(midway.sources, name)), name
+
+
+def test_version_is_a_string() -> None:
+    assert isinstance(midway.__version__, str)
+    assert midway.__version__.count(".") >= 1
+
+
+@pytest.mark.parametrize("name", EXCEPTIONS)
+def test_every_exception_is_a_midway_error(name: str) -> None:
+    assert len(EXCEPTIONS) == 14, EXCEPTIONS
+    cls = getattr(midway, name)
+    assert issubclass(cls, Exception)
+    assert issubclass(cls, midway.MidwayError)
+
+
+def test_every_exception_in_errors_module_is_a_midway_error() -> None:
+    """Also catches an exception class added to errors.py but not exported."""
+    found = [
+        obj
+        for obj in vars(errors).values()
+        if isinstance(obj, type) and issubclass(obj, BaseException)
+    ]
+    assert found
+    for cls in found:
+        assert issubclass(cls, midway.MidwayError), cls
+        if cls is not midway.MidwayError:
+            assert getattr(midway, cls.__name__) is cls, f"{cls.__name__} is not exported"
+
+
+def test_exit_codes() -> None:
+    assert midway.MidwayError.exit_code == 1
+    assert midway.ConfigError.exit_code == 2
+    assert midway.JobNotFound.exit_code == 2
+    assert midway.RefusedError.exit_code == 3
+    assert midway.SourceError.exit_code == 1
+    assert midway.StateNotSerializable.exit_code == 1
+
+
+@pytest.mark.parametrize("name", REFUSALS)
+def test_refusals_exit_3(name: str) -> None:
+    cls = getattr(midway, name)
+    assert issubclass(cls, midway.RefusedError)
+    assert cls.exit_code == 3
+
+
+def test_refusal_instances_carry_their_data() -> None:
+    held = midway.LeaseHeld("held", owner={"pid": 1})
+    assert held.owner == {"pid": 1}
+    assert held.exit_code == 3
+    drift = midway.InputDrift("drift", saved={"size": 1}, current={"size": 2})
+    assert (drift.saved, drift.current) == ({"size": 1}, {"size": 2})
+    bad = midway.StateNotSerializable("bad", path="ctx.state['x']")
+    assert bad.path == "ctx.state['x']"
+
+
+@pytest.mark.parametrize(
+    ("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)]
+)
+def test_stopped_exit_code_is_128_plus_signal(signum: int, code: int) -> None:
+    result = RunResult(job="j", status="stopped")
+    stopped = midway.Stopped("stopped", signal_number=signum, result=result)
+    assert stopped.code == code
+    assert stopped.exit_code == code
+    assert stopped.result is result
+    assert isinstance(stopped, SystemExit)
+    assert isinstance(stopped, midway.MidwayError)
+    assert "stopped" in str(stopped)
+
+
+def test_py_typed_ships_with_the_package() -> None:
+    marker = importlib.resources.files("midway") / "py.typed"
+    assert marker.is_file(), "PEP 561 marker missing: type checkers would ignore midway's hints"
