@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from midway.errors import StoreCorrupt
-from midway.jsonutil import JSONValue
+from midway.jsonutil import JSONValue, dumps, dumps_state
 
 COUNTER_NAMES = ("succeeded", "failed", "skipped", "in_doubt")
 
@@ -73,6 +73,14 @@ class Checkpoint:
             "updated_at": self.updated_at,
             "extra": self.extra,
         }
+
+    def to_json_text(self) -> str:
+        """The JSON document, with ``state`` as the engine encoded it when the checkpoint was
+        taken (the live dict may have changed since: the writer runs on another thread)."""
+        body = self.to_json()
+        del body["state"]
+        state = self.state_json if self.state_json is not None else dumps_state(self.state)
+        return '{"state":' + state + "," + dumps(body)[1:]
 
     @classmethod
     def from_json(cls, data: object, where: str) -> Checkpoint:

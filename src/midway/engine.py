@@ -38,6 +38,7 @@ from midway.progress import Silent, reporter
 from midway.result import RunResult
 from midway.sources.base import Chunk, Cursor, Source
 from midway.stores import Lease, RunRecord, Store, open_store
+from midway.writer import CheckpointWriter
 
 if TYPE_CHECKING:
     from midway.job import Job
@@ -75,6 +76,8 @@ class Engine:
         self._lease_lost = False
         self._saved_handlers: dict[int, Any] = {}
         self._heartbeat: _Heartbeat | None = None
+        self._writer: CheckpointWriter | None = None
+        self._lease_released = False  # end_run gives the lease back in its transaction
         self._store: Store | None = None
         self._lease: Lease | None = None
         self._cursor: Cursor | None = None
@@ -131,14 +134,20 @@ class Engine:
         )
         store.begin_run(lease, self._run)
         self._remember_saved(self._start_position, _try_dumps(self.state))
+        self._initial_saved = self._saved
         self._cursor = self.source.open(self._start_position)
         self._cp_processed = self.counters.processed
         self._cp_time = time.monotonic()
+        self._next_due = self._cp_processed + (job.every or 0)
         self._run_start_processed = self.counters.processed
         self._t0 = time.monotonic()
         self.ctx.state = self.state
         self._heartbeat = _Heartbeat(job.store_url, lease, self._on_lease_lost)
         self._heartbeat.start()
+        if job.every != 1:  # every=1 promises each item durable before the next starts
+            self._writer = CheckpointWriter(
+                job.store_url, job.durable, lease, self._on_writer_error
+            )
         self._install_signal_handlers()
         self._progress = reporter(job.name, job.progress, quiet)
         self._progress.start(self.counters.processed, self.total)
@@ -234,7 +243,8 @@ class Engine:
             while start < n:
                 if self._stop_signal is not None or self._lease_lost:
                     return
-                until = every - (self.counters.processed - self._cp_processed) if every else n
+                self._raise_writer_error()
+                until = self._next_due - self.counters.processed if every else n
                 size = min(n - start, self._stride, max(until, 1))
                 sub = items if (start == 0 and size == n) else items[start : start + size]
                 self._slice_chunk, self._slice_start, self._slice_len = chunk, start, size
@@ -250,6 +260,7 @@ class Engine:
                 self._it = None
                 self._advance(chunk, start, done)
                 start += done
+                self._raise_writer_error()
                 if done < size:
                     return
                 now = time.monotonic()
@@ -281,7 +292,7 @@ class Engine:
 
     def _due(self, now: float) -> bool:
         every, every_seconds = self.job.every, self.job.every_seconds
-        if every and self.counters.processed - self._cp_processed >= every:
+        if every and self.counters.processed >= self._next_due:
             return True
         return bool(every_seconds) and now - self._cp_time >= (every_seconds or math.inf)
 
@@ -325,7 +336,9 @@ class Engine:
 
     # -- checkpoints ---------------------------------------------------------------------
 
-    def checkpoint(self) -> None:
+    def checkpoint(self, *, wait: bool = False) -> None:
+        """Snapshot progress and state; commit it now (``wait``, or ``every=1``) or hand it
+        to the group-commit writer."""
         store, lease, run = self._parts()
         if self._lease_lost:
             raise LeaseLost(_lost(lease))
@@ -343,15 +356,54 @@ class Engine:
             updated_at=time.time(),
             state_json=state_json,
         )
-        store.write_checkpoint(lease, cp)
+        writer = self._writer
+        if writer is not None and not wait:
+            writer.submit(cp)
+        else:
+            if writer is not None:
+                writer.flush()
+            store.write_checkpoint(lease, cp)
         self._remember_saved(cp.position, state_json)
         self.version = cp.version
         self._cp_processed = self.counters.processed
         self._cp_time = time.monotonic()
+        self._next_due = self._cp_processed + (self.job.every or 0)
 
     def _remember_saved(self, position: JSONValue, state_json: str | None) -> None:
         """What the last checkpoint holds, to fall back on when the item in hand raises."""
         self._saved = (position, self.counters.copy(), state_json)
+
+    def _settle(self) -> bool:
+        """Wait for the checkpoints in flight. If one failed, fall back to what was committed
+        and say so (False)."""
+        writer = self._writer
+        if writer is None:
+            return True
+        try:
+            writer.flush()
+        except BaseException:
+            done = writer.committed
+            self._saved = (
+                self._initial_saved
+                if done is None
+                else (done.position, done.counters.copy(), done.state_json)
+            )
+            return False
+        return True
+
+    def _raise_writer_error(self) -> None:
+        writer = self._writer
+        if writer is not None and writer.error is not None and not writer.lease_lost:
+            self._engine_error = writer.error
+            raise writer.error
+
+    def _on_writer_error(self) -> None:
+        """Called on the writer's thread: end the slice so the engine sees the failure."""
+        writer = self._writer
+        if writer is not None and writer.lease_lost:
+            self._on_lease_lost()
+        else:
+            self._interrupt()
 
     def _roll_back_if_state_changed(self) -> bool:
         """When the handler raised (or a loop body left), the item in hand may have changed
@@ -429,6 +481,7 @@ class Engine:
             self._release(release_lease=False)
             say(_lost(self._lease) if self._lease else "lease lost", quiet=self.job.quiet)
             return
+        self._settle()
         rolled_back = self._roll_back_if_state_changed()
         try:
             self._end(
@@ -445,6 +498,12 @@ class Engine:
         self._close_progress()
         run.status, run.ended_at = result.status, time.time()
         run.processed = self.counters.processed
+        try:
+            jsonutil.dumps_state(self.state)  # named now, not as a TypeError from the store
+        except MidwayError as exc:
+            self._engine_error = exc
+            self.fail(exc)
+            raise
         summary = {
             "run_id": run.run_id,
             "status": result.status,
@@ -454,7 +513,10 @@ class Engine:
             "started_at": self.started_at,
         }
         try:
+            if self._writer is not None:
+                self._writer.flush()  # nothing may land after the checkpoint is dropped
             store.end_run(lease, run, completed=True, summary=summary)
+            self._lease_released = True
         finally:
             self._release()
         say(
@@ -481,6 +543,7 @@ class Engine:
             finally:
                 self._release()
             return
+        self._settle()
         rolled_back = self._roll_back_if_state_changed()
         try:
             result = self._end("failed", f"{type(exc).__name__}: {exc}"[:500], save=not rolled_back)
@@ -504,19 +567,25 @@ class Engine:
         completing the job."""
         self._close_progress()
         try:
-            if save and (self.counters.processed != self._cp_processed or self.version == 0):
-                self.checkpoint()
+            settled = self._settle()
+            due = self.counters.processed != self._cp_processed or self.version == 0
+            if save and settled and due:
+                self.checkpoint(wait=True)
             self._record_end(status, message)
         finally:
             self._release()
+        if not settled and self._writer is not None and self._writer.error is not None:
+            raise self._writer.error
         self.result = self._result(status)
         return self.result
 
     def _record_end(self, status: str, message: str) -> None:
         store, lease, run = self._parts()
+        self._settle()  # end_run releases the lease: checkpoints in flight go first
         run.status, run.ended_at, run.message = status, time.time(), message
         run.processed = self.counters.processed
         store.end_run(lease, run, completed=False, summary=None)
+        self._lease_released = True
 
     def _fail_lease(self) -> RunResult:
         _, lease, _ = self._parts()
@@ -569,6 +638,8 @@ class Engine:
     def _release(self, *, release_lease: bool = True) -> None:
         """Give everything back: signal handlers, heartbeat, cursor, lease, store."""
         self._restore_signal_handlers()
+        if self._writer is not None:
+            self._writer.close()
         if self._heartbeat is not None:
             self._heartbeat.stop()
             self._heartbeat = None
@@ -577,7 +648,12 @@ class Engine:
             self._cursor = None
         if self._store is not None:
             try:
-                if release_lease and self._lease is not None and not self._lease_lost:
+                if (
+                    release_lease
+                    and self._lease is not None
+                    and not self._lease_lost
+                    and not self._lease_released
+                ):
                     self._store.release_lease(self._lease)
             finally:
                 self._store.close()

@@ -12,9 +12,12 @@ JSONValue = Any
 """Anything ``json.dumps`` accepts: dict (str keys), list, str, int, float, bool, None."""
 
 
+_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
 def dumps(value: JSONValue) -> str:
     """Compact JSON, UTF-8 kept readable, NaN refused (other tools cannot read it back)."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return _COMPACT.encode(value)
 
 
 def canonical(value: JSONValue) -> str:

@@ -53,7 +53,8 @@ class SequenceCursor:
     def __iter__(self) -> Iterator[Chunk]:
         items, n = self._items, len(self._items)
         for start in range(self._start, n, CHUNK):
-            yield NumberedChunk(list(items[start : start + CHUNK]), start, self._key)
+            part = items[start : start + CHUNK]  # a list's slice is already a new list
+            yield NumberedChunk(part if isinstance(part, list) else list(part), start, self._key)
 
     def close(self) -> None:
         pass

@@ -173,8 +173,9 @@ class Store(Protocol):
         completed: bool,
         summary: dict[str, JSONValue] | None,
     ) -> None:
-        """Record how the run ended. ``completed`` also drops the resume checkpoint and
-        keeps ``summary`` as the job's last result, in the same transaction."""
+        """Record how the run ended and release the lease, in one transaction.
+        ``completed`` also drops the resume checkpoint and keeps ``summary`` as the job's
+        last result."""
         ...
 
     def list_jobs(self) -> list[JobRecord]: ...

@@ -255,9 +255,7 @@ class FileStore:
         return Checkpoint.from_json(data, f"store {self.url}: {path}")
 
     def write_checkpoint(self, lease: Lease, checkpoint: Checkpoint) -> None:
-        if checkpoint.state_json is None:
-            jsonutil.dumps_state(checkpoint.state)  # an error that names the key, first
-        text = jsonutil.dumps(checkpoint.to_json())
+        text = checkpoint.to_json_text()
         with self._locked(lease.job) as folder:
             self._holds(lease)
             self._write(folder / "checkpoint.json", None, text)
@@ -288,13 +286,14 @@ class FileStore:
         summary: dict[str, JSONValue] | None,
     ) -> None:
         with self._locked(lease.job) as folder:
-            self._holds(lease)
+            info = self._holds(lease)
             now = run.ended_at or time.time()
             changes: dict[str, JSONValue] = {"status": run.status, "updated_at": now}
             if summary is not None:
                 changes["summary"] = summary
             self._write(self._run_path(folder, run), self._run_json(run))
             self._update_job(folder, **changes)
+            self._put_lease(folder, lease.job, lease.token, None, info.since, 0.0)
             if completed:
                 # After the job file says so: a crash in between leaves a checkpoint at the
                 # end of the input, from which the next run finishes at once.

@@ -53,7 +53,8 @@ class SQLiteStore:
             mode = self.conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise StoreUnavailable(f"store {url} could not switch to WAL mode (got {mode})")
-            self.conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
+            self._sync_mode = ""
+            self._synchronous(full=durable)
             self.conn.execute("PRAGMA foreign_keys = ON")
             try:
                 self._migrate()
@@ -96,7 +97,27 @@ class SQLiteStore:
             raise
         self.conn.execute("COMMIT")
 
+    def _synchronous(self, *, full: bool) -> None:
+        """FULL (fsync at each commit) for what midway reports as saved: checkpoints and a
+        job's completion; NORMAL for leases and run records, whose loss in a power cut is
+        harmless (the machine that held the lease went down too). In WAL mode the next FULL
+        commit makes every earlier one durable as well, so the order of events is kept."""
+        mode = "FULL" if (full and self.durable) else "NORMAL"
+        if mode != self._sync_mode:
+            self.conn.execute(f"PRAGMA synchronous = {mode}")
+            self._sync_mode = mode
+
+    def _schema_version(self) -> int:
+        known = self.conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'midway_schema'"
+        ).fetchone()
+        if not known:
+            return 0
+        return int(self.conn.execute("SELECT max(version) FROM midway_schema").fetchone()[0] or 0)
+
     def _migrate(self) -> None:
+        if self._schema_version() == SCHEMA_VERSION:
+            return  # the usual case: a read, no write lock
         with self._transaction() as conn:
             conn.execute("CREATE TABLE IF NOT EXISTS midway_schema (version INTEGER NOT NULL)")
             current = conn.execute("SELECT max(version) FROM midway_schema").fetchone()[0] or 0
@@ -126,6 +147,7 @@ class SQLiteStore:
         return LeaseInfo(job, token, owner, since, expires_at)
 
     def acquire_lease(self, job: JobId, owner: Owner, ttl: float) -> Lease:
+        self._synchronous(full=False)
         with self._errors("take the lease in"), self._transaction() as conn:
             now = time.time()
             current = self._lease_info(job.key)
@@ -156,6 +178,7 @@ class SQLiteStore:
         return Lease(job.key, token, owner, ttl, took_over)
 
     def renew_lease(self, lease: Lease) -> bool:
+        self._synchronous(full=False)
         with self._errors("renew the lease in"):
             cur = self.conn.execute(
                 Q["renew_lease"],
@@ -164,6 +187,7 @@ class SQLiteStore:
             return cur.rowcount == 1
 
     def release_lease(self, lease: Lease) -> None:
+        self._synchronous(full=False)
         with self._errors("release the lease in"):
             self.conn.execute(Q["release_lease"], {"job": lease.job, "token": lease.token})
 
@@ -184,6 +208,7 @@ class SQLiteStore:
     def write_checkpoint(self, lease: Lease, checkpoint: Checkpoint) -> None:
         params = _checkpoint_params(checkpoint)
         params["token"] = lease.token
+        self._synchronous(full=True)
         with self._errors("write a checkpoint to"):
             # One statement is one transaction: the fence check and the write commit together.
             cur = self.conn.execute(Q["write_checkpoint"], params)
@@ -191,6 +216,7 @@ class SQLiteStore:
                 raise LeaseLost(_lost_message(lease))
 
     def begin_run(self, lease: Lease, run: RunRecord) -> None:
+        self._synchronous(full=False)
         with self._errors("record the run in"), self._transaction() as conn:
             self._fence(lease)
             conn.execute(Q["crash_stale_runs"], {"job": run.job, "now": run.started_at})
@@ -219,12 +245,14 @@ class SQLiteStore:
         completed: bool,
         summary: dict[str, JSONValue] | None,
     ) -> None:
+        self._synchronous(full=completed)  # "completed" is reported to the user: make it stick
         with self._errors("record the end of the run in"), self._transaction() as conn:
             self._fence(lease)
             now = run.ended_at or time.time()
             if completed:
                 conn.execute(Q["delete_checkpoint"], {"job": run.job})
                 conn.execute(Q["delete_settled_items"], {"job": run.job})
+            conn.execute(Q["release_lease"], {"job": lease.job, "token": lease.token})
             conn.execute(
                 Q["end_run"],
                 {
