@@ -1,4 +1,4 @@
-"""Where midway's own words go: the ``midway`` logger, and stderr unless logging is set up."""
+"""Where midway's own words go: the ``midway`` logger if logging is set up, else stderr."""
 
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ def _logging_configured() -> bool:
 
 
 def say(message: str, *, level: int = logging.INFO, quiet: bool = False) -> None:
-    """Log ``message``; also print it to stderr when nobody configured logging."""
-    log.log(level, message)
-    if not quiet and not _logging_configured():
+    """To the ``midway`` logger once logging is set up; else to stderr (unless ``quiet``)."""
+    if _logging_configured():
+        log.log(level, message)
+    elif not quiet:
         print(f"midway: {message}", file=sys.stderr, flush=True)
 
 

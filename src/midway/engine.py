@@ -15,6 +15,7 @@ hand finishes, the iterator then ends, and the engine sees why. The iterator's o
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import shlex
@@ -225,6 +226,18 @@ class Engine:
             f"(no checkpoint in {self.job.store_url}{last})",
             quiet=self.job.quiet,
         )
+        # params are part of a job's identity: a changed param silently starts a new job,
+        # so point out unfinished work under the same name.
+        for other in store.list_jobs():
+            if other.name == self.job.name and other.job != self.key and other.checkpoint:
+                say(
+                    f"note: job {other.job!r} (same name, params {jsonutil.dumps(other.params)}) "
+                    f"has an unfinished checkpoint at {other.checkpoint.counters.processed:,} "
+                    "items; these params make a different job. `midway show "
+                    f"{other.job}` shows it, `midway reset {other.job} --yes` forgets it.",
+                    level=logging.WARNING,
+                    quiet=self.job.quiet,
+                )
 
     # -- the slices ----------------------------------------------------------------------
 
