@@ -39,7 +39,7 @@ from midway.progress import Silent, reporter
 from midway.result import RunResult
 from midway.sources.base import Chunk, Cursor, Source
 from midway.stores import Lease, RunRecord, Store, open_store
-from midway.writer import CheckpointWriter
+from midway.writer import Keeper
 
 if TYPE_CHECKING:
     from midway.job import Job
@@ -76,8 +76,7 @@ class Engine:
         self._stop_signal: int | None = None
         self._lease_lost = False
         self._saved_handlers: dict[int, Any] = {}
-        self._heartbeat: _Heartbeat | None = None
-        self._writer: CheckpointWriter | None = None
+        self._keeper: Keeper | None = None
         self._lease_released = False  # end_run gives the lease back in its transaction
         self._store: Store | None = None
         self._lease: Lease | None = None
@@ -134,21 +133,26 @@ class Engine:
             start_processed=self.counters.processed,
         )
         store.begin_run(lease, self._run)
-        self._remember_saved(self._start_position, _try_dumps(self.state))
+        self._remember_saved(self._start_position, self.counters.copy(), _try_dumps(self.state))
         self._initial_saved = self._saved
         self._cursor = self.source.open(self._start_position)
         self._cp_processed = self.counters.processed
         self._cp_time = time.monotonic()
         self._next_due = self._cp_processed + (job.every or 0)
         self._run_start_processed = self.counters.processed
+        self.started_wall = time.time()
+        self._item_seconds = 0.0
         self._t0 = time.monotonic()
         self.ctx.state = self.state
-        self._heartbeat = _Heartbeat(job.store_url, lease, self._on_lease_lost)
-        self._heartbeat.start()
-        if job.every != 1:  # every=1 promises each item durable before the next starts
-            self._writer = CheckpointWriter(
-                job.store_url, job.durable, lease, self._on_writer_error
-            )
+        # every=1 promises each item durable before the next starts: no group commit then.
+        self._group_commit = job.every != 1
+        self._keeper = Keeper(
+            job.store_url,
+            job.durable,
+            lease,
+            on_error=self._on_writer_error,
+            on_lease_lost=self._on_lease_lost,
+        )
         self._install_signal_handlers()
         self._progress = reporter(job.name, job.progress, quiet)
         self._progress.start(self.counters.processed, self.total)
@@ -246,8 +250,13 @@ class Engine:
 
         The consumer walks each iterator to its end (or until a stop exhausts it). If the
         consumer raises instead, it calls :meth:`abandon_slice` before closing this generator.
+        Everything here runs once per slice, not per item; it still reads locals where it
+        can, since with trivial items a slice is a few microseconds of work.
         """
         every = self.job.every
+        counters = self.counters
+        keeper = self._keeper
+        monotonic = time.monotonic
         assert self._cursor is not None
         for chunk in self._cursor:
             items = chunk.items
@@ -256,13 +265,12 @@ class Engine:
             while start < n:
                 if self._stop_signal is not None or self._lease_lost:
                     return
-                self._raise_writer_error()
-                until = self._next_due - self.counters.processed if every else n
+                until = self._next_due - counters.processed if every else n
                 size = min(n - start, self._stride, max(until, 1))
                 sub = items if (start == 0 and size == n) else items[start : start + size]
                 self._slice_chunk, self._slice_start, self._slice_len = chunk, start, size
                 self._stop_index = None
-                t0 = time.monotonic()
+                t0 = monotonic()
                 it = iter(sub)
                 self._it = it
                 if self._stop_signal is None and not self._lease_lost:
@@ -273,18 +281,21 @@ class Engine:
                 self._it = None
                 self._advance(chunk, start, done)
                 start += done
-                self._raise_writer_error()
+                if keeper is not None and keeper.error is not None:
+                    self._raise_writer_error()
                 if done < size:
                     return
-                now = time.monotonic()
+                now = monotonic()
                 self._tune(now - t0, done)
+                if keeper is not None and keeper.pending_or_busy:
+                    self._bound_lag()
                 if self._due(now):
                     try:
                         self.checkpoint()
                     except BaseException as exc:
                         self._engine_error = exc
                         raise
-                self._progress.update(self.counters.processed, self.counters.failed)
+                self._progress.update(counters.processed, counters.failed)
         self._finished = True
 
     def _advance(self, chunk: Chunk, start: int, done: int) -> None:
@@ -293,15 +304,48 @@ class Engine:
             self._mark_chunk, self._mark_index = chunk, start + done
 
     def _tune(self, elapsed: float, done: int) -> None:
-        """Size the next slice so that the clock is read about every ``SLICE_SECONDS``."""
+        """Size the next slice so that the clock is read about every ``SLICE_SECONDS`` (and
+        often enough for ``every_seconds`` and ``max_lag``)."""
         target = SLICE_SECONDS
         if self.job.every_seconds:
             target = min(target, self.job.every_seconds / 4)
+        if self.job.max_lag:
+            target = min(target, self.job.max_lag / 2)
         if elapsed <= 0 or done == 0:
             grown = self._stride * 4
         else:
+            self._item_seconds = elapsed / done
             grown = min(self._stride * 4, int(target * done / elapsed))
         self._stride = max(1, min(MAX_SLICE, grown))
+
+    def _bound_lag(self) -> None:
+        """Keep unsaved work within one interval plus ``max_lag`` seconds' worth of items.
+
+        With group commit the loop runs on while the store writes; when the store falls
+        behind (a slow disk, a lock held elsewhere), this is where the loop waits for it.
+        """
+        writer = self._keeper
+        if writer is None:
+            return
+        job = self.job
+        committed = writer.committed
+        if committed is not None:
+            durable, durable_at = committed.counters.processed, committed.updated_at
+        else:
+            durable, durable_at = self._run_start_processed, self.started_wall
+        over = False
+        if job.every is not None:
+            per_item = self._item_seconds
+            slack = int(job.max_lag / per_item) if per_item > 0 else 0
+            over = self.counters.processed - durable > job.every + slack
+        if job.every_seconds is not None and not over:
+            over = time.time() - durable_at > job.every_seconds + job.max_lag
+        if over:
+            try:
+                writer.flush()
+            except BaseException as exc:
+                self._engine_error = exc
+                raise
 
     def _due(self, now: float) -> bool:
         every, every_seconds = self.job.every, self.job.every_seconds
@@ -369,27 +413,29 @@ class Engine:
             updated_at=time.time(),
             state_json=state_json,
         )
-        writer = self._writer
-        if writer is not None and not wait:
-            writer.submit(cp)
+        keeper = self._keeper
+        if keeper is not None and self._group_commit and not wait:
+            keeper.submit(cp)
         else:
-            if writer is not None:
-                writer.flush()
+            if keeper is not None:
+                keeper.flush()
             store.write_checkpoint(lease, cp)
-        self._remember_saved(cp.position, state_json)
+        self._remember_saved(cp.position, cp.counters, state_json)
         self.version = cp.version
         self._cp_processed = self.counters.processed
         self._cp_time = time.monotonic()
         self._next_due = self._cp_processed + (self.job.every or 0)
 
-    def _remember_saved(self, position: JSONValue, state_json: str | None) -> None:
+    def _remember_saved(
+        self, position: JSONValue, counters: Counters, state_json: str | None
+    ) -> None:
         """What the last checkpoint holds, to fall back on when the item in hand raises."""
-        self._saved = (position, self.counters.copy(), state_json)
+        self._saved = (position, counters, state_json)
 
     def _settle(self) -> bool:
         """Wait for the checkpoints in flight. If one failed, fall back to what was committed
         and say so (False)."""
-        writer = self._writer
+        writer = self._keeper
         if writer is None:
             return True
         try:
@@ -405,14 +451,14 @@ class Engine:
         return True
 
     def _raise_writer_error(self) -> None:
-        writer = self._writer
+        writer = self._keeper
         if writer is not None and writer.error is not None and not writer.lease_lost:
             self._engine_error = writer.error
             raise writer.error
 
     def _on_writer_error(self) -> None:
         """Called on the writer's thread: end the slice so the engine sees the failure."""
-        writer = self._writer
+        writer = self._keeper
         if writer is not None and writer.lease_lost:
             self._on_lease_lost()
         else:
@@ -482,9 +528,11 @@ class Engine:
         if self._stop_signal is not None:
             name = SIGNAL_NAMES.get(signal.Signals(self._stop_signal), "signal")
             result = self._end("stopped", f"stopped by {name}")
-            raise Stopped(self._stop_message(name), signal_number=self._stop_signal, result=result)
+            message = self._stop_message(name)
+            say(message, quiet=self.job.quiet)
+            raise Stopped(message, signal_number=self._stop_signal, result=result)
         result = self._end("stopped", "the loop was left before the end of the input")
-        say(self._left_message(), quiet=self.job.quiet)
+        say(self._left_message(rolled_back=False), quiet=self.job.quiet)
         return result
 
     def leave(self) -> None:
@@ -503,7 +551,7 @@ class Engine:
         except MidwayError as exc:
             say(f"could not save a checkpoint when the loop was left: {exc}", quiet=False)
             return
-        say(self._left_message(), quiet=self.job.quiet)
+        say(self._left_message(rolled_back), quiet=self.job.quiet)
 
     def _complete(self) -> RunResult:
         result = self._result("completed")
@@ -526,8 +574,8 @@ class Engine:
             "started_at": self.started_at,
         }
         try:
-            if self._writer is not None:
-                self._writer.flush()  # nothing may land after the checkpoint is dropped
+            if self._keeper is not None:
+                self._keeper.flush()  # nothing may land after the checkpoint is dropped
             store.end_run(lease, run, completed=True, summary=summary)
             self._lease_released = True
         finally:
@@ -587,8 +635,8 @@ class Engine:
             self._record_end(status, message)
         finally:
             self._release()
-        if not settled and self._writer is not None and self._writer.error is not None:
-            raise self._writer.error
+        if not settled and self._keeper is not None and self._keeper.error is not None:
+            raise self._keeper.error
         self.result = self._result(status)
         return self.result
 
@@ -635,11 +683,22 @@ class Engine:
             f"items done, checkpoint #{self.version} saved. Resume with: {_command()}"
         )
 
-    def _left_message(self) -> str:
+    def _left_message(self, rolled_back: bool) -> str:
         where = self.source.describe_position(self.position())
+        if not rolled_back:
+            return (
+                f"job {self.key!r} left at {where} ({self.counters.processed:,} items done); "
+                "checkpoint saved, the next run resumes there"
+            )
+        if self.version == 0:
+            return (
+                f"job {self.key!r} left before its first checkpoint, and its state had changed: "
+                "nothing was saved, the next run starts from the beginning"
+            )
         return (
-            f"job {self.key!r} left at {where} ({self.counters.processed:,} items done); "
-            "checkpoint saved, the next run resumes there"
+            f"job {self.key!r} left; its state had changed since checkpoint #{self.version}, "
+            f"which stands: the next run resumes at {where} "
+            f"({self.counters.processed:,} items done)"
         )
 
     def _close_progress(self) -> None:
@@ -649,13 +708,10 @@ class Engine:
             self._progress = Silent()
 
     def _release(self, *, release_lease: bool = True) -> None:
-        """Give everything back: signal handlers, heartbeat, cursor, lease, store."""
+        """Give everything back: signal handlers, keeper thread, cursor, lease, store."""
         self._restore_signal_handlers()
-        if self._writer is not None:
-            self._writer.close()
-        if self._heartbeat is not None:
-            self._heartbeat.stop()
-            self._heartbeat = None
+        if self._keeper is not None:
+            self._keeper.close()
         if self._cursor is not None:
             self._cursor.close()
             self._cursor = None
@@ -686,42 +742,6 @@ class Engine:
             self.fail(exc)
             raise
         return self.finish()
-
-
-class _Heartbeat:
-    """Renews the lease from a thread of its own, with a connection of its own."""
-
-    def __init__(self, url: str, lease: Lease, on_lost: Callable[[], None]) -> None:
-        self._url = url
-        self._lease = lease
-        self._on_lost = on_lost
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="midway-heartbeat", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        store: Store | None = None
-        interval = self._lease.ttl / 3
-        try:
-            while not self._stopping.wait(interval):
-                try:
-                    if store is None:
-                        store = open_store(self._url, durable=False)
-                    if not store.renew_lease(self._lease):
-                        self._on_lost()
-                        return
-                except MidwayError:
-                    continue  # a busy or briefly unreachable store: try again next beat
-        finally:
-            if store is not None:
-                store.close()
 
 
 def _lost(lease: Lease) -> str:

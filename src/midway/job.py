@@ -31,6 +31,10 @@ class Job:
     skips the fsync of each checkpoint: it still survives a crash of the process, but not
     a power cut. ``on_drift`` says what to do when the input changed since the checkpoint.
     ``lease_ttl``: how long a runner that stopped renewing its lease keeps the job.
+
+    Checkpoints are committed in the background (group commit); ``max_lag`` bounds how far
+    the loop may run ahead of the last checkpoint on disk: one interval plus that many
+    seconds' worth of items, after which it waits for the store. ``every=1`` always waits.
     """
 
     def __init__(
@@ -45,6 +49,7 @@ class Job:
         durable: bool = True,
         on_drift: DriftPolicy = "refuse",
         lease_ttl: float = 5.0,
+        max_lag: float = 0.05,
         progress: bool | None = None,
         quiet: bool = False,
     ) -> None:
@@ -70,6 +75,14 @@ class Job:
         self.on_drift = on_drift
         self.durable = bool(durable)
         self.lease_ttl = _positive_float("lease_ttl", lease_ttl) or 5.0
+        if (
+            not isinstance(max_lag, int | float)
+            or isinstance(max_lag, bool)
+            or not math.isfinite(max_lag)
+            or max_lag < 0
+        ):
+            raise ConfigError(f"max_lag={max_lag!r}: give a number of seconds, 0 or more")
+        self.max_lag = float(max_lag)
         self.progress = progress
         self.quiet = quiet
 

@@ -66,6 +66,8 @@ def dumps_state(state: dict[str, JSONValue], label: str = "ctx.state") -> str:
 
     The walk comes first because ``json.dumps`` would quietly turn ``{1: x}`` into
     ``{"1": x}``, and a resumed run would then count under two different keys."""
+    if not state:
+        return "{}"
     found = find_unserializable(state, label)
     if found is None:
         try:

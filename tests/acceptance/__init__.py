@@ -1,0 +1,1 @@
+"""Acceptance tests: real processes, killed for real, on every store."""
