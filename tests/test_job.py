@@ -107,7 +107,10 @@ def test_state_is_seeded_then_resumed(store_url: str) -> None:
     assert info.checkpoint is not None
     done = info.checkpoint.position
     assert isinstance(done, int)
-    assert 30 <= done <= 33
+    # The handler changed ctx.state, so the failure keeps the last committed checkpoint; with
+    # group commit and items this fast that may be an interval or two back.
+    assert 0 <= done <= 33
+    assert done % 10 == 0
     assert info.checkpoint.state == {"total": 1000 + sum(range(done)), "items": done}
 
     def add_after(item: int, ctx: Context) -> None:

@@ -101,7 +101,9 @@ def test_checkpoint_survives_reopening(store_url: str) -> None:
 
 
 def test_versions_increment_across_runs(store_url: str) -> None:
-    """Every checkpoint a job writes has the next version, also across resumed runs."""
+    """Checkpoint versions only grow, also across resumed runs. (How many checkpoints reach
+    the store depends on its speed: with group commit, one that falls due while the store is
+    still writing two others is skipped.)"""
     job = midway.Job("versions", store=store_url, every=10, every_seconds=None, quiet=True)
     for item in job.loop(range(100)):
         if item == 25:
@@ -109,18 +111,19 @@ def test_versions_increment_across_runs(store_url: str) -> None:
     info = job.info()
     assert info is not None
     assert info.checkpoint is not None
-    assert info.checkpoint.version == 3  # at 10, 20, and 25 when the loop was left
+    first = info.checkpoint.version
+    assert 1 <= first <= 3  # at 10, 20 (either may be skipped), and 25 when the loop was left
     assert info.checkpoint.position == 25
     loop = job.loop(range(100))
     for item in loop:
         if item == 37:
             break
     assert loop.resumed_from is not None
-    assert loop.resumed_from["version"] == 3
+    assert loop.resumed_from["version"] == first
     info = job.info()
     assert info is not None
     assert info.checkpoint is not None
-    assert info.checkpoint.version == 5  # at 30, and 37
+    assert first < info.checkpoint.version <= first + 2  # at 30 (or not), and 37
     assert info.checkpoint.position == 37
 
 

@@ -290,11 +290,17 @@ class Engine:
                 if keeper is not None and keeper.pending_or_busy:
                     self._bound_lag()
                 if self._due(now):
-                    try:
-                        self.checkpoint()
-                    except BaseException as exc:
-                        self._engine_error = exc
-                        raise
+                    if keeper is not None and self._group_commit and keeper.has_pending:
+                        # The store is behind: one checkpoint already waits for the commit
+                        # in flight. Skip this one rather than snapshot in vain; _bound_lag
+                        # keeps the loop from running too far ahead.
+                        self._next_due = counters.processed + (every or 0)
+                    else:
+                        try:
+                            self.checkpoint()
+                        except BaseException as exc:
+                            self._engine_error = exc
+                            raise
                 self._progress.update(counters.processed, counters.failed)
         self._finished = True
 

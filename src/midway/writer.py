@@ -57,6 +57,11 @@ class Keeper:
         return self._busy or self._pending is not None
 
     @property
+    def has_pending(self) -> bool:
+        """A checkpoint waits for the commit in flight (read without the lock: a hint)."""
+        return self._pending is not None
+
+    @property
     def lease_lost(self) -> bool:
         return isinstance(self.error, LeaseLost)
 
