@@ -13,6 +13,8 @@ from midway.jsonutil import JSONValue
 
 HEAD_BYTES = 64 * 1024
 CHUNK = 1024
+SKIP = object()
+"""Yielded by a record reader for input that holds no record (a blank line)."""
 
 
 def resolve(path: str | os.PathLike[str]) -> Path:
@@ -113,3 +115,26 @@ class FileChunk:
 
     def position_before(self, index: int) -> JSONValue:
         return {"offset": self.offsets[index], "record": self.first + index}
+
+
+def chunk_records(
+    records: Iterator[Any], feed: LineFeed, first: int, key: Callable[[Any], JSONValue] | None
+) -> Iterator[FileChunk]:
+    """Group the records a reader yields into chunks, noting the byte offset after each.
+
+    ``feed.offset`` is read after every record, so the reader must not read ahead; a
+    ``SKIP`` moves the position past input that holds no record."""
+    items: list[Any] = []
+    offsets = [feed.offset]
+    for item in records:
+        if item is SKIP:
+            offsets[-1] = feed.offset
+            continue
+        items.append(item)
+        offsets.append(feed.offset)
+        if len(items) == CHUNK:
+            yield FileChunk(items, offsets, first, key)
+            first += len(items)
+            items, offsets = [], [feed.offset]
+    if items:
+        yield FileChunk(items, offsets, first, key)

@@ -83,37 +83,34 @@ class CsvCursor:
         src = self._source
         self._f.seek(self._offset)
         feed = _files.LineFeed(self._f, self._offset, src._encoding, src.path)
+        return _files.chunk_records(self._rows(feed), feed, self._record, src._key)
+
+    def _rows(self, feed: _files.LineFeed) -> Iterator[Any]:
+        """One dict per row (``SKIP`` for a blank line); csv.reader reads no further ahead
+        than the row it returns, so ``feed.offset`` is where the next row starts."""
+        src, header = self._source, self._header
+        width, record = len(header), self._record
         reader = _csv.reader(feed, **src._fmt)
-        header, width, key = self._header, len(self._header), src._key
-        first = self._record
-        items: list[Any] = []
-        offsets = [feed.offset]
         while True:
+            at = feed.offset
             try:
                 row = next(reader)
             except StopIteration:
-                break
+                return
             except _csv.Error as exc:
                 raise SourceError(
-                    f"{src.path}: record {first + len(items) + 1:,} "
-                    f"(byte {offsets[-1]:,}) is not valid CSV: {exc}"
+                    f"{src.path}: record {record + 1:,} (byte {at:,}) is not valid CSV: {exc}"
                 ) from None
-            if not row:  # a blank line: step over it
-                offsets[-1] = feed.offset
+            if not row:
+                yield _files.SKIP
                 continue
             if len(row) != width:
                 raise SourceError(
-                    f"{src.path}: record {first + len(items) + 1:,} (byte {offsets[-1]:,}) has "
-                    f"{len(row)} fields where the header has {width}; fix the row"
+                    f"{src.path}: record {record + 1:,} (byte {at:,}) has {len(row)} fields "
+                    f"where the header has {width}; fix the row"
                 )
-            items.append(dict(zip(header, row, strict=True)))
-            offsets.append(feed.offset)
-            if len(items) == _files.CHUNK:
-                yield _files.FileChunk(items, offsets, first, key)
-                first += len(items)
-                items, offsets = [], [feed.offset]
-        if items:
-            yield _files.FileChunk(items, offsets, first, key)
+            record += 1
+            yield dict(zip(header, row, strict=True))
 
     def close(self) -> None:
         self._f.close()

@@ -66,28 +66,25 @@ class LineRecordCursor:
         src = self._source
         self._f.seek(self._offset)
         feed = _files.LineFeed(self._f, self._offset, src._encoding, src.path)
-        parse, key, skip_blank = src._parse, src._key, src._skip_blank
-        first = self._record
-        items: list[Any] = []
-        offsets = [feed.offset]
+        return _files.chunk_records(self._records(feed), feed, self._record, src._key)
+
+    def _records(self, feed: _files.LineFeed) -> Iterator[Any]:
+        src = self._source
+        parse, skip_blank = src._parse, src._skip_blank
+        record, at = self._record, feed.offset
         for line in feed:
             if skip_blank and not line.strip():
-                offsets[-1] = feed.offset
-                continue
-            try:
-                items.append(parse(line))
-            except ValueError as exc:
-                raise SourceError(
-                    f"{src.path}: record {first + len(items) + 1:,} (byte {offsets[-1]:,}) "
-                    f"cannot be read: {exc}"
-                ) from None
-            offsets.append(feed.offset)
-            if len(items) == _files.CHUNK:
-                yield _files.FileChunk(items, offsets, first, key)
-                first += len(items)
-                items, offsets = [], [feed.offset]
-        if items:
-            yield _files.FileChunk(items, offsets, first, key)
+                yield _files.SKIP
+            else:
+                try:
+                    item = parse(line)
+                except ValueError as exc:
+                    raise SourceError(
+                        f"{src.path}: record {record + 1:,} (byte {at:,}) cannot be read: {exc}"
+                    ) from None
+                record += 1
+                yield item
+            at = feed.offset
 
     def close(self) -> None:
         self._f.close()
