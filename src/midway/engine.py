@@ -11,6 +11,10 @@ A stop request (SIGINT / SIGTERM, or a lost lease) must not cost a flag test per
 *exhausts the current slice iterator* instead (``list_iterator.__setstate__``): the item in
 hand finishes, the iterator then ends, and the engine sees why. The iterator's own index
 (``__reduce__``) tells which item is in hand, which is also how ``ctx.key`` is found lazily.
+
+Checkpoints are snapshots taken here and committed by the run's keeper thread (group
+commit, see ``writer.py``); ``every=1`` commits on this thread instead, so each item is on
+disk before the next starts. ``_bound_lag`` makes the loop wait when the store falls behind.
 """
 
 from __future__ import annotations
