@@ -108,8 +108,8 @@ class Engine:
     def _prepare(self, store: Store, lease: Lease) -> None:
         job = self.job
         quiet = job.quiet
-        if lease.took_over is not None and lease.took_over.owner is not None:
-            prev = lease.took_over.owner
+        prev = lease.took_over.owner if lease.took_over is not None else None
+        if prev is not None and prev != lease.owner:
             why = "is gone" if prev.is_dead_here() else "stopped renewing its lease"
             say(
                 f"took job {self.key!r} over from pid {prev.pid} on {prev.host}, which {why}",
