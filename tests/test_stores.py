@@ -606,3 +606,29 @@ def test_read_only_store_folder_is_unavailable(tmp_path: Path, kind: str) -> Non
         assert "permission" in str(info.value).lower() or "writable" in str(info.value)
     finally:
         folder.chmod(0o700)
+
+
+def test_file_store_gives_up_on_a_lock_held_too_long(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A runner paused inside a write (SIGSTOP) holds the job's flock: others must fail with
+    a clear error after the timeout, not hang forever."""
+    import fcntl
+
+    from midway.stores import filesystem
+
+    monkeypatch.setattr(filesystem, "LOCK_TIMEOUT", 0.2)
+    url = f"file://{tmp_path / 'store'}"
+    job = midway.Job("locked", store=url, quiet=True)
+    job.run(range(3), lambda item, ctx: None)  # creates the job's folder and lock file
+    lock = tmp_path / "store" / "jobs" / "locked" / "lock"
+    fd = os.open(lock, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # another open file description: a second process
+        started = time.monotonic()
+        with pytest.raises(midway.StoreUnavailable, match="stayed locked"):
+            job.run(range(3), lambda item, ctx: None)
+        assert time.monotonic() - started < 5
+    finally:
+        os.close(fd)
+    assert job.run(range(3), lambda item, ctx: None).status == "completed"

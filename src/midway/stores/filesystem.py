@@ -42,6 +42,7 @@ from midway.stores.base import (
 
 FORMAT = "midway-file-store"
 SCHEMA_VERSION = 1
+LOCK_TIMEOUT = 30.0
 
 
 class FileStore:
@@ -147,11 +148,29 @@ class FileStore:
             except OSError as exc:
                 raise StoreUnavailable(f"cannot open {folder}: {exc.strerror}") from None
             self._lock_fds[job] = fd
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        self._lock(fd, job)
         try:
             yield folder
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def _lock(self, fd: int, job: str) -> None:
+        """flock(2) has no timeout: poll, so that a writer paused mid-write (SIGSTOP) makes
+        others fail after LOCK_TIMEOUT seconds, as SQLite's busy timeout does, not hang."""
+        deadline = time.monotonic() + LOCK_TIMEOUT
+        delay = 0.001
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise StoreUnavailable(
+                        f"store {self.url}: job {job!r} stayed locked by another process for "
+                        f"{LOCK_TIMEOUT:.0f} s; look for a stuck or paused midway process"
+                    ) from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.05)
 
     def close(self) -> None:
         for fd in self._lock_fds.values():
