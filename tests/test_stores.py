@@ -22,7 +22,7 @@ import midway
 from midway.checkpoint import Checkpoint, Counters
 from midway.identity import JobId
 from midway.owner import Owner, hostname
-from midway.stores import RunRecord, Store, open_store
+from midway.stores import RunRecord, Store, open_store, sqlfiles
 
 OTHER_HOST = "elsewhere.invalid"
 
@@ -418,7 +418,8 @@ def test_sqlite_tables_are_prefixed(tmp_path: Path) -> None:
         ]
         assert names
         assert all(name.startswith("midway_") for name in names), names
-        assert conn.execute("SELECT max(version) FROM midway_schema").fetchone()[0] == 1
+        latest = max(v for v, _ in sqlfiles.migrations("sqlite"))
+        assert conn.execute("SELECT max(version) FROM midway_schema").fetchone()[0] == latest
     conn.close()
 
 
@@ -632,3 +633,34 @@ def test_file_store_gives_up_on_a_lock_held_too_long(
     finally:
         os.close(fd)
     assert job.run(range(3), lambda item, ctx: None).status == "completed"
+
+
+def test_sqlite_store_migrates_a_version_1_store(tmp_path: Path) -> None:
+    """A store written by schema 1 is upgraded in place, its data kept."""
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("CREATE TABLE midway_schema (version INTEGER NOT NULL)")
+    version, statements = sqlfiles.migrations("sqlite")[0]
+    assert version == 1
+    for statement in statements:
+        conn.execute(statement)
+    conn.execute("INSERT INTO midway_schema (version) VALUES (1)")
+    conn.execute(
+        "INSERT INTO midway_runs (run_id, job, status, host, pid, started_at, start_processed) "
+        "VALUES ('r1', 'old-job', 'completed', 'h', 1, 1.0, 0)"
+    )
+    conn.close()
+
+    store = open_store(f"sqlite:///{path}")
+    try:
+        runs = store.list_runs("old-job")
+    finally:
+        store.close()
+    assert [run.run_id for run in runs] == ["r1"]
+    assert runs[0].command is None
+    conn = sqlite3.connect(path)
+    try:
+        versions = [row[0] for row in conn.execute("SELECT version FROM midway_schema")]
+    finally:
+        conn.close()
+    assert versions == [1, max(v for v, _ in sqlfiles.migrations("sqlite"))]

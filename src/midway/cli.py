@@ -182,6 +182,9 @@ def show(job: str, store_url: str | None, as_json: bool) -> None:
         ("state", _clip(json.dumps(detail["state"], ensure_ascii=False), 400)),
         ("owner", detail["owner"] or "nobody"),
     ]
+    command = next((run["command"] for run in detail["runs"] if run.get("command")), None)
+    if detail["checkpoint"] is not None and command:
+        lines.append(("resume", f"run the same command again: {command}"))
     for label, value in lines:
         console.print(f"  [dim]{label:>10}[/]  {value}", markup=True)
     if detail["items"]:

@@ -89,6 +89,7 @@ class RunRecord:
     start_processed: int = 0
     processed: int | None = None
     message: str | None = None
+    command: str | None = None
 
     def to_json(self) -> dict[str, JSONValue]:
         return {
@@ -102,6 +103,7 @@ class RunRecord:
             "start_processed": self.start_processed,
             "processed": self.processed,
             "message": self.message,
+            "command": self.command,
         }
 
 

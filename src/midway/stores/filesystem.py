@@ -348,6 +348,7 @@ class FileStore:
             "start_processed": run.start_processed,
             "processed": run.processed,
             "message": run.message,
+            "command": run.command,
         }
 
     def _runs(self, job: str) -> list[RunRecord]:

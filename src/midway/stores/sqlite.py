@@ -231,6 +231,7 @@ class SQLiteStore:
                     "started_at": run.started_at,
                     "resumed_from": _opt_json(run.resumed_from),
                     "start_processed": run.start_processed,
+                    "command": run.command,
                 },
             )
             conn.execute(
@@ -322,6 +323,7 @@ class SQLiteStore:
                 start_processed=r[8],
                 processed=r[9],
                 message=r[10],
+                command=r[11],
             )
             for r in rows
         ]

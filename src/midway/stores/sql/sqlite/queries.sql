@@ -66,8 +66,9 @@ WHERE job = :job AND status = 'running';
 
 -- name: insert_run
 INSERT INTO midway_runs (
-    run_id, job, status, host, pid, started_at, resumed_from, start_processed)
-VALUES (:run_id, :job, :status, :host, :pid, :started_at, :resumed_from, :start_processed);
+    run_id, job, status, host, pid, started_at, resumed_from, start_processed, command)
+VALUES (:run_id, :job, :status, :host, :pid, :started_at, :resumed_from, :start_processed,
+    :command);
 
 -- name: end_run
 UPDATE midway_runs SET status = :status, ended_at = :ended_at, processed = :processed,
@@ -84,7 +85,7 @@ FROM midway_jobs WHERE job = :job;
 
 -- name: list_runs
 SELECT run_id, job, status, host, pid, started_at, ended_at, resumed_from,
-    start_processed, processed, message
+    start_processed, processed, message, command
 FROM midway_runs WHERE job = :job ORDER BY started_at DESC LIMIT :limit;
 
 -- name: list_items
