@@ -7,6 +7,7 @@ import csv as stdlib_csv
 import datetime
 import logging
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -496,3 +497,17 @@ def test_loop_runs_once(store_url: str) -> None:
     with pytest.raises(midway.ConfigError, match="runs once"):
         for _ in loop:
             pass
+
+
+def test_runs_record_the_command_that_resumes_them(store_url: str) -> None:
+    job = quiet_job("commanded", store_url)
+    with pytest.raises(Boom):
+        job.run(range(20), failing_at(12, []))
+    store = open_store(store_url)
+    try:
+        runs = store.list_runs(job.key)
+    finally:
+        store.close()
+    assert runs[0].status == "failed"
+    assert runs[0].command
+    assert Path(sys.argv[0]).name in runs[0].command

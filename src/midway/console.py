@@ -10,13 +10,13 @@ import sys
 log = logging.getLogger("midway")
 
 
-def _logging_configured() -> bool:
+def logging_configured() -> bool:
     return bool(log.handlers or logging.getLogger().handlers)
 
 
 def say(message: str, *, level: int = logging.INFO, quiet: bool = False) -> None:
     """To the ``midway`` logger once logging is set up; else to stderr (unless ``quiet``)."""
-    if _logging_configured():
+    if logging_configured():
         log.log(level, message)
     elif not quiet:
         print(f"midway: {message}", file=sys.stderr, flush=True)

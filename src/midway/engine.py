@@ -7,6 +7,13 @@ exactly where a checkpoint is due and walks each slice with a plain list iterato
 per-item work is the handler call. Counters, positions and the clock are touched once per
 slice, and slices are sized so that the clock is read a few times a second.
 
+A slice that is not a whole chunk is walked through a copy (``items[start:stop]``), which
+costs a few nanoseconds per item, mostly in memory traffic. So an item is copied once at
+most: on a fresh start ``sources.sequence`` hands over the caller's own list as a single
+chunk marked ``shared`` rather than copies of it, and the engine walks copies of at most
+``MAX_COPY`` items of it (never the list itself: a list that grows meanwhile is walked to
+its old length).
+
 A stop request (SIGINT / SIGTERM, or a lost lease) must not cost a flag test per item, so it
 *exhausts the current slice iterator* instead (``list_iterator.__setstate__``): the item in
 hand finishes, the iterator then ends, and the engine sees why. The iterator's own index
@@ -34,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from midway import jsonutil
 from midway.checkpoint import Checkpoint, Counters, describe_drift
-from midway.console import say, say_from_signal_handler
+from midway.console import logging_configured, say, say_from_signal_handler
 from midway.context import Context
 from midway.errors import InputDrift, LeaseLost, MidwayError, Stopped
 from midway.jsonutil import JSONValue
@@ -49,6 +56,7 @@ if TYPE_CHECKING:
     from midway.job import Job
 
 MAX_SLICE = 1 << 16
+MAX_COPY = 1 << 12  # a slice that is copied stays this small, so the copy stays in the cache
 SLICE_SECONDS = 0.1
 SIGNAL_NAMES = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}
 
@@ -100,6 +108,16 @@ class Engine:
             self._store.close()
             raise
         try:
+            # The keeper opens its own connection while this thread prepares the run. Were
+            # it started last, it would open it while the loop runs, and each of its steps
+            # would wait for the loop to give up the GIL (5 ms each: some 40 ms in all).
+            self._keeper = Keeper(
+                job.store_url,
+                job.durable,
+                self._lease,
+                on_error=self._on_writer_error,
+                on_lease_lost=self._on_lease_lost,
+            )
             self._prepare(self._store, self._lease)
         except BaseException:
             self._release()
@@ -135,6 +153,7 @@ class Engine:
             started_at=now,
             resumed_from=self.resumed_from,
             start_processed=self.counters.processed,
+            command=_command(),
         )
         store.begin_run(lease, self._run)
         self._remember_saved(self._start_position, self.counters.copy(), _try_dumps(self.state))
@@ -145,18 +164,17 @@ class Engine:
         self._next_due = self._cp_processed + (job.every or 0)
         self._run_start_processed = self.counters.processed
         self.started_wall = time.time()
+        # How long a slice should last: the clock is read between slices only.
+        self._slice_seconds = min(
+            SLICE_SECONDS,
+            (job.every_seconds or math.inf) / 4,
+            (job.max_lag or math.inf) / 2,
+        )
         self._item_seconds = 0.0
         self._t0 = time.monotonic()
         self.ctx.state = self.state
         # every=1 promises each item durable before the next starts: no group commit then.
         self._group_commit = job.every != 1
-        self._keeper = Keeper(
-            job.store_url,
-            job.durable,
-            lease,
-            on_error=self._on_writer_error,
-            on_lease_lost=self._on_lease_lost,
-        )
         self._install_signal_handlers()
         self._progress = reporter(job.name, job.progress, quiet)
         self._progress.start(self.counters.processed, self.total)
@@ -220,6 +238,8 @@ class Engine:
         )
 
     def _announce_fresh(self, store: Store) -> None:
+        if self.job.quiet and not logging_configured():
+            return  # nobody would hear it: spare the store its queries (list_jobs reads all)
         record = store.get_job(self.key)
         last = ""
         if record is not None and record.summary:
@@ -254,33 +274,49 @@ class Engine:
 
         The consumer walks each iterator to its end (or until a stop exhausts it). If the
         consumer raises instead, it calls :meth:`abandon_slice` before closing this generator.
-        Everything here runs once per slice, not per item; it still reads locals where it
-        can, since with trivial items a slice is a few microseconds of work.
+        Everything here runs once per slice, not per item; with trivial items and every=1000
+        a slice is some 40 microseconds of work, so this reads locals, compares rather than
+        calls min() and max(), and reads ``counters.processed`` (a sum) once per slice.
         """
-        every = self.job.every
+        every, every_seconds = self.job.every, self.job.every_seconds
+        slice_seconds = self._slice_seconds
         counters = self.counters
         keeper = self._keeper
+        progress = None if isinstance(self._progress, Silent) else self._progress
         monotonic = time.monotonic
+        processed = counters.processed
+        timed, timed_items, window = 0.0, 0, (0.0, 0)
         assert self._cursor is not None
         for chunk in self._cursor:
             items = chunk.items
             n = len(items)
+            shared = chunk.shared  # the caller's own list: walk copies of it
             start = 0
             while start < n:
                 if self._stop_signal is not None or self._lease_lost:
                     return
-                until = self._next_due - counters.processed if every else n
-                size = min(n - start, self._stride, max(until, 1))
-                sub = items if (start == 0 and size == n) else items[start : start + size]
+                size = n - start if n - start < self._stride else self._stride
+                if every:  # end the slice where the next checkpoint is due
+                    until = self._next_due - processed
+                    if size > until:
+                        size = until if until > 1 else 1
+                if shared or size < n:
+                    sub = items[start : start + (size if size < MAX_COPY else MAX_COPY)]
+                    size = len(sub)  # can only be 0 if the caller's list shrank meanwhile
+                    if not size:
+                        break
+                else:
+                    sub = items  # the whole chunk: no copy
                 self._slice_chunk, self._slice_start, self._slice_len = chunk, start, size
                 self._stop_index = None
-                t0 = monotonic()
                 it = iter(sub)
                 self._it = it
+                t0 = monotonic()
                 if self._stop_signal is None and not self._lease_lost:
                     yield it
                 else:
                     self._stop_index = 0
+                now = monotonic()
                 done = size if self._stop_index is None else self._stop_index
                 self._it = None
                 self._advance(chunk, start, done)
@@ -289,23 +325,40 @@ class Engine:
                     self._raise_writer_error()
                 if done < size:
                     return
-                now = monotonic()
-                self._tune(now - t0, done)
+                stride = self._stride * 4  # x4 at most: slow items are checkpointed on time
+                if now > t0:
+                    rate = (now - t0) / done
+                    fits = int(slice_seconds / rate)  # the next slice lasts slice_seconds
+                    if fits < stride:
+                        stride = fits if fits > 1 else 1
+                self._stride = stride if stride < MAX_SLICE else MAX_SLICE
+                # What an item costs, for _bound_lag: the slices timed since the last window
+                # of slice_seconds / 2 began, and that window. One short slice that the keeper
+                # thread or the scheduler held up says nothing about the items.
+                timed, timed_items = timed + (now - t0), timed_items + done
+                if timed + window[0] > 0:  # (a coarse clock may not have moved yet)
+                    self._item_seconds = (timed + window[0]) / (timed_items + window[1])
+                if timed >= slice_seconds / 2:
+                    window, timed, timed_items = (timed, timed_items), 0.0, 0
+                processed = counters.processed
                 if keeper is not None and keeper.pending_or_busy:
-                    self._bound_lag()
-                if self._due(now):
+                    self._bound_lag(processed)
+                if (every and processed >= self._next_due) or (
+                    every_seconds and now - self._cp_time >= every_seconds
+                ):
                     if keeper is not None and self._group_commit and keeper.has_pending:
                         # The store is behind: one checkpoint already waits for the commit
                         # in flight. Skip this one rather than snapshot in vain; _bound_lag
                         # keeps the loop from running too far ahead.
-                        self._next_due = counters.processed + (every or 0)
+                        self._next_due = processed + (every or 0)
                     else:
                         try:
                             self.checkpoint()
                         except BaseException as exc:
                             self._engine_error = exc
                             raise
-                self._progress.update(counters.processed, counters.failed)
+                if progress is not None:
+                    progress.update(processed, counters.failed)
         self._finished = True
 
     def _advance(self, chunk: Chunk, start: int, done: int) -> None:
@@ -313,22 +366,7 @@ class Engine:
             self.counters.succeeded += done
             self._mark_chunk, self._mark_index = chunk, start + done
 
-    def _tune(self, elapsed: float, done: int) -> None:
-        """Size the next slice so that the clock is read about every ``SLICE_SECONDS`` (and
-        often enough for ``every_seconds`` and ``max_lag``)."""
-        target = SLICE_SECONDS
-        if self.job.every_seconds:
-            target = min(target, self.job.every_seconds / 4)
-        if self.job.max_lag:
-            target = min(target, self.job.max_lag / 2)
-        if elapsed <= 0 or done == 0:
-            grown = self._stride * 4
-        else:
-            self._item_seconds = elapsed / done
-            grown = min(self._stride * 4, int(target * done / elapsed))
-        self._stride = max(1, min(MAX_SLICE, grown))
-
-    def _bound_lag(self) -> None:
+    def _bound_lag(self, processed: int) -> None:
         """Keep unsaved work within one interval plus ``max_lag`` seconds' worth of items.
 
         With group commit the loop runs on while the store writes; when the store falls
@@ -347,7 +385,7 @@ class Engine:
         if job.every is not None:
             per_item = self._item_seconds
             slack = int(job.max_lag / per_item) if per_item > 0 else 0
-            over = self.counters.processed - durable > job.every + slack
+            over = processed - durable > job.every + slack
         if job.every_seconds is not None and not over:
             over = time.time() - durable_at > job.every_seconds + job.max_lag
         if over:
@@ -356,12 +394,6 @@ class Engine:
             except BaseException as exc:
                 self._engine_error = exc
                 raise
-
-    def _due(self, now: float) -> bool:
-        every, every_seconds = self.job.every, self.job.every_seconds
-        if every and self.counters.processed >= self._next_due:
-            return True
-        return bool(every_seconds) and now - self._cp_time >= (every_seconds or math.inf)
 
     def current_index(self) -> int | None:
         """Index, in the slice, of the item in hand (None when no item is in hand)."""

@@ -95,6 +95,7 @@ class FileChunk:
     """Records with the byte offset before each; the position is offset + record count."""
 
     __slots__ = ("_key", "first", "items", "offsets")
+    shared = False
 
     def __init__(
         self,

@@ -22,6 +22,8 @@ class Chunk(Protocol):
     """A run of consecutive items from a cursor."""
 
     items: list[Any]
+    shared: bool
+    """``items`` is the caller's own list: the engine walks copies of it, never the list."""
 
     def key(self, index: int) -> JSONValue:
         """The identity of ``items[index]``: a string or number, stable across runs."""
@@ -92,6 +94,7 @@ class NumberedChunk:
     """Items numbered from ``start``; the position is the number of the next item."""
 
     __slots__ = ("_key", "items", "start")
+    shared = False
 
     def __init__(
         self, items: list[Any], start: int, key: Callable[[Any], JSONValue] | None

@@ -52,12 +52,27 @@ class SequenceCursor:
 
     def __iter__(self) -> Iterator[Chunk]:
         items, n = self._items, len(self._items)
+        if isinstance(items, list) and self._start == 0:
+            # The caller's list itself, not a copy: the engine copies each slice it walks
+            # (a few thousand items at a time), so a copy here would be a second one. (A
+            # resumed run reads copies: a chunk's items start at its position.)
+            if n:
+                yield SharedList(items, 0, self._key)
+            return
         for start in range(self._start, n, CHUNK):
             part = items[start : start + CHUNK]  # a list's slice is already a new list
             yield NumberedChunk(part if isinstance(part, list) else list(part), start, self._key)
 
     def close(self) -> None:
         pass
+
+
+class SharedList(NumberedChunk):
+    """The caller's whole list as one chunk. The engine walks copies of its slices, never
+    the list itself, so it stops at the length the list had, even if the caller appends."""
+
+    __slots__ = ()
+    shared = True
 
 
 def sequence(items: Sequence[Any], key: KeySpec = None, *, name: str = "") -> SequenceSource:
