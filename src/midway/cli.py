@@ -15,7 +15,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from midway import inspect
+from midway import overview
 from midway.errors import MidwayError, StoreNotFound
 from midway.owner import Owner, describe_age
 from midway.stores import Store, default_url, open_store
@@ -96,7 +96,7 @@ def status(store_url: str | None, as_json: bool) -> None:
             )
         return
     try:
-        rows = [inspect.job_summary(store, record) for record in store.list_jobs()]
+        rows = [overview.job_summary(store, record) for record in store.list_jobs()]
     finally:
         store.close()
     if as_json:
@@ -152,7 +152,7 @@ def show(job: str, store_url: str | None, as_json: bool) -> None:
     """
     store = _open(store_url)
     try:
-        detail = inspect.job_detail(store, inspect.resolve(store, job))
+        detail = overview.job_detail(store, overview.resolve(store, job))
     finally:
         store.close()
     if as_json:
@@ -238,7 +238,7 @@ def reset(job: str, yes: bool, store_url: str | None) -> None:
     """
     store = _open(store_url)
     try:
-        record = inspect.resolve(store, job)
+        record = overview.resolve(store, job)
         if not yes:
             if not sys.stdin.isatty():
                 raise click.UsageError(
