@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from midway.checkpoint import Checkpoint
 from midway.errors import LeaseHeld
@@ -191,13 +191,3 @@ class Store(Protocol):
     def reset(self, job: str, me: Owner) -> bool: ...
 
     def close(self) -> None: ...
-
-
-def summary_of(record: RunRecord, counters: dict[str, int], state: Any) -> dict[str, JSONValue]:
-    return {
-        "run_id": record.run_id,
-        "status": record.status,
-        "ended_at": record.ended_at,
-        "counters": counters,
-        "state": state,
-    }
