@@ -24,7 +24,9 @@ from midway.errors import (
     StoreTooNew,
     StoreUnavailable,
 )
+from midway.failures import Retry, RetryAfter, TooManyFailures
 from midway.job import Job, Loop
+from midway.ledger import ItemRecord
 from midway.result import RunResult
 
 __version__ = "0.1.0"
@@ -33,6 +35,7 @@ __all__ = [
     "ConfigError",
     "Context",
     "InputDrift",
+    "ItemRecord",
     "Job",
     "JobNotFound",
     "LeaseHeld",
@@ -40,6 +43,8 @@ __all__ = [
     "Loop",
     "MidwayError",
     "RefusedError",
+    "Retry",
+    "RetryAfter",
     "RunResult",
     "SourceError",
     "StateNotSerializable",
@@ -48,6 +53,7 @@ __all__ = [
     "StoreNotFound",
     "StoreTooNew",
     "StoreUnavailable",
+    "TooManyFailures",
     "__version__",
     "sources",
 ]

@@ -7,6 +7,7 @@ from typing import Any
 
 from midway.errors import StoreCorrupt
 from midway.jsonutil import JSONValue, dumps, dumps_state
+from midway.ledger import ItemRecord
 
 COUNTER_NAMES = ("succeeded", "failed", "skipped", "in_doubt")
 
@@ -40,6 +41,17 @@ class Counters:
     def copy(self) -> Counters:
         return Counters(self.succeeded, self.failed, self.skipped, self.in_doubt)
 
+    def moved(self, records: list[ItemRecord], count_as: str) -> Counters:
+        """A copy with each record's count moved from its status to ``count_as``
+        (``midway resolve --done``: an in-doubt item now counts as succeeded)."""
+        result = self.copy()
+        for record in records:
+            source = "failed" if record.status == "retry" else record.status  # counted so
+            if source in COUNTER_NAMES and getattr(result, source) > 0:
+                setattr(result, source, getattr(result, source) - 1)
+                setattr(result, count_as, getattr(result, count_as) + 1)
+        return result
+
 
 @dataclass(slots=True)
 class Checkpoint:
@@ -58,6 +70,10 @@ class Checkpoint:
     extra: dict[str, JSONValue] = field(default_factory=dict)
     state_json: str | None = field(default=None, compare=False, repr=False)
     """``state`` already encoded (by the engine, which checks it); stores reuse it."""
+    ledger: list[ItemRecord] = field(default_factory=list, compare=False, repr=False)
+    """Item ledger changes that commit with this checkpoint (status ``"-"`` deletes)."""
+    sample: bool = field(default=False, compare=False, repr=False)
+    """Also record the counters in the job's history (for throughput charts)."""
 
     def to_json(self) -> dict[str, JSONValue]:
         return {

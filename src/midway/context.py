@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from midway.jsonutil import JSONValue
@@ -49,6 +50,13 @@ class Context:
     def run_id(self) -> str:
         run = self._engine._run
         return run.run_id if run is not None else ""
+
+    def step(self, name: str, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Run ``fn(*args, **kwargs)`` once for this item, durably: its JSON result is
+        stored, and when the item is retried or resumed after a crash, a step it already
+        finished returns the stored result instead of running again. The records go when
+        the item is done."""
+        return self._engine.step(name, fn, args, kwargs)
 
     def __repr__(self) -> str:
         return f"<midway.Context job={self.job!r} key={self.key!r} attempt={self.attempt}>"

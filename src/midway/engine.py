@@ -44,12 +44,16 @@ from midway.checkpoint import Checkpoint, Counters, describe_drift
 from midway.console import logging_configured, say, say_from_signal_handler
 from midway.context import Context
 from midway.errors import InputDrift, LeaseLost, MidwayError, Stopped
+from midway.failures import describe
+from midway.itemflow import ItemFlow
 from midway.jsonutil import JSONValue
+from midway.ledger import ALL, RETRY
 from midway.owner import Owner, describe_age, hostname, iso
 from midway.progress import Silent, reporter
 from midway.result import RunResult
 from midway.sources.base import Chunk, Cursor, Source
 from midway.stores import Lease, RunRecord, Store, open_store
+from midway.transaction import TransactionConnection
 from midway.writer import Keeper
 
 if TYPE_CHECKING:
@@ -59,9 +63,11 @@ MAX_SLICE = 1 << 16
 MAX_COPY = 1 << 12  # a slice that is copied stays this small, so the copy stays in the cache
 SLICE_SECONDS = 0.1
 SIGNAL_NAMES = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}
+HISTORY_SECONDS = 5.0  # how often a checkpoint also adds a point to the job's history
+log = logging.getLogger("midway")
 
 
-class Engine:
+class Engine(ItemFlow):
     """One run of one job: lease, resume, slices, checkpoints, and how the run ends."""
 
     def __init__(self, job: Job, source: Source, initial_state: dict[str, Any] | None) -> None:
@@ -96,6 +102,11 @@ class Engine:
         self._run: RunRecord | None = None
         self._finished = False
         self._engine_error: BaseException | None = None
+        self.policy = job.failure_policy()
+        self.slow = False
+        self.total: int | None = None
+        self._last_sample = 0.0
+        self._init_itemflow()
 
     # -- start ---------------------------------------------------------------------------
 
@@ -140,10 +151,13 @@ class Engine:
         now = time.time()
         self.started_at = now
         self.total = self.source.total()
+        records = store.list_items(self.key, ALL)
         if checkpoint is not None:
             self._resume_from(checkpoint, now)
-        else:
-            self._announce_fresh(store)
+            self.main_done = bool(checkpoint.extra.get("main_done"))
+        elif not self._after_completion(store, records):
+            self._announce_fresh(store, records)
+        self.load_ledger(records, resuming=checkpoint is not None or self.main_done)
         self._run = RunRecord(
             run_id=uuid.uuid4().hex,
             job=self.key,
@@ -174,7 +188,14 @@ class Engine:
         self._t0 = time.monotonic()
         self.ctx.state = self.state
         # every=1 promises each item durable before the next starts: no group commit then.
-        self._group_commit = job.every != 1
+        # Nor when the handler writes in the checkpoint's transaction, or an at-most-once
+        # item's mark must be on disk before its handler runs.
+        self._group_commit = job.every != 1 and job.guarantee == "at-least-once"
+        self._marks = job.guarantee == "at-most-once"
+        if job.guarantee == "exactly-once":
+            self.transaction = store.begin_transaction(lease)
+            self.tx_open = True
+            self.ctx.transaction = TransactionConnection(self.transaction)
         self._install_signal_handlers()
         self._progress = reporter(job.name, job.progress, quiet)
         self._progress.start(self.counters.processed, self.total)
@@ -237,7 +258,30 @@ class Engine:
             quiet=self.job.quiet,
         )
 
-    def _announce_fresh(self, store: Store) -> None:
+    def _after_completion(self, store: Store, records: list[Any]) -> bool:
+        """A completed job with items put back by ``midway retry``: the next run handles
+        those and nothing else, from the counters and state the job completed with."""
+        if not any(r.status == RETRY for r in records):
+            return False
+        record = store.get_job(self.key)
+        summary = record.summary if record is not None else None
+        if not summary:
+            return False
+        self.counters = Counters.from_dict(summary.get("counters") or {})
+        state = summary.get("state")
+        self.state = state if isinstance(state, dict) else {}
+        started = summary.get("started_at")
+        self.started_at = float(started) if isinstance(started, int | float) else time.time()
+        self.main_done = True
+        queued = sum(r.status == RETRY for r in records)
+        say(
+            f"job {self.key!r} completed earlier; handling the {queued:,} item(s) put back "
+            "by `midway retry`, and only those",
+            quiet=self.job.quiet,
+        )
+        return True
+
+    def _announce_fresh(self, store: Store, records: list[Any]) -> None:
         if self.job.quiet and not logging_configured():
             return  # nobody would hear it: spare the store its queries (list_jobs reads all)
         record = store.get_job(self.key)
@@ -248,6 +292,11 @@ class Engine:
             last = (
                 f"; its last run {record.summary.get('status')} at "
                 f"{iso(record.summary.get('ended_at'))} after {done:,} items"
+            )
+        if records:
+            last += (
+                f"; the {len(records):,} item record(s) it kept (failed, skipped, in doubt) are "
+                "forgotten as every item is handled again"
             )
         say(
             f"starting job {self.key!r} from the beginning of {self.source.describe()} "
@@ -287,15 +336,19 @@ class Engine:
         processed = counters.processed
         timed, timed_items, window = 0.0, 0, (0.0, 0)
         assert self._cursor is not None
+        per_item, marks = self.per_item, self._marks
         for chunk in self._cursor:
             items = chunk.items
             n = len(items)
             shared = chunk.shared  # the caller's own list: walk copies of it
+            self.slow = per_item or bool(getattr(chunk, "errors", None))
             start = 0
             while start < n:
-                if self._stop_signal is not None or self._lease_lost:
+                if self._stop_signal is not None or self._lease_lost or self.stop_error:
                     return
                 size = n - start if n - start < self._stride else self._stride
+                if marks:  # at-most-once: each item's mark is a checkpoint
+                    size = 1
                 if every:  # end the slice where the next checkpoint is due
                     until = self._next_due - processed
                     if size > until:
@@ -312,7 +365,7 @@ class Engine:
                 it = iter(sub)
                 self._it = it
                 t0 = monotonic()
-                if self._stop_signal is None and not self._lease_lost:
+                if self._stop_signal is None and not self._lease_lost and not self.stop_error:
                     yield it
                 else:
                     self._stop_index = 0
@@ -343,8 +396,9 @@ class Engine:
                 processed = counters.processed
                 if keeper is not None and keeper.pending_or_busy:
                     self._bound_lag(processed)
-                if (every and processed >= self._next_due) or (
-                    every_seconds and now - self._cp_time >= every_seconds
+                if not marks and (
+                    (every and processed >= self._next_due)
+                    or (every_seconds and now - self._cp_time >= every_seconds)
                 ):
                     if keeper is not None and self._group_commit and keeper.has_pending:
                         # The store is behind: one checkpoint already waits for the commit
@@ -442,6 +496,14 @@ class Engine:
         if self._lease_lost:
             raise LeaseLost(_lost(lease))
         state_json = jsonutil.dumps_state(self.state)
+        now = time.time()
+        ledger = self.ledger_pending
+        if self.steps_touched and self.current_index() is None:
+            ledger.extend(self.finished_steps())
+        self.ledger_pending = []
+        sample = now - self._last_sample >= HISTORY_SECONDS
+        if sample:
+            self._last_sample = now
         cp = Checkpoint(
             job=self.key,
             version=self.version + 1,
@@ -452,21 +514,33 @@ class Engine:
             fingerprint=self.fingerprint,
             total=self.total,
             started_at=self.started_at,
-            updated_at=time.time(),
+            updated_at=now,
             state_json=state_json,
+            ledger=ledger,
+            sample=sample,
+            extra={"main_done": True} if self.main_done else {},
         )
         keeper = self._keeper
-        if keeper is not None and self._group_commit and not wait:
-            keeper.submit(cp)
-        else:
-            if keeper is not None:
-                keeper.flush()
-            store.write_checkpoint(lease, cp)
+        try:
+            if keeper is not None and self._group_commit and not wait:
+                keeper.submit(cp)
+            else:
+                if keeper is not None:
+                    keeper.flush()
+                store.write_checkpoint(lease, cp)
+                self.tx_open = False  # write_checkpoint committed the handler's writes too
+        except BaseException:
+            self.ledger_pending[:0] = ledger  # not written: keep them for the next try
+            raise
         self._remember_saved(cp.position, cp.counters, state_json)
         self.version = cp.version
         self._cp_processed = self.counters.processed
         self._cp_time = time.monotonic()
         self._next_due = self._cp_processed + (self.job.every or 0)
+        hook = self.job.on_checkpoint
+        if hook is not None:
+            self.call_hook("on_checkpoint", hook, _checkpoint_info(cp))
+        log.debug("checkpoint #%d of job %r at %s", cp.version, self.key, cp.position)
 
     def _remember_saved(
         self, position: JSONValue, counters: Counters, state_json: str | None
@@ -516,6 +590,8 @@ class Engine:
         position, counters, state_json = self._saved
         if state_json is not None and _try_dumps(self.state) == state_json:
             return False
+        self.ledger_pending = []  # about items after that checkpoint: they are redone
+        self._drop_transaction()
         self.counters = counters.copy()
         self._mark_chunk, self._start_position = None, position
         self._cp_processed = self.counters.processed
@@ -565,6 +641,13 @@ class Engine:
         """Called once the slices ran out or stopped: complete, stop, or report lease loss."""
         if self._lease_lost:
             return self._fail_lease()
+        if self.stop_error is not None:  # too many failures, or an at-most-once item raised
+            exc = self.stop_error
+            self._end("failed", describe(exc)[:500])
+            if isinstance(exc, MidwayError):
+                say(str(exc), quiet=self.job.quiet)
+            self._on_finish()
+            raise exc
         if self._finished:  # all items done: complete, even if a stop came at the last one
             return self._complete()
         if self._stop_signal is not None:
@@ -572,9 +655,11 @@ class Engine:
             result = self._end("stopped", f"stopped by {name}")
             message = self._stop_message(name)
             say(message, quiet=self.job.quiet)
+            self._on_finish()
             raise Stopped(message, signal_number=self._stop_signal, result=result)
         result = self._end("stopped", "the loop was left before the end of the input")
         say(self._left_message(rolled_back=False), quiet=self.job.quiet)
+        self._on_finish()
         return result
 
     def leave(self) -> None:
@@ -596,7 +681,12 @@ class Engine:
         say(self._left_message(rolled_back), quiet=self.job.quiet)
 
     def _complete(self) -> RunResult:
-        result = self._result("completed")
+        if self.ledger_pending or self.steps_touched:
+            self.checkpoint(wait=True)  # the last records commit before the completion
+        self._drop_transaction()
+        counters = self.counters
+        status = "completed_with_failures" if counters.failed or counters.in_doubt else "completed"
+        result = self._result(status)
         store, lease, run = self._parts()
         self._close_progress()
         run.status, run.ended_at = result.status, time.time()
@@ -624,12 +714,37 @@ class Engine:
             self._release()
         say(
             f"job {self.key!r} completed: {self.counters.processed:,} items "
-            f"({self.counters.succeeded:,} succeeded) in {result.elapsed:,.1f} s; checkpoint "
-            "removed, the next run starts fresh",
+            f"({self.counters.succeeded:,} succeeded{_failures(self.counters)}) in "
+            f"{result.elapsed:,.1f} s; checkpoint removed, the next run starts fresh",
             quiet=self.job.quiet,
         )
         self.result = result
+        self._on_finish()
         return result
+
+    def _on_finish(self) -> None:
+        result = self.result
+        if result is None:
+            return
+        log.info(
+            "job %r %s: %d items (%d succeeded, %d failed, %d skipped, %d in doubt)",
+            self.key,
+            result.status,
+            result.processed,
+            result.succeeded,
+            result.failed,
+            result.skipped,
+            result.in_doubt,
+        )
+        hook = self.job.on_finish
+        if hook is not None:
+            self.call_hook("on_finish", hook, result)
+
+    def _drop_transaction(self) -> None:
+        """Exactly-once: roll back what the handler wrote since the last checkpoint."""
+        if self.transaction is not None and self.tx_open and self._store is not None:
+            self._store.rollback_transaction()
+            self.tx_open = False
 
     def fail(self, exc: BaseException) -> None:
         """The handler raised: keep every finished item, note where, and let it propagate."""
@@ -671,7 +786,11 @@ class Engine:
         self._close_progress()
         try:
             settled = self._settle()
-            due = self.counters.processed != self._cp_processed or self.version == 0
+            due = (
+                self.counters.processed != self._cp_processed
+                or self.version == 0
+                or bool(self.ledger_pending)
+            )
             if save and settled and due:
                 self.checkpoint(wait=True)
             self._record_end(status, message)
@@ -684,6 +803,7 @@ class Engine:
 
     def _record_end(self, status: str, message: str) -> None:
         store, lease, run = self._parts()
+        self._drop_transaction()  # nothing in it since the last checkpoint is kept
         self._settle()  # end_run releases the lease: checkpoints in flight go first
         run.status, run.ended_at, run.message = status, time.time(), message
         run.processed = self.counters.processed
@@ -771,19 +891,61 @@ class Engine:
                 self._store = None
 
     def run_handler(self, handler: Callable[[Any, Context], Any]) -> RunResult:
-        """``Job.run``: the tight loop. The only per-item work is the handler call."""
+        """``Job.run``: the tight loop. The only per-item work is the handler call; a failing
+        item leaves the loop through the exception and re-enters it after the next item."""
         ctx = self.ctx
         slices = self.slices()
+        item = None
         try:
+            self.retry_pass(handler)
+            if self.main_done:
+                self._finished = self.stop_error is None and self._stop_signal is None
+                slices.close()
+                return self.finish()
             for it in slices:
-                for item in it:
-                    handler(item, ctx)
+                if self.slow:
+                    for item in it:
+                        self.one_item(item, handler)
+                    continue
+                while True:
+                    try:
+                        for item in it:
+                            handler(item, ctx)
+                    except Exception as exc:
+                        if not self.item_failed(item, exc, handler):
+                            raise
+                        continue
+                    break
         except BaseException as exc:
             self.abandon_slice()
             slices.close()
             self.fail(exc)
             raise
         return self.finish()
+
+
+def _failures(counters: Counters) -> str:
+    parts = [
+        f"{count:,} {name}"
+        for name, count in (
+            ("failed", counters.failed),
+            ("skipped", counters.skipped),
+            ("in doubt", counters.in_doubt),
+        )
+        if count
+    ]
+    return ", " + ", ".join(parts) if parts else ""
+
+
+def _checkpoint_info(cp: Checkpoint) -> dict[str, JSONValue]:
+    return {
+        "job": cp.job,
+        "version": cp.version,
+        "position": cp.position,
+        "processed": cp.counters.processed,
+        **cp.counters.as_dict(),
+        "at": iso(cp.updated_at),
+    }
 
 
 def _lost(lease: Lease) -> str:

@@ -9,7 +9,9 @@ from typing import Any, Literal
 from midway.context import Context
 from midway.engine import Engine
 from midway.errors import ConfigError
+from midway.failures import FailurePolicy, Retry, check_max_failures, check_skip_on
 from midway.identity import JobId, make_job_id
+from midway.ledger import ItemRecord
 from midway.result import RunResult
 from midway.sources.base import Source
 from midway.sources.iterable import iterable
@@ -32,6 +34,19 @@ class Job:
     a power cut. ``on_drift`` says what to do when the input changed since the checkpoint.
     ``lease_ttl``: how long a runner that stopped renewing its lease keeps the job.
 
+    ``guarantee``: ``"at-least-once"`` (after a crash at most one interval is handled
+    again), ``"exactly-once"`` (``ctx.transaction`` writes into the store's database commit
+    with the checkpoint), ``"at-most-once"`` (a handler never runs twice for an item; one
+    whose fate a crash left unknown is reported *in doubt*).
+
+    Failures: by default the first item whose handler raises stops the job, and the next
+    run starts with that item. ``retry=midway.Retry(...)`` tries again; ``skip_on`` records
+    items raising those exceptions as *skipped* and goes on; ``max_failures`` (a count, or
+    a fraction of the items) records failing items as *failed* and goes on until more than
+    that have failed. Hooks ``on_item_failed(record, exc)``, ``on_checkpoint(info)`` and
+    ``on_finish(result)`` are called on the job's thread; they also go to the ``midway``
+    logger. ``record_items`` keeps each failed item itself (as JSON) in the ledger.
+
     Checkpoints are committed in the background (group commit); ``max_lag`` bounds how far
     the loop may run ahead of the last checkpoint on disk: one interval plus that many
     seconds' worth of items, after which it waits for the store. ``every=1`` always waits.
@@ -52,6 +67,13 @@ class Job:
         max_lag: float = 0.05,
         progress: bool | None = None,
         quiet: bool = False,
+        retry: Retry | None = None,
+        skip_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
+        max_failures: int | float | None = None,
+        record_items: bool = True,
+        on_item_failed: Callable[[ItemRecord, BaseException | None], Any] | None = None,
+        on_checkpoint: Callable[[dict[str, Any]], Any] | None = None,
+        on_finish: Callable[[RunResult], Any] | None = None,
     ) -> None:
         self.id: JobId = make_job_id(name, params)
         self.store_url = store or default_url()
@@ -64,11 +86,6 @@ class Job:
             )
         if guarantee not in GUARANTEES:
             raise ConfigError(f"guarantee={guarantee!r}: choose one of {', '.join(GUARANTEES)}")
-        if guarantee != "at-least-once":
-            raise ConfigError(
-                f"guarantee={guarantee!r} is not available in this version of midway; "
-                "only 'at-least-once' is"
-            )
         self.guarantee = guarantee
         if on_drift not in DRIFT_POLICIES:
             raise ConfigError(f"on_drift={on_drift!r}: choose one of {', '.join(DRIFT_POLICIES)}")
@@ -85,6 +102,33 @@ class Job:
         self.max_lag = float(max_lag)
         self.progress = progress
         self.quiet = quiet
+        if retry is not None and not isinstance(retry, Retry):
+            raise ConfigError(f"retry={retry!r}: give a midway.Retry(...), or None")
+        self.retry = retry
+        self.skip_on = check_skip_on(skip_on)
+        self.max_failures = check_max_failures(max_failures)
+        self.record_items = bool(record_items)
+        for hook_name, hook in (
+            ("on_item_failed", on_item_failed),
+            ("on_checkpoint", on_checkpoint),
+            ("on_finish", on_finish),
+        ):
+            if hook is not None and not callable(hook):
+                raise ConfigError(f"{hook_name}= must be a function, not {type(hook).__name__}")
+        self.on_item_failed = on_item_failed
+        self.on_checkpoint = on_checkpoint
+        self.on_finish = on_finish
+        if guarantee == "exactly-once":
+            # The handler's transaction holds the store's write lock until the checkpoint
+            # commits it: checkpoint well within the lease, so the heartbeat gets through.
+            cap = self.lease_ttl / 2
+            self.every_seconds = min(self.every_seconds or cap, cap)
+
+    def failure_policy(self) -> FailurePolicy | None:
+        """None when nothing was asked for: the first failure stops the job (fail fast)."""
+        if self.retry is None and not self.skip_on and self.max_failures is None:
+            return None
+        return FailurePolicy(self.retry, self.skip_on, self.max_failures)
 
     @property
     def name(self) -> str:
@@ -126,6 +170,16 @@ class Job:
         An item counts as done when the loop asks for the next one. If the body raises, or
         breaks out, the checkpoint keeps every item before the one in hand.
         """
+        if self.guarantee != "at-least-once":
+            raise ConfigError(
+                f"guarantee={self.guarantee!r} needs job.run(source, handler): midway must "
+                "see where each item's work begins and ends"
+            )
+        if self.failure_policy() is not None:
+            raise ConfigError(
+                "retry=, skip_on= and max_failures= need job.run(source, handler): a loop "
+                "body cannot be run again for a retry; use a handler function"
+            )
         return Loop(self, as_source(source), state)
 
     def info(self) -> JobRecord | None:

@@ -70,6 +70,10 @@ class Keeper:
         with self._cond:
             if self.error is not None:
                 raise self.error
+            replaced = self._pending
+            if replaced is not None:  # its ledger records and history point go along
+                checkpoint.ledger[:0] = replaced.ledger
+                checkpoint.sample = checkpoint.sample or replaced.sample
             self._pending = checkpoint
             if not self._busy:
                 self._cond.notify_all()

@@ -7,7 +7,8 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from midway.errors import ConfigError, StoreNotFound
-from midway.stores.base import ItemRecord, JobRecord, Lease, LeaseInfo, RunRecord, Store
+from midway.ledger import ItemRecord
+from midway.stores.base import JobRecord, Lease, LeaseInfo, RunRecord, Store
 
 DEFAULT_STORE = "sqlite:///.midway/state.db"
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
-from midway.checkpoint import Checkpoint
+from midway.checkpoint import Checkpoint, Counters
 from midway.errors import LeaseHeld
 from midway.identity import JobId
 from midway.jsonutil import JSONValue
+from midway.ledger import ItemRecord
 from midway.owner import Owner, describe_age, iso
 
 LIVE = "running"
@@ -107,25 +108,41 @@ class RunRecord:
         }
 
 
-@dataclass
-class ItemRecord:
-    key: JSONValue
-    status: str
-    error: str | None = None
-    traceback: str | None = None
-    attempts: int = 0
-    position: JSONValue = None
-    item: JSONValue = None
-    updated_at: float = 0.0
+@dataclass(frozen=True)
+class Note:
+    """An operator's note on a job (``midway note``): who decided what, and why."""
+
+    at: float
+    author: str
+    text: str
+
+    def to_json(self) -> dict[str, JSONValue]:
+        return {"at": iso(self.at), "author": self.author, "text": self.text}
+
+    def to_store(self) -> dict[str, JSONValue]:
+        return {"at": self.at, "author": self.author, "text": self.text}
+
+    @classmethod
+    def from_store(cls, row: dict[str, Any]) -> Note:
+        return cls(float(row.get("at") or 0.0), str(row.get("author")), str(row.get("text")))
+
+
+@dataclass(frozen=True)
+class HistoryPoint:
+    """A job's counters when a checkpoint was written (sampled), for throughput charts."""
+
+    at: float
+    run_id: str
+    version: int
+    counters: Counters
 
     def to_json(self) -> dict[str, JSONValue]:
         return {
-            "key": self.key,
-            "status": self.status,
-            "error": self.error,
-            "attempts": self.attempts,
-            "position": self.position,
-            "updated_at": iso(self.updated_at),
+            "at": iso(self.at),
+            "run_id": self.run_id,
+            "version": self.version,
+            "processed": self.counters.processed,
+            **self.counters.as_dict(),
         }
 
 
@@ -165,7 +182,48 @@ class Store(Protocol):
 
     def begin_run(self, lease: Lease, run: RunRecord) -> None: ...
 
-    def write_checkpoint(self, lease: Lease, checkpoint: Checkpoint) -> None: ...
+    def write_checkpoint(self, lease: Lease, checkpoint: Checkpoint) -> None:
+        """Write the checkpoint, apply ``checkpoint.ledger`` (upserts; status ``"-"``
+        deletes) and, if ``checkpoint.sample``, a history point: one transaction, fenced by
+        the lease. Inside an open :meth:`begin_transaction`, commit that transaction."""
+        ...
+
+    def write_items(self, lease: Lease, records: list[ItemRecord]) -> None:
+        """Apply ledger records on their own, durably, fenced by the lease."""
+        ...
+
+    def change_items(
+        self,
+        job: str,
+        me: Owner,
+        *,
+        statuses: tuple[str, ...],
+        keys: list[JSONValue] | None,
+        error_type: str | None,
+        to_status: str,
+        count_as: str | None = None,
+    ) -> list[ItemRecord]:
+        """For people (``retry``, ``resolve``): set the status of the matching records
+        (``"-"`` deletes them). ``count_as`` also moves each one's count in the checkpoint's
+        (or the last summary's) counters from its old status to that counter. Refused while
+        a live runner holds the job. Returns the records as they were."""
+        ...
+
+    def add_note(self, job: str, text: str, author: str) -> Note: ...
+
+    def list_notes(self, job: str) -> list[Note]: ...
+
+    def list_history(self, job: str) -> list[HistoryPoint]: ...
+
+    def begin_transaction(self, lease: Lease) -> Any:
+        """Open a transaction on this store's own connection and return the connection:
+        ``guarantee="exactly-once"`` hands it to handlers as ``ctx.transaction``, and the
+        next :meth:`write_checkpoint` commits it. Stores without one raise ConfigError."""
+        ...
+
+    def rollback_transaction(self) -> None:
+        """Roll back what :meth:`begin_transaction` opened (nothing if it is not open)."""
+        ...
 
     def end_run(
         self,

@@ -22,20 +22,23 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from midway import jsonutil
-from midway.checkpoint import Checkpoint
-from midway.errors import LeaseLost, StoreCorrupt, StoreTooNew, StoreUnavailable
+from midway import jsonutil, ledger
+from midway.checkpoint import Checkpoint, Counters
+from midway.errors import ConfigError, LeaseLost, StoreCorrupt, StoreTooNew, StoreUnavailable
 from midway.identity import JobId
 from midway.jsonutil import JSONValue
+from midway.ledger import DROP, ItemRecord
 from midway.owner import Owner
 from midway.stores.base import (
-    ItemRecord,
+    HistoryPoint,
     JobRecord,
     Lease,
     LeaseInfo,
+    Note,
     RunRecord,
     check_lease_free,
 )
@@ -277,7 +280,154 @@ class FileStore:
         text = checkpoint.to_json_text()
         with self._locked(lease.job) as folder:
             self._holds(lease)
+            items = self._ledger(folder)
+            if items or checkpoint.ledger:
+                _apply(items, checkpoint.ledger)
+                rows = ",".join(jsonutil.dumps(r.to_store()) for r in items.values())
+                text = text[:-1] + ',"items":[' + rows + "]}"
             self._write(folder / "checkpoint.json", None, text)
+            (folder / "ledger.json").unlink(missing_ok=True)  # now in checkpoint.json
+            if checkpoint.sample:
+                point = {"at": checkpoint.updated_at, "run_id": checkpoint.run_id}
+                point.update(version=checkpoint.version, **checkpoint.counters.as_dict())
+                self._append(folder / "history.jsonl", point, sync=False)
+
+    def _ledger(self, folder: Path) -> dict[str, ItemRecord]:
+        """The job's item ledger: inside checkpoint.json while there is one (so both are
+        replaced in one rename), else in ledger.json (what a completed run keeps)."""
+        data = self._read(folder / "checkpoint.json")
+        if isinstance(data, dict) and "items" in data:
+            rows = data["items"]
+        else:
+            rows = self._read(folder / "ledger.json") or []
+        if not isinstance(rows, list):
+            raise StoreCorrupt(self._damaged(folder / "ledger.json", "the items are not a list"))
+        records = [ItemRecord.from_store(row) for row in rows if isinstance(row, dict)]
+        return {jsonutil.dumps(r.key): r for r in records}
+
+    def _save_ledger(self, folder: Path, items: dict[str, ItemRecord]) -> None:
+        rows: list[JSONValue] = [r.to_store() for r in items.values()]
+        data = self._read(folder / "checkpoint.json")
+        if isinstance(data, dict):
+            data["items"] = rows
+            self._write(folder / "checkpoint.json", data)
+        else:
+            self._write(folder / "ledger.json", rows)
+
+    def write_items(self, lease: Lease, records: list[ItemRecord]) -> None:
+        with self._locked(lease.job) as folder:
+            self._holds(lease)
+            items = self._ledger(folder)
+            _apply(items, records)
+            self._save_ledger(folder, items)
+
+    def change_items(
+        self,
+        job: str,
+        me: Owner,
+        *,
+        statuses: tuple[str, ...],
+        keys: list[JSONValue] | None,
+        error_type: str | None,
+        to_status: str,
+        count_as: str | None = None,
+    ) -> list[ItemRecord]:
+        if not self._dir(job).is_dir():
+            return []
+        with self._locked(job) as folder:
+            now = time.time()
+            check_lease_free(job, self._lease_info(job), me, now)
+            items = self._ledger(folder)
+            chosen = [
+                r
+                for r in items.values()
+                if r.status in statuses and ledger.matches(r, keys, error_type)
+            ]
+            for record in chosen:
+                name = jsonutil.dumps(record.key)
+                if to_status == DROP:
+                    del items[name]
+                else:
+                    items[name] = replace(record, status=to_status, updated_at=now)
+            if not chosen:
+                return []
+            self._save_ledger(folder, items)
+            if count_as is not None:
+                self._move_counts(folder, chosen, count_as)
+            return chosen
+
+    def _move_counts(self, folder: Path, chosen: list[ItemRecord], count_as: str) -> None:
+        data = self._read(folder / "checkpoint.json")
+        if isinstance(data, dict):
+            counters = Counters.from_dict(data.get("counters") or {})
+            data["counters"] = counters.moved(chosen, count_as).as_dict()
+            self._write(folder / "checkpoint.json", data)
+            return
+        job = self._read(folder / "job.json")
+        summary = job.get("summary") if isinstance(job, dict) else None
+        if isinstance(summary, dict):
+            counters = Counters.from_dict(summary.get("counters") or {})
+            summary["counters"] = counters.moved(chosen, count_as).as_dict()
+            self._update_job(folder, summary=summary)
+
+    def begin_transaction(self, lease: Lease) -> Any:
+        raise ConfigError(
+            f"guarantee='exactly-once' needs a database store to write into, and {self.url} is "
+            "a folder of JSON files; use store='sqlite:///...' (the database your handler "
+            "writes to) or a postgresql:// store"
+        )
+
+    def rollback_transaction(self) -> None:
+        return None
+
+    def add_note(self, job: str, text: str, author: str) -> Note:
+        note = Note(time.time(), author, text)
+        with self._locked(job) as folder:
+            self._append(folder / "notes.jsonl", note.to_store(), sync=True)
+        return note
+
+    def list_notes(self, job: str) -> list[Note]:
+        rows = self._read_lines(self._dir(job) / "notes.jsonl")
+        return [Note.from_store(row) for row in rows]
+
+    def list_history(self, job: str) -> list[HistoryPoint]:
+        points = []
+        for row in self._read_lines(self._dir(job) / "history.jsonl"):
+            try:
+                points.append(
+                    HistoryPoint(row["at"], row["run_id"], row["version"], Counters.from_dict(row))
+                )
+            except (KeyError, StoreCorrupt):
+                continue
+        return points
+
+    def _append(self, path: Path, row: dict[str, JSONValue], *, sync: bool) -> None:
+        """Add a line; a line torn by a crash is skipped when read back."""
+        try:
+            with open(path, "a", encoding="utf-8") as out:
+                out.write(jsonutil.dumps(row) + "\n")
+                if sync and self.durable:
+                    out.flush()
+                    os.fsync(out.fileno())
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot write {path}: {exc.strerror}") from None
+
+    def _read_lines(self, path: Path) -> list[dict[str, Any]]:
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot read {path}: {exc.strerror}") from None
+        rows = []
+        for line in text.splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue  # a line torn by a crash
+            if isinstance(row, dict):
+                rows.append(row)
+        return rows
 
     def _run_path(self, folder: Path, run: RunRecord) -> Path:
         return folder / "runs" / f"{run.run_id}.json"
@@ -315,7 +465,11 @@ class FileStore:
             self._put_lease(folder, lease.job, lease.token, None, info.since, 0.0)
             if completed:
                 # After the job file says so: a crash in between leaves a checkpoint at the
-                # end of the input, from which the next run finishes at once.
+                # end of the input, from which the next run finishes at once. The ledger's
+                # kept records move to ledger.json first (both may exist for a moment; the
+                # checkpoint's copy wins).
+                kept = [r for r in self._ledger(folder).values() if r.status in ledger.KEPT]
+                self._write(folder / "ledger.json", [r.to_store() for r in kept])
                 (folder / "checkpoint.json").unlink(missing_ok=True)
                 self._fsync_dir(folder)
 
@@ -405,10 +559,10 @@ class FileStore:
         return self._runs(job)[:limit]
 
     def list_items(self, job: str, statuses: tuple[str, ...]) -> list[ItemRecord]:
-        data = self._read(self._dir(job) / "checkpoint.json")
-        rows = data.get("items", []) if isinstance(data, dict) else []
-        ledger = self._read(self._dir(job) / "ledger.json") or []
-        items = [ItemRecord(**row) for row in [*rows, *ledger]]
+        folder = self._dir(job)
+        if not folder.is_dir():
+            return []
+        items = sorted(self._ledger(folder).values(), key=lambda r: r.updated_at)
         return [item for item in items if item.status in statuses]
 
     def reset(self, job: str, me: Owner) -> bool:
@@ -418,9 +572,24 @@ class FileStore:
         with self._locked(job):
             check_lease_free(job, self._lease_info(job), me, time.time())
             found = (folder / "job.json").exists()
-            for name in ("checkpoint.json", "job.json", "ledger.json"):
+            for name in (
+                "checkpoint.json",
+                "job.json",
+                "ledger.json",
+                "notes.jsonl",
+                "history.jsonl",
+            ):
                 (folder / name).unlink(missing_ok=True)
             for run in (folder / "runs").glob("*.json"):
                 run.unlink()
             self._fsync_dir(folder)
         return found
+
+
+def _apply(items: dict[str, ItemRecord], records: list[ItemRecord]) -> None:
+    for record in records:
+        name = jsonutil.dumps(record.key)
+        if record.status == DROP:
+            items.pop(name, None)
+        else:
+            items[name] = replace(record, updated_at=record.updated_at or time.time())

@@ -15,18 +15,20 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from midway import jsonutil
+from midway import jsonutil, ledger
 from midway.checkpoint import Checkpoint, Counters
 from midway.errors import LeaseLost, StoreCorrupt, StoreTooNew, StoreUnavailable
 from midway.identity import JobId
 from midway.jsonutil import JSONValue
+from midway.ledger import DROP, ItemRecord
 from midway.owner import Owner
 from midway.stores import sqlfiles
 from midway.stores.base import (
-    ItemRecord,
+    HistoryPoint,
     JobRecord,
     Lease,
     LeaseInfo,
+    Note,
     RunRecord,
     check_lease_free,
 )
@@ -209,11 +211,54 @@ class SQLiteStore:
         params = _checkpoint_params(checkpoint)
         params["token"] = lease.token
         self._synchronous(full=True)
+        conn = self.conn
         with self._errors("write a checkpoint to"):
-            # One statement is one transaction: the fence check and the write commit together.
-            cur = self.conn.execute(Q["write_checkpoint"], params)
-            if cur.rowcount != 1:
-                raise LeaseLost(_lost_message(lease))
+            if not (checkpoint.ledger or checkpoint.sample or conn.in_transaction):
+                # One statement is one transaction: the fence check and the write commit
+                # together. The usual case: nothing else rides along.
+                if conn.execute(Q["write_checkpoint"], params).rowcount != 1:
+                    raise LeaseLost(_lost_message(lease))
+                return
+            if not conn.in_transaction:
+                conn.execute("BEGIN IMMEDIATE")
+            try:
+                if conn.execute(Q["write_checkpoint"], params).rowcount != 1:
+                    raise LeaseLost(_lost_message(lease))
+                self._apply(checkpoint.job, checkpoint.ledger)
+                if checkpoint.sample:
+                    conn.execute(Q["insert_history"], params)
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def _apply(self, job: str, records: list[ItemRecord]) -> None:
+        for record in records:
+            key = jsonutil.dumps(record.key)
+            if record.status == DROP:
+                self.conn.execute(Q["drop_item"], {"job": job, "key": key})
+            else:
+                self.conn.execute(Q["put_item"], _item_params(job, key, record))
+
+    def write_items(self, lease: Lease, records: list[ItemRecord]) -> None:
+        self._synchronous(full=True)
+        with self._errors("write to the item ledger of"), self._transaction():
+            self._fence(lease)
+            self._apply(lease.job, records)
+
+    def begin_transaction(self, lease: Lease) -> sqlite3.Connection:
+        self._synchronous(full=True)
+        with self._errors("open a transaction in"):
+            if not self.conn.in_transaction:
+                self.conn.execute("BEGIN IMMEDIATE")
+            self._fence(lease)
+        return self.conn
+
+    def rollback_transaction(self) -> None:
+        with self._errors("roll back a transaction in"):
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
 
     def begin_run(self, lease: Lease, run: RunRecord) -> None:
         self._synchronous(full=False)
@@ -342,6 +387,7 @@ class SQLiteStore:
                 position=_load(r[5], where) if r[5] else None,
                 item=_load(r[6], where) if r[6] else None,
                 updated_at=r[7],
+                steps=_load(r[8], where) if r[8] else {},
             )
             for r in rows
             if r[1] in statuses
@@ -351,9 +397,75 @@ class SQLiteStore:
         with self._errors("reset a job in"), self._transaction() as conn:
             check_lease_free(job, self._lease_info(job), me, time.time())
             found = conn.execute(Q["delete_job"], {"job": job}).rowcount > 0
-            conn.execute(Q["delete_items"], {"job": job})
-            conn.execute(Q["delete_runs"], {"job": job})
+            for query in ("delete_items", "delete_runs", "delete_notes", "delete_history"):
+                conn.execute(Q[query], {"job": job})
             return found
+
+    def change_items(
+        self,
+        job: str,
+        me: Owner,
+        *,
+        statuses: tuple[str, ...],
+        keys: list[JSONValue] | None,
+        error_type: str | None,
+        to_status: str,
+        count_as: str | None = None,
+    ) -> list[ItemRecord]:
+        self._synchronous(full=True)
+        with self._errors("change the item ledger of"), self._transaction() as conn:
+            now = time.time()
+            check_lease_free(job, self._lease_info(job), me, now)
+            chosen = [
+                r for r in self.list_items(job, statuses) if ledger.matches(r, keys, error_type)
+            ]
+            for record in chosen:
+                key = jsonutil.dumps(record.key)
+                if to_status == DROP:
+                    conn.execute(Q["drop_item"], {"job": job, "key": key})
+                else:
+                    conn.execute(
+                        Q["set_item_status"],
+                        {"job": job, "key": key, "status": to_status, "now": now},
+                    )
+            if count_as is not None and chosen:
+                self._move_counts(job, chosen, count_as)
+            return chosen
+
+    def _move_counts(self, job: str, chosen: list[ItemRecord], count_as: str) -> None:
+        checkpoint = self.load_checkpoint(job)
+        if checkpoint is not None:
+            counters = checkpoint.counters.moved(chosen, count_as)
+            self.conn.execute(Q["set_counters"], {"job": job, **counters.as_dict()})
+            return
+        row = self.conn.execute(Q["get_job"], {"job": job}).fetchone()
+        summary = _load(row[6], f"store {self.url}, job {job!r}") if row and row[6] else None
+        if isinstance(summary, dict):
+            counters = Counters.from_dict(summary.get("counters") or {}).moved(chosen, count_as)
+            summary["counters"] = counters.as_dict()
+            self.conn.execute(Q["set_summary"], {"job": job, "summary": jsonutil.dumps(summary)})
+
+    def add_note(self, job: str, text: str, author: str) -> Note:
+        note = Note(time.time(), author, text)
+        self._synchronous(full=True)
+        with self._errors("add a note to"):
+            self.conn.execute(
+                Q["add_note"], {"job": job, "at": note.at, "author": author, "text": text}
+            )
+        return note
+
+    def list_notes(self, job: str) -> list[Note]:
+        with self._errors("read"):
+            rows = self.conn.execute(Q["list_notes"], {"job": job}).fetchall()
+        return [Note(at, author, text) for at, author, text in rows]
+
+    def list_history(self, job: str) -> list[HistoryPoint]:
+        with self._errors("read"):
+            rows = self.conn.execute(Q["list_history"], {"job": job}).fetchall()
+        return [
+            HistoryPoint(at, run_id, version, Counters(s, f, k, d))
+            for at, run_id, version, s, f, k, d in rows
+        ]
 
 
 def _lost_message(lease: Lease) -> str:
@@ -372,6 +484,21 @@ def _load(text: str, where: str) -> Any:
             f"{where}: a stored JSON value is damaged ({text[:60]!r}...). Restore the store "
             "from a backup, or `midway reset` the job."
         ) from None
+
+
+def _item_params(job: str, key: str, record: ItemRecord) -> dict[str, Any]:
+    return {
+        "job": job,
+        "key": key,
+        "status": record.status,
+        "position": _opt_json(record.position),
+        "error": record.error,
+        "traceback": record.traceback,
+        "attempts": record.attempts,
+        "item": _opt_json(record.item),
+        "updated_at": record.updated_at or time.time(),
+        "steps": jsonutil.dumps(record.steps) if record.steps else None,
+    }
 
 
 def _opt_json(value: JSONValue) -> str | None:

@@ -57,7 +57,8 @@ FROM midway_checkpoints WHERE job = :job;
 DELETE FROM midway_checkpoints WHERE job = :job;
 
 -- name: delete_settled_items
-DELETE FROM midway_items WHERE job = :job AND status IN ('done', 'started');
+DELETE FROM midway_items
+WHERE job = :job AND status NOT IN ('failed', 'skipped', 'in_doubt', 'retry');
 
 -- name: crash_stale_runs
 UPDATE midway_runs SET status = 'crashed', ended_at = :now,
@@ -89,8 +90,46 @@ SELECT run_id, job, status, host, pid, started_at, ended_at, resumed_from,
 FROM midway_runs WHERE job = :job ORDER BY started_at DESC LIMIT :limit;
 
 -- name: list_items
-SELECT key, status, error, traceback, attempts, position, item, updated_at
+SELECT key, status, error, traceback, attempts, position, item, updated_at, steps
 FROM midway_items WHERE job = :job ORDER BY updated_at, key;
+
+-- name: put_item
+INSERT INTO midway_items (
+    job, key, status, position, error, traceback, attempts, item, updated_at, steps)
+VALUES (:job, :key, :status, :position, :error, :traceback, :attempts, :item, :updated_at,
+    :steps)
+ON CONFLICT (job, key) DO UPDATE SET
+    status = excluded.status, position = excluded.position, error = excluded.error,
+    traceback = excluded.traceback, attempts = excluded.attempts, item = excluded.item,
+    updated_at = excluded.updated_at, steps = excluded.steps;
+
+-- name: drop_item
+DELETE FROM midway_items WHERE job = :job AND key = :key;
+
+-- name: set_item_status
+UPDATE midway_items SET status = :status, updated_at = :now WHERE job = :job AND key = :key;
+
+-- name: insert_history
+INSERT INTO midway_history (job, at, run_id, version, succeeded, failed, skipped, in_doubt)
+VALUES (:job, :updated_at, :run_id, :version, :succeeded, :failed, :skipped, :in_doubt);
+
+-- name: list_history
+SELECT at, run_id, version, succeeded, failed, skipped, in_doubt
+FROM midway_history WHERE job = :job ORDER BY at;
+
+-- name: add_note
+INSERT INTO midway_notes (job, at, author, text) VALUES (:job, :at, :author, :text);
+
+-- name: list_notes
+SELECT at, author, text FROM midway_notes WHERE job = :job ORDER BY at;
+
+-- name: set_counters
+UPDATE midway_checkpoints
+SET succeeded = :succeeded, failed = :failed, skipped = :skipped, in_doubt = :in_doubt
+WHERE job = :job;
+
+-- name: set_summary
+UPDATE midway_jobs SET summary = :summary WHERE job = :job;
 
 -- name: delete_job
 DELETE FROM midway_jobs WHERE job = :job;
@@ -100,3 +139,9 @@ DELETE FROM midway_items WHERE job = :job;
 
 -- name: delete_runs
 DELETE FROM midway_runs WHERE job = :job;
+
+-- name: delete_notes
+DELETE FROM midway_notes WHERE job = :job;
+
+-- name: delete_history
+DELETE FROM midway_history WHERE job = :job;

@@ -1,0 +1,227 @@
+"""What happens when a handler raises: retries, skips, the failure tolerance.
+
+The happy path never comes here: the engine's loop calls the handler with no wrapper, and
+only an exception leads into :class:`FailurePolicy`. The backoff arithmetic (exponential,
+with jitter and a cap) is tenacity's; midway keeps the attempt count itself durable, so a
+poison item is not retried for ever across restarts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import math
+import traceback
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import tenacity
+
+from midway.errors import ConfigError, MidwayError
+
+TRACEBACK_LINES = 12
+MAX_ERROR = 2000
+
+
+class TooManyFailures(MidwayError):
+    """More items failed than ``max_failures`` tolerates: the job stopped (exit 1) with a
+    checkpoint; fix the cause, then run it again (and ``midway retry`` the failed items)."""
+
+
+class RetryAfter(Exception):
+    """Raise it from a handler to ask for another try after ``seconds`` (an API's
+    ``Retry-After``). It counts as a transient failure under any ``Retry`` policy."""
+
+    def __init__(self, seconds: float, message: str = "") -> None:
+        super().__init__(message or f"asked to retry after {seconds:g} s")
+        self.retry_after = float(seconds)
+
+
+@dataclass(frozen=True)
+class Retry:
+    """How to retry an item whose handler raised.
+
+    ``attempts``: tries in all, the first included. ``on``: the exception types worth another
+    try (transient: timeouts, connection errors); ``when``: a predicate for the rest. The
+    wait before try *n* is ``backoff * 2 ** (n - 2)`` plus up to ``backoff`` of jitter,
+    capped at ``max_backoff``; a ``retry_after`` the exception carries (``RetryAfter``, or an
+    HTTP error whose response has a ``Retry-After`` header) is honoured instead, up to
+    ``max_backoff``. ``max_time``: give up on the item once that many seconds have passed
+    since its first try.
+    """
+
+    attempts: int = 3
+    on: tuple[type[BaseException], ...] | type[BaseException] = (Exception,)
+    backoff: float = 0.5
+    max_backoff: float = 30.0
+    when: Callable[[BaseException], bool] | None = None
+    max_time: float | None = None
+    _wait: Any = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.attempts, int) or isinstance(self.attempts, bool):
+            raise ConfigError(f"Retry(attempts={self.attempts!r}): give a whole number, 1 or more")
+        if self.attempts < 1:
+            raise ConfigError(f"Retry(attempts={self.attempts}): give 1 or more tries in all")
+        for name in ("backoff", "max_backoff"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or value < 0 or not math.isfinite(value):
+                raise ConfigError(f"Retry({name}={value!r}): give a number of seconds, 0 or more")
+        on = self.on if isinstance(self.on, tuple) else (self.on,)
+        if not all(isinstance(t, type) and issubclass(t, BaseException) for t in on):
+            raise ConfigError(f"Retry(on={self.on!r}): give exception types")
+        object.__setattr__(self, "on", on)
+        wait = tenacity.wait_exponential_jitter(
+            initial=self.backoff, max=self.max_backoff, jitter=self.backoff
+        )
+        object.__setattr__(self, "_wait", wait)
+
+    def transient(self, exc: BaseException) -> bool:
+        if isinstance(exc, RetryAfter):
+            return True
+        assert isinstance(self.on, tuple)
+        if isinstance(exc, self.on):
+            return True
+        return self.when is not None and bool(self.when(exc))
+
+    def delay(self, failed_attempt: int, exc: BaseException) -> float:
+        """Seconds to wait after try ``failed_attempt`` failed with ``exc``."""
+        asked = retry_after(exc)
+        if asked is not None:
+            return min(max(asked, 0.0), self.max_backoff)
+        state = tenacity.RetryCallState(_RETRYING, None, (), {})
+        state.attempt_number = failed_attempt
+        return float(self._wait(state))
+
+
+_RETRYING = tenacity.Retrying()
+
+
+def retry_after(exc: BaseException) -> float | None:
+    """A wait the exception asks for: ``exc.retry_after`` (seconds or a datetime), or the
+    ``Retry-After`` header of ``exc.response`` (requests, httpx), in seconds or as a date."""
+    value: Any = getattr(exc, "retry_after", None)
+    if value is None:
+        headers = getattr(getattr(exc, "response", None), "headers", None)
+        if headers is not None and hasattr(headers, "get"):
+            value = headers.get("Retry-After")
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        when = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+        return (when - dt.datetime.now(dt.UTC)).total_seconds()
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            try:
+                date = email.utils.parsedate_to_datetime(value)
+            except (TypeError, ValueError):
+                return None
+            return (date - dt.datetime.now(dt.UTC)).total_seconds()
+    return None
+
+
+@dataclass
+class FailurePolicy:
+    """The job's answer to a failing item, from ``retry``, ``skip_on`` and ``max_failures``."""
+
+    retry: Retry | None
+    skip_on: tuple[type[BaseException], ...]
+    max_failures: int | float | None
+    errors: Counter[str] = field(default_factory=Counter)
+    examples: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def attempts(self) -> int:
+        return self.retry.attempts if self.retry is not None else 1
+
+    @property
+    def tolerant(self) -> bool:
+        """Failed items are recorded and the job goes on (``max_failures`` was given)."""
+        return self.max_failures is not None
+
+    def skips(self, exc: BaseException) -> bool:
+        return bool(self.skip_on) and isinstance(exc, self.skip_on)
+
+    def retries(self, exc: BaseException, attempt: int, first_try_at: float, now: float) -> bool:
+        retry = self.retry
+        if retry is None or attempt >= retry.attempts or not retry.transient(exc):
+            return False
+        return retry.max_time is None or now - first_try_at < retry.max_time
+
+    def note(self, error_type: str, key: str) -> None:
+        self.errors[error_type] += 1
+        examples = self.examples.setdefault(error_type, [])
+        if len(examples) < 3:
+            examples.append(key)
+
+    def exceeded(self, failed: int, processed: int, total: int | None) -> bool:
+        limit = self.max_failures
+        if limit is None:
+            return False
+        if isinstance(limit, int):
+            return failed > limit
+        if total:
+            return failed > limit * total
+        # No total: judge the fraction once enough items were seen for it to mean something.
+        return processed >= math.ceil(1 / limit) and failed > limit * processed
+
+    def describe_limit(self) -> str:
+        limit = self.max_failures
+        if isinstance(limit, float):
+            return f"more than {limit:.1%} of the items"
+        return f"more than {limit} items"
+
+    def most_common(self) -> str:
+        if not self.errors:
+            return "no error recorded in this run"
+        error_type, count = self.errors.most_common(1)[0]
+        keys = ", ".join(self.examples.get(error_type, []))
+        return f"{error_type} ({count:,} times in this run, e.g. items {keys})"
+
+
+def check_max_failures(value: int | float | None) -> int | float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(
+            f"max_failures={value!r}: give a count (e.g. 10), a fraction below 1 (0.05 for "
+            "5%), or None to stop at the first failure"
+        )
+    if isinstance(value, int):
+        if value < 0:
+            raise ConfigError(f"max_failures={value}: give a count of 0 or more")
+        return value
+    if not 0 < value < 1:
+        raise ConfigError(
+            f"max_failures={value!r}: a fraction is above 0 and below 1 (0.05 for 5%); for a "
+            "count give a whole number"
+        )
+    return value
+
+
+def check_skip_on(value: Any) -> tuple[type[BaseException], ...]:
+    if value is None:
+        return ()
+    types = value if isinstance(value, tuple | list) else (value,)
+    if not all(isinstance(t, type) and issubclass(t, BaseException) for t in types):
+        raise ConfigError(f"skip_on={value!r}: give exception types, e.g. (ValueError,)")
+    return tuple(types)
+
+
+def describe(exc: BaseException) -> str:
+    """``ValueError: bad date`` (bounded), as the ledger keeps it."""
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= MAX_ERROR else text[: MAX_ERROR - 1] + "…"
+
+
+def short_traceback(exc: BaseException) -> str:
+    """The last frames of the traceback: enough to find the line, small enough to keep."""
+    lines = traceback.format_exception(exc)
+    text = "".join(lines[-TRACEBACK_LINES:])
+    return text[-4000:]

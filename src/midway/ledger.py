@@ -1,0 +1,111 @@
+"""The item ledger: per-item records, only for items that need one.
+
+A record is written in the same transaction as a checkpoint (``Checkpoint.ledger``), or on
+its own where it must be on disk before something happens (an at-most-once item is marked
+*started* before its handler runs; a retry's attempt count before the retry waits).
+
+Statuses a person sees: ``failed``, ``skipped``, ``in_doubt``, and ``retry`` (put back by
+``midway retry`` / ``midway resolve --retry``, handled by the next run). Statuses the engine
+keeps for itself: ``started`` (at-most-once), ``retrying`` (attempts so far, so a poison item
+is not retried for ever across restarts), ``steps`` (results of ``ctx.step`` for an item
+not yet finished). A record whose status is :data:`DROP` deletes the row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from midway.jsonutil import JSONValue
+from midway.owner import iso
+
+DROP = "-"
+FAILED, SKIPPED, IN_DOUBT, RETRY = "failed", "skipped", "in_doubt", "retry"
+STARTED, RETRYING, STEPS, DONE = "started", "retrying", "steps", "done"
+ATTENTION = (FAILED, SKIPPED, IN_DOUBT, RETRY)
+"""What ``midway show`` lists: records a person may act on."""
+KEPT = (FAILED, SKIPPED, IN_DOUBT, RETRY)
+"""What outlives a completed run: everything else is the engine's own bookkeeping."""
+
+
+@dataclass
+class ItemRecord:
+    key: JSONValue
+    status: str
+    error: str | None = None
+    traceback: str | None = None
+    attempts: int = 0
+    position: JSONValue = None
+    item: JSONValue = None
+    updated_at: float = 0.0
+    steps: dict[str, JSONValue] = field(default_factory=dict)
+
+    @property
+    def error_type(self) -> str | None:
+        """``ValueError`` for an error recorded as ``ValueError: bad date``."""
+        if not self.error:
+            return None
+        return self.error.split(":", 1)[0].strip()
+
+    def to_json(self) -> dict[str, JSONValue]:
+        return {
+            "key": self.key,
+            "status": self.status,
+            "error": self.error,
+            "attempts": self.attempts,
+            "position": self.position,
+            "updated_at": iso(self.updated_at),
+        }
+
+    def to_export(self) -> dict[str, JSONValue]:
+        """Everything, for ``midway failed --export``."""
+        body = self.to_json()
+        body["traceback"] = self.traceback
+        body["item"] = self.item
+        body["steps"] = self.steps or None
+        return body
+
+    def to_store(self) -> dict[str, JSONValue]:
+        return {
+            "key": self.key,
+            "status": self.status,
+            "error": self.error,
+            "traceback": self.traceback,
+            "attempts": self.attempts,
+            "position": self.position,
+            "item": self.item,
+            "updated_at": self.updated_at,
+            "steps": self.steps,
+        }
+
+    @classmethod
+    def from_store(cls, data: dict[str, JSONValue]) -> ItemRecord:
+        steps = data.get("steps")
+        attempts = data.get("attempts")
+        updated_at = data.get("updated_at")
+        error, traceback = data.get("error"), data.get("traceback")
+        return cls(
+            key=data.get("key"),
+            status=str(data.get("status")),
+            error=error if isinstance(error, str) else None,
+            traceback=traceback if isinstance(traceback, str) else None,
+            attempts=attempts if isinstance(attempts, int) else 0,
+            position=data.get("position"),
+            item=data.get("item"),
+            updated_at=float(updated_at) if isinstance(updated_at, int | float) else 0.0,
+            steps=steps if isinstance(steps, dict) else {},
+        )
+
+
+def drop(key: JSONValue) -> ItemRecord:
+    """A ledger change that deletes the record of ``key``."""
+    return ItemRecord(key=key, status=DROP)
+
+
+def matches(record: ItemRecord, keys: list[JSONValue] | None, error_type: str | None) -> bool:
+    """For ``midway retry --key / --error`` and ``resolve``: does this record qualify?"""
+    if keys is not None and record.key not in keys and str(record.key) not in map(str, keys):
+        return False
+    return error_type is None or record.error_type == error_type
+
+
+ALL = (FAILED, SKIPPED, IN_DOUBT, RETRY, STARTED, RETRYING, STEPS, DONE)
