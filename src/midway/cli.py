@@ -17,7 +17,9 @@ from rich.table import Table
 
 from midway import overview
 from midway.errors import MidwayError, StoreNotFound
-from midway.owner import Owner, describe_age
+from midway.jsonutil import JSONValue
+from midway.ledger import DROP, FAILED, IN_DOUBT, RETRY, SKIPPED
+from midway.owner import Owner, describe_age, iso
 from midway.stores import Store, default_url, open_store
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -249,6 +251,209 @@ def reset(job: str, yes: bool, store_url: str | None) -> None:
     finally:
         store.close()
     click.echo(f"Job {record.job!r} reset: its next run starts from the first item.")
+
+
+def _keys(values: tuple[str, ...]) -> list[JSONValue]:
+    """Keys as typed: ``42`` matches an item keyed 42 or "42"; JSON for anything else."""
+    keys: list[JSONValue] = []
+    for value in values:
+        try:
+            keys.append(json.loads(value))
+        except ValueError:
+            keys.append(value)
+    return keys
+
+
+@cli.command()
+@click.argument("job")
+@click.option(
+    "--export",
+    "export",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write the items to this file as JSON Lines (- for standard output).",
+)
+@click.option("--skipped", is_flag=True, help="Include skipped items.")
+@store_option
+@json_option
+def failed(
+    job: str, export: str | None, skipped: bool, store_url: str | None, as_json: bool
+) -> None:
+    """The items that failed: key, error, attempts, when, and the item itself.
+
+    \b
+    Example:
+      midway failed import-contacts
+      midway failed import-contacts --export failed.jsonl
+    """
+    statuses = (FAILED, RETRY, SKIPPED) if skipped else (FAILED, RETRY)
+    store = _open(store_url)
+    try:
+        record = overview.resolve(store, job)
+        items = store.list_items(record.job, statuses)
+    finally:
+        store.close()
+    rows = [item.to_export() for item in items]
+    if export is not None:
+        text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+        if export == "-":
+            click.echo(text, nl=False)
+        else:
+            with open(export, "w", encoding="utf-8") as out:
+                out.write(text)
+            click.echo(f"{len(rows):,} item(s) of job {record.job!r} written to {export}", err=True)
+        return
+    if as_json:
+        _print_json(rows)
+        return
+    if not rows:
+        click.echo(f"Job {record.job!r} has no failed items.")
+        return
+    table = Table(title=f"failed items of {record.job}", title_justify="left")
+    for column in ("key", "status", "attempts", "when", "error"):
+        table.add_column(column)
+    for item in items:
+        table.add_row(
+            json.dumps(item.key),
+            item.status,
+            str(item.attempts),
+            iso(item.updated_at) or "",
+            _clip(item.error or "", 100),
+        )
+    _console().print(table)
+
+
+@cli.command()
+@click.argument("job")
+@click.option("--key", "keys", multiple=True, metavar="KEY", help="Only this item (repeatable).")
+@click.option(
+    "--error",
+    "error_type",
+    metavar="TYPE",
+    help="Only items that failed with this exception type, e.g. TimeoutError.",
+)
+@click.option("--skipped", is_flag=True, help="Put back skipped items instead of failed ones.")
+@store_option
+def retry(
+    job: str, keys: tuple[str, ...], error_type: str | None, skipped: bool, store_url: str | None
+) -> None:
+    """Put failed items back: the next run of the job handles them, and only them.
+
+    The next run finds each item again by its position where the source can seek
+    (by one pass over the input where it cannot), then goes on where the job stood.
+
+    \b
+    Example:
+      midway retry import-contacts
+      midway retry import-contacts --error TimeoutError
+      midway retry import-contacts --key 4711 --key 4712
+    """
+    store = _open(store_url)
+    try:
+        record = overview.resolve(store, job)
+        changed = store.change_items(
+            record.job,
+            Owner.current(),
+            statuses=(SKIPPED,) if skipped else (FAILED,),
+            keys=_keys(keys) or None,
+            error_type=error_type,
+            to_status=RETRY,
+            count_as="failed" if skipped else None,
+        )
+    finally:
+        store.close()
+    if not changed:
+        click.echo(f"No {'skipped' if skipped else 'failed'} items of {record.job!r} match.")
+        return
+    click.echo(
+        f"{len(changed):,} item(s) of {record.job!r} put back; run the job again to handle "
+        "them (only them, if it had completed)."
+    )
+
+
+@cli.command()
+@click.argument("job")
+@click.argument("keys", nargs=-1)
+@click.option(
+    "--done", "decision", flag_value="done", help="They took effect: count them as succeeded."
+)
+@click.option(
+    "--retry", "decision", flag_value="retry", help="They did not: the next run handles them again."
+)
+@click.option("--all", "everything", is_flag=True, help="Every in-doubt item of the job.")
+@store_option
+def resolve(
+    job: str, keys: tuple[str, ...], decision: str | None, everything: bool, store_url: str | None
+) -> None:
+    """Decide the fate of in-doubt items (at-most-once jobs), after checking by hand.
+
+    An item is in doubt when a crash came while its handler ran: midway cannot know
+    whether the e-mail went out. Look (the mail server's log, the payment provider),
+    then say so.
+
+    \b
+    Example:
+      midway resolve send-invoices 4711 --done
+      midway resolve send-invoices --all --retry
+    """
+    if decision is None:
+        raise click.UsageError("say --done (it took effect) or --retry (handle it again)")
+    if not keys and not everything:
+        raise click.UsageError("name the in-doubt items' KEYS, or --all")
+    store = _open(store_url)
+    try:
+        record = overview.resolve(store, job)
+        changed = store.change_items(
+            record.job,
+            Owner.current(),
+            statuses=(IN_DOUBT,),
+            keys=None if everything else _keys(keys),
+            error_type=None,
+            to_status=DROP if decision == "done" else RETRY,
+            count_as="succeeded" if decision == "done" else "failed",
+        )
+    finally:
+        store.close()
+    if not changed:
+        click.echo(f"No in-doubt items of {record.job!r} match.")
+        return
+    what = "counted as done" if decision == "done" else "put back for the next run"
+    click.echo(f"{len(changed):,} in-doubt item(s) of {record.job!r} {what}.")
+
+
+@cli.command()
+@click.argument("job")
+@click.argument("text")
+@click.option("--author", default=None, help="Who writes it (default: $USER@host).")
+@store_option
+def note(job: str, text: str, author: str | None, store_url: str | None) -> None:
+    """Add a timestamped note to a job: who decided what, and why.
+
+    `midway show` and `midway report` show the notes.
+
+    \b
+    Example:
+      midway note import-contacts "paused for the CRM upgrade; resume after 18:00"
+    """
+    store = _open(store_url)
+    try:
+        record = overview.resolve(store, job)
+        store.add_note(record.job, text, author or _author())
+    finally:
+        store.close()
+    click.echo(f"Note added to {record.job!r}.")
+
+
+def _author() -> str:
+    import getpass
+
+    from midway.owner import hostname
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "someone"
+    return f"{user}@{hostname()}"
 
 
 @cli.command()

@@ -73,9 +73,9 @@ class Retry:
         if not all(isinstance(t, type) and issubclass(t, BaseException) for t in on):
             raise ConfigError(f"Retry(on={self.on!r}): give exception types")
         object.__setattr__(self, "on", on)
-        wait = tenacity.wait_exponential_jitter(
-            initial=self.backoff, max=self.max_backoff, jitter=self.backoff
-        )
+        wait = tenacity.wait_exponential(
+            multiplier=self.backoff, max=self.max_backoff
+        ) + tenacity.wait_random(0, self.backoff)
         object.__setattr__(self, "_wait", wait)
 
     def transient(self, exc: BaseException) -> bool:
@@ -93,7 +93,7 @@ class Retry:
             return min(max(asked, 0.0), self.max_backoff)
         state = tenacity.RetryCallState(_RETRYING, None, (), {})
         state.attempt_number = failed_attempt
-        return float(self._wait(state))
+        return min(float(self._wait(state)), self.max_backoff)
 
 
 _RETRYING = tenacity.Retrying()

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from midway import jsonutil
+from midway.console import logging_configured, say
 from midway.errors import ConfigError, MidwayError, SourceError
 from midway.failures import TooManyFailures, describe, short_traceback
 from midway.jsonutil import JSONValue
@@ -254,7 +255,7 @@ class ItemFlow:
             delay = policy.retry.delay(attempt, exc)
             if not at_most_once:  # the count survives a crash: no poison item for ever
                 self.store_items([self.attempt_record(key, RETRYING, attempt, position, exc)])
-            log.info(
+            log.debug(
                 "item %s failed (attempt %d of %d), retrying in %.2f s: %s",
                 jsonutil.dumps(key),
                 attempt,
@@ -283,9 +284,7 @@ class ItemFlow:
             return True
         if policy is not None and policy.tolerant:
             self.settle(key, FAILED, exc, attempt, position, item)
-            counters = self.counters
-            # counters.succeeded still includes this slice's items: processed is exact.
-            if policy.exceeded(counters.failed, counters.processed, self.total):
+            if policy.exceeded(self.counters.failed, self.processed_now(), self.total):
                 self.stop_error = TooManyFailures(self.too_many_message())
                 self._interrupt()
             return True
@@ -340,23 +339,23 @@ class ItemFlow:
         counters = self.counters
         counters.succeeded -= 1
         setattr(counters, status, getattr(counters, status) + 1)
-        error_type = record.error_type or status
-        if self.policy is not None:
-            self.policy.note(error_type, name)
-        log.warning(
-            "item %s %s after %d attempt(s): %s",
-            name,
-            status.replace("_", " "),
-            attempts,
-            record.error,
-            extra={"midway_job": self.key, "midway_item": record.to_json()},
-        )
-        if self.failures_said < SAY_FAILURES and not self.job.quiet:
+        if self.policy is not None and status == FAILED:
+            self.policy.note(record.error_type or status, name)
+        if logging_configured():
+            log.warning(
+                "item %s %s after %d attempt(s): %s",
+                name,
+                status.replace("_", " "),
+                attempts,
+                record.error,
+                extra={"midway_job": self.key, "midway_item": record.to_json()},
+            )
+        elif self.failures_said < SAY_FAILURES and not self.job.quiet:
             self.failures_said += 1
             more = " (further ones are counted, not shown: `midway show`)" * (
                 self.failures_said == SAY_FAILURES
             )
-            self.say_item(f"item {name} {status.replace('_', ' ')}: {record.error}{more}")
+            say(f"item {name} {status.replace('_', ' ')}: {record.error}{more}")
         hook = self.job.on_item_failed
         if hook is not None:
             self.call_hook("on_item_failed", hook, record, exc)
@@ -381,14 +380,19 @@ class ItemFlow:
     def too_many_message(self) -> str:
         policy = self.policy
         assert policy is not None
-        counters = self.counters
         return (
-            f"job {self.key!r} stopped: {counters.failed:,} of {counters.processed:,} items "
+            f"job {self.key!r} stopped: {self.counters.failed:,} of {self.processed_now():,} items "
             f"failed, {policy.describe_limit()} that max_failures={policy.max_failures!r} "
             f"tolerates. Most common error: {policy.most_common()}. The checkpoint is saved; "
             f"`midway show {self.key}` lists the failed items. Fix the cause, run the job "
             f"again to go on, and `midway retry {self.key}` to redo the failed ones."
         )
+
+    def processed_now(self) -> int:
+        """Items with an outcome, counting the current slice's up to the one in hand (the
+        slice is counted in one go when it ends)."""
+        index = self.current_index()
+        return self.counters.processed + (0 if index is None else index + 1)
 
     def pause(self, seconds: float) -> bool:
         """Wait before a retry; False if a stop (signal, lost lease) came meanwhile."""
@@ -549,8 +553,6 @@ class ItemFlow:
             log.warning("the %s hook raised %s; the job goes on", name, describe(exc))
 
     def say_item(self, message: str) -> None:
-        from midway.console import say
-
         say(message, quiet=self.job.quiet, level=logging.WARNING)
 
 

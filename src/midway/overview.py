@@ -7,10 +7,11 @@ from typing import Any
 
 from midway.errors import JobNotFound
 from midway.jsonutil import JSONValue
+from midway.ledger import ATTENTION
 from midway.owner import iso
 from midway.stores import JobRecord, Store
 
-LEDGER_STATUSES = ("failed", "skipped", "in_doubt")
+LEDGER_STATUSES = ATTENTION
 
 
 def resolve(store: Store, name: str) -> JobRecord:
@@ -91,6 +92,7 @@ def job_detail(store: Store, record: JobRecord) -> dict[str, Any]:
     detail["fingerprint"] = record.checkpoint.fingerprint if record.checkpoint else None
     detail["items"] = [item.to_json() for item in store.list_items(record.job, LEDGER_STATUSES)]
     detail["runs"] = [run.to_json() for run in store.list_runs(record.job, limit=20)]
+    detail["notes"] = [note.to_json() for note in store.list_notes(record.job)]
     detail["lease"] = record.lease.to_json() if record.lease else None
     detail["created_at"] = iso(record.created_at)
     return detail
