@@ -43,7 +43,8 @@ EXCEPTIONS = [
     name
     for name in EXPECTED_ALL
     if name != "RetryAfter"
-    and isinstance(getattr(midway, name), type) and issubclass(getattr(midway, name), BaseException)
+    and isinstance(getattr(midway, name), type)
+    and issubclass(getattr(midway, name), BaseException)
 ]
 
 REFUSALS = [

@@ -53,6 +53,7 @@ from midway.progress import Silent, reporter
 from midway.result import RunResult
 from midway.sources.base import Chunk, Cursor, Source
 from midway.stores import Lease, RunRecord, Store, open_store
+from midway.stores.base import lost_message
 from midway.transaction import TransactionConnection
 from midway.writer import Keeper
 
@@ -494,7 +495,7 @@ class Engine(ItemFlow):
         to the group-commit writer."""
         store, lease, run = self._parts()
         if self._lease_lost:
-            raise LeaseLost(_lost(lease))
+            raise LeaseLost(lost_message(lease))
         state_json = jsonutil.dumps_state(self.state)
         now = time.time()
         ledger = self.ledger_pending
@@ -667,7 +668,7 @@ class Engine(ItemFlow):
         if self._lease_lost:
             self._close_progress()
             self._release(release_lease=False)
-            say(_lost(self._lease) if self._lease else "lease lost", quiet=self.job.quiet)
+            say(lost_message(self._lease) if self._lease else "lease lost", quiet=self.job.quiet)
             return
         self._settle()
         rolled_back = self._roll_back_if_state_changed()
@@ -814,7 +815,7 @@ class Engine(ItemFlow):
         _, lease, _ = self._parts()
         self._close_progress()
         self._release(release_lease=False)
-        raise LeaseLost(_lost(lease))
+        raise LeaseLost(lost_message(lease))
 
     def _parts(self) -> tuple[Store, Lease, RunRecord]:
         if self._store is None or self._lease is None or self._run is None:
@@ -946,15 +947,6 @@ def _checkpoint_info(cp: Checkpoint) -> dict[str, JSONValue]:
         **cp.counters.as_dict(),
         "at": iso(cp.updated_at),
     }
-
-
-def _lost(lease: Lease) -> str:
-    return (
-        f"this runner (pid {lease.owner.pid}) lost its lease on job {lease.job!r}: another "
-        "runner took it over (this one was paused or cut off for longer than the lease "
-        "lasts). It stopped without writing; the other runner carries on from the last "
-        "checkpoint."
-    )
 
 
 def _try_dumps(state: dict[str, Any]) -> str | None:

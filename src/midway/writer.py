@@ -24,6 +24,7 @@ from collections.abc import Callable
 from midway.checkpoint import Checkpoint
 from midway.errors import LeaseLost, MidwayError
 from midway.stores import Lease, Store, open_store
+from midway.stores.base import lost_message
 
 
 class Keeper:
@@ -147,7 +148,7 @@ class Keeper:
         except MidwayError:
             return True  # a busy or briefly unreachable store: try again at the next beat
         with self._cond:
-            self.error = LeaseLost(f"the lease on job {self._lease.job!r} was taken over")
+            self.error = LeaseLost(lost_message(self._lease))
             self._cond.notify_all()
         self._on_lease_lost()
         return False

@@ -61,6 +61,16 @@ class Lease:
     took_over: LeaseInfo | None = None
 
 
+def lost_message(lease: Lease) -> str:
+    """What a runner that lost its lease says (the same wherever it finds out)."""
+    return (
+        f"this runner (pid {lease.owner.pid}) lost its lease on job {lease.job!r}: another "
+        "runner took it over (this one was paused or cut off for longer than the lease "
+        "lasts). It stopped without writing; the other runner carries on from the last "
+        "checkpoint."
+    )
+
+
 def check_lease_free(job: str, current: LeaseInfo | None, me: Owner, now: float) -> None:
     """Raise ``LeaseHeld`` when a live runner other than ``me`` owns the job."""
     if current is None or not current.is_live(now) or current.owner == me:

@@ -41,6 +41,7 @@ from midway.stores.base import (
     Note,
     RunRecord,
     check_lease_free,
+    lost_message,
 )
 
 FORMAT = "midway-file-store"
@@ -243,11 +244,7 @@ class FileStore:
     def _holds(self, lease: Lease) -> LeaseInfo:
         info = self._lease_info(lease.job)
         if info is None or info.token != lease.token or info.owner is None:
-            raise LeaseLost(
-                f"this runner (pid {lease.owner.pid}) lost its lease on job {lease.job!r}: "
-                "another runner took it over. It stopped without writing; the other runner "
-                "carries on from the last checkpoint."
-            )
+            raise LeaseLost(lost_message(lease))
         return info
 
     def renew_lease(self, lease: Lease) -> bool:

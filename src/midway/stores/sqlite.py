@@ -31,6 +31,7 @@ from midway.stores.base import (
     Note,
     RunRecord,
     check_lease_free,
+    lost_message,
 )
 
 Q = sqlfiles.queries("sqlite")
@@ -196,7 +197,7 @@ class SQLiteStore:
     def _fence(self, lease: Lease) -> None:
         if self.conn.execute(Q["holds_lease"], {"job": lease.job, "token": lease.token}).fetchone():
             return
-        raise LeaseLost(_lost_message(lease))
+        raise LeaseLost(lost_message(lease))
 
     # -- checkpoints and runs -----------------------------------------------------------
 
@@ -217,13 +218,13 @@ class SQLiteStore:
                 # One statement is one transaction: the fence check and the write commit
                 # together. The usual case: nothing else rides along.
                 if conn.execute(Q["write_checkpoint"], params).rowcount != 1:
-                    raise LeaseLost(_lost_message(lease))
+                    raise LeaseLost(lost_message(lease))
                 return
             if not conn.in_transaction:
                 conn.execute("BEGIN IMMEDIATE")
             try:
                 if conn.execute(Q["write_checkpoint"], params).rowcount != 1:
-                    raise LeaseLost(_lost_message(lease))
+                    raise LeaseLost(lost_message(lease))
                 self._apply(checkpoint.job, checkpoint.ledger)
                 if checkpoint.sample:
                     conn.execute(Q["insert_history"], params)
@@ -466,14 +467,6 @@ class SQLiteStore:
             HistoryPoint(at, run_id, version, Counters(s, f, k, d))
             for at, run_id, version, s, f, k, d in rows
         ]
-
-
-def _lost_message(lease: Lease) -> str:
-    return (
-        f"this runner (pid {lease.owner.pid}) lost its lease on job {lease.job!r}: another "
-        "runner took it over (this one was paused or cut off longer than the lease lasts). "
-        "It stopped without writing; the other runner carries on from the last checkpoint."
-    )
 
 
 def _load(text: str, where: str) -> Any:
