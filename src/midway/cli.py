@@ -201,6 +201,18 @@ def show(job: str, store_url: str | None, as_json: bool) -> None:
                 _clip(item["error"] or "", 100),
             )
         console.print(items)
+        statuses = {item["status"] for item in detail["items"]}
+        if "failed" in statuses:
+            console.print(f"  retry the failed items with: midway retry {detail['job']}")
+        if "in_doubt" in statuses:
+            console.print(
+                f"  in doubt: check whether they took effect, then: midway resolve "
+                f"{detail['job']} KEY... --done (or --retry)"
+            )
+    if detail["notes"]:
+        console.print("[bold]notes[/]")
+        for entry in detail["notes"]:
+            console.print(f"  {entry['at']}  {entry['author']}: {entry['text']}", markup=False)
     if detail["runs"]:
         runs = Table(title="runs (newest first)", title_justify="left")
         for column in ("started", "status", "host:pid", "items", "note"):
