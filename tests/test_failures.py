@@ -10,7 +10,7 @@ import json
 import logging
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from click.testing import CliRunner
@@ -263,7 +263,7 @@ def test_steps_are_memoised_across_retries_and_cleaned_up(store_url: str) -> Non
 
 def test_a_step_result_must_be_json(store_url: str) -> None:
     def handle(item: int, ctx: midway.Context) -> None:
-        ctx.step("bad", lambda: object())
+        ctx.step("bad", object)
 
     with pytest.raises(midway.ConfigError, match="not JSON"):
         midway.Job("bad-step", store=store_url, progress=False, quiet=True).run([1], handle)
@@ -275,14 +275,16 @@ def test_retry_after_is_honoured() -> None:
     assert policy.delay(1, midway.RetryAfter(600)) == 60  # capped
 
     class Response:
-        headers = {"Retry-After": "12"}
+        headers: ClassVar[dict[str, str]] = {"Retry-After": "12"}
 
     class HTTPError(Exception):
         response = Response()
 
     assert retry_after(HTTPError()) == 12
     waits = [policy.delay(n, TimeoutError()) for n in (1, 2, 3, 4)]
-    assert all(0.01 <= w <= 0.01 * 2 ** (n - 1) + 0.01 for n, w in zip((1, 2, 3, 4), waits))
+    assert all(
+        0.01 <= w <= 0.01 * 2 ** (n - 1) + 0.01 for n, w in zip((1, 2, 3, 4), waits, strict=True)
+    )
 
 
 def test_policy_options_are_checked() -> None:

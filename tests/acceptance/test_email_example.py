@@ -31,7 +31,7 @@ class Mailbox:
         self.lock = threading.Lock()
         self.messages: list[tuple[str, str]] = []
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         text = envelope.content.decode("utf-8", "replace")
         message_id = next(
             (
