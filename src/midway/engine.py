@@ -49,6 +49,7 @@ from midway.itemflow import ItemFlow
 from midway.jsonutil import JSONValue
 from midway.ledger import ALL, RETRY
 from midway.owner import Owner, describe_age, hostname, iso
+from midway.parallel import Parallel, RateLimit
 from midway.progress import Silent, reporter
 from midway.result import RunResult
 from midway.sources.base import Chunk, Cursor, Source
@@ -104,6 +105,8 @@ class Engine(ItemFlow):
         self._finished = False
         self._engine_error: BaseException | None = None
         self.policy = job.failure_policy()
+        self.rate = RateLimit(job.rate) if job.rate else None
+        self.parallel = job.workers > 1
         self.slow = False
         self.total: int | None = None
         self._last_sample = 0.0
@@ -589,6 +592,8 @@ class Engine(ItemFlow):
         changed since the last checkpoint, keep that checkpoint: the items after it are
         handled again (at most one interval), and state and position stay in step."""
         position, counters, state_json = self._saved
+        if self.parallel:  # each finished item's contribution is merged whole: no half-done
+            return False
         if state_json is not None and _try_dumps(self.state) == state_json:
             return False
         self.ledger_pending = []  # about items after that checkpoint: they are redone
@@ -894,35 +899,45 @@ class Engine(ItemFlow):
     def run_handler(self, handler: Callable[[Any, Context], Any]) -> RunResult:
         """``Job.run``: the tight loop. The only per-item work is the handler call; a failing
         item leaves the loop through the exception and re-enters it after the next item."""
-        ctx = self.ctx
         slices = self.slices()
-        item = None
         try:
             self.retry_pass(handler)
             if self.main_done:
                 self._finished = self.stop_error is None and self._stop_signal is None
                 slices.close()
-                return self.finish()
-            for it in slices:
-                if self.slow:
-                    for item in it:
-                        self.one_item(item, handler)
-                    continue
-                while True:
-                    try:
-                        for item in it:
-                            handler(item, ctx)
-                    except Exception as exc:
-                        if not self.item_failed(item, exc, handler):
-                            raise
-                        continue
-                    break
+            elif self.parallel:
+                slices.close()
+                Parallel(self, handler).run()
+            else:
+                self._walk(slices, handler)
         except BaseException as exc:
             self.abandon_slice()
             slices.close()
             self.fail(exc)
             raise
         return self.finish()
+
+    def _walk(
+        self,
+        slices: Generator[Iterator[Any], None, None],
+        handler: Callable[[Any, Context], Any],
+    ) -> None:
+        ctx = self.ctx
+        item = None
+        for it in slices:
+            if self.slow:
+                for item in it:
+                    self.one_item(item, handler)
+                continue
+            while True:
+                try:
+                    for item in it:
+                        handler(item, ctx)
+                except Exception as exc:
+                    if not self.item_failed(item, exc, handler):
+                        raise
+                    continue
+                break
 
 
 def _failures(counters: Counters) -> str:

@@ -26,6 +26,7 @@ from midway.errors import ConfigError, MidwayError, SourceError
 from midway.failures import TooManyFailures, describe, short_traceback
 from midway.jsonutil import JSONValue
 from midway.ledger import (
+    DONE,
     FAILED,
     IN_DOUBT,
     RETRY,
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     from midway.context import Context
     from midway.failures import FailurePolicy
     from midway.job import Job
+    from midway.parallel import RateLimit
     from midway.sources.base import Chunk, Source
     from midway.stores import Lease, RunRecord, Store
 
@@ -61,6 +63,7 @@ class ItemFlow:
     ctx: Context
     counters: Counters
     policy: FailurePolicy | None
+    rate: RateLimit | None
     total: int | None
     _slice_chunk: Chunk | None
     _slice_start: int
@@ -107,14 +110,14 @@ class ItemFlow:
                 self.steps[name] = dict(record.steps)
             if record.status == RETRY:
                 self.retry_queue.append(record)
-            elif record.status in (STARTED, RETRYING):
+            elif record.status in (STARTED, RETRYING, DONE):
                 self.prior[name] = record
         self.retry_queue.sort(key=lambda r: r.updated_at)
 
     @property
     def per_item(self) -> bool:
         """Items go one by one through :meth:`one_item` rather than the bare loop."""
-        return self.job.guarantee != "at-least-once" or bool(self.prior)
+        return self.job.guarantee != "at-least-once" or bool(self.prior) or self.rate is not None
 
     # -- one item, the careful way ------------------------------------------------------
 
@@ -128,6 +131,9 @@ class ItemFlow:
         position = chunk.position_before(i)
         if errors and i in errors:
             self.malformed(errors[i], position, item)
+            return
+        if self.rate is not None and not self.rate.wait(self.stopping):
+            self.unconsume()
             return
         self.run_one(item, chunk.key(i), position, handler)
 
@@ -152,6 +158,10 @@ class ItemFlow:
         prior = self.prior.pop(name, None) if self.prior else None
         attempt = 1
         if prior is not None:
+            if prior.status == DONE:  # finished by a parallel run, above its watermark
+                self.counters.succeeded -= 1  # counted already, in the checkpoint
+                self.ledger_pending.append(drop(key))
+                return
             if prior.status == STARTED:
                 self.settle(
                     key,
@@ -393,6 +403,9 @@ class ItemFlow:
         slice is counted in one go when it ends)."""
         index = self.current_index()
         return self.counters.processed + (0 if index is None else index + 1)
+
+    def stopping(self) -> bool:
+        return self._stop_signal is not None or self._lease_lost
 
     def pause(self, seconds: float) -> bool:
         """Wait before a retry; False if a stop (signal, lost lease) came meanwhile."""

@@ -12,6 +12,7 @@ from midway.errors import ConfigError
 from midway.failures import FailurePolicy, Retry, check_max_failures, check_skip_on
 from midway.identity import JobId, make_job_id
 from midway.ledger import ItemRecord
+from midway.parallel import EXECUTORS, RateLimit
 from midway.result import RunResult
 from midway.sources.base import Source
 from midway.sources.iterable import iterable
@@ -21,6 +22,7 @@ from midway.stores.base import JobRecord
 
 Guarantee = Literal["at-least-once", "at-most-once", "exactly-once"]
 DriftPolicy = Literal["refuse", "restart", "continue"]
+Executor = Literal["thread", "process", "async"]
 GUARANTEES = ("at-least-once", "at-most-once", "exactly-once")
 DRIFT_POLICIES = ("refuse", "restart", "continue")
 
@@ -46,6 +48,12 @@ class Job:
     that have failed. Hooks ``on_item_failed(record, exc)``, ``on_checkpoint(info)`` and
     ``on_finish(result)`` are called on the job's thread; they also go to the ``midway``
     logger. ``record_items`` keeps each failed item itself (as JSON) in the ledger.
+
+    ``workers=N`` handles N items at a time (``executor``: ``"thread"``, ``"process"`` for
+    CPU-bound handlers, ``"async"`` for ``async def`` handlers on one event loop); the
+    checkpoint is the watermark, at most ``window`` items run ahead of it, and each item's
+    ``ctx.state`` is its own contribution, merged as items finish (``merge=``). ``rate``
+    (``"50/s"``, ``"600/m"``) caps how fast items start.
 
     Checkpoints are committed in the background (group commit); ``max_lag`` bounds how far
     the loop may run ahead of the last checkpoint on disk: one interval plus that many
@@ -74,6 +82,11 @@ class Job:
         on_item_failed: Callable[[ItemRecord, BaseException | None], Any] | None = None,
         on_checkpoint: Callable[[dict[str, Any]], Any] | None = None,
         on_finish: Callable[[RunResult], Any] | None = None,
+        workers: int = 1,
+        executor: Executor = "thread",
+        window: int | None = None,
+        merge: Callable[[dict[str, Any], dict[str, Any]], Any] | None = None,
+        rate: str | None = None,
     ) -> None:
         self.id: JobId = make_job_id(name, params)
         self.store_url = store or default_url()
@@ -118,6 +131,22 @@ class Job:
         self.on_item_failed = on_item_failed
         self.on_checkpoint = on_checkpoint
         self.on_finish = on_finish
+        self.workers = _positive_int("workers", workers) or 1
+        if executor not in EXECUTORS:
+            raise ConfigError(f"executor={executor!r}: choose one of {', '.join(EXECUTORS)}")
+        self.executor = executor
+        self.window = _positive_int("window", window)
+        if merge is not None and not callable(merge):
+            raise ConfigError("merge= must be a function merge(state, contribution)")
+        self.merge = merge
+        self.rate = rate
+        if rate is not None:
+            RateLimit(rate)  # checked now, not at the first item
+        if self.workers > 1 and guarantee != "at-least-once":
+            raise ConfigError(
+                f"guarantee={guarantee!r} runs items one at a time in this version; "
+                "use workers=1 with it"
+            )
         if guarantee == "exactly-once":
             # The handler's transaction holds the store's write lock until the checkpoint
             # commits it: checkpoint well within the lease, so the heartbeat gets through.
@@ -174,6 +203,10 @@ class Job:
             raise ConfigError(
                 f"guarantee={self.guarantee!r} needs job.run(source, handler): midway must "
                 "see where each item's work begins and ends"
+            )
+        if self.workers > 1:
+            raise ConfigError(
+                "workers= needs job.run(source, handler): a loop body runs on your thread"
             )
         if self.failure_policy() is not None:
             raise ConfigError(

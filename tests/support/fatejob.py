@@ -52,6 +52,8 @@ if cfg.get("retry"):
     options["retry"] = midway.Retry(attempts=3, on=(TimeoutError,), backoff=0.001)
 if cfg.get("skip_on"):
     options["skip_on"] = (ValueError,)
+if cfg.get("workers"):
+    options["workers"] = cfg["workers"]
 if cfg.get("max_failures") is not None:
     options["max_failures"] = cfg["max_failures"]
 job = midway.Job(

@@ -1,0 +1,407 @@
+"""``workers=N``: items handled in parallel, checkpointed at the *watermark*.
+
+Items are handed to a pool (threads, processes, or coroutines on one event loop) in the
+source's order and finish in any order. The checkpoint's position is the watermark: just
+after the longest run of finished items from the start of the window. Items that finished
+above it are written to the ledger as ``done`` in the checkpoint's transaction, so a resume
+skips them; records fall away as the watermark passes them. The window of items between the
+watermark and the newest item handed out is bounded (``window=``): when a slow item holds
+the watermark back, no new item starts until it finishes (back-pressure), so the ledger above
+the watermark stays as small as the window.
+
+``ctx.state`` under concurrency: each item's handler gets a ``ctx.state`` of its own, empty,
+and writes its *contribution* there; this thread merges contributions into the job's state
+as items finish (numbers add up, lists extend, dicts merge key by key, anything else is
+replaced), or with ``merge=fn(state, contribution)``. No two handlers ever touch the same
+dict, and the saved state always holds exactly the finished items' contributions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures as cf
+import inspect
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from midway import jsonutil
+from midway.errors import ConfigError
+from midway.failures import FailurePolicy, describe, short_traceback
+from midway.jsonutil import JSONValue
+from midway.ledger import DONE, FAILED, SKIPPED, ItemRecord, drop
+from midway.sources.base import Chunk
+
+if TYPE_CHECKING:
+    from midway.engine import Engine
+
+EXECUTORS = ("thread", "process", "async")
+
+
+class WorkerContext:
+    """``ctx`` inside a parallel handler: about this item only."""
+
+    __slots__ = ("attempt", "idempotency_key", "job", "key", "position", "state", "transaction")
+
+    def __init__(self, job: str, key: JSONValue, position: JSONValue, idem: str) -> None:
+        self.job = job
+        self.key = key
+        self.position = position
+        self.idempotency_key = idem
+        self.attempt = 1
+        self.state: dict[str, Any] = {}
+        self.transaction = None
+
+    def step(self, name: str, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        raise ConfigError("ctx.step() is not available with workers= in this version")
+
+
+@dataclass
+class Outcome:
+    """What a worker sends back: the contribution to merge, or why the item failed."""
+
+    status: str  # "succeeded", FAILED, SKIPPED, or "raise" (no tolerance: stop the job)
+    state: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    traceback: str | None = None
+    attempts: int = 1
+    exception: BaseException | None = None
+
+
+def attempt_item(
+    handler: Callable[[Any, Any], Any],
+    item: Any,
+    ctx: WorkerContext,
+    policy: FailurePolicy | None,
+) -> Outcome:
+    """One item, with its retries, in a worker (a thread, or a process of the pool)."""
+    first = time.time()
+    while True:
+        ctx.state = {}
+        try:
+            handler(item, ctx)
+            return Outcome("succeeded", ctx.state, attempts=ctx.attempt)
+        except Exception as exc:
+            if policy is not None and policy.skips(exc):
+                return _failed(SKIPPED, exc, ctx.attempt)
+            if policy is not None and policy.retries(exc, ctx.attempt, first, time.time()):
+                assert policy.retry is not None
+                time.sleep(policy.retry.delay(ctx.attempt, exc))
+                ctx.attempt += 1
+                continue
+            if policy is not None and policy.tolerant:
+                return _failed(FAILED, exc, ctx.attempt)
+            outcome = _failed("raise", exc, ctx.attempt)
+            outcome.exception = exc
+            return outcome
+
+
+async def attempt_item_async(
+    handler: Callable[[Any, Any], Any],
+    item: Any,
+    ctx: WorkerContext,
+    policy: FailurePolicy | None,
+    limit: asyncio.Semaphore,
+) -> Outcome:
+    async with limit:
+        first = time.time()
+        while True:
+            ctx.state = {}
+            try:
+                await handler(item, ctx)
+                return Outcome("succeeded", ctx.state, attempts=ctx.attempt)
+            except Exception as exc:
+                if policy is not None and policy.skips(exc):
+                    return _failed(SKIPPED, exc, ctx.attempt)
+                if policy is not None and policy.retries(exc, ctx.attempt, first, time.time()):
+                    assert policy.retry is not None
+                    await asyncio.sleep(policy.retry.delay(ctx.attempt, exc))
+                    ctx.attempt += 1
+                    continue
+                if policy is not None and policy.tolerant:
+                    return _failed(FAILED, exc, ctx.attempt)
+                outcome = _failed("raise", exc, ctx.attempt)
+                outcome.exception = exc
+                return outcome
+
+
+def _failed(status: str, exc: BaseException, attempts: int) -> Outcome:
+    return Outcome(status, {}, describe(exc), short_traceback(exc), attempts)
+
+
+def merge_state(state: dict[str, Any], part: dict[str, Any]) -> None:
+    """The default merge: numbers add up, lists extend, dicts merge, the rest replaces."""
+    for name, value in part.items():
+        old = state.get(name)
+        if isinstance(value, bool) or old is None:
+            state[name] = value
+        elif isinstance(value, int | float) and isinstance(old, int | float):
+            state[name] = old + value
+        elif isinstance(value, list) and isinstance(old, list):
+            old.extend(value)
+        elif isinstance(value, dict) and isinstance(old, dict):
+            merge_state(old, value)
+        else:
+            state[name] = value
+
+
+class RateLimit:
+    """``rate="50/s"``: at most that many items start per second (also ``/m``, ``/h``)."""
+
+    def __init__(self, spec: str) -> None:
+        count, _, per = str(spec).partition("/")
+        seconds = {"s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}.get(per.strip())
+        try:
+            rate = float(count)
+        except ValueError:
+            rate = 0.0
+        if seconds is None or rate <= 0:
+            raise ConfigError(f"rate={spec!r}: give items per time, e.g. '50/s', '600/m', '1000/h'")
+        self.interval = seconds / rate
+        self.next_at = 0.0
+        self.spec = spec
+
+    def wait(self, stopped: Callable[[], bool]) -> bool:
+        """Sleep until the next item may start; False if a stop came meanwhile."""
+        now = time.monotonic()
+        if self.next_at <= now:
+            self.next_at = max(self.next_at + self.interval, now - self.interval)
+            return True
+        while True:
+            left = self.next_at - time.monotonic()
+            if stopped():
+                return False
+            if left <= 0:
+                self.next_at += self.interval
+                return True
+            time.sleep(min(left, 0.05))
+
+
+@dataclass
+class Slot:
+    """One item of the window: where it is, and whether it has finished."""
+
+    chunk: Chunk
+    index: int
+    key: JSONValue
+    future: Any = None
+    done: bool = False
+    logged: bool = False  # its ``done`` record is in the ledger
+
+
+class Parallel:
+    """Runs a job's items on a pool; see the module docstring."""
+
+    def __init__(self, engine: Engine, handler: Callable[[Any, Any], Any]) -> None:
+        job = engine.job
+        self.engine = engine
+        self.handler = handler
+        self.workers = job.workers
+        self.window: deque[Slot] = deque()
+        self.window_size = job.window or max(4 * self.workers, 64)
+        self.pending: dict[Any, Slot] = {}
+        self.finished: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.logged: set[str] = set()
+        self.merge = job.merge or merge_state
+        self.rate = RateLimit(job.rate) if job.rate else None
+        self.failure: BaseException | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.is_async = job.executor == "async"
+        if self.is_async and not inspect.iscoroutinefunction(handler):
+            raise ConfigError("executor='async' needs an `async def` handler")
+        if not self.is_async and inspect.iscoroutinefunction(handler):
+            raise ConfigError("an `async def` handler needs executor='async'")
+
+    # -- pool ---------------------------------------------------------------------------
+
+    def _start_pool(self) -> cf.Executor | None:
+        executor = self.engine.job.executor
+        if executor == "thread":
+            return cf.ThreadPoolExecutor(self.workers, thread_name_prefix="midway-worker")
+        if executor == "process":
+            return cf.ProcessPoolExecutor(self.workers)
+        loop = asyncio.new_event_loop()
+        self.loop = loop
+        self.semaphore = asyncio.Semaphore(self.workers)
+        thread = threading.Thread(target=loop.run_forever, name="midway-async", daemon=True)
+        thread.start()
+        self.loop_thread = thread
+        return None
+
+    def _submit(self, pool: cf.Executor | None, item: Any, ctx: WorkerContext) -> Any:
+        policy = self.engine.policy
+        if pool is not None:
+            return pool.submit(attempt_item, self.handler, item, ctx, policy)
+        assert self.loop is not None
+        coro = attempt_item_async(self.handler, item, ctx, policy, self.semaphore)
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def _stop_pool(self, pool: cf.Executor | None) -> None:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.loop_thread.join()
+            self.loop.close()
+
+    # -- the run ------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Hand out every item and take in every outcome; the engine then ends the run."""
+        engine = self.engine
+        pool = self._start_pool()
+        try:
+            self._feed(pool)
+            while self.pending:  # a stop or the end of the input: let the items in hand end
+                self._take(block=True)
+        except BaseException:
+            for future in self.pending:
+                future.cancel()
+            self._stop_pool(pool)
+            raise
+        self._stop_pool(pool)
+        self.keep_done_records()
+        if self.failure is not None:
+            raise self.failure
+        engine._finished = not self._stopped()
+
+    def _stopped(self) -> bool:
+        engine = self.engine
+        return (
+            engine._stop_signal is not None
+            or engine._lease_lost
+            or engine.stop_error is not None
+            or self.failure is not None
+        )
+
+    def _feed(self, pool: cf.Executor | None) -> None:
+        engine = self.engine
+        job = engine.job
+        skip = {name for name, r in engine.prior.items() if r.status == DONE}
+        ident = job.id.idempotency_key
+        cursor = engine._cursor
+        assert cursor is not None
+        for chunk in cursor:
+            for i, item in enumerate(chunk.items):
+                while len(self.window) >= self.window_size and self.pending:
+                    self._take(block=True)  # back-pressure: a slow item holds the window
+                if self._stopped():
+                    return
+                key = chunk.key(i)
+                slot = Slot(chunk, i, key)
+                name = jsonutil.dumps(key) if skip else ""
+                if skip and name in skip:  # finished above the watermark before a crash
+                    skip.discard(name)
+                    slot.done = slot.logged = True
+                    self.logged.add(name)
+                    self.window.append(slot)
+                    self._advance()
+                    continue
+                if self.rate is not None and not self.rate.wait(self._stopped):
+                    return
+                self.window.append(slot)
+                ctx = WorkerContext(engine.key, key, chunk.position_before(i), ident(key))
+                future = self._submit(pool, item, ctx)
+                self.pending[future] = slot
+                future.add_done_callback(self.finished.put)
+                if not self.finished.empty():
+                    self._take(block=False)
+
+    def _take(self, *, block: bool) -> None:
+        """Take in the items that finished (at least one if ``block``); then move the
+        watermark and checkpoint if one is due."""
+        finished = self.finished
+        if block:
+            future = finished.get()
+            self._finish(self.pending.pop(future), future.result())
+        while not finished.empty():
+            future = finished.get()
+            self._finish(self.pending.pop(future), future.result())
+        self._advance()
+        self._maybe_checkpoint()
+
+    def _finish(self, slot: Slot, outcome: Outcome) -> None:
+        engine = self.engine
+        counters = engine.counters
+        position = slot.chunk.position_before(slot.index)
+        if outcome.status == "succeeded":
+            counters.succeeded += 1
+            if outcome.state:
+                self.merge(engine.state, outcome.state)
+            slot.done = True
+            return
+        if outcome.status == "raise":  # no tolerance: the job stops, this item not done
+            if self.failure is None:
+                self.failure = outcome.exception
+            return
+        record = ItemRecord(
+            key=slot.key,
+            status=outcome.status,
+            error=outcome.error,
+            traceback=outcome.traceback,
+            attempts=outcome.attempts,
+            position=position,
+            item=None,
+            updated_at=time.time(),
+        )
+        engine.ledger_pending.append(record)
+        setattr(counters, outcome.status, getattr(counters, outcome.status) + 1)
+        slot.done = slot.logged = True  # its own record marks it: no ``done`` record
+        self.logged.discard(jsonutil.dumps(slot.key))
+        policy = engine.policy
+        if outcome.status == FAILED and policy is not None:
+            policy.note(record.error_type or FAILED, jsonutil.dumps(slot.key))
+            if policy.exceeded(counters.failed, counters.processed, engine.total):
+                from midway.failures import TooManyFailures
+
+                engine.stop_error = TooManyFailures(engine.too_many_message())
+        hook = engine.job.on_item_failed
+        if hook is not None:
+            engine.call_hook("on_item_failed", hook, record, None)
+
+    def _advance(self) -> None:
+        """Move the watermark past the finished items at the start of the window."""
+        engine = self.engine
+        window = self.window
+        while window and window[0].done:
+            slot = window.popleft()
+            engine._mark_chunk, engine._mark_index = slot.chunk, slot.index + 1
+            if slot.logged:
+                name = jsonutil.dumps(slot.key)
+                if name in self.logged:
+                    self.logged.discard(name)
+                    engine.ledger_pending.append(drop(slot.key))
+
+    def _maybe_checkpoint(self) -> None:
+        engine = self.engine
+        job = engine.job
+        processed = engine.counters.processed
+        due = (job.every and processed >= engine._next_due) or (
+            job.every_seconds and time.monotonic() - engine._cp_time >= job.every_seconds
+        )
+        keeper = engine._keeper
+        if keeper is not None and keeper.pending_or_busy:
+            engine._bound_lag(processed)  # the store is behind: wait rather than run ahead
+        if due:
+            self.checkpoint()
+
+    def checkpoint(self) -> None:
+        """Write the ``done`` records of the items finished above the watermark, with it."""
+        self.keep_done_records()
+        self.engine.checkpoint()
+
+    def keep_done_records(self) -> None:
+        """The run ends: items that finished above the watermark get their ``done`` record
+        with the last checkpoint, so the next run skips them."""
+        now = time.time()
+        for slot in self.window:
+            if slot.done and not slot.logged:
+                slot.logged = True
+                self.logged.add(jsonutil.dumps(slot.key))
+                self.engine.ledger_pending.append(
+                    ItemRecord(slot.key, DONE, position=None, updated_at=now)
+                )
