@@ -456,6 +456,57 @@ def note(job: str, text: str, author: str | None, store_url: str | None) -> None
     click.echo(f"Note added to {record.job!r}.")
 
 
+@cli.command()
+@click.argument("job")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["md", "html", "json"]),
+    default="md",
+    show_default=True,
+    help="Markdown, a self-contained HTML page, or JSON.",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write to this file instead of standard output.",
+)
+@store_option
+def report(job: str, fmt: str, output: str | None, store_url: str | None) -> None:
+    """The handoff document: where the job stands and how to carry on.
+
+    Counts and a progress bar, throughput over time, the ETA, the most common errors with
+    example keys, in-doubt items and how to resolve them, the runs, the notes, and the
+    command that resumes the work.
+
+    \b
+    Example:
+      midway report import-contacts > handoff.md
+      midway report import-contacts --format html -o handoff.html
+    """
+    from midway import report as report_module
+
+    store = _open(store_url)
+    try:
+        data = report_module.gather(store, overview.resolve(store, job))
+    finally:
+        store.close()
+    if fmt == "json":
+        text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    elif fmt == "html":
+        text = report_module.html_page(data)
+    else:
+        text = report_module.markdown(data)
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    with open(output, "w", encoding="utf-8") as out:
+        out.write(text)
+    click.echo(f"report on {data['job']!r} written to {output}", err=True)
+
+
 def _author() -> str:
     import getpass
 

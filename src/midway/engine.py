@@ -710,6 +710,7 @@ class Engine(ItemFlow):
             "counters": self.counters.as_dict(),
             "state": self.state,
             "started_at": self.started_at,
+            "total": self.total,
         }
         try:
             if self._keeper is not None:

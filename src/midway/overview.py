@@ -49,7 +49,7 @@ def job_summary(store: Store, record: JobRecord, now: float | None = None) -> di
         state = summary.get("state")
         position = None
         updated_at = record.updated_at
-        total = None
+        total = summary.get("total") if isinstance(summary.get("total"), int) else None
     processed = sum(int(counters.get(k, 0)) for k in ("succeeded", "failed", "skipped", "in_doubt"))
     status = record.effective_status
     rate = eta = None

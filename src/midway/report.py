@@ -1,0 +1,337 @@
+"""``midway report JOB``: the handoff document, in Markdown or as one self-contained HTML page.
+
+Everything comes from the store: where the job stands, its throughput over time (from the
+checkpoint history), the most common errors with example keys, the in-doubt items and how to
+resolve them, the runs, the operators' notes, and the command that resumes the work. The
+HTML page has its chart as inline SVG and fetches nothing.
+"""
+
+from __future__ import annotations
+
+import html
+import itertools
+import json
+import shlex
+import time
+from collections import Counter
+from typing import Any
+
+from midway.ledger import FAILED, IN_DOUBT, RETRY, SKIPPED, ItemRecord
+from midway.overview import job_detail
+from midway.owner import describe_age, iso
+from midway.stores import JobRecord, Store
+from midway.stores.base import HistoryPoint
+
+BAR_WIDTH = 30
+EXAMPLE_KEYS = 3
+CHART_W, CHART_H, PAD = 640, 200, 36
+
+
+def gather(store: Store, record: JobRecord) -> dict[str, Any]:
+    """All the report says, as one JSON-able dict (also what ``--format json`` prints)."""
+    detail = job_detail(store, record)
+    items = store.list_items(record.job, (FAILED, SKIPPED, IN_DOUBT, RETRY))
+    history = store.list_history(record.job)
+    detail["errors"] = common_errors(items)
+    detail["in_doubt_items"] = [i.to_json() for i in items if i.status == IN_DOUBT]
+    detail["throughput"] = throughput(history)
+    detail["resume_command"] = next(
+        (run["command"] for run in detail["runs"] if run.get("command")), None
+    )
+    detail["generated_at"] = iso(time.time())
+    return detail
+
+
+def common_errors(items: list[ItemRecord]) -> list[dict[str, Any]]:
+    """Error types by how often they occur, with a few example keys each."""
+    counts: Counter[str] = Counter()
+    examples: dict[str, list[Any]] = {}
+    messages: dict[str, str] = {}
+    for item in items:
+        if item.status not in (FAILED, SKIPPED, RETRY):
+            continue
+        kind = item.error_type or item.status
+        counts[kind] += 1
+        examples.setdefault(kind, [])
+        if len(examples[kind]) < EXAMPLE_KEYS:
+            examples[kind].append(item.key)
+        messages.setdefault(kind, item.error or "")
+    return [
+        {"error": kind, "count": count, "example_keys": examples[kind], "example": messages[kind]}
+        for kind, count in counts.most_common()
+    ]
+
+
+def throughput(history: list[HistoryPoint]) -> list[dict[str, Any]]:
+    """Items per second between consecutive history points of the same run."""
+    points = []
+    for before, after in itertools.pairwise(history):
+        if before.run_id != after.run_id or after.at <= before.at:
+            continue
+        done = after.counters.processed - before.counters.processed
+        points.append(
+            {
+                "at": after.at,
+                "processed": after.counters.processed,
+                "rate": max(done, 0) / (after.at - before.at),
+            }
+        )
+    return points
+
+
+def _bar(done: int, total: int | None) -> str:
+    if not total:
+        return ""
+    filled = round(BAR_WIDTH * min(done / total, 1.0))
+    return "█" * filled + "░" * (BAR_WIDTH - filled) + f" {100 * done / total:.1f}%"
+
+
+def _remaining(detail: dict[str, Any]) -> int | None:
+    total = detail.get("total")
+    return None if not total else max(total - detail["processed"], 0)
+
+
+def _eta(detail: dict[str, Any]) -> str:
+    if detail.get("eta_seconds") is not None:
+        return describe_age(detail["eta_seconds"]).replace(" ago", "")
+    remaining, rate = _remaining(detail), detail.get("rate_per_second")
+    if remaining and rate:
+        return "about " + describe_age(remaining / rate).replace(" ago", "") + " of work"
+    return "unknown"
+
+
+def markdown(detail: dict[str, Any]) -> str:
+    job = detail["job"]
+    quoted = shlex.quote(job)
+    lines = [f"# Handoff: job `{job}`", ""]
+    lines += [
+        f"Generated {detail['generated_at']}. Status: **{detail['status']}**.",
+        "",
+        "## Where it stands",
+        "",
+        "| | items |",
+        "|---|---:|",
+    ]
+    for label, key in (
+        ("done", "succeeded"),
+        ("failed", "failed"),
+        ("skipped", "skipped"),
+        ("in doubt", "in_doubt"),
+    ):
+        lines.append(f"| {label} | {detail[key]:,} |")
+    remaining = _remaining(detail)
+    lines.append(f"| remaining | {remaining:,} |" if remaining is not None else "| remaining | ? |")
+    if detail["total"]:
+        lines.append(f"| **total** | {detail['total']:,} |")
+    lines += ["", "```", _bar(detail["processed"], detail["total"]) or "(total unknown)", "```"]
+    rate = detail.get("rate_per_second")
+    lines += [
+        "",
+        f"- Rate of the last run: {rate:,.1f} items/s" if rate else "- Rate: not measured yet",
+        f"- ETA: {_eta(detail)}",
+        f"- Params: `{json.dumps(detail['params'], ensure_ascii=False)}`",
+        f"- Position: `{json.dumps(detail['position'], ensure_ascii=False)}`",
+        f"- Owner now: {detail['owner'] or 'nobody'}",
+    ]
+    lines += ["", "## How to carry on", ""]
+    command = detail.get("resume_command")
+    if detail["checkpoint"] is not None:
+        lines += [
+            "The job has a checkpoint; running the same command again resumes it:",
+            "",
+            "```sh",
+            command or "(the command was not recorded: run the job's script again)",
+            "```",
+        ]
+    else:
+        lines.append("The job has no checkpoint: its last run completed (or it never ran).")
+    if detail["failed"]:
+        lines += ["", f"Failed items go again with `midway retry {quoted}` and the same command."]
+    lines += ["", "## Throughput over time", ""]
+    points = detail["throughput"]
+    if points:
+        lines += ["| time | items done | items/s |", "|---|---:|---:|"]
+        step = max(1, len(points) // 20)
+        for point in points[::step]:
+            lines.append(f"| {iso(point['at'])} | {point['processed']:,} | {point['rate']:,.1f} |")
+    else:
+        lines.append("Not enough checkpoints yet to draw it.")
+    lines += ["", "## Most common errors", ""]
+    if detail["errors"]:
+        lines += ["| error | items | example keys | example |", "|---|---:|---|---|"]
+        for error in detail["errors"]:
+            keys = ", ".join(f"`{json.dumps(k)}`" for k in error["example_keys"])
+            lines.append(
+                f"| {error['error']} | {error['count']:,} | {keys} | {_cell(error['example'])} |"
+            )
+        lines += ["", f"All of them: `midway failed {quoted} --export failed.jsonl`."]
+    else:
+        lines.append("None.")
+    lines += ["", "## In doubt", ""]
+    if detail["in_doubt_items"]:
+        lines += [
+            "A crash came while these items' handlers ran: midway cannot know whether they "
+            "took effect. Check (the mail server's log, the payment provider), then:",
+            "",
+            "```sh",
+            f"midway resolve {quoted} KEY... --done    # they took effect",
+            f"midway resolve {quoted} KEY... --retry   # they did not: handle them again",
+            "```",
+            "",
+            "| key | since | note |",
+            "|---|---|---|",
+        ]
+        for item in detail["in_doubt_items"]:
+            lines.append(
+                f"| `{json.dumps(item['key'])}` | {item['updated_at']} | {_cell(item['error'])} |"
+            )
+    else:
+        lines.append("None.")
+    lines += ["", "## Runs", "", "| started | ended | status | host:pid | items | note |"]
+    lines.append("|---|---|---|---|---|---|")
+    for run in detail["runs"]:
+        items = (
+            "" if run["processed"] is None else f"{run['start_processed']:,} → {run['processed']:,}"
+        )
+        lines.append(
+            f"| {run['started_at']} | {run['ended_at'] or ''} | {run['status']} | "
+            f"{run['host']}:{run['pid']} | {items} | {_cell(run['message'])} |"
+        )
+    lines += ["", "## Notes", ""]
+    if detail["notes"]:
+        for note in detail["notes"]:
+            lines.append(f"- {note['at']}, {note['author']}: {note['text']}")
+    else:
+        lines.append(f'None yet. Add one with `midway note {quoted} "what you decided and why"`.')
+    lines.append("")
+    return "\n".join(line for line in lines if line is not None)
+
+
+def _cell(text: str | None) -> str:
+    value = (text or "").replace("|", "\\|").replace("\n", " ")
+    return value if len(value) <= 120 else value[:119] + "…"
+
+
+def svg_chart(points: list[dict[str, Any]]) -> str:
+    """Items per second over time, as an inline SVG (no script, no fetches)."""
+    if len(points) < 2:
+        return "<p>Not enough checkpoints yet to draw it.</p>"
+    t0, t1 = points[0]["at"], points[-1]["at"]
+    top = max(p["rate"] for p in points) or 1.0
+    span = (t1 - t0) or 1.0
+    w, h = CHART_W - 2 * PAD, CHART_H - 2 * PAD
+
+    def xy(p: dict[str, Any]) -> str:
+        x = PAD + w * (p["at"] - t0) / span
+        y = PAD + h * (1 - p["rate"] / top)
+        return f"{x:.1f},{y:.1f}"
+
+    path = " ".join(xy(p) for p in points)
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {CHART_W} {CHART_H}" '
+        f'role="img" aria-label="items per second over time" class="chart">'
+        f'<line x1="{PAD}" y1="{PAD + h}" x2="{PAD + w}" y2="{PAD + h}" stroke="#888"/>'
+        f'<line x1="{PAD}" y1="{PAD}" x2="{PAD}" y2="{PAD + h}" stroke="#888"/>'
+        f'<polyline fill="none" stroke="#2563eb" stroke-width="2" points="{path}"/>'
+        f'<text x="{PAD}" y="{PAD - 8}" font-size="12">{top:,.0f} items/s</text>'
+        f'<text x="{PAD}" y="{CHART_H - 8}" font-size="12">{html.escape(iso(t0) or "")}</text>'
+        f'<text x="{PAD + w}" y="{CHART_H - 8}" font-size="12" text-anchor="end">'
+        f"{html.escape(iso(t1) or '')}</text></svg>"
+    )
+
+
+STYLE = """
+body { font: 15px/1.5 system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; padding: 0 1rem;
+  color: #1f2937; }
+table { border-collapse: collapse; margin: .5rem 0; }
+th, td { border: 1px solid #d1d5db; padding: .25rem .6rem; text-align: left; }
+td.n { text-align: right; }
+code, pre { background: #f3f4f6; padding: .1rem .3rem; }
+pre { padding: .6rem; overflow-x: auto; }
+.bar { background: #e5e7eb; height: 1rem; width: 100%; max-width: 30rem; }
+.bar > span { display: block; height: 100%; background: #16a34a; }
+.chart { width: 100%; max-width: 40rem; }
+"""
+
+
+def html_page(detail: dict[str, Any]) -> str:
+    """The same content as :func:`markdown`, as one page with its chart inline."""
+    e = html.escape
+    job = detail["job"]
+    total = detail["total"]
+    share = min(detail["processed"] / total, 1.0) if total else 0.0
+    rows = "".join(
+        f"<tr><td>{label}</td><td class=n>{detail[key]:,}</td></tr>"
+        for label, key in (
+            ("done", "succeeded"),
+            ("failed", "failed"),
+            ("skipped", "skipped"),
+            ("in doubt", "in_doubt"),
+        )
+    )
+    remaining = _remaining(detail)
+    left = "?" if remaining is None else f"{remaining:,}"
+    rows += f"<tr><td>remaining</td><td class=n>{left}</td></tr>"
+    errors = "".join(
+        f"<tr><td>{e(x['error'])}</td><td class=n>{x['count']:,}</td>"
+        f"<td>{e(', '.join(json.dumps(k) for k in x['example_keys']))}</td>"
+        f"<td>{e(x['example'])}</td></tr>"
+        for x in detail["errors"]
+    )
+    doubts = "".join(
+        f"<tr><td><code>{e(json.dumps(i['key']))}</code></td><td>{e(i['updated_at'] or '')}</td>"
+        f"<td>{e(i['error'] or '')}</td></tr>"
+        for i in detail["in_doubt_items"]
+    )
+    runs = "".join(
+        f"<tr><td>{e(r['started_at'] or '')}</td><td>{e(r['ended_at'] or '')}</td>"
+        f"<td>{e(r['status'])}</td><td>{e(r['host'])}:{r['pid']}</td>"
+        f"<td>{e(r['message'] or '')}</td></tr>"
+        for r in detail["runs"]
+    )
+    notes = "".join(
+        f"<li>{e(n['at'] or '')}, {e(n['author'])}: {e(n['text'])}</li>" for n in detail["notes"]
+    )
+    command = detail.get("resume_command")
+    carry_on = (
+        "<p>Running the same command again resumes it:</p>"
+        f"<pre>{e(command or '(not recorded)')}</pre>"
+        if detail["checkpoint"] is not None
+        else "<p>The job has no checkpoint: its last run completed (or it never ran).</p>"
+    )
+    quoted = e(shlex.quote(job))
+    resolve_hint = (
+        f"<p>Check whether they took effect, then <code>midway resolve {quoted} KEY... "
+        "--done</code> (or <code>--retry</code>).</p>"
+    )
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Handoff: {e(job)}</title><style>{STYLE}</style></head>
+<body>
+<h1>Handoff: job <code>{e(job)}</code></h1>
+<p>Generated {e(detail["generated_at"] or "")}. Status: <strong>{e(detail["status"])}</strong>.</p>
+<h2>Where it stands</h2>
+<table>{rows}</table>
+<div class="bar" role="progressbar" aria-valuenow="{100 * share:.1f}" aria-valuemin="0"
+ aria-valuemax="100"><span style="width: {100 * share:.1f}%"></span></div>
+<p>{detail["processed"]:,} of {f"{total:,}" if total else "?"} items; ETA: {e(_eta(detail))}.</p>
+<h2>How to carry on</h2>{carry_on}
+<h2>Throughput over time</h2>{svg_chart(detail["throughput"])}
+<h2>Most common errors</h2>
+{_table(("error", "items", "example keys", "example"), errors)}
+<h2>In doubt</h2>
+{resolve_hint if doubts else ""}{_table(("key", "since", "note"), doubts)}
+<h2>Runs</h2>
+<table><tr><th>started</th><th>ended</th><th>status</th><th>host:pid</th><th>note</th></tr>{runs}</table>
+<h2>Notes</h2>
+{f"<ul>{notes}</ul>" if notes else "<p>None yet.</p>"}
+</body></html>
+"""
+
+
+def _table(headers: tuple[str, ...], rows: str) -> str:
+    if not rows:
+        return "<p>None.</p>"
+    head = "".join(f"<th>{h}</th>" for h in headers)
+    return f"<table><tr>{head}</tr>{rows}</table>"

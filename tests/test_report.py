@@ -1,0 +1,95 @@
+"""``midway report`` and ``midway note``: the handoff document in Markdown, HTML and JSON."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+import midway
+from midway import engine
+from midway.cli import cli
+
+
+@pytest.fixture
+def finished_job(store_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A job stopped half-way with failures, a few history points and a note."""
+    monkeypatch.setattr(engine, "HISTORY_SECONDS", 0.0)  # a history point per checkpoint
+
+    def handle(item: int, ctx: Any) -> None:
+        if item % 25 == 3:
+            raise KeyError(f"no customer {item}")
+        time.sleep(0.0005)
+
+    job = midway.Job(
+        "handoff", store=store_url, every=10, max_failures=5, progress=False, quiet=True
+    )
+    with pytest.raises(midway.TooManyFailures):
+        job.run(list(range(200)), handle)
+    runner = CliRunner()
+    out = runner.invoke(
+        cli, ["note", "handoff", "CRM maintenance until 18:00; resume after", "--store", store_url]
+    )
+    assert out.exit_code == 0, out.output
+    return store_url
+
+
+def test_markdown_report_says_where_the_job_stands(finished_job: str) -> None:
+    out = CliRunner().invoke(cli, ["report", "handoff", "--store", finished_job])
+    assert out.exit_code == 0, out.output
+    text = out.output
+    assert text.startswith("# Handoff: job `handoff`")
+    assert "| failed | 6 |" in text  # 3, 28, 53, 78, 103, 128
+    assert "| remaining | 71 |" in text  # the 6th failure (item 128) stopped it
+    assert "KeyError" in text
+    assert "`3`, `28`, `53`" in text  # example keys of the most common error
+    assert "midway retry handoff" in text
+    assert "CRM maintenance until 18:00" in text
+    assert re.search(r"\| \d{4}-\d\d-\d\dT[\d:]+Z \| [\d,]+ \| [\d,.]+ \|", text)  # throughput
+    assert "resumes it" in text  # the command that carries on
+
+
+def test_html_report_is_self_contained(finished_job: str, tmp_path: Path) -> None:
+    target = tmp_path / "handoff.html"
+    out = CliRunner().invoke(
+        cli, ["report", "handoff", "--format", "html", "-o", str(target), "--store", finished_job]
+    )
+    assert out.exit_code == 0, out.output
+    page = target.read_text(encoding="utf-8")
+    assert page.startswith("<!doctype html>")
+    assert "<svg" in page
+    assert "<polyline" in page
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)  # no fetches
+    assert "<script" not in page
+    assert "CRM maintenance" in page
+
+
+def test_json_report_and_in_doubt_section(store_url: str) -> None:
+    def send(item: int, ctx: Any) -> None:
+        if item == 4:
+            raise ConnectionError("the SMTP server hung up mid-message")
+
+    job = midway.Job(
+        "mailing", store=store_url, guarantee="at-most-once", progress=False, quiet=True
+    )
+    with pytest.raises(ConnectionError):
+        job.run(list(range(10)), send)
+    runner = CliRunner()
+    data = json.loads(
+        runner.invoke(cli, ["report", "mailing", "--format", "json", "--store", store_url]).output
+    )
+    assert [item["key"] for item in data["in_doubt_items"]] == [4]
+    text = runner.invoke(cli, ["report", "mailing", "--store", store_url]).output
+    assert "midway resolve mailing KEY... --done" in text
+    assert "| `4` |" in text
+
+
+def test_note_needs_an_existing_job(store_url: str) -> None:
+    midway.Job("exists", store=store_url, progress=False, quiet=True).run([1], lambda i, c: None)
+    out = CliRunner().invoke(cli, ["note", "missing", "text", "--store", store_url])
+    assert out.exit_code != 0
