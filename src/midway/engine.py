@@ -39,7 +39,7 @@ from collections.abc import Callable, Generator, Iterator
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from midway import jsonutil
+from midway import faults, jsonutil
 from midway.checkpoint import Checkpoint, Counters, describe_drift
 from midway.console import logging_configured, say, say_from_signal_handler
 from midway.context import Context
@@ -122,6 +122,8 @@ class Engine(ItemFlow):
         except BaseException:
             self._store.close()
             raise
+        if faults.ACTIVE:
+            faults.hit("lease.after_acquire")
         try:
             # The keeper opens its own connection while this thread prepares the run. Were
             # it started last, it would open it while the loop runs, and each of its steps

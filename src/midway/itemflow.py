@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from midway import jsonutil
+from midway import faults, jsonutil
 from midway.console import logging_configured, say
 from midway.errors import ConfigError, MidwayError, SourceError
 from midway.failures import TooManyFailures, describe, short_traceback
@@ -200,6 +200,8 @@ class ItemFlow:
                 raise
             return
         self.ctx.attempt = 1
+        if faults.ACTIVE:
+            faults.hit("item.after_handler")
         if attempt > 1 or self.job.guarantee == "at-most-once" or name in self.steps:
             self.item_done(key)
 

@@ -26,7 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from midway import jsonutil, ledger
+from midway import faults, jsonutil, ledger
 from midway.checkpoint import Checkpoint, Counters
 from midway.errors import ConfigError, LeaseLost, StoreCorrupt, StoreTooNew, StoreUnavailable
 from midway.identity import JobId
@@ -126,6 +126,8 @@ class FileStore:
                     os.fsync(fd)
             finally:
                 os.close(fd)
+            if faults.ACTIVE:
+                faults.hit("file.before_rename")
             os.replace(tmp, path)
             if self.durable:
                 dfd = os.open(path.parent, os.O_RDONLY)

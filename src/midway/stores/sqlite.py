@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from midway import jsonutil, ledger
+from midway import faults, jsonutil, ledger
 from midway.checkpoint import Checkpoint, Counters
 from midway.errors import LeaseLost, StoreCorrupt, StoreTooNew, StoreUnavailable
 from midway.identity import JobId
@@ -134,6 +134,8 @@ class SQLiteStore:
                 if version > current:
                     for statement in statements:
                         conn.execute(statement)
+                        if faults.ACTIVE:
+                            faults.hit("migrate.between")
                     conn.execute("INSERT INTO midway_schema (version) VALUES (?)", (version,))
 
     def close(self) -> None:
@@ -214,7 +216,7 @@ class SQLiteStore:
         self._synchronous(full=True)
         conn = self.conn
         with self._errors("write a checkpoint to"):
-            if not (checkpoint.ledger or checkpoint.sample or conn.in_transaction):
+            if not (checkpoint.ledger or checkpoint.sample or conn.in_transaction or faults.ACTIVE):
                 # One statement is one transaction: the fence check and the write commit
                 # together. The usual case: nothing else rides along.
                 if conn.execute(Q["write_checkpoint"], params).rowcount != 1:
@@ -228,11 +230,15 @@ class SQLiteStore:
                 self._apply(checkpoint.job, checkpoint.ledger)
                 if checkpoint.sample:
                     conn.execute(Q["insert_history"], params)
+                if faults.ACTIVE:
+                    faults.hit("checkpoint.before_commit")
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
+            if faults.ACTIVE:
+                faults.hit("checkpoint.after_commit")
 
     def _apply(self, job: str, records: list[ItemRecord]) -> None:
         for record in records:
@@ -299,6 +305,8 @@ class SQLiteStore:
             if completed:
                 conn.execute(Q["delete_checkpoint"], {"job": run.job})
                 conn.execute(Q["delete_settled_items"], {"job": run.job})
+                if faults.ACTIVE:
+                    faults.hit("complete.before_commit")
             conn.execute(Q["release_lease"], {"job": lease.job, "token": lease.token})
             conn.execute(
                 Q["end_run"],
