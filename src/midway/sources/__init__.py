@@ -1,9 +1,20 @@
 """Where items come from. Each source knows its position, item keys and fingerprint."""
 
-from midway.sources.base import Chunk, Cursor, KeySpec, Source
+from midway.sources.base import Chunk, Cursor, KeySpec, Malformed, Source
 from midway.sources.csvfile import csv
 from midway.sources.iterable import iterable
 from midway.sources.jsonl import jsonl, lines
 from midway.sources.sequence import sequence
 
-__all__ = ["Chunk", "Cursor", "KeySpec", "Source", "csv", "iterable", "jsonl", "lines", "sequence"]
+__all__ = [
+    "Chunk",
+    "Cursor",
+    "KeySpec",
+    "Malformed",
+    "Source",
+    "csv",
+    "iterable",
+    "jsonl",
+    "lines",
+    "sequence",
+]
