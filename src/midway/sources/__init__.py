@@ -5,6 +5,7 @@ from midway.sources.csvfile import csv
 from midway.sources.iterable import iterable
 from midway.sources.jsonl import jsonl, lines
 from midway.sources.sequence import sequence
+from midway.sources.sqlquery import sql
 
 __all__ = [
     "Chunk",
@@ -17,4 +18,5 @@ __all__ = [
     "jsonl",
     "lines",
     "sequence",
+    "sql",
 ]

@@ -1,0 +1,31 @@
+"""A PostgreSQL server for tests: ``MIDWAY_TEST_POSTGRES_URL`` when set, else a throwaway
+server from the ``pgserver`` package (a PostgreSQL build on PyPI, started in a temp folder)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def postgres_url() -> Iterator[str]:
+    """The URL of a server to test against; a server started here is deleted afterwards.
+
+    Its data folder is a fresh one under the system temp folder, not under pytest's: run as
+    root, pgserver starts PostgreSQL as another user, who must be able to reach the folder,
+    and pytest keeps its own base folder private (mode 0700, reset by every session)."""
+    given = os.environ.get("MIDWAY_TEST_POSTGRES_URL")
+    if given:
+        yield given
+        return
+    import pgserver
+
+    folder = Path(tempfile.mkdtemp(prefix="midway-test-pg-"))
+    server = pgserver.get_server(folder, cleanup_mode="delete")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
