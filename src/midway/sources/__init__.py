@@ -4,6 +4,8 @@ from midway.sources.base import Chunk, Cursor, KeySpec, Malformed, Source
 from midway.sources.csvfile import csv
 from midway.sources.iterable import iterable
 from midway.sources.jsonl import jsonl, lines
+from midway.sources.listing import files
+from midway.sources.paged import pages
 from midway.sources.sequence import sequence
 from midway.sources.sqlquery import sql
 
@@ -14,9 +16,11 @@ __all__ = [
     "Malformed",
     "Source",
     "csv",
+    "files",
     "iterable",
     "jsonl",
     "lines",
+    "pages",
     "sequence",
     "sql",
 ]
