@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,10 +22,12 @@ def postgres_url() -> Iterator[str]:
     if given:
         yield given
         return
-    import pgserver
-
     folder = Path(tempfile.mkdtemp(prefix="midway-test-pg-"))
-    server = pgserver.get_server(folder, cleanup_mode="delete")
+    with warnings.catch_warnings():  # pgserver's lock file: "XDG_RUNTIME_DIR is not set"
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
+        import pgserver
+
+        server = pgserver.get_server(folder, cleanup_mode="delete")
     try:
         yield server.get_uri()
     finally:
