@@ -1,9 +1,26 @@
 """Where items come from. Each source knows its position, item keys and fingerprint."""
 
-from midway.sources.base import Chunk, Cursor, KeySpec, Source
+from midway.sources.base import Chunk, Cursor, KeySpec, Malformed, Source
 from midway.sources.csvfile import csv
 from midway.sources.iterable import iterable
 from midway.sources.jsonl import jsonl, lines
+from midway.sources.listing import files
+from midway.sources.paged import pages
 from midway.sources.sequence import sequence
+from midway.sources.sqlquery import sql
 
-__all__ = ["Chunk", "Cursor", "KeySpec", "Source", "csv", "iterable", "jsonl", "lines", "sequence"]
+__all__ = [
+    "Chunk",
+    "Cursor",
+    "KeySpec",
+    "Malformed",
+    "Source",
+    "csv",
+    "files",
+    "iterable",
+    "jsonl",
+    "lines",
+    "pages",
+    "sequence",
+    "sql",
+]

@@ -1,4 +1,5 @@
-"""What the file sources share: fingerprints, byte-offset positions, decoded line feeds."""
+"""What the file sources share: fingerprints, byte-offset positions, decoded line feeds, and
+chunks in which a malformed record becomes a failing item instead of the end of the run."""
 
 from __future__ import annotations
 
@@ -10,15 +11,24 @@ from typing import IO, Any
 
 from midway.errors import SourceError
 from midway.jsonutil import JSONValue
+from midway.sources.base import Malformed
 
 HEAD_BYTES = 64 * 1024
 CHUNK = 1024
 SKIP = object()
-"""Yielded by a record reader for input that holds no record (a blank line)."""
+"""Yielded by a record reader for input that holds no record (a blank line), or, with
+``feed.malformed`` set, for a record that could not be read."""
+
+Anchor = Callable[[int], list[int]]
+"""For a compressed input: the resume anchor (see ``_gzip``) for an uncompressed offset."""
 
 
 def resolve(path: str | os.PathLike[str]) -> Path:
     return Path(path).expanduser().absolute()
+
+
+def is_gzip(path: Path) -> bool:
+    return path.suffix.lower() == ".gz"
 
 
 def open_binary(path: Path) -> IO[bytes]:
@@ -28,6 +38,25 @@ def open_binary(path: Path) -> IO[bytes]:
         raise SourceError(f"input file {path} does not exist; check the path") from None
     except OSError as exc:
         raise SourceError(f"cannot open input file {path}: {exc.strerror}") from None
+
+
+def open_at(path: Path, offset: int, position: JSONValue) -> tuple[IO[bytes], Anchor | None]:
+    """The file's (uncompressed) bytes from ``offset`` on, and for a ``.gz`` file the
+    function that names resume anchors for the chunks read from it."""
+    if is_gzip(path):
+        from midway.sources import _gzip
+
+        member, member_offset = _gzip.anchor_of(position, offset, path)
+        reader = _gzip.MemberReader(open_binary(path), path, member, member_offset)
+        try:
+            reader.skip(offset - member_offset)
+        except BaseException:
+            reader.close()
+            raise
+        return _gzip.buffered(reader), reader.anchor
+    f = open_binary(path)
+    f.seek(offset)
+    return f, None
 
 
 def file_fingerprint(path: Path, kind: str) -> dict[str, JSONValue]:
@@ -61,21 +90,61 @@ def file_position(position: JSONValue, path: Path) -> tuple[int, int]:
     )
 
 
-def describe_file_position(position: JSONValue, path: Path) -> str:
-    offset, record = file_position(position, path)
-    if offset < 0:
-        return "the start"
-    return f"record {record + 1:,} (byte {offset:,})"
+class FileSource:
+    """What csv, jsonl and lines have in common: names, positions in words, progress."""
+
+    path: Path
+
+    def describe(self) -> str:
+        return self.path.name
+
+    def describe_position(self, position: JSONValue) -> str:
+        offset, record = file_position(position, self.path)
+        if offset < 0:
+            return "the start"
+        where = "uncompressed byte" if is_gzip(self.path) else "byte"
+        return f"record {record + 1:,} ({where} {offset:,})"
+
+    def size_bytes(self) -> int | None:
+        """The file's size on disk (compressed, for a ``.gz``)."""
+        try:
+            return self.path.stat().st_size
+        except OSError:
+            return None
+
+    def progress(self, position: JSONValue) -> float | None:
+        """The fraction of the file's bytes before ``position``. For a ``.gz`` file, the
+        compressed bytes the decoder had read when the position's chunk began (so it runs
+        ahead by at most a read buffer); None for a position without that."""
+        if not isinstance(position, dict):
+            return 0.0 if position is None else None
+        size = self.size_bytes()
+        if not size:
+            return None
+        if is_gzip(self.path):
+            anchor = position.get("gzip")
+            done = anchor[2] if isinstance(anchor, list) and len(anchor) == 3 else None
+        else:
+            done = position.get("offset")
+        if not isinstance(done, int):
+            return None
+        return min(1.0, max(0.0, done / size))
 
 
 class LineFeed:
-    """Decoded lines of a binary file; ``offset`` is the byte just after the last line read."""
+    """Decoded lines of a binary file; ``offset`` is the byte just after the last line read.
+
+    A line that is not valid in the encoding is decoded with replacement characters, and
+    ``bad`` says where and why, for the record reader to turn that record into a failing item.
+    ``malformed`` is how a reader hands such an item to :func:`chunk_records`."""
 
     def __init__(self, f: IO[bytes], offset: int, encoding: str, path: Path) -> None:
         self._f = f
         self.offset = offset
         self._encoding = encoding
         self._path = path
+        self.bad: str | None = None
+        self.malformed: Malformed | None = None
 
     def __iter__(self) -> Iterator[str]:
         encoding = self._encoding
@@ -83,18 +152,27 @@ class LineFeed:
             start = self.offset
             self.offset += len(raw)
             try:
-                yield raw.decode(encoding)
+                line = raw.decode(encoding)
             except UnicodeDecodeError as exc:
-                raise SourceError(
-                    f"{self._path}: invalid {encoding} at byte {start + exc.start:,}; "
-                    "re-encode the file or pass encoding="
-                ) from None
+                if self.bad is None:
+                    self.bad = f"invalid {encoding} at byte {start + exc.start:,}"
+                line = raw.decode(encoding, "replace")
+            yield line
+
+    def reject(self, record: int, at: int, what: str, text: str = "") -> object:
+        """Note record ``record`` (1-based, starting at byte ``at``) as malformed; the reader
+        yields what this returns."""
+        self.bad = None
+        error = f"{self._path.name}: record {record:,} (byte {at:,}) {what}"
+        self.malformed = Malformed(record, at, error, text)
+        return SKIP
 
 
 class FileChunk:
-    """Records with the byte offset before each; the position is offset + record count."""
+    """Records with the byte offset before each; the position is offset + record count
+    (and, for a ``.gz`` file, the anchor a resume decompresses from)."""
 
-    __slots__ = ("_key", "first", "items", "offsets")
+    __slots__ = ("_key", "anchor", "errors", "first", "items", "offsets")
     shared = False
 
     def __init__(
@@ -103,39 +181,64 @@ class FileChunk:
         offsets: list[int],
         first: int,
         key: Callable[[Any], JSONValue] | None,
+        errors: dict[int, str] | None = None,
+        anchor: list[int] | None = None,
     ) -> None:
         self.items = items
         self.offsets = offsets
         self.first = first
         self._key = key
+        self.errors = errors
+        self.anchor = anchor
 
     def key(self, index: int) -> JSONValue:
         if self._key is None:
             return self.first + index + 1
+        if self.errors is not None and index in self.errors:
+            return f"record {self.first + index + 1}"  # it has no field to take a key from
         return self._key(self.items[index])
 
     def position_before(self, index: int) -> JSONValue:
-        return {"offset": self.offsets[index], "record": self.first + index}
+        if self.anchor is None:
+            return {"offset": self.offsets[index], "record": self.first + index}
+        return {"offset": self.offsets[index], "record": self.first + index, "gzip": self.anchor}
 
 
 def chunk_records(
-    records: Iterator[Any], feed: LineFeed, first: int, key: Callable[[Any], JSONValue] | None
+    records: Iterator[Any],
+    feed: LineFeed,
+    first: int,
+    key: Callable[[Any], JSONValue] | None,
+    anchor: Anchor | None = None,
 ) -> Iterator[FileChunk]:
     """Group the records a reader yields into chunks, noting the byte offset after each.
 
     ``feed.offset`` is read after every record, so the reader must not read ahead; a
-    ``SKIP`` moves the position past input that holds no record."""
+    ``SKIP`` moves the position past input that holds no record, or, when the reader set
+    ``feed.malformed``, delivers that placeholder and notes its index in ``errors``."""
     items: list[Any] = []
     offsets = [feed.offset]
-    for item in records:
+    errors: dict[int, str] | None = None
+    mark = None if anchor is None else anchor(feed.offset)
+    for record in records:
+        item = record
         if item is SKIP:
-            offsets[-1] = feed.offset
-            continue
+            bad = feed.malformed
+            if bad is None:
+                offsets[-1] = feed.offset
+                continue
+            feed.malformed = None
+            if errors is None:
+                errors = {}
+            errors[len(items)] = bad.error
+            item = bad
         items.append(item)
         offsets.append(feed.offset)
         if len(items) == CHUNK:
-            yield FileChunk(items, offsets, first, key)
+            yield FileChunk(items, offsets, first, key, errors, mark)
             first += len(items)
-            items, offsets = [], [feed.offset]
+            items, offsets, errors = [], [feed.offset], None
+            if anchor is not None:
+                mark = anchor(feed.offset)
     if items:
-        yield FileChunk(items, offsets, first, key)
+        yield FileChunk(items, offsets, first, key, errors, mark)

@@ -3,11 +3,24 @@
 A source opens a *cursor* at a position and hands the engine *chunks*: a list of items plus
 a way to name an item's key and the position just before it. Positions are worked out only
 when a checkpoint or a stop asks for them, so the per-item path stays a plain list walk.
+
+Optional parts, which the engine looks up with ``getattr`` (a source or chunk without them
+keeps working):
+
+- ``chunk.errors``: ``{index in chunk: message}`` for input that could not be read as an item
+  (a malformed CSV row, a JSON line that does not parse, bytes that are not valid UTF-8). Such
+  an item is delivered as a placeholder (``Malformed``) so that the records after it still come
+  through, and the engine counts it as failed with that message. None on clean chunks, which
+  are nearly all of them: the hot path tests it once per chunk.
+- ``source.size_bytes() -> int | None``: the input's size on disk, for byte-based progress.
+- ``source.progress(position) -> float | None``: the fraction done (0..1) at ``position``, for
+  an input whose item count is unknown but whose bytes are.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any, Protocol, runtime_checkable
 
@@ -24,6 +37,9 @@ class Chunk(Protocol):
     items: list[Any]
     shared: bool
     """``items`` is the caller's own list: the engine walks copies of it, never the list."""
+    errors: dict[int, str] | None
+    """Indices of placeholder items that stand for unreadable input, each with a message
+    naming the record, its byte offset and what is wrong; None when every item is real."""
 
     def key(self, index: int) -> JSONValue:
         """The identity of ``items[index]``: a string or number, stable across runs."""
@@ -68,6 +84,24 @@ class Source(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class Malformed:
+    """The placeholder item for a record that could not be read.
+
+    It keeps the record's place, so positions, record numbers and the records after it stay
+    right. ``record`` is its 1-based number, ``offset`` the byte where it starts, ``error``
+    what is wrong (the same text as in the chunk's ``errors``), and ``text`` the record as
+    far as it could be decoded (invalid bytes replaced)."""
+
+    record: int
+    offset: int
+    error: str
+    text: str = ""
+
+    def __str__(self) -> str:
+        return self.error
+
+
 def key_function(key: KeySpec) -> Callable[[Any], JSONValue] | None:
     """Turn ``key=`` into a function of the item (None keeps the item's number)."""
     if key is None:
@@ -95,6 +129,7 @@ class NumberedChunk:
 
     __slots__ = ("_key", "items", "start")
     shared = False
+    errors: dict[int, str] | None = None
 
     def __init__(
         self, items: list[Any], start: int, key: Callable[[Any], JSONValue] | None

@@ -12,10 +12,8 @@ from midway.jsonutil import JSONValue
 from midway.sources import _files
 from midway.sources.base import Chunk, KeySpec, key_function
 
-_BOM = b"\xef\xbb\xbf"
 
-
-class CsvSource:
+class CsvSource(_files.FileSource):
     kind = "csv"
     seekable = True
 
@@ -34,23 +32,29 @@ class CsvSource:
         self._encoding = encoding
         self._fmt = fmtparams
 
-    def _header(self, f: IO[bytes]) -> tuple[list[str], int]:
+    def _header(self) -> tuple[list[str], int]:
         """The header row and the byte offset just after it (a UTF-8 BOM is skipped)."""
-        start = 3 if f.read(3) == _BOM else 0
-        f.seek(start)
-        feed = _files.LineFeed(f, start, self._encoding, self.path)
-        try:
-            header = next(_csv.reader(feed, **self._fmt))
-        except StopIteration:
-            raise SourceError(f"{self.path} is empty: a CSV source needs a header row") from None
-        except _csv.Error as exc:
-            raise SourceError(f"{self.path}: cannot read the header row: {exc}") from None
-        return header, feed.offset
+        f, _ = _files.open_at(self.path, 0, None)
+        with f:
+            feed = _files.LineFeed(f, 0, self._encoding, self.path)
+            try:
+                header = next(_csv.reader(_without_bom(iter(feed)), **self._fmt))
+            except StopIteration:
+                raise SourceError(
+                    f"{self.path} is empty: a CSV source needs a header row"
+                ) from None
+            except _csv.Error as exc:
+                raise SourceError(f"{self.path}: cannot read the header row: {exc}") from None
+            if feed.bad is not None:
+                raise SourceError(
+                    f"{self.path}: the header row has {feed.bad}; re-encode the file or "
+                    "pass encoding="
+                )
+            return header, feed.offset
 
     def fingerprint(self) -> dict[str, JSONValue]:
         fp = _files.file_fingerprint(self.path, self.kind)
-        with _files.open_binary(self.path) as f:
-            fp["header"] = self._header(f)[0]
+        fp["header"] = self._header()[0]
         return fp
 
     def total(self) -> int | None:
@@ -58,36 +62,46 @@ class CsvSource:
 
     def open(self, position: JSONValue) -> CsvCursor:
         offset, record = _files.file_position(position, self.path)
-        f = _files.open_binary(self.path)
-        header, body = self._header(f)
-        return CsvCursor(self, f, header, body if offset < 0 else offset, record)
+        header, body = self._header()
+        offset = body if offset < 0 else offset
+        f, anchor = _files.open_at(self.path, offset, position)
+        return CsvCursor(self, f, header, offset, record, anchor)
 
-    def describe(self) -> str:
-        return self.path.name
 
-    def describe_position(self, position: JSONValue) -> str:
-        return _files.describe_file_position(position, self.path)
+def _without_bom(lines: Iterator[str]) -> Iterator[str]:
+    first = next(lines, None)
+    if first is None:
+        return
+    yield first.removeprefix("\ufeff")
+    yield from lines
 
 
 class CsvCursor:
     def __init__(
-        self, source: CsvSource, f: IO[bytes], header: list[str], offset: int, record: int
+        self,
+        source: CsvSource,
+        f: IO[bytes],
+        header: list[str],
+        offset: int,
+        record: int,
+        anchor: _files.Anchor | None,
     ) -> None:
         self._source = source
         self._f = f
         self._header = header
         self._offset = offset
         self._record = record
+        self._anchor = anchor
 
     def __iter__(self) -> Iterator[Chunk]:
         src = self._source
-        self._f.seek(self._offset)
         feed = _files.LineFeed(self._f, self._offset, src._encoding, src.path)
-        return _files.chunk_records(self._rows(feed), feed, self._record, src._key)
+        return _files.chunk_records(self._rows(feed), feed, self._record, src._key, self._anchor)
 
     def _rows(self, feed: _files.LineFeed) -> Iterator[Any]:
-        """One dict per row (``SKIP`` for a blank line); csv.reader reads no further ahead
-        than the row it returns, so ``feed.offset`` is where the next row starts."""
+        """One dict per row (``SKIP`` for a blank line or a malformed row); csv.reader reads
+        no further ahead than the row it returns, so ``feed.offset`` is where the next row
+        starts."""
         src, header = self._source, self._header
         width, record = len(header), self._record
         reader = _csv.reader(feed, **src._fmt)
@@ -98,19 +112,21 @@ class CsvCursor:
             except StopIteration:
                 return
             except _csv.Error as exc:
-                raise SourceError(
-                    f"{src.path}: record {record + 1:,} (byte {at:,}) is not valid CSV: {exc}"
-                ) from None
+                record += 1
+                yield feed.reject(record, at, f"is not valid CSV: {exc}")
+                continue
             if not row:
                 yield _files.SKIP
                 continue
-            if len(row) != width:
-                raise SourceError(
-                    f"{src.path}: record {record + 1:,} (byte {at:,}) has {len(row)} fields "
-                    f"where the header has {width}; fix the row"
-                )
             record += 1
-            yield dict(zip(header, row, strict=True))
+            if feed.bad is not None:
+                yield feed.reject(record, at, f"has {feed.bad}", ",".join(row))
+            elif len(row) != width:
+                yield feed.reject(
+                    record, at, f"has {len(row)} fields where the header has {width}", ",".join(row)
+                )
+            else:
+                yield dict(zip(header, row, strict=True))
 
     def close(self) -> None:
         self._f.close()
@@ -129,6 +145,9 @@ def csv(
     ``key=`` names the column that identifies a row (default: its record number).
     ``total=`` (the number of rows, if you know it) enables a progress bar with an ETA.
     Extra keyword arguments go to :func:`csv.reader` (``delimiter=";"``, ...).
+    A ``.gz`` path is decompressed on the fly (see ``midway.sources._gzip`` for what a
+    resume costs then). A row that cannot be read (wrong number of fields, invalid bytes)
+    becomes a failing item, and the rows after it carry on.
     Resuming seeks straight to the saved byte offset."""
     return CsvSource(path, key, encoding=encoding, total=total, **fmtparams)
 

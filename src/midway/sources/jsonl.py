@@ -7,13 +7,12 @@ import os
 from collections.abc import Callable, Iterator
 from typing import IO, Any
 
-from midway.errors import SourceError
 from midway.jsonutil import JSONValue
 from midway.sources import _files
 from midway.sources.base import Chunk, KeySpec, key_function
 
 
-class LineRecordSource:
+class LineRecordSource(_files.FileSource):
     """A file with one record per line; ``parse`` turns a line into an item."""
 
     seekable = True
@@ -45,30 +44,34 @@ class LineRecordSource:
 
     def open(self, position: JSONValue) -> LineRecordCursor:
         offset, record = _files.file_position(position, self.path)
-        f = _files.open_binary(self.path)
-        return LineRecordCursor(self, f, max(offset, 0), record)
-
-    def describe(self) -> str:
-        return self.path.name
-
-    def describe_position(self, position: JSONValue) -> str:
-        return _files.describe_file_position(position, self.path)
+        offset = max(offset, 0)
+        f, anchor = _files.open_at(self.path, offset, position)
+        return LineRecordCursor(self, f, offset, record, anchor)
 
 
 class LineRecordCursor:
-    def __init__(self, source: LineRecordSource, f: IO[bytes], offset: int, record: int) -> None:
+    def __init__(
+        self,
+        source: LineRecordSource,
+        f: IO[bytes],
+        offset: int,
+        record: int,
+        anchor: _files.Anchor | None,
+    ) -> None:
         self._source = source
         self._f = f
         self._offset = offset
         self._record = record
+        self._anchor = anchor
 
     def __iter__(self) -> Iterator[Chunk]:
         src = self._source
-        self._f.seek(self._offset)
         feed = _files.LineFeed(self._f, self._offset, src._encoding, src.path)
-        return _files.chunk_records(self._records(feed), feed, self._record, src._key)
+        return _files.chunk_records(self._records(feed), feed, self._record, src._key, self._anchor)
 
     def _records(self, feed: _files.LineFeed) -> Iterator[Any]:
+        """One item per line; ``SKIP`` for a blank line (jsonl) or a line that cannot be
+        read, which becomes a failing item."""
         src = self._source
         parse, skip_blank = src._parse, src._skip_blank
         record, at = self._record, feed.offset
@@ -76,14 +79,16 @@ class LineRecordCursor:
             if skip_blank and not line.strip():
                 yield _files.SKIP
             else:
-                try:
-                    item = parse(line)
-                except ValueError as exc:
-                    raise SourceError(
-                        f"{src.path}: record {record + 1:,} (byte {at:,}) cannot be read: {exc}"
-                    ) from None
                 record += 1
-                yield item
+                if feed.bad is not None:
+                    yield feed.reject(record, at, f"has {feed.bad}", line.rstrip("\r\n"))
+                else:
+                    try:
+                        item = parse(line)
+                    except ValueError as exc:
+                        yield feed.reject(record, at, f"cannot be read: {exc}", line.rstrip("\r\n"))
+                    else:
+                        yield item
             at = feed.offset
 
     def close(self) -> None:
@@ -103,7 +108,9 @@ def jsonl(
 ) -> LineRecordSource:
     """One parsed JSON value per line (blank lines are skipped).
 
-    ``key=`` names the field that identifies a record (default: its record number)."""
+    ``key=`` names the field that identifies a record (default: its record number). A line
+    that is not JSON becomes a failing item; the lines after it carry on. A ``.gz`` path is
+    decompressed on the fly."""
     return LineRecordSource(
         path, key, kind="jsonl", parse=json.loads, skip_blank=True, encoding=encoding, total=total
     )
@@ -116,7 +123,8 @@ def lines(
     encoding: str = "utf-8",
     total: int | None = None,
 ) -> LineRecordSource:
-    """Each line of a text file, without its line ending (blank lines included)."""
+    """Each line of a text file, without its line ending (blank lines included). A ``.gz``
+    path is decompressed on the fly."""
     return LineRecordSource(
         path,
         key,

@@ -1,0 +1,539 @@
+"""``sources.sql``: the rows of a table or query, paged by key, resumed by one indexed query.
+
+Each page is ``SELECT * FROM <table or (query)> WHERE key > :last ORDER BY key LIMIT :batch``
+(keyset pagination), so reading page 7,000 costs what reading page 1 does, and a resume is
+that same query with the saved key. Composite keys compare as row values, ``(a, b) > (?, ?)``,
+which SQLite (3.15 or newer) and PostgreSQL both support and both answer from an index on
+``(a, b)``.
+
+Two databases, with no dependency beyond the driver: SQLite (a ``sqlite3.Connection`` or a
+``sqlite:///path`` URL, opened read-only) and PostgreSQL (a psycopg 3 connection, or a
+``postgresql://`` URL, which needs the ``midway[postgres]`` extra). The SQL is small enough
+(quoted identifiers, one placeholder style per driver) that a query builder such as
+SQLAlchemy Core would add a dependency without removing any code.
+
+Identifiers (table, key columns) are quoted; values (the last key, your ``params``) are always
+passed as parameters.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+
+from midway.errors import ConfigError, SourceError
+from midway.jsonutil import JSONValue
+
+_QUERY = re.compile(r"\s*(?:(?:--[^\n]*\n|/\*.*?\*/)\s*)*(select|with|values)\b", re.I | re.S)
+_ALIAS = "midway_rows"
+
+
+@dataclass(frozen=True)
+class _Dialect:
+    name: str
+    positional: str  # the driver's placeholder for a positional parameter
+    named: str  # ... and for a named one, with {} for the name
+    errors: tuple[type[BaseException], ...]
+    cursor: Callable[[Any], Any]  # a cursor whose rows are tuples, whatever the connection's
+
+
+def _sqlite_cursor(conn: Any) -> Any:
+    return conn.cursor()  # sqlite3.Row and tuples both index and iterate as tuples do
+
+
+_SQLITE = _Dialect("sqlite", "?", ":{}", (sqlite3.Error,), _sqlite_cursor)
+
+
+def _postgres() -> _Dialect:
+    psycopg = _import_psycopg()
+    from psycopg.rows import tuple_row
+
+    def cursor(conn: Any) -> Any:
+        return conn.cursor(row_factory=tuple_row)
+
+    return _Dialect("postgresql", "%s", "%({})s", (psycopg.Error,), cursor)
+
+
+def _import_psycopg() -> Any:
+    try:
+        import psycopg
+    except ImportError:
+        raise ConfigError(
+            "reading PostgreSQL needs psycopg 3, which is not installed: "
+            "pip install 'midway[postgres]'"
+        ) from None
+    return psycopg
+
+
+def quote(name: str) -> str:
+    """A SQL identifier in double quotes (the same in SQLite and PostgreSQL)."""
+    if not isinstance(name, str) or not name or "\0" in name:
+        raise ConfigError(f"{name!r} is not a usable SQL identifier (a table or column name)")
+    return '"' + name.replace('"', '""') + '"'
+
+
+def redact(url: str) -> str:
+    """``url`` without a password (in the authority or in the query string)."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hostport = netloc.rpartition("@")
+        user = userinfo.partition(":")[0]
+        netloc = f"{user}@{hostport}" if user else hostport
+    query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k.lower() != "password"])
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _sqlite_path(url: str) -> Path:
+    """``sqlite:///rel.db`` (relative to the working directory) or ``sqlite:////abs.db``,
+    as for midway's own store URLs."""
+    rest = url.partition(":")[2]
+    if not rest.startswith("///"):
+        raise ConfigError(f"{url!r} is not a SQLite URL like sqlite:///path/to/file.db")
+    path = unquote(rest[3:])
+    if not path:
+        raise ConfigError(f"{url!r} names no database file, e.g. sqlite:///data.db")
+    return Path(path).expanduser().absolute()
+
+
+def jsonable(value: Any) -> JSONValue:
+    """A key value as it can stand in a JSON checkpoint. Dates, times, UUIDs and decimals
+    become text, which PostgreSQL casts back when it compares (the parameter is untyped)."""
+    if isinstance(value, str | int | float):
+        return value
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID | Decimal):
+        return str(value)
+    if value is None:
+        raise SourceError("a key column is NULL; a key must identify every row")
+    raise SourceError(
+        f"a key value of type {type(value).__name__} cannot be saved in a checkpoint; "
+        "use key columns of number, text, date/time or UUID type"
+    )
+
+
+class RowChunk:
+    """One page of rows; the position before a row is the key of the row before it."""
+
+    __slots__ = ("_after", "_json", "first", "items", "lasts")
+    shared = False
+    errors: dict[int, str] | None = None
+
+    def __init__(
+        self,
+        items: list[dict[str, Any]],
+        lasts: list[Any],
+        after: JSONValue,
+        first: int,
+        to_json: Callable[[Any], JSONValue],
+    ) -> None:
+        self.items = items
+        self.lasts = lasts
+        self._after = after
+        self.first = first
+        self._json = to_json
+
+    def key(self, index: int) -> JSONValue:
+        return self._json(self.lasts[index])
+
+    def position_before(self, index: int) -> JSONValue:
+        if index == 0:
+            if self._after is None:
+                return None
+            return {"last": self._after, "count": self.first}
+        return {"last": self._json(self.lasts[index - 1]), "count": self.first + index}
+
+
+class SqlSource:
+    kind = "sql"
+    seekable = True
+
+    def __init__(
+        self,
+        connection_or_url: Any,
+        table_or_query: str,
+        key: str | Sequence[str],
+        *,
+        batch: int = 1000,
+        version: JSONValue = None,
+        count: bool = False,
+        params: Sequence[Any] | Mapping[str, Any] | None = None,
+    ) -> None:
+        if isinstance(key, str):
+            self._keys = [key]
+        elif isinstance(key, Sequence) and key and all(isinstance(k, str) for k in key):
+            self._keys = list(key)
+        else:
+            raise ConfigError(
+                f"key= must name the column (or columns) that order and identify the rows, "
+                f"e.g. key='id' or key=('day', 'id'); got {key!r}"
+            )
+        if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
+            raise ConfigError(f"batch= must be a positive number of rows, not {batch!r}")
+        if params is not None and not isinstance(params, list | tuple | Mapping):
+            raise ConfigError(
+                f"params= must be a list or tuple (for ? or %s) or a dict (for named "
+                f"parameters), not {type(params).__name__}"
+            )
+        if not isinstance(table_or_query, str) or not table_or_query.strip():
+            raise ConfigError("sources.sql needs a table name or a SELECT query")
+        self._batch = batch
+        self._version = version
+        self._count = count
+        self._params = params
+        self._composite = len(self._keys) > 1
+        self._key_sql = ", ".join(quote(k) for k in self._keys)
+
+        self._conn: Any = None
+        self._url: str | None = None
+        self._database = ""  # for a connection: asked of it when first needed
+        if isinstance(connection_or_url, str):
+            self._url = connection_or_url
+            scheme = connection_or_url.partition(":")[0].lower()
+            if scheme in ("sqlite", "sqlite3"):
+                self._dialect = _SQLITE
+                self._database = "sqlite:///" + str(_sqlite_path(connection_or_url))
+            elif scheme in ("postgresql", "postgres"):
+                self._dialect = _postgres()
+                self._database = redact(connection_or_url)
+            else:
+                raise ConfigError(
+                    f"sources.sql cannot read {redact(connection_or_url)!r}: give a "
+                    "sqlite:///path or postgresql:// URL, or a sqlite3 / psycopg connection"
+                )
+        elif isinstance(connection_or_url, sqlite3.Connection):
+            self._conn = connection_or_url
+            self._dialect = _SQLITE
+        elif type(connection_or_url).__module__.partition(".")[0] == "psycopg":
+            self._conn = connection_or_url
+            self._dialect = _postgres()
+        else:
+            raise ConfigError(
+                f"sources.sql cannot use a {type(connection_or_url).__name__}: pass a "
+                "sqlite3.Connection, a psycopg 3 connection, or a sqlite:/// or "
+                "postgresql:// URL"
+            )
+        if (
+            self._composite
+            and self._dialect is _SQLITE
+            and sqlite3.sqlite_version_info < (3, 15, 0)
+        ):
+            raise ConfigError(
+                f"a composite key needs SQLite 3.15 or newer (row values); this Python has "
+                f"SQLite {sqlite3.sqlite_version}"
+            )
+
+        text = table_or_query.strip()
+        if _QUERY.match(text):
+            self._query: str | None = text.rstrip().rstrip(";").rstrip()
+            self._from = f"({self._query}) AS {_ALIAS}"
+            self._name = "a query"
+        else:
+            self._query = None
+            self._from = ".".join(quote(part) for part in text.split("."))
+            self._name = f"table {text}"
+        self._text = text
+
+    # -- the Source protocol --------------------------------------------------------------
+
+    def fingerprint(self) -> dict[str, JSONValue]:
+        """The database (its URL without password), the query or table, the key, the
+        parameters and ``version=``: rows added or changed are not drift, another query is."""
+        params = self._params
+        if isinstance(params, Mapping):
+            shown: JSONValue = {str(k): _shown(v) for k, v in params.items()}
+        elif params is not None:
+            shown = [_shown(v) for v in params]
+        else:
+            shown = None
+        return {
+            "kind": self.kind,
+            "database": self.database(),
+            "query": self._text,
+            "key": list(self._keys),
+            "params": shown,
+            "version": self._version,
+        }
+
+    def total(self) -> int | None:
+        """With ``count=True``, one ``COUNT(*)`` of the rows (run once, at the start)."""
+        if not self._count:
+            return None
+        conn, owned = self._connect()
+        try:
+            params = self._bind([])
+            rows = self._execute(conn, f"SELECT COUNT(*) FROM {self._from}", params)[1]
+            return int(rows[0][0])
+        finally:
+            if owned:
+                conn.close()
+
+    def open(self, position: JSONValue) -> SqlCursor:
+        after, count = self._position(position)
+        conn, owned = self._connect()
+        return SqlCursor(self, conn, owned, after, count)
+
+    def describe(self) -> str:
+        return self._name
+
+    def database(self) -> str:
+        """Which database, as a URL without password (the same for a URL or a connection
+        to the same SQLite file)."""
+        if not self._database:
+            if self._dialect is _SQLITE:
+                self._database = _sqlite_name(self._conn)
+            else:
+                self._database = _postgres_name(self._conn)
+        return self._database
+
+    def describe_position(self, position: JSONValue) -> str:
+        after, count = self._position(position)
+        if after is None:
+            return "the first row"
+        if self._composite:
+            keys = "(" + ", ".join(self._keys) + ")"
+            values = "(" + ", ".join(repr(v) for v in after) + ")"
+        else:
+            keys, values = self._keys[0], repr(after)
+        return f"row {count + 1:,} (after {keys} = {values})"
+
+    # -- the SQL --------------------------------------------------------------------------
+
+    def page_sql(self, after: bool) -> str:
+        """The query for one page: the first (``after=False``) or the one after a key."""
+        where = ""
+        if after:
+            names = [f"midway_k{i}" for i in range(len(self._keys))]
+            if isinstance(self._params, Mapping):
+                marks = [self._dialect.named.format(n) for n in names]
+            else:
+                marks = [self._dialect.positional] * len(names)
+            if self._composite:
+                where = f" WHERE ({self._key_sql}) > ({', '.join(marks)})"
+            else:
+                where = f" WHERE {self._key_sql} > {marks[0]}"
+        return f"SELECT * FROM {self._from}{where} ORDER BY {self._key_sql} LIMIT {self._batch}"
+
+    def _bind(self, last: Sequence[Any]) -> Any:
+        """The user's parameters followed by the last key's values."""
+        params = self._params
+        if isinstance(params, Mapping):
+            bound = dict(params)
+            bound.update({f"midway_k{i}": v for i, v in enumerate(last)})
+            return bound
+        return [*(params or ()), *last]
+
+    def _execute(self, conn: Any, sql: str, params: Any) -> tuple[list[str], list[Sequence[Any]]]:
+        try:
+            cur = self._dialect.cursor(conn)
+            try:
+                cur.execute(sql, params)
+                names = [d[0] for d in cur.description or ()]
+                return names, cur.fetchall()
+            finally:
+                cur.close()
+        except self._dialect.errors as exc:
+            raise SourceError(
+                f"cannot read the rows of {self._name} ({self.database()}): "
+                f"{str(exc).strip()}; check the table or query and key= "
+                f"(the query run was: {sql})"
+            ) from None
+
+    def _connect(self) -> tuple[Any, bool]:
+        """The connection to read with, and whether it is ours to close."""
+        if self._conn is not None:
+            return self._conn, False
+        assert self._url is not None
+        if self._dialect is _SQLITE:
+            path = _sqlite_path(self._url)
+            if not path.exists():
+                raise SourceError(f"the SQLite database {path} does not exist; check the URL")
+            try:
+                return sqlite3.connect(path.as_uri() + "?mode=ro", uri=True), True
+            except sqlite3.Error as exc:
+                raise SourceError(f"cannot open the SQLite database {path}: {exc}") from None
+        psycopg = _import_psycopg()
+        try:
+            return psycopg.connect(self._url, autocommit=True), True
+        except psycopg.Error as exc:
+            raise SourceError(f"cannot connect to {self._database}: {str(exc).strip()}") from None
+
+    def _position(self, position: JSONValue) -> tuple[Any, int]:
+        """(last key, rows before it) from a checkpoint position; (None, 0) is the start."""
+        if position is None:
+            return None, 0
+        if isinstance(position, dict):
+            last, count = position.get("last"), position.get("count")
+            width_ok = (
+                isinstance(last, list) and len(last) == len(self._keys)
+                if self._composite
+                else not isinstance(last, list | dict)
+            )
+            if width_ok and isinstance(count, int) and count >= 0 and last is not None:
+                return last, count
+        raise SourceError(
+            f"the checkpoint position {position!r} is not a key of {self._name} "
+            f"(key: {', '.join(self._keys)}); run with on_drift='restart', or "
+            "`midway reset` the job"
+        )
+
+    def pages(self, conn: Any, after: Any, count: int) -> Iterator[RowChunk]:
+        """The pages after key ``after`` (None: from the first row)."""
+        composite, batch = self._composite, self._batch
+        to_json = jsonable_all if composite else jsonable
+        first_sql, next_sql = self.page_sql(False), self.page_sql(True)
+        while True:
+            if after is None:
+                names, rows = self._execute(conn, first_sql, self._bind([]))
+            else:
+                last = list(after) if composite else [after]
+                names, rows = self._execute(conn, next_sql, self._bind(last))
+            if not rows:
+                return
+            where = self._key_columns(names)
+            if composite:
+                lasts: list[Any] = [tuple(row[i] for i in where) for row in rows]
+            else:
+                k = where[0]
+                lasts = [row[k] for row in rows]
+            self._check_keys(lasts, count)
+            items = [dict(zip(names, row, strict=True)) for row in rows]
+            yield RowChunk(items, lasts, None if after is None else to_json(after), count, to_json)
+            count += len(rows)
+            after = lasts[-1]
+            if len(rows) < batch:
+                return
+
+    def _key_columns(self, names: list[str]) -> list[int]:
+        try:
+            return [names.index(k) for k in self._keys]
+        except ValueError:
+            missing = [k for k in self._keys if k not in names]
+            raise SourceError(
+                f"the rows of {self._name} have no column {missing[0]!r} (they have: "
+                f"{', '.join(names)}); key= must name columns of the result"
+            ) from None
+
+    def _check_keys(self, lasts: list[Any], count: int) -> None:
+        """NULL or repeated keys would make pages skip rows: refuse them, naming the row."""
+        nulls = (
+            [i for i, t in enumerate(lasts) if None in t]
+            if self._composite
+            else ([lasts.index(None)] if None in lasts else [])
+        )
+        if nulls:
+            raise SourceError(
+                f"row {count + nulls[0] + 1:,} of {self._name} has a NULL in key column(s) "
+                f"{', '.join(self._keys)}; the key must identify every row (filter NULLs out "
+                "in the query, or choose another key)"
+            )
+        try:
+            distinct = len(set(lasts))
+        except TypeError:  # an unhashable key type: jsonable() refuses it soon enough
+            return
+        if distinct != len(lasts):
+            seen: set[Any] = set()
+            for i, value in enumerate(lasts):
+                if value in seen:
+                    raise SourceError(
+                        f"rows of {self._name} share the key {jsonable_text(value)} (row "
+                        f"{count + i + 1:,}); paging by key would skip some of them. Use a "
+                        "unique key (a primary key), or add columns: key=(..., 'id')"
+                    )
+                seen.add(value)
+
+
+def jsonable_all(values: Sequence[Any]) -> JSONValue:
+    return [jsonable(v) for v in values]
+
+
+def jsonable_text(value: Any) -> str:
+    if isinstance(value, tuple):
+        return "(" + ", ".join(repr(v) for v in value) + ")"
+    return repr(value)
+
+
+def _shown(value: Any) -> JSONValue:
+    """A parameter as the fingerprint records it."""
+    if value is None or isinstance(value, bool | str | int | float):
+        return value
+    return str(value)
+
+
+def _sqlite_name(conn: sqlite3.Connection) -> str:
+    for _, name, file in conn.execute("PRAGMA database_list").fetchall():
+        if name == "main":
+            return "sqlite:///" + (file or ":memory:")
+    return "sqlite:///:memory:"
+
+
+def _postgres_name(conn: Any) -> str:
+    info = conn.info
+    host = info.host or ""
+    return f"postgresql://{info.user}@{host}:{info.port}/{info.dbname}"
+
+
+class SqlCursor:
+    def __init__(self, source: SqlSource, conn: Any, owned: bool, after: Any, count: int) -> None:
+        self._source = source
+        self._conn = conn
+        self._owned = owned
+        self._after = after
+        self._count = count
+
+    def __iter__(self) -> Iterator[RowChunk]:
+        return self._source.pages(self._conn, self._after, self._count)
+
+    def close(self) -> None:
+        if self._owned and self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+def sql(
+    connection_or_url: Any,
+    table_or_query: str,
+    key: str | Sequence[str],
+    *,
+    batch: int = 1000,
+    version: JSONValue = None,
+    count: bool = False,
+    params: Sequence[Any] | Mapping[str, Any] | None = None,
+) -> SqlSource:
+    """The rows of a table or a SELECT, each a dict of column name to value, in key order.
+
+    ``connection_or_url``: a ``sqlite3.Connection``, a psycopg 3 connection, or a URL
+    (``sqlite:///data.db``, ``postgresql://user@host/db``; a URL is opened by midway, the
+    SQLite file read-only, PostgreSQL in autocommit). ``key``: the column, or a tuple of
+    columns, that orders the rows and identifies each one; it must be unique and never NULL
+    (a primary key is ideal, and an index on it makes every page one index range scan).
+    ``batch``: rows per query. ``params``: parameters of your query, in the driver's own
+    style (``?`` or ``:name`` for SQLite, ``%s`` or ``%(name)s`` for PostgreSQL, where a
+    literal ``%`` in the query is written ``%%``). ``count=True`` runs one ``COUNT(*)`` at
+    the start, for progress and an ETA. ``version=``: change it to mark the data as another
+    input (rows added or edited are not drift by themselves: paging by key handles them).
+
+    Resuming runs one query, ``WHERE key > :last``, whatever the position. A connection you
+    pass stays yours: midway neither commits nor closes it (give PostgreSQL connections
+    autocommit, or a transaction stays open while the job runs)."""
+    return SqlSource(
+        connection_or_url,
+        table_or_query,
+        key,
+        batch=batch,
+        version=version,
+        count=count,
+        params=params,
+    )
+
+
+__all__ = ["SqlSource", "sql"]
