@@ -298,3 +298,32 @@ def test_policy_options_are_checked() -> None:
         midway.Job("x", skip_on="ValueError")  # type: ignore[arg-type]
     with pytest.raises(midway.ConfigError, match=r"job\.run"):
         midway.Job("x", max_failures=3).loop([1, 2])
+
+
+def test_a_malformed_csv_row_is_a_failing_item(store_url: str, tmp_path: Path) -> None:
+    path = tmp_path / "people.csv"
+    path.write_bytes(b"id,name\n1,Ada\n2,Bob,extra\n3,Z\xe9e\n4,Dan\n")
+    seen: list[str] = []
+    job = midway.Job("malformed", store=store_url, max_failures=5, progress=False, quiet=True)
+    result = job.run(midway.sources.csv(path, key="id"), lambda row, ctx: seen.append(row["id"]))
+    assert seen == ["1", "4"]
+    assert (result.succeeded, result.failed) == (2, 2)
+    failed = ledger(store_url, "malformed", "failed")
+    assert len(failed) == 2
+    errors = sorted(r.error or "" for r in failed.values())
+    assert any("record 2" in e and "byte 14" in e for e in errors), errors
+    assert any("UTF-8" in e or "utf-8" in e for e in errors), errors
+
+
+def test_a_malformed_row_stops_a_job_without_tolerance(store_url: str, tmp_path: Path) -> None:
+    path = tmp_path / "people.jsonl"
+    path.write_text('{"id": 1}\n{"id": 2\n{"id": 3}\n', encoding="utf-8")
+    seen: list[int] = []
+    job = midway.Job("malformed-strict", store=store_url, progress=False, quiet=True)
+    with pytest.raises(midway.SourceError, match="record 2"):
+        job.run(midway.sources.jsonl(path, key="id"), lambda row, ctx: seen.append(row["id"]))
+    assert seen == [1]
+    with pytest.raises(midway.SourceError, match="record 2"):
+        for row in job.loop(midway.sources.jsonl(path, key="id")):
+            seen.append(row["id"])
+    assert seen == [1]  # the loop resumed at the bad record, and stopped there again

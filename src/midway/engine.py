@@ -204,7 +204,9 @@ class Engine(ItemFlow):
             self.ctx.transaction = TransactionConnection(self.transaction)
         self._install_signal_handlers()
         self._progress = reporter(job.name, job.progress, quiet)
-        self._progress.start(self.counters.processed, self.total)
+        share = getattr(self.source, "progress", None) if self.total is None else None
+        self.share: Callable[[JSONValue], float | None] | None = share
+        self._progress.start(self.counters.processed, self.total, by_bytes=share is not None)
 
     def _check_drift(self, checkpoint: Checkpoint) -> Checkpoint | None:
         drift = describe_drift(checkpoint.fingerprint, self.fingerprint)
@@ -418,7 +420,10 @@ class Engine(ItemFlow):
                             self._engine_error = exc
                             raise
                 if progress is not None:
-                    progress.update(processed, counters.failed)
+                    share = self.share
+                    progress.update(
+                        processed, counters.failed, share(self.position()) if share else None
+                    )
         self._finished = True
 
     def _advance(self, chunk: Chunk, start: int, done: int) -> None:

@@ -130,22 +130,33 @@ class ItemFlow:
         errors: dict[int, str] | None = getattr(chunk, "errors", None)
         position = chunk.position_before(i)
         if errors and i in errors:
-            self.malformed(errors[i], position, item)
+            self.malformed(chunk.key(i), errors[i], position, getattr(item, "text", None))
             return
         if self.rate is not None and not self.rate.wait(self.stopping):
             self.unconsume()
             return
         self.run_one(item, chunk.key(i), position, handler)
 
-    def malformed(self, message: str, position: JSONValue, raw: Any) -> None:
-        """A record the source could not read: a failing item, handled by the policy."""
+    def malformed(
+        self, key: JSONValue, message: str, position: JSONValue, text: str | None
+    ) -> None:
+        """A record the source could not read: a failing item, handled by the policy (its
+        raw text is kept with it, as far as it could be decoded)."""
         exc = SourceError(message)
         policy = self.policy
         if policy is not None and policy.tolerant:
-            key = {"position": position}
-            self.settle(key, FAILED, exc, 1, position, raw if isinstance(raw, str) else None)
+            self.settle(key, FAILED, exc, 1, position, text)
             return
         raise exc
+
+    def check_loop_item(self) -> None:
+        """``job.loop``: a record the source could not read stops the loop (fail fast)."""
+        chunk, index = self._slice_chunk, self.current_index()
+        errors = getattr(chunk, "errors", None)
+        if errors and chunk is not None and index is not None:
+            message = errors.get(self._slice_start + index)
+            if message is not None:
+                raise SourceError(message)
 
     def run_one(
         self,

@@ -270,7 +270,12 @@ def _walk(engine: Engine) -> Iterator[Any]:
     slices = engine.slices()
     try:
         for it in slices:
-            yield from it
+            if engine.slow:  # a chunk with records the source could not read
+                for item in it:
+                    engine.check_loop_item()
+                    yield item
+            else:
+                yield from it
     except GeneratorExit:  # the body raised or broke out: the item in hand is not done
         engine.abandon_slice()
         slices.close()

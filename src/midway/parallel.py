@@ -323,6 +323,13 @@ class Parallel:
             self._finish(self.pending.pop(future), future.result())
         self._advance()
         self._maybe_checkpoint()
+        engine = self.engine
+        share = engine.share
+        engine._progress.update(
+            engine.counters.processed,
+            engine.counters.failed,
+            share(engine.position()) if share else None,
+        )
 
     def _finish(self, slot: Slot, outcome: Outcome) -> None:
         engine = self.engine
