@@ -7,7 +7,9 @@ keeps the commands running now, so that a second stop signal can be passed on to
 Output is read as it comes (both pipes, and the input written, through one selector, as
 ``Popen.communicate`` does) and only the last ``tail`` bytes of each stream are kept, so a
 command that prints gigabytes costs no memory. With ``passthrough`` the output is also
-copied to midway's own stdout / stderr as it arrives.
+copied to midway's own stdout / stderr as it arrives. The command is done when it exits
+and its pipes fall quiet: a background process it started (``server &``) may keep them
+open, and is not waited for.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import IO
 TAIL_BYTES = 4096
 _READ = 65536
 _PIPE_BUF = 512  # POSIX minimum: a write this small to a writable pipe never blocks
+_IDLE = 0.05  # with its pipes quiet this long, see whether the command has ended
 
 
 @dataclass(frozen=True)
@@ -125,7 +128,10 @@ def _pump(
             else:
                 proc.stdin.close()
         while selector.get_map():
-            for key, _ in selector.select():
+            events = selector.select(_IDLE)
+            if not events and proc.poll() is not None:
+                break  # it ended; a process it left behind may hold its pipes: not waited for
+            for key, _ in events:
                 fileobj = key.fileobj
                 assert not isinstance(fileobj, int)
                 fd = fileobj.fileno()

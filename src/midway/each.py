@@ -371,7 +371,7 @@ def run_each(
     return job.run(fmt.source(), runner.handle)
 
 
-HELP = """Run COMMAND once per record of FILE, resumably.
+HELP = """Run COMMAND once per record of FILE, resumably. Put -- before COMMAND.
 
 \b
 Records: the lines of a text file, the rows of a CSV file (with a header), or the
@@ -416,14 +416,16 @@ Example:
   midway each fetch --input urls.txt -- curl -fsS -o /dev/null {}
   midway each mail --input people.csv --key email -- ./send.sh {email} {name}
   midway each thumbs --input photos.jsonl -j 4 -- convert {path} -resize 200 {out}
-  midway each load --input rows.jsonl --stdin -- psql -c "\\copy t from stdin"
-  midway each tally --input cities.csv --shell -- echo {name} '|' wc -c
+  midway each import --input orders.jsonl --stdin --env -- ./import-order.py
+  midway each sizes --input files.txt --shell -- wc -c {} '>>' sizes.txt
 """
 
 
 @click.command("each", help=HELP, no_args_is_help=True)
 @click.argument("name")
-@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.argument(
+    "command", nargs=-1, required=True, type=click.UNPROCESSED, metavar="-- COMMAND [ARGS]..."
+)
 @click.option(
     "--input",
     "input_path",
