@@ -424,6 +424,7 @@ def test_plain_lines_have_no_fields(tmp_path: Path) -> None:
         (["--input", "in.txt", "--", "echo", "{"], "unclosed"),
         (["--input", "in.txt", "--format", "xml", "--", "true"], "xml"),
         (["--input", "in.txt", "--every", "0", "--", "true"], "every"),
+        (["--input", "/dev/null", "--", "true"], "not a regular file"),
         (["--input", "in.txt", "--", "true"], None),
         (["--input", "in.txt"], "COMMAND"),
         (["bad name!", "--input", "in.txt", "--", "true"], "job name"),
@@ -563,6 +564,17 @@ def test_a_large_record_on_stdin_does_not_deadlock() -> None:
     assert outcome.stderr_tail == str(len(record)).encode()
     ignores = child.run(["true"], stdin=record, env=None, children=child.Children())
     assert ignores.returncode == 0, "a command that does not read its input is fine"
+
+
+def test_a_background_process_holding_the_pipes_is_not_waited_for() -> None:
+    t0 = time.monotonic()
+    outcome = child.run(
+        ["sh", "-c", "sleep 30 & echo $!"], stdin=None, env=None, children=child.Children()
+    )
+    took = time.monotonic() - t0
+    os.kill(int(outcome.stdout_tail), 9)
+    assert outcome.returncode == 0
+    assert took < 5, f"waited {took:.1f} s for a process the command left running"
 
 
 def test_a_missing_json_field_fails_that_record(tmp_path: Path) -> None:

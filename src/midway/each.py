@@ -28,6 +28,7 @@ import os
 import shlex
 import shutil
 import signal
+import sys
 import threading
 from pathlib import Path
 from types import FrameType
@@ -288,7 +289,8 @@ def job_options(jobs: int | None, retries: int | None, guarantee: str) -> dict[s
                 f"--retries {retries}: this version of midway cannot retry items yet; leave "
                 "--retries out (a failed record stops the job, and the next run retries it)"
             )
-        options["retry"] = retry(attempts=retries + 1)
+        narrow = {"on": (CommandFailed,)} if "on" in inspect.signature(retry).parameters else {}
+        options["retry"] = retry(attempts=retries + 1, **narrow)  # a missing field stays missing
     if guarantee != "at-least-once":
         options["guarantee"] = guarantee
     return options
@@ -299,6 +301,11 @@ def prepare(
 ) -> tuple[Template, Format]:
     """Check everything that can be checked before the first command runs."""
     template = placeholders.parse(argv)
+    if not path.is_file():
+        raise ConfigError(
+            f"--input {path} is not a regular file: midway reads records by seeking in the "
+            "file (that is how it resumes), so save the input to a file first"
+        )
     fmt = open_format(path, fmt_name or detect_format(path), key)
     fmt.check_fields(template.fields, "the command")
     if shell:
@@ -472,7 +479,8 @@ Example:
     "--output",
     "passthrough",
     is_flag=True,
-    help="Copy each command's stdout / stderr through (default: kept only for failures).",
+    help="Copy each command's stdout / stderr through as it comes (no progress bar then; "
+    "default: output is kept only for failures).",
 )
 @click.option(
     "--every",
@@ -522,6 +530,8 @@ def each_command(
             passthrough=passthrough,
             every=every,
             store=store_url,
+            # the commands' output and a redrawn bar would garble each other on a terminal
+            progress=False if passthrough and sys.stderr.isatty() else None,
         )
     except Stopped as exc:  # the engine said where it stopped and how to resume
         raise SystemExit(exc.code) from None
