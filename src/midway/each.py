@@ -312,12 +312,13 @@ def prepare(
         placeholders.check_shell_safe(template)
     else:
         _check_program(template)
-    if env and isinstance(fmt, CsvFormat):
-        for first, second in fmt.env_clashes():
-            raise ConfigError(
-                f"--env: columns {first!r} and {second!r} would both be ${env_name(first)}; "
-                "use {column} placeholders or --stdin instead"
-            )
+    clashes = fmt.env_clashes() if env and isinstance(fmt, CsvFormat) else []
+    if clashes:
+        first, second = clashes[0]
+        raise ConfigError(
+            f"--env: columns {first!r} and {second!r} would both be ${env_name(first)}; "
+            "use {column} placeholders or --stdin instead"
+        )
     return template, fmt
 
 

@@ -19,6 +19,7 @@ Seeds are printed and named in assertion messages; ``MIDWAY_TEST_SEED`` replays 
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
@@ -70,15 +71,28 @@ class EachJob:
     """A ``midway each`` command line over ``records``, started and stopped at will."""
 
     def __init__(
-        self, folder: Path, store: str, records: list[str], every: int, command: list[str]
+        self,
+        folder: Path,
+        store: str,
+        records: list[str],
+        every: int,
+        command: list[str],
+        *,
+        input_file: Path | None = None,
+        options: tuple[str, ...] = (),
     ) -> None:
+        """``records``: what the command logs for each record, in order; the lines of the
+        input, unless ``input_file`` gives another input."""
         folder.mkdir(parents=True, exist_ok=True)
         self.folder = folder
         self.store = store
         self.records = records
         self.every = every
-        self.input = folder / "records.txt"
-        self.input.write_text("".join(r + "\n" for r in records), encoding="utf-8")
+        self.options = options
+        if input_file is None:
+            input_file = folder / "records.txt"
+            input_file.write_text("".join(r + "\n" for r in records), encoding="utf-8")
+        self.input = input_file
         self.log = folder / "out.log"
         self.command = command
         self.key = make_job_id(
@@ -99,6 +113,7 @@ class EachJob:
             self.store,
             "--every",
             str(self.every),
+            *self.options,
             "--",
             *self.command,
         ]
@@ -164,7 +179,13 @@ def reap() -> Iterator[list[subprocess.Popen[bytes]]]:
             proc.wait()
 
 
-def kill_loop(job: EachJob, seed: int, kills: int, reap: list[subprocess.Popen[bytes]]) -> None:
+def kill_loop(
+    job: EachJob,
+    seed: int,
+    kills: int,
+    reap: list[subprocess.Popen[bytes]],
+    max_delay: float = 0.6,
+) -> None:
     """Start, SIGKILL after a random delay, restart, ``kills`` times; then let it finish."""
     print(f"each kill loop: seed={seed} (replay with MIDWAY_TEST_SEED={seed})")
     rng = random.Random(seed)
@@ -184,7 +205,7 @@ def kill_loop(job: EachJob, seed: int, kills: int, reap: list[subprocess.Popen[b
                 while not job.handled_by(run.proc.pid) and run.proc.poll() is None:
                     assert time.monotonic() < deadline, job.describe(seed)
                     time.sleep(0.005)
-                delay = rng.uniform(0, 0.6)
+                delay = rng.uniform(0, max_delay)
                 run.plan = f"{delay:.3f} s after its first record"
             time.sleep(delay)
             near_end = run.start + len(job.handled_by(run.proc.pid)) >= n - stop_within
@@ -287,6 +308,29 @@ def test_each_survives_sigkill_at_random_moments(
         len(records),
         len(records),
     )
+
+
+@pytest.mark.slow
+def test_each_over_world_cities_survives_sigkill(
+    tmp_path: Path, world_cities: Path, reap: list[subprocess.Popen[bytes]]
+) -> None:
+    """34,032 real CSV rows (quoted commas, non-Latin names), resumed by byte offset."""
+    with world_cities.open(newline="", encoding="utf-8") as f:
+        ids = [row["geonameid"] for row in csv.DictReader(f)]
+    seed = pick_seed()
+    every = 200
+    job = EachJob(
+        tmp_path / "job",
+        f"sqlite:///{tmp_path / 'state.db'}",
+        ids,
+        every,
+        [*LOG_COMMAND, "out.log", "{geonameid}"],
+        input_file=world_cities,
+        options=("--key", "geonameid"),
+    )
+    kill_loop(job, seed, kills=8, reap=reap, max_delay=10)
+    reworks = check_runs(job, seed, rework_bound(every), min_kills=6)
+    print(f"seed={seed} kills={len(reworks)} reworks={reworks}")
 
 
 def test_every_record_checkpointed_redoes_at_most_the_command_in_hand(
