@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from midway import overview
+from midway.each import each_command
 from midway.errors import MidwayError, StoreNotFound
 from midway.jsonutil import JSONValue
 from midway.ledger import DROP, FAILED, IN_DOUBT, RETRY, SKIPPED
@@ -564,6 +565,9 @@ def demo(
     )
     if not ok:
         sys.exit(1)
+
+
+cli.add_command(each_command)
 
 
 def main() -> None:
