@@ -19,6 +19,7 @@ from midway import overview
 from midway.errors import MidwayError, StoreNotFound
 from midway.owner import Owner, describe_age
 from midway.stores import Store, default_url, open_store
+from midway.web.command import ui
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -296,6 +297,9 @@ def demo(
     )
     if not ok:
         sys.exit(1)
+
+
+cli.add_command(ui)
 
 
 def main() -> None:
