@@ -128,11 +128,12 @@ def ui(host: str, port: int, token: str | None, store_url: str | None) -> None:
     port = sock.getsockname()[1]
     app = create_app(url, Guard(token=token, port=port))
     address = _address_for_people(host, port)
-    click.echo(f"midway ui: serving {address} for the jobs in {url} (Ctrl-C stops it)")
+    banner = [f"midway ui: serving {address} for the jobs in {url} (Ctrl-C stops it)"]
     if token is not None:
-        click.echo(f"  open {address}?token={token} once to sign in")
+        banner.append(f"  open {address}?token={token} once to sign in")
     if waiting:
-        click.echo(f"  no store at {url} yet: jobs appear once one runs")
+        banner.append(f"  no store at {url} yet: jobs appear once one runs")
+    click.echo("\n".join(banner))  # one write: a reader sees all of it or none
     config = uvicorn.Config(
         app,
         log_level="warning",
