@@ -321,11 +321,11 @@ def test_reset_is_refused_while_a_runner_holds_the_job(store_url: str, live_runn
         confirm = http.get(f"/jobs/{live_runner}/reset")
         assert "Not now" in confirm.text
         assert 'id="confirm"' not in confirm.text
-        # A form posted anyway (say, from a page left open): the store's lease check refuses.
+        # A form posted anyway (say, from a page left open before the run began): refused.
         token = csrf_of(http.get("/jobs/halted/reset").text)
         response = http.post(f"/jobs/{live_runner}/reset", data={"csrf": token})
         assert response.status_code == 409
-        assert "already running" in response.text
+        assert "not now: a runner" in response.text
     assert exists(store_url, live_runner)
 
 

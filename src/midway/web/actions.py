@@ -25,7 +25,8 @@ class Action:
     confirm: str  # the confirmation button
     done: str  # the notice afterwards; {job} is the job's key
     perform: Callable[[Store, JobRecord], None]
-    # Why the action does not apply to this job now (given ``job_detail``), or None.
+    # Why the action does not apply to this job now (given its ``job_summary``), or None.
+    # The job page asks it to show or grey out the button; the POST asks it again.
     unavailable: Callable[[dict[str, Any]], str | None]
     # Where the browser goes afterwards: "job" (its page) or "jobs" (the list).
     back_to: str = "job"

@@ -30,7 +30,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from midway import overview
-from midway.errors import JobNotFound, MidwayError, StoreNotFound
+from midway.errors import JobNotFound, MidwayError, RefusedError, StoreNotFound
 from midway.owner import describe_age
 from midway.stores import Store, open_store
 from midway.web import formatting
@@ -196,6 +196,10 @@ class Dashboard:
     def _perform(self, action: Action, job: str) -> str:
         with self.store() as store:
             record = overview.resolve(store, job)
+            # Asked again here: the page that offered the action may be minutes old.
+            reason = action.unavailable(overview.job_summary(store, record))
+            if reason is not None:
+                raise RefusedError(f"not now: {reason}")
             action.perform(store, record)
             return record.job
 

@@ -87,7 +87,10 @@ def _address_for_people(host: str, port: int) -> str:
     "--token",
     envvar="MIDWAY_UI_TOKEN",
     default=None,
-    help="Require this token on every request (default: $MIDWAY_UI_TOKEN).",
+    help=(
+        "Require this token on every request (default: $MIDWAY_UI_TOKEN, which, unlike a "
+        "command-line argument, other users cannot see in ps)."
+    ),
 )
 @click.option(
     "--store",
@@ -141,6 +144,7 @@ def ui(host: str, port: int, token: str | None, store_url: str | None) -> None:
         lifespan="off",
         proxy_headers=False,
         server_header=False,
+        timeout_graceful_shutdown=5,
     )
     try:
         uvicorn.Server(config).run(sockets=[sock])
