@@ -225,6 +225,8 @@ def test_a_token_is_needed_on_every_request(store_url: str) -> None:
         assert "HttpOnly" in cookie
         assert "samesite=strict" in cookie.lower()
         assert TOKEN not in cookie, "the cookie holds a digest, not the token"
+        elsewhere = http.get(f"{BASE}//evil.example/?token={TOKEN}", follow_redirects=False)
+        assert elsewhere.headers["location"] == "/evil.example/", "no redirect off the site"
         # The client keeps the cookie: from now on, no token needed.
         assert http.get("/api/jobs").status_code == 200
         assert http.get("/jobs/broken").status_code == 200
@@ -309,6 +311,8 @@ def test_reset_through_the_confirmation(store_url: str) -> None:
         page = http.get(done.headers["location"])
         assert "Job halted reset: its next run starts from the first item." in page.text
         assert 'data-job="halted"' not in page.text
+        forged = http.get("/?done=reset&job=Your+data+was+sent+to+evil.example")
+        assert "notice" not in forged.text, "only a job key makes a notice"
         assert http.get("/jobs/halted").status_code == 404
 
 

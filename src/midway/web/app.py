@@ -14,6 +14,7 @@ dashboard works on every store kind and never holds a lock between requests.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -40,6 +41,7 @@ from midway.web.security import Gatekeeper, Guard
 HERE = Path(__file__).resolve().parent
 MAX_FORM_BYTES = 16 * 1024
 MAX_ITEMS_SHOWN = 200
+JOB_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+-]{0,199}(@[0-9a-f]{8})?")
 
 
 def job_url(job: str, action: str | None = None) -> str:
@@ -118,8 +120,9 @@ class Dashboard:
     def jobs_page(self, request: Request) -> Response:
         notice = None
         done = ACTIONS.get(request.query_params.get("done", ""))
-        if done is not None and request.query_params.get("job"):
-            notice = done.done.format(job=request.query_params["job"])
+        job = request.query_params.get("job", "")
+        if done is not None and JOB_KEY.fullmatch(job):  # a link cannot put prose on the page
+            notice = done.done.format(job=job)
         try:
             rows = self.rows()
             missing = None

@@ -166,7 +166,8 @@ class Gatekeeper:
         if not self.guard.token_matches(given):
             return self._deny(request, "that token is not this dashboard's token")
         rest = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
-        target = request.url.path + (f"?{urlencode(rest)}" if rest else "")
+        # One leading slash: "//host/..." would send the browser to another site.
+        target = "/" + request.url.path.lstrip("/") + (f"?{urlencode(rest)}" if rest else "")
         response = RedirectResponse(target, status_code=303)
         response.set_cookie(
             self.guard.auth_cookie,
