@@ -50,9 +50,10 @@ def browser() -> Iterator[Browser]:
             "`make test` does it when run as root)"
         )
     try:
-        from playwright.sync_api import sync_playwright
+        from playwright.sync_api import expect, sync_playwright
     except ImportError:
         _cannot_run("the playwright package is missing: pip install -e '.[dev]'")
+    expect.set_options(timeout=TIMEOUT_MS)  # a busy machine: waits are generous, not sleeps
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
@@ -98,8 +99,9 @@ def test_watch_a_running_job_then_reset_it_after_its_crash(
 ) -> None:
     from playwright.sync_api import expect
 
-    # A job that checkpoints every item and sleeps 25 ms on each: at most 50 s for 2,000 items.
-    job = CrashJob(tmp_path / "job", Spec(store=store_url, n=2000, every=1, pause=0.025))
+    # A job that checkpoints every item and sleeps 25 ms on each: two minutes for 5,000
+    # items, far longer than the test needs.
+    job = CrashJob(tmp_path / "job", Spec(store=store_url, n=5000, every=1, pause=0.025))
     runner = job.start()
     runner.wait_for_keys(5)
     with serve(store_url) as served:
@@ -108,7 +110,7 @@ def test_watch_a_running_job_then_reset_it_after_its_crash(
         expect(row.locator('[data-field="status"]')).to_have_text("running")
         expect(row.locator('[data-field="owner"]')).to_have_text(re.compile(rf":{runner.pid}$"))
         progress = row.locator('[data-field="progress"]')
-        expect(progress).to_contain_text("/ 2,000")
+        expect(progress).to_contain_text("/ 5,000")
         first = processed_in(progress.inner_text())
         # The page polls /api/jobs: the number moves without a reload.
         expect(progress).not_to_have_text(progress.inner_text())
@@ -118,7 +120,7 @@ def test_watch_a_running_job_then_reset_it_after_its_crash(
         expect(row.locator('[data-field="rate"]')).to_contain_text("/s")
         assert row.locator('[data-field="eta"]').inner_text().strip(), "a running job has an ETA"
         bar = row.locator("progress")
-        assert int(bar.get_attribute("max") or 0) == 2000
+        assert int(bar.get_attribute("max") or 0) == 5000
         page.screenshot(path=str(tmp_path / "jobs-running.png"), full_page=True)
 
         row.locator("a").click()
