@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit bench faults clean
+.PHONY: demo test lint unit browser bench faults clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("midway needs Python 3.11 or newer; run: make PYTHON=python3.11 ...") if sys.version_info < (3, 11) else None'
@@ -21,8 +21,19 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-unit: $(STAMP)
+unit: $(STAMP) browser
 	$(BIN)/pytest -m "not slow"
+
+# The dashboard's tests drive Debian's Chromium. Install it where it is missing and we may
+# (root, apt-get); otherwise those tests skip, saying why (in CI they fail instead).
+browser:
+	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing chromium for the dashboard's browser tests"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y --no-install-recommends chromium >/dev/null \
+		|| { apt-get update >/dev/null && apt-get install -y --no-install-recommends chromium >/dev/null; } \
+		|| echo "could not install chromium: the browser tests will skip"; \
+	fi
 
 test: lint unit
 

@@ -323,7 +323,11 @@ def test_a_malformed_row_stops_a_job_without_tolerance(store_url: str, tmp_path:
     with pytest.raises(midway.SourceError, match="record 2"):
         job.run(midway.sources.jsonl(path, key="id"), lambda row, ctx: seen.append(row["id"]))
     assert seen == [1]
-    with pytest.raises(midway.SourceError, match="record 2"):
+
+    def walk() -> None:
         for row in job.loop(midway.sources.jsonl(path, key="id")):
             seen.append(row["id"])
+
+    with pytest.raises(midway.SourceError, match="record 2"):
+        walk()
     assert seen == [1]  # the loop resumed at the bad record, and stopped there again

@@ -22,6 +22,7 @@ from midway.jsonutil import JSONValue
 from midway.ledger import DROP, FAILED, IN_DOUBT, RETRY, SKIPPED
 from midway.owner import Owner, describe_age, iso
 from midway.stores import Store, default_url, open_store
+from midway.web.command import ui
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -568,6 +569,7 @@ def demo(
 
 
 cli.add_command(each_command)
+cli.add_command(ui)
 
 
 def main() -> None:

@@ -1,0 +1,223 @@
+// midway ui: keeps the jobs table and the job page current by polling their JSON endpoint
+// once a second. The pages are complete without it; this only refreshes the numbers.
+// Text goes in with textContent only, never as markup.
+"use strict";
+
+(function () {
+  const POLL_MS = 1000;
+
+  // The same wording as midway/web/formatting.py and midway.owner.describe_age.
+  function count(n) {
+    return n === null || n === undefined ? "" : n.toLocaleString("en-US");
+  }
+
+  function duration(seconds) {
+    if (seconds === null || seconds === undefined) return "";
+    seconds = Math.max(0, seconds);
+    if (seconds < 90) return seconds.toFixed(0) + " s";
+    if (seconds < 90 * 60) return (seconds / 60).toFixed(0) + " min";
+    if (seconds < 36 * 3600) return (seconds / 3600).toFixed(1) + " h";
+    return (seconds / 86400).toFixed(1) + " days";
+  }
+
+  function age(seconds) {
+    if (seconds === null || seconds === undefined) return "";
+    if (seconds < 1) return "just now";
+    return duration(seconds) + " ago";
+  }
+
+  function rate(perSecond) {
+    if (!perSecond) return "";
+    const digits = perSecond < 10 ? 1 : 0;
+    return perSecond.toLocaleString("en-US", {
+      minimumFractionDigits: digits,
+      maximumFractionDigits: digits,
+    }) + "/s";
+  }
+
+  function progressText(row) {
+    let text = count(row.processed);
+    if (row.total) {
+      text += " / " + count(row.total) + " (" + ((100 * row.processed) / row.total).toFixed(0) + "%)";
+    }
+    return text;
+  }
+
+  function checkpointText(row) {
+    if (row.checkpoint === null) return "none";
+    return "#" + row.checkpoint + " " + age(row.checkpoint_age_seconds);
+  }
+
+  // -- filling the fields of one job ------------------------------------------------------
+
+  function setField(scope, name, text) {
+    const el = scope.querySelector('[data-field="' + name + '"]');
+    if (el && el.textContent !== text) el.textContent = text;
+  }
+
+  function fillCommon(scope, row) {
+    const badge = scope.querySelector('[data-field="status"]');
+    if (badge) {
+      badge.textContent = row.status;
+      badge.className = "status status-" + row.status;
+    }
+    const bar = scope.querySelector('[data-field="bar"]');
+    if (bar) {
+      // As templates/_macros.html: full once completed, moving while running with no total.
+      const finished = row.status.startsWith("completed");
+      if (row.total || finished) {
+        bar.max = row.total || Math.max(row.processed, 1);
+        bar.value = row.processed;
+      } else {
+        bar.removeAttribute("value");
+      }
+      bar.hidden = !(row.total || finished || row.status === "running");
+      bar.textContent = count(row.processed);
+    }
+    setField(scope, "progress", progressText(row));
+    setField(scope, "rate", rate(row.rate_per_second));
+    setField(scope, "eta", duration(row.eta_seconds));
+  }
+
+  // -- the jobs table ---------------------------------------------------------------------
+
+  function jobUrl(job) {
+    return "/jobs/" + encodeURIComponent(job);
+  }
+
+  function cell(tr, className) {
+    const td = document.createElement("td");
+    if (className) td.className = className;
+    tr.appendChild(td);
+    return td;
+  }
+
+  function fieldIn(td, tag, name) {
+    const el = document.createElement(tag);
+    el.dataset.field = name;
+    td.appendChild(el);
+    return el;
+  }
+
+  function newRow(job) {
+    const tr = document.createElement("tr");
+    tr.dataset.job = job;
+    const link = fieldIn(cell(tr), "a", "link");
+    link.href = jobUrl(job);
+    link.textContent = job;
+    fieldIn(cell(tr), "span", "status");
+    const progress = cell(tr, "progress");
+    fieldIn(progress, "progress", "bar");
+    progress.appendChild(document.createTextNode(" "));
+    fieldIn(progress, "span", "progress");
+    cell(tr, "num").dataset.field = "failed";
+    cell(tr).dataset.field = "checkpoint";
+    cell(tr, "num").dataset.field = "rate";
+    cell(tr, "num").dataset.field = "eta";
+    cell(tr).dataset.field = "owner";
+    return tr;
+  }
+
+  function fillRow(tr, row) {
+    fillCommon(tr, row);
+    setField(tr, "failed", row.failed ? count(row.failed) : "");
+    setField(tr, "checkpoint", checkpointText(row));
+    setField(tr, "owner", row.owner || "");
+  }
+
+  function showJobs(table, rows) {
+    const tbody = table.tBodies[0];
+    const existing = new Map();
+    for (const tr of Array.from(tbody.rows)) existing.set(tr.dataset.job, tr);
+    rows.forEach(function (row, index) {
+      let tr = existing.get(row.job);
+      existing.delete(row.job);
+      if (!tr) tr = newRow(row.job);
+      fillRow(tr, row);
+      if (tbody.rows[index] !== tr) tbody.insertBefore(tr, tbody.rows[index] || null);
+    });
+    for (const tr of existing.values()) tr.remove();
+    const none = document.getElementById("no-jobs");
+    const missing = document.getElementById("missing");
+    if (rows.length && missing) missing.hidden = true;
+    if (none) none.hidden = rows.length > 0 || Boolean(missing && !missing.hidden);
+  }
+
+  // -- one job's page ---------------------------------------------------------------------
+
+  function showJob(section, row, status) {
+    if (status === 404) {
+      document.getElementById("gone").hidden = false;
+      return false;
+    }
+    if (row.status !== section.dataset.status) {
+      // Items and runs changed with the status: load the whole page again.
+      window.location.reload();
+      return false;
+    }
+    fillCommon(section, row);
+    for (const name of ["succeeded", "failed", "skipped", "in_doubt"]) {
+      setField(section, name, count(row[name]));
+    }
+    setField(section, "position", JSON.stringify(row.position));
+    setField(section, "owner", row.owner || "nobody");
+    setField(
+      section,
+      "checkpoint",
+      row.checkpoint === null
+        ? "none (the next run starts fresh)"
+        : "#" + row.checkpoint + " at " + row.updated_at + " (" + age(row.checkpoint_age_seconds) + ")"
+    );
+    return true;
+  }
+
+  // -- polling ----------------------------------------------------------------------------
+
+  function poll(url, apply) {
+    const live = document.getElementById("live");
+    async function tick() {
+      let again = true;
+      if (!document.hidden) {
+        try {
+          const response = await fetch(url, {
+            headers: { Accept: "application/json" },
+            credentials: "same-origin",
+            cache: "no-store",
+          });
+          if (response.status === 404) {
+            again = apply(null, 404);
+          } else if (!response.ok) {
+            const body = await response.json().catch(function () { return {}; });
+            throw new Error(body.error || "HTTP " + response.status);
+          } else {
+            again = apply(await response.json(), response.status);
+          }
+          live.textContent = "live · " + new Date().toLocaleTimeString();
+          live.className = "live";
+        } catch (error) {
+          live.textContent = "no answer from the dashboard (" + error.message + "); retrying";
+          live.className = "live error";
+        }
+        live.hidden = false;
+      }
+      if (again !== false) window.setTimeout(tick, POLL_MS);
+    }
+    window.setTimeout(tick, POLL_MS);
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    const table = document.getElementById("jobs");
+    if (table) {
+      poll(table.dataset.poll, function (rows) {
+        showJobs(table, rows);
+        return true;
+      });
+    }
+    const section = document.getElementById("job");
+    if (section) {
+      poll(section.dataset.poll, function (row, status) {
+        return showJob(section, row, status);
+      });
+    }
+  });
+})();
