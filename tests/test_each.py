@@ -5,7 +5,6 @@ the command line runs in a child process where its exit code or words matter."""
 from __future__ import annotations
 
 import csv
-import inspect
 import json
 import os
 import re
@@ -22,7 +21,6 @@ from midway import child, placeholders
 from midway.each import CommandFailed, job_options
 from midway.errors import ConfigError
 from midway.identity import make_job_id
-from midway.job import Job
 from midway.placeholders import Field, Template, TemplateError
 from midway.records import (
     CsvRecord,
@@ -682,22 +680,31 @@ def test_a_second_runner_is_refused_with_exit_3(tmp_path: Path) -> None:
         first.wait()
 
 
-# -- options the engine gains elsewhere ---------------------------------------------------
+# -- the engine's options ----------------------------------------------------------------
 
 
-def test_job_options_only_when_asked_for() -> None:
-    assert job_options(None, None, "at-least-once") == {}
-    assert job_options(1, 0, "at-least-once") == {}
-    assert job_options(None, None, "at-most-once") == {"guarantee": "at-most-once"}
-    accepted = inspect.signature(Job).parameters
-    if "workers" in accepted:
-        assert job_options(3, None, "at-least-once") == {"workers": 3}
-    else:
-        with pytest.raises(ConfigError, match="-j 3: this version of midway cannot"):
-            job_options(3, None, "at-least-once")
-    if "retry" not in accepted:
-        with pytest.raises(ConfigError, match="--retries 2"):
-            job_options(None, 2, "at-least-once")
+def test_job_options_map_the_flags() -> None:
+    assert job_options(None, None, "at-least-once") == {"guarantee": "at-least-once"}
+    assert job_options(1, 0, "at-most-once") == {"guarantee": "at-most-once"}
+    options = job_options(3, 2, "at-least-once", 0.05, backoff=0.1)
+    assert options["workers"] == 3
+    assert options["max_failures"] == 0.05
+    retry = options["retry"]
+    assert retry.attempts == 3
+    assert retry.on == (CommandFailed,)  # a record missing a field is not retried
+    assert retry.backoff == 0.1
+
+
+def test_max_failures_records_failed_records_and_goes_on(tmp_path: Path) -> None:
+    source = tmp_path / "in.txt"
+    source.write_text("".join(f"r{i}\n" for i in range(10)), encoding="utf-8")
+    script = 'case "$1" in r3|r7) exit 4;; esac; echo "$1" >> done.log'
+    proc = midway_each("tolerant", source, ["sh", "-c", script, "_", "{}"], "--max-failures", "5")
+    assert proc.returncode == 1, proc.stderr  # finished, with failed records
+    assert Path("done.log").read_text().split() == [f"r{i}" for i in range(10) if i not in (3, 7)]
+    items = show("tolerant", f"sqlite:///{Path.cwd() / 'state.db'}")["items"]
+    assert sorted(i["key"] for i in items) == [4, 8]
+    assert all("exit" in (i["error"] or "") for i in items)
 
 
 def test_a_template_value_cannot_reach_a_shell_without_shell_mode() -> None:
@@ -706,13 +713,6 @@ def test_a_template_value_cannot_reach_a_shell_without_shell_mode() -> None:
     assert template.argv(lambda f: "$(id)") == ["echo", "$(id)"]
 
 
-# The engine options below come with the failures and workers work: these tests wait for it.
-NEEDS_ENGINE = pytest.mark.skip(
-    reason="needs Job(workers=/retry=/guarantee=) from the failures and workers work"
-)
-
-
-@NEEDS_ENGINE
 def test_parallel_commands_run_each_record_once(tmp_path: Path) -> None:
     source = tmp_path / "in.txt"
     source.write_text("".join(f"r{i}\n" for i in range(40)), encoding="utf-8")
@@ -730,7 +730,6 @@ def test_parallel_commands_run_each_record_once(tmp_path: Path) -> None:
     assert max(int(w) for w in Path("width.log").read_text().split()) > 1, "ran in parallel"
 
 
-@NEEDS_ENGINE
 def test_retries_run_a_failing_command_again(tmp_path: Path) -> None:
     source = tmp_path / "in.txt"
     source.write_text("a\nb\n", encoding="utf-8")
@@ -745,7 +744,6 @@ def test_retries_run_a_failing_command_again(tmp_path: Path) -> None:
     assert Path("tries.log").read_text().splitlines() == ["a 1", "b 1", "b 2"]
 
 
-@NEEDS_ENGINE
 def test_at_most_once_reports_a_command_cut_short_in_doubt(tmp_path: Path) -> None:
     source = tmp_path / "in.txt"
     source.write_text("a\nslow\nc\n", encoding="utf-8")

@@ -23,7 +23,6 @@ Decisions worth knowing:
 
 from __future__ import annotations
 
-import inspect
 import os
 import shlex
 import shutil
@@ -36,11 +35,11 @@ from typing import Any
 
 import click
 
-import midway
 from midway import child, jsonutil, placeholders
 from midway.console import say
 from midway.context import Context
 from midway.errors import ConfigError, Stopped
+from midway.failures import Retry
 from midway.job import Job
 from midway.placeholders import Field, Template
 from midway.records import (
@@ -270,29 +269,22 @@ class Runner:
 # -- the job ------------------------------------------------------------------------------
 
 
-def job_options(jobs: int | None, retries: int | None, guarantee: str) -> dict[str, Any]:
-    """``workers=``, ``retry=`` and ``guarantee=`` for Job, each only when asked for, so a
-    plain run needs nothing this version of midway may lack."""
-    options: dict[str, Any] = {}
-    accepted = inspect.signature(Job).parameters
+def job_options(
+    jobs: int | None,
+    retries: int | None,
+    guarantee: str,
+    max_failures: int | float | None = None,
+    backoff: float = 0.5,
+) -> dict[str, Any]:
+    """``workers=``, ``retry=``, ``guarantee=`` and ``max_failures=`` for Job."""
+    options: dict[str, Any] = {"guarantee": guarantee}
     if jobs is not None and jobs > 1:
-        if "workers" not in accepted:
-            raise ConfigError(
-                f"-j {jobs}: this version of midway cannot run commands in parallel yet; "
-                "leave -j out to run them one at a time"
-            )
         options["workers"] = jobs
     if retries:
-        retry = vars(midway).get("Retry")
-        if retry is None or "retry" not in accepted:
-            raise ConfigError(
-                f"--retries {retries}: this version of midway cannot retry items yet; leave "
-                "--retries out (a failed record stops the job, and the next run retries it)"
-            )
-        narrow = {"on": (CommandFailed,)} if "on" in inspect.signature(retry).parameters else {}
-        options["retry"] = retry(attempts=retries + 1, **narrow)  # a missing field stays missing
-    if guarantee != "at-least-once":
-        options["guarantee"] = guarantee
+        # Only a command that ran and failed is retried; a record missing a field stays so.
+        options["retry"] = Retry(attempts=retries + 1, on=(CommandFailed,), backoff=backoff)
+    if max_failures is not None:
+        options["max_failures"] = max_failures
     return options
 
 
@@ -346,6 +338,8 @@ def run_each(
     jobs: int | None = None,
     retries: int | None = None,
     guarantee: str = "at-least-once",
+    max_failures: int | float | None = None,
+    backoff: float = 0.5,
     use_stdin: bool = False,
     use_env: bool = False,
     shell: bool = False,
@@ -366,7 +360,7 @@ def run_each(
         every=every,
         params=params,
         progress=progress,
-        **job_options(jobs, retries, guarantee),
+        **job_options(jobs, retries, guarantee, max_failures, backoff),
     )
     runner = Runner(
         template,
@@ -458,6 +452,23 @@ Example:
     help="Run a failing command up to K more times before the record fails.",
 )
 @click.option(
+    "--retry-backoff",
+    "backoff",
+    type=click.FloatRange(min=0),
+    default=0.5,
+    show_default=True,
+    metavar="SECONDS",
+    help="First wait before a retry; it doubles with each try (with jitter).",
+)
+@click.option(
+    "--max-failures",
+    type=str,
+    default=None,
+    metavar="N|F",
+    help="Record failed records and go on, stopping once more than N (a count) or F (a "
+    "fraction, e.g. 0.05) have failed; `midway retry NAME` puts them back.",
+)
+@click.option(
     "--guarantee",
     type=click.Choice(["at-least-once", "at-most-once"]),
     default="at-least-once",
@@ -505,6 +516,8 @@ def each_command(
     input_path: Path,
     jobs: int | None,
     retries: int | None,
+    backoff: float,
+    max_failures: str | None,
     guarantee: str,
     fmt_name: str | None,
     key: str | None,
@@ -525,6 +538,8 @@ def each_command(
             jobs=jobs,
             retries=retries,
             guarantee=guarantee,
+            max_failures=_tolerance(max_failures),
+            backoff=backoff,
             use_stdin=use_stdin,
             use_env=use_env,
             shell=shell,
@@ -545,6 +560,21 @@ def each_command(
     if result.failed or result.in_doubt:
         _report_unfinished(result)
         raise SystemExit(1)
+
+
+def _tolerance(text: str | None) -> int | float | None:
+    if text is None:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r}: give a count (10) or a fraction (0.05)", param_hint="--max-failures"
+        ) from None
 
 
 def _report_failure(exc: Exception) -> None:
