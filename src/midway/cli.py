@@ -193,14 +193,20 @@ def show(job: str, store_url: str | None, as_json: bool) -> None:
         console.print(f"  [dim]{label:>10}[/]  {value}", markup=True)
     if detail["items"]:
         items = Table(title="items needing attention", title_justify="left")
-        for column in ("key", "status", "attempts", "error"):
+        for column in ("key", "status", "attempts", "when", "error"):
             items.add_column(column)
         for item in detail["items"][:50]:
             items.add_row(
                 json.dumps(item["key"]),
                 item["status"],
                 str(item["attempts"]),
+                item["updated_at"] or "",
                 _clip(item["error"] or "", 100),
+            )
+        if len(detail["items"]) > 50:
+            console.print(
+                f"  ... and {len(detail['items']) - 50:,} more: "
+                f"midway failed {detail['job']} --export FILE (or show --json)"
             )
         console.print(items)
         statuses = {item["status"] for item in detail["items"]}
