@@ -74,7 +74,13 @@ def final_result(report: Killings) -> dict[str, Any]:
 def test_failures_under_kills_then_retry_only_the_failed(store_url: str, tmp_path: Path) -> None:
     seed = pick_seed()
     cfg = configure(tmp_path, store_url, retry=True, skip_on=True, max_failures=0.05)
-    report = kill_until_done([sys.executable, str(SCRIPT), str(cfg)], seed=seed, cwd=tmp_path)
+    report = kill_until_done(
+        [sys.executable, str(SCRIPT), str(cfg)],
+        seed=seed,
+        cwd=tmp_path,
+        log=tmp_path / "calls.log",
+        after=(200, 2500),
+    )
     result = final_result(report)
     n = 10_000
     skipped = {k for k in range(n) if k % 89 == 0}
@@ -153,7 +159,12 @@ def test_at_most_once_never_sends_twice(store_url: str, tmp_path: Path) -> None:
         tmp_path, store_url, n=n, fate="send", guarantee="at-most-once", every=1, pause=0.0
     )
     report = kill_until_done(
-        [sys.executable, str(SCRIPT), str(cfg)], seed=seed, cwd=tmp_path, kills=10
+        [sys.executable, str(SCRIPT), str(cfg)],
+        seed=seed,
+        cwd=tmp_path,
+        kills=10,
+        log=tmp_path / "calls.log",
+        after=(20, 400),
     )
     result = final_result(report)
     why = report.describe()
@@ -199,7 +210,12 @@ def test_exactly_once_into_the_store_database(tmp_path: Path) -> None:
     n = 20_000
     cfg = configure(tmp_path, store_url, n=n, fate="insert", guarantee="exactly-once", pause=0.0001)
     report = kill_until_done(
-        [sys.executable, str(SCRIPT), str(cfg)], seed=seed, cwd=tmp_path, kills=10
+        [sys.executable, str(SCRIPT), str(cfg)],
+        seed=seed,
+        cwd=tmp_path,
+        kills=10,
+        log=tmp_path / "calls.log",
+        after=(100, 2500),
     )
     result = final_result(report)
     why = report.describe()
@@ -225,7 +241,11 @@ def test_sixteen_threads_killed_lose_nothing(store_url: str, tmp_path: Path) -> 
     n, every, window = 6000, 100, 64
     cfg = configure(tmp_path, store_url, n=n, fate="fixed", workers=16, every=every, pause=0.003)
     report = kill_until_done(
-        [sys.executable, str(SCRIPT), str(cfg)], seed=seed, cwd=tmp_path, delays=(0.3, 1.2)
+        [sys.executable, str(SCRIPT), str(cfg)],
+        seed=seed,
+        cwd=tmp_path,
+        log=tmp_path / "calls.log",
+        after=(100, 1000),
     )
     result = final_result(report)
     why = report.describe()

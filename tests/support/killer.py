@@ -1,6 +1,6 @@
 """Run a command again and again, SIGKILLing it at random moments, until it exits by itself.
 
-The delays come from a seeded ``random.Random`` (``MIDWAY_TEST_SEED`` replays a failure, see
+The moments come from a seeded ``random.Random`` (``MIDWAY_TEST_SEED`` replays a failure, see
 ``crashjob.pick_seed``); every run's exit code and output come back for the assertions.
 """
 
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import subprocess
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,26 @@ class Killings:
         return f"seed {self.seed} (MIDWAY_TEST_SEED={self.seed} replays it): runs [{codes}]\n{tail}"
 
 
+class LineCounter:
+    """Counts the lines of a file that another process appends to."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+        self.lines = 0
+
+    def count(self) -> int:
+        try:
+            with self.path.open("rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+        except FileNotFoundError:
+            return self.lines
+        self.offset += len(data)
+        self.lines += data.count(b"\n")
+        return self.lines
+
+
 def kill_until_done(
     argv: Sequence[str],
     *,
@@ -48,22 +69,44 @@ def kill_until_done(
     delays: tuple[float, float] = (0.2, 1.0),
     kills: int = 8,
     timeout: float = 120.0,
+    log: Path | None = None,
+    after: tuple[int, int] = (50, 2000),
 ) -> Killings:
-    """Kill the first ``kills`` runs after a random delay (a run that ends sooner is not
-    killed); then let one run to its end. Returns every run."""
+    """Kill the first ``kills`` runs, then let one run to its end; returns every run.
+
+    With ``log`` (a file the job appends a line to per item handled) each kill lands once
+    the run has added a random number of lines (``after``), whatever the machine's speed;
+    without, after a random delay (``delays``). A run that ends before its kill is not
+    killed, and ends the loop."""
     rng = random.Random(seed)
     report = Killings(seed)
+    counter = LineCounter(log) if log is not None else None
     for attempt in range(kills + 1):
         proc = subprocess.Popen(list(argv), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        limit = rng.uniform(*delays) if attempt < kills else timeout
+        killed = False
+        if attempt < kills:
+            if counter is not None:
+                target = counter.count() + rng.randint(*after)
+                deadline = time.monotonic() + timeout
+                while proc.poll() is None and time.monotonic() < deadline:
+                    if counter.count() >= target:
+                        proc.kill()
+                        killed = True
+                        break
+                    time.sleep(0.002)
+            else:
+                try:
+                    proc.wait(timeout=rng.uniform(*delays))
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    killed = True
         try:
-            out, err = proc.communicate(timeout=limit)
-            killed = False
+            out, err = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
             out, err = proc.communicate()
-            killed = True
+        killed = killed and proc.returncode == -9
         report.runs.append(Run(proc.returncode, killed, out.decode(), err.decode()))
-        if not killed and attempt < kills and proc.returncode == 0:
-            break  # it finished before its kill came
+        if not killed and attempt < kills:
+            break  # it ended before its kill came
     return report
