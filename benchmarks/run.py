@@ -1,43 +1,59 @@
 """midway's reproducible benchmark: ratios measured on one machine in one run.
 
-    .venv/bin/python benchmarks/run.py            # full run (a few minutes)
-    .venv/bin/python benchmarks/run.py --quick    # short run (under a minute)
+    .venv/bin/python benchmarks/run.py            # full run (about 5 minutes)
+    .venv/bin/python benchmarks/run.py --quick    # short run (under 2 minutes)
     .venv/bin/python benchmarks/run.py --markdown # print the README table instead
     .venv/bin/python benchmarks/run.py --json out.json --update-readme README.md
 
 Every midway figure is put next to a baseline measured in the same run, in alternating rounds,
 so that both see the same machine: a plain ``for`` loop calling the same handler, the raw
-commit rate of the store (SQLite with midway's settings, or temp file + fsync + rename), and
-the hand-written JSON checkpoint of the usual blog post. What counts is the ratio. See
-benchmarks/README.md for what each row means.
+commit rate of the store (SQLite with midway's settings, or temp file + fsync + rename), the
+hand-written JSON checkpoint of the usual blog post, and the alternatives (batchledger, DBOS
+Transact), which run in their own virtual environment and process. Then the cost of resuming
+after a kill -9, against the same alternatives, and the peak memory of a run as the item
+count grows. What counts is the ratio. See benchmarks/README.md for what each row means.
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import platform
-import shutil
 import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+import altenv
+import alternatives
 import midway
+import resume_cost
+import resume_hook
+import scale
+from children import Tool
+from measure import (
+    Grid,
+    Measure,
+    Row,
+    Section,
+    Session,
+    Thunk,
+    fmt_rate,
+    progress,
+    run_rounds,
+)
 from midway.stores import open_store
 
 Handler = Callable[[Any, Any], object]
-Thunk = Callable[[], float]
+Table = Section | Grid
 
 START_MARKER = "<!-- bench:start -->"
 END_MARKER = "<!-- bench:end -->"
@@ -58,93 +74,24 @@ class Settings:
     work_us: float  # the busy handler's target cost per item
     n_durable: int  # items for the every=1 rows
     n_every100: int  # items for the every=100 hand-written JSON comparison
+    n_alt: int  # items for the alternatives' throughput (DBOS does a few hundred a second)
+    n_resume: int  # items of the job that is killed and resumed
+    n_scale: tuple[int, ...]  # item counts for the memory runs
     rounds_cpu: int
     rounds_io: int
+    rounds_alt: int  # rounds for the alternatives and the resume cost
 
     @classmethod
     def make(cls, quick: bool, stat: str, rounds: int | None) -> Settings:
         if quick:
-            return cls(quick, stat, 200_000, 20_000, 10.0, 1_000, 20_000, rounds or 3, rounds or 3)
-        return cls(quick, stat, 1_000_000, 50_000, 10.0, 3_000, 100_000, rounds or 5, rounds or 5)
-
-
-# -- measurements ---------------------------------------------------------------------------
-
-
-@dataclass
-class Measure:
-    """One thing timed several times: ``items`` handled per timing, wall seconds per round."""
-
-    key: str
-    label: str
-    items: int
-    short: str = ""  # its name in the "compared with" column
-    seconds: list[float] = field(default_factory=list)
-
-    def rates(self) -> list[float]:
-        return [self.items / s for s in self.seconds if s > 0]
-
-    def rate(self, stat: str) -> float:
-        rates = self.rates()
-        if not rates:
-            return 0.0
-        return max(rates) if stat == "best" else statistics.median(rates)
-
-    def time(self, stat: str) -> float:
-        if not self.seconds:
-            return 0.0
-        return min(self.seconds) if stat == "best" else statistics.median(self.seconds)
-
-
-@dataclass
-class Row:
-    """A line of the table: a measure, optionally against a baseline, optionally with a bar."""
-
-    measure: Measure
-    baseline: Measure | None = None
-    bar: float | None = None
-    note: str = ""
-    shown: str | None = None  # replaces the items/s cell (e.g. a time in ms)
-
-    def ratio(self, stat: str) -> float | None:
-        if self.baseline is None:
-            return None
-        base = self.baseline.rate(stat)
-        return self.measure.rate(stat) / base if base else None
-
-    def extra_per_item(self, stat: str) -> float | None:
-        """Seconds per item this costs more than its baseline (negative: less)."""
-        if self.baseline is None:
-            return None
-        rate, base = self.measure.rate(stat), self.baseline.rate(stat)
-        return 1 / rate - 1 / base if rate and base else None
-
-    def passed(self, stat: str) -> bool | None:
-        ratio = self.ratio(stat)
-        if self.bar is None or ratio is None:
-            return None
-        return ratio >= self.bar
-
-
-@dataclass
-class Section:
-    title: str
-    rows: list[Row]
-
-
-def run_rounds(group: Sequence[tuple[Measure, Thunk]], rounds: int, what: str) -> None:
-    """Time every thunk once per round, rotating the order so all see the same conditions."""
-    for r in range(rounds):
-        shift = r % len(group)
-        order = [*group[shift:], *group[:shift]]
-        progress(f"{what}: round {r + 1}/{rounds}")
-        for measure, thunk in order:
-            gc.collect()
-            measure.seconds.append(thunk())
-
-
-def progress(text: str) -> None:
-    print(f"bench: {text}", file=sys.stderr, flush=True)
+            return cls(
+                quick, stat, 200_000, 20_000, 10.0, 1_000, 20_000, 300, 1_000,
+                (100_000, 1_000_000), rounds or 3, rounds or 3, rounds or 2,
+            )  # fmt: skip
+        return cls(
+            quick, stat, 1_000_000, 50_000, 10.0, 3_000, 100_000, 1_000, 10_000,
+            (100_000, 10_000_000), rounds or 5, rounds or 5, rounds or 3,
+        )  # fmt: skip
 
 
 # -- what gets timed ------------------------------------------------------------------------
@@ -169,7 +116,9 @@ def busy_handler(target_us: float) -> tuple[Handler, float]:
     """A handler that spins for about ``target_us`` microseconds (no sleep, no I/O).
 
     The spin count is calibrated by calling the handler itself, a few times over; returns
-    the handler and its measured cost per call in microseconds.
+    the handler and its measured cost per call in microseconds. Each timing is short (50
+    calls, well under a scheduler time slice) and the best of many is kept, so a busy
+    machine that preempts the benchmark does not inflate the calibration.
     """
     spins = [range(100)]
 
@@ -178,49 +127,29 @@ def busy_handler(target_us: float) -> tuple[Handler, float]:
             pass
 
     def per_call() -> float:
-        ctx, calls, best = DummyContext(), 500, float("inf")
-        for _ in range(20):
+        ctx, calls, best = DummyContext(), 50, float("inf")
+        for _ in range(200):
             t0 = time.perf_counter()
             for i in range(calls):
                 work(i, ctx)
             best = min(best, time.perf_counter() - t0)
         return best / calls
 
-    for _ in range(3):
-        spins[0] = range(max(1, round(len(spins[0]) * target_us * 1e-6 / per_call())))
+    for _ in range(8):  # until two timings in a row agree with the target within 5 %
+        cost = per_call()
+        spins[0] = range(max(1, round(len(spins[0]) * target_us * 1e-6 / cost)))
+        if abs(cost * 1e6 / target_us - 1) < 0.05 and abs(per_call() * 1e6 / target_us - 1) < 0.05:
+            break
     return work, per_call() * 1e6
 
 
-class Session:
-    """Temporary folders for stores and raw files, all below one root removed at the end."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self._count = 0
-
-    def _next(self) -> int:
-        self._count += 1
-        return self._count
-
-    @contextmanager
-    def folder(self) -> Iterator[Path]:
-        path = self.root / f"m{self._next()}"
-        path.mkdir()
-        try:
-            yield path
-        finally:
-            shutil.rmtree(path, ignore_errors=True)
-
-    @contextmanager
-    def store(self, kind: str, durable: bool) -> Iterator[str]:
-        """A fresh store, created (schema and all) before the clock starts."""
-        with self.folder() as path:
-            url = f"sqlite:///{path / 'state.db'}" if kind == "sqlite" else f"file://{path / 'fs'}"
-            open_store(url, durable=durable).close()
-            yield url
-
-    def job_name(self) -> str:
-        return f"bench-{self._next()}"
+@contextmanager
+def fresh_store(session: Session, kind: str, durable: bool) -> Iterator[str]:
+    """A fresh store, created (schema and all) before the clock starts."""
+    with session.folder() as path:
+        url = f"sqlite:///{path / 'state.db'}" if kind == "sqlite" else f"file://{path / 'fs'}"
+        open_store(url, durable=durable).close()
+        yield url
 
 
 def plain_loop(items: Sequence[Any], handler: Handler) -> float:
@@ -243,7 +172,7 @@ def midway_run(
     loop: bool = False,
 ) -> float:
     """Time ``job.run(items, handler)`` (or the same with ``job.loop``) on a fresh store."""
-    with session.store(store, durable) as url:
+    with fresh_store(session, store, durable) as url:
         job = midway.Job(
             session.job_name(),
             store=url,
@@ -343,36 +272,34 @@ def handwritten_json(session: Session, items: Sequence[Any], handler: Handler, e
         return time.perf_counter() - t0
 
 
-# -- the three parts ------------------------------------------------------------------------
+# -- the parts ------------------------------------------------------------------------------
 
 
 def overhead_sections(session: Session, s: Settings) -> tuple[list[Section], dict[str, Any]]:
     """1. The per-item cost of midway against a plain loop, trivial and ~10 us handlers."""
     work, work_us = busy_handler(s.work_us)
     sections = [
-        overhead_case(
-            session, "1a", "trivial", "trivial handler", handle, s.n_overhead, s.rounds_cpu
-        ),
-        overhead_case(
-            session, "1b", "work", f"~{work_us:.0f} µs handler", work, s.n_work, s.rounds_cpu
-        ),
+        overhead_case(session, s, "1a", "trivial", "trivial handler", handle, s.n_overhead),
+        overhead_case(session, s, "1b", "work", f"~{work_us:.0f} µs handler", work, s.n_work),
     ]
     return sections, {"work_handler_us": round(work_us, 2)}
 
 
 def overhead_case(
-    session: Session, number: str, tag: str, what: str, handler: Handler, n: int, rounds: int
+    session: Session, s: Settings, number: str, tag: str, what: str, handler: Handler, n: int
 ) -> Section:
     items = list(range(n))
+    n1 = min(n, s.n_durable)  # every=1 commits per item: a few thousand items are enough
 
-    def m(name: str, label: str) -> Measure:
-        return Measure(f"overhead.{tag}.{name}", label, n)
+    def m(name: str, label: str, count: int = n) -> Measure:
+        return Measure(f"overhead.{tag}.{name}", label, count)
 
     run = partial(midway_run, session, items, handler)
     plain = m("plain", "plain `for` loop calling the handler")
     plain.short = "plain loop"
     every1000 = m("run_every_1000", "Job.run, every=1000")
     every100 = m("run_every_100", "Job.run, every=100")
+    every1 = m("run_every_1", f"Job.run, every=1 (a durable commit per item; {n1:,} items)", n1)
     loop1000 = m("loop_every_1000", "job.loop, every=1000 (body calls the handler)")
     nondurable = m("run_every_1000_nondurable", "Job.run, every=1000, durable=False")
     timed = m("run_every_10s", "Job.run, every=None, every_seconds=10 (engine alone)")
@@ -380,11 +307,12 @@ def overhead_case(
         (plain, partial(plain_loop, items, handler)),
         (every1000, partial(run, every=1000)),
         (every100, partial(run, every=100)),
+        (every1, partial(midway_run, session, items[:n1], handler, every=1)),
         (loop1000, partial(run, every=1000, loop=True)),
         (nondurable, partial(run, every=1000, durable=False)),
         (timed, partial(run, every=None, every_seconds=10.0)),
     ]
-    run_rounds(group, rounds, f"overhead, {what}, {n:,} items")
+    run_rounds(group, s.rounds_cpu, f"overhead, {what}, {n:,} items")
     return Section(
         f"{number}. Overhead, {what}, {n:,} items (ratio = midway / plain loop; sqlite store, "
         "durable unless said)",
@@ -392,6 +320,7 @@ def overhead_case(
             Row(plain),
             Row(every1000, plain, bar=0.5),
             Row(every100, plain),
+            Row(every1, plain),
             Row(loop1000, plain),
             Row(nondurable, plain),
             Row(timed, plain),
@@ -399,13 +328,13 @@ def overhead_case(
     )
 
 
-def durability_sections(session: Session, s: Settings) -> list[Section]:
-    """2. every=1 against the store's raw commit rate; 3. the hand-written JSON checkpoint."""
+def durability_section(session: Session, s: Settings) -> Section:
+    """2. The physical limit: every=1 against the store's raw commit rate."""
     n = s.n_durable
     items = list(range(n))
 
-    def m(key: str, label: str, count: int = n) -> Measure:
-        return Measure(key, label, count)
+    def m(key: str, label: str) -> Measure:
+        return Measure(key, label, n)
 
     raw_full = m("durable.raw_sqlite_full", "raw SQLite: UPDATE per commit, WAL, synchronous=FULL")
     raw_full.short = "raw SQLite FULL"
@@ -418,8 +347,6 @@ def durability_sections(session: Session, s: Settings) -> list[Section]:
     raw_fs = m("durable.raw_file", "raw file: write temp, fsync, rename, fsync folder")
     raw_fs.short = "raw file"
     mw_fs = m("durable.run_every_1_file", "Job.run, every=1, file:// store, durable=True")
-    hand1 = m("json.handwritten_every_1", "hand-written JSON checkpoint, every=1")
-    hand1.short = "hand-written, every=1"
     group: list[tuple[Measure, Thunk]] = [
         (raw_full, lambda: raw_sqlite(session, n, "FULL")),
         (mw_full, lambda: midway_run(session, items, handle, every=1)),
@@ -427,52 +354,75 @@ def durability_sections(session: Session, s: Settings) -> list[Section]:
         (mw_normal, lambda: midway_run(session, items, handle, every=1, durable=False)),
         (raw_fs, lambda: raw_file(session, n)),
         (mw_fs, lambda: midway_run(session, items, handle, every=1, store="file")),
-        (hand1, lambda: handwritten_json(session, items, handle, 1)),
     ]
     run_rounds(group, s.rounds_io, f"per-item durability, {n:,} items")
+    return Section(
+        f"2. Per-item durability (every=1, trivial handler, {n:,} items; "
+        "ratio = midway / raw commit rate)",
+        [
+            Row(raw_full),
+            Row(mw_full, raw_full, bar=0.5),
+            Row(raw_normal),
+            Row(mw_normal, raw_normal),
+            Row(raw_fs),
+            Row(mw_fs, raw_fs),
+        ],
+    )
+
+
+def alternatives_section(session: Session, s: Settings, tools: dict[str, Tool]) -> Section:
+    """3. The same items and handler through the alternatives, each with the durability it
+    offers, against midway measured in the same rounds."""
+    n = s.n_alt
+    items = list(range(n))
+    mw1 = Measure("alternatives.midway_every_1", "Job.run, every=1, sqlite, durable=True", n)
+    mw1.short = "midway, every=1"
+    hand1 = Measure(
+        "alternatives.handwritten_every_1",
+        "hand-written JSON checkpoint, every=1 (temp file, fsync, rename; no folder fsync)",
+        n,
+    )
+    alts = alternatives.alternatives(tools, n)
+    group: list[tuple[Measure, Thunk]] = [
+        (mw1, lambda: midway_run(session, items, handle, every=1)),
+        (hand1, lambda: handwritten_json(session, items, handle, 1)),
+        *((a.measure, partial(a.thunk, session)) for a in alts),
+    ]
+    run_rounds(group, s.rounds_alt, f"alternatives, {n:,} items")
+    for a in alts:
+        a.finish()
 
     n100 = s.n_every100
     items100 = list(range(n100))
-    hand100 = m("json.handwritten_every_100", "hand-written JSON checkpoint, every=100", n100)
-    hand100.short = "hand-written, every=100"
-    mw100 = m("json.run_every_100_sqlite", "Job.run, every=100, sqlite, durable=True", n100)
-    fixed = m(
+    mw100 = Measure("alternatives.midway_every_100", "Job.run, every=100, sqlite, durable", n100)
+    mw100.short = "midway, every=100"
+    hand100 = Measure(
+        "alternatives.handwritten_every_100", "hand-written JSON checkpoint, every=100", n100
+    )
+    fixed = Measure(
         "fixed.run_one_item",
         "fixed cost of one Job.run: a 1-item list (store open, lease, run record, last commit)",
         1,
     )
     group100: list[tuple[Measure, Thunk]] = [
-        (hand100, lambda: handwritten_json(session, items100, handle, 100)),
         (mw100, lambda: midway_run(session, items100, handle, every=100)),
+        (hand100, lambda: handwritten_json(session, items100, handle, 100)),
         (fixed, lambda: midway_run(session, [0], handle, every=1000)),
     ]
     run_rounds(group100, s.rounds_io, f"hand-written JSON at every=100, {n100:,} items")
     fixed_ms = fixed.time(s.stat) * 1000
-    return [
-        Section(
-            f"2. Per-item durability (every=1, trivial handler, {n:,} items; "
-            "ratio = midway / raw commit rate)",
-            [
-                Row(raw_full),
-                Row(mw_full, raw_full, bar=0.5),
-                Row(raw_normal),
-                Row(mw_normal, raw_normal),
-                Row(raw_fs),
-                Row(mw_fs, raw_fs),
-            ],
-        ),
-        Section(
-            "3. Against a hand-written JSON checkpoint (temp file + fsync + rename; "
-            "ratio = midway / hand-written)",
-            [
-                Row(hand1),
-                Row(mw_full, hand1, note=f"{n:,} items"),
-                Row(hand100),
-                Row(mw100, hand100, note=f"{n100:,} items"),
-                Row(fixed, shown=f"{fixed_ms:.1f} ms"),
-            ],
-        ),
-    ]
+    return Section(
+        f"3. Against the alternatives (trivial handler, {n:,} items, a durable record per "
+        "item unless said; ratio = midway ÷ the alternative, above 1: midway is faster)",
+        [
+            Row(mw1),
+            Row(hand1, mw1, inverse=True),
+            *(Row(a.measure, mw1, inverse=True) for a in alts),
+            Row(mw100, note=f"{n100:,} items"),
+            Row(hand100, mw100, inverse=True, note=f"{n100:,} items"),
+            Row(fixed, shown=f"{fixed_ms:.1f} ms"),
+        ],
+    )
 
 
 # -- machine --------------------------------------------------------------------------------
@@ -544,14 +494,6 @@ def machine_info(tmp: Path) -> dict[str, Any]:
 # -- output ---------------------------------------------------------------------------------
 
 
-def fmt_rate(rate: float) -> str:
-    """Three significant figures with thousands separators: 10,300,000 / 2,480 / 845."""
-    if rate <= 0:
-        return "-"
-    digits = len(str(int(rate)))
-    return f"{round(rate, 3 - digits):,.0f}" if digits >= 3 else f"{rate:,.1f}"
-
-
 def fmt_bar(row: Row, stat: str) -> str:
     passed = row.passed(stat)
     if passed is None or row.bar is None:
@@ -574,13 +516,17 @@ def fmt_seconds(seconds: float | None) -> str:
 def table_rows(section: Section, stat: str) -> list[tuple[str, ...]]:
     out: list[tuple[str, ...]] = []
     for row in section.rows:
+        m = row.measure
         ratio = row.ratio(stat)
-        label = row.measure.label + (f" ({row.note})" if row.note else "")
+        label = m.label + (f" ({row.note})" if row.note else "")
+        rate = row.shown if row.shown is not None else fmt_rate(m.rate(stat))
+        if m.unavailable is not None and not m.seconds:
+            label, rate = f"{label}: {m.unavailable.reason}", m.unavailable.short
         base = row.baseline
         out.append(
             (
                 label,
-                row.shown if row.shown is not None else fmt_rate(row.measure.rate(stat)),
+                rate,
                 (base.short or base.label) if base else "",
                 f"{ratio:.2f}" if ratio is not None else "",
                 fmt_seconds(row.extra_per_item(stat)),
@@ -594,6 +540,15 @@ HEADERS = ("measurement", "items/s", "compared with", "ratio", "extra per item",
 RIGHT = ("items/s", "ratio", "extra per item")
 
 
+def shape(
+    table: Table, stat: str
+) -> tuple[tuple[str, ...], tuple[str, ...], list[tuple[str, ...]], list[str]]:
+    """Headers, right-aligned headers, cells and notes of either kind of table."""
+    if isinstance(table, Grid):
+        return table.headers, table.right, table.cells, table.notes
+    return HEADERS, RIGHT, table_rows(table, stat), []
+
+
 def describe_machine(info: dict[str, Any]) -> str:
     return (
         f"{info['cpu']}, {info['cpus_usable']} of {info['cpu_count']} CPUs usable, "
@@ -604,54 +559,56 @@ def describe_machine(info: dict[str, Any]) -> str:
 
 
 def describe_method(s: Settings, extra: dict[str, Any]) -> str:
-    rounds = (
-        f"{s.rounds_cpu} rounds"
-        if s.rounds_cpu == s.rounds_io
-        else f"{s.rounds_cpu} rounds (overhead) / {s.rounds_io} rounds (durability)"
-    )
     return (
-        f"{s.stat} of {rounds}, baselines and midway alternating within each round; "
-        f"busy handler calibrated to {extra['work_handler_us']} µs per call; "
+        f"{s.stat} of {s.rounds_cpu} rounds (overhead), {s.rounds_io} (durability), "
+        f"{s.rounds_alt} (alternatives, resume), baselines and midway alternating within each "
+        f"round; busy handler calibrated to {extra['work_handler_us']} µs per call; "
         f"{'--quick' if s.quick else 'full'} run, {extra.get('wall_seconds', '?')} s"
     )
 
 
 def print_text(
-    sections: list[Section], info: dict[str, Any], s: Settings, extra: dict[str, Any]
+    tables: list[Table], info: dict[str, Any], s: Settings, extra: dict[str, Any]
 ) -> None:
     from rich import box
     from rich.console import Console
-    from rich.table import Table
+    from rich.table import Table as RichTable
 
     console = Console()
     if not console.is_terminal:
         console = Console(width=max(console.width, 130))
     console.print(f"[bold]midway benchmark[/bold]  {describe_machine(info)}")
     console.print(describe_method(s, extra))
-    for section in sections:
-        table = Table(title=section.title, title_justify="left", box=box.SIMPLE_HEAD)
-        for name in HEADERS:
-            table.add_column(name, justify="right" if name in RIGHT else "left")
-        for cells in table_rows(section, s.stat):
-            style = "bold red" if cells[-1].endswith("FAIL") else None
-            table.add_row(*cells, style=style)
-        console.print(table)
+    for table in tables:
+        headers, right, cells, notes = shape(table, s.stat)
+        out = RichTable(title=table.title, title_justify="left", box=box.SIMPLE_HEAD)
+        for name in headers:
+            out.add_column(name, justify="right" if name in right else "left")
+        for row in cells:
+            style = "bold red" if row[-1].endswith("FAIL") else None
+            out.add_row(*row, style=style)
+        console.print(out)
+        for note in notes:
+            console.print(f"  {note}", highlight=False)
+        if notes:
+            console.print()
 
 
-def markdown(
-    sections: list[Section], info: dict[str, Any], s: Settings, extra: dict[str, Any]
-) -> str:
+def markdown(tables: list[Table], info: dict[str, Any], s: Settings, extra: dict[str, Any]) -> str:
     def esc(text: str) -> str:
         return text.replace("|", "\\|")
 
     lines = []
-    for section in sections:
-        lines += [f"**{esc(section.title)}**", ""]
-        lines.append("| " + " | ".join(HEADERS) + " |")
-        lines.append("|" + "|".join("---:" if h in RIGHT else "---" for h in HEADERS) + "|")
-        for cells in table_rows(section, s.stat):
-            lines.append("| " + " | ".join(esc(c) for c in cells) + " |")
+    for table in tables:
+        headers, right, cells, notes = shape(table, s.stat)
+        lines += [f"**{esc(table.title)}**", ""]
+        lines.append("| " + " | ".join(esc(h) for h in headers) + " |")
+        lines.append("|" + "|".join("---:" if h in right else "---" for h in headers) + "|")
+        for row in cells:
+            lines.append("| " + " | ".join(esc(c) for c in row) + " |")
         lines.append("")
+        if notes:
+            lines += [" ".join(notes), ""]
     lines.append(
         f"Measured with `python benchmarks/run.py{' --quick' if s.quick else ''}` on "
         f"{esc(describe_machine(info))}, {info['date']}; {esc(describe_method(s, extra))}."
@@ -672,12 +629,21 @@ def update_readme(path: Path, block: str) -> bool:
 
 
 def to_json(
-    sections: list[Section], info: dict[str, Any], s: Settings, extra: dict[str, Any]
+    tables: list[Table], info: dict[str, Any], s: Settings, extra: dict[str, Any]
 ) -> dict[str, Any]:
     measures: dict[str, Any] = {}
     rows = []
-    for section in sections:
-        for row in section.rows:
+    grids: dict[str, Any] = {}
+    for table in tables:
+        if isinstance(table, Grid):
+            grids[table.title] = {
+                "headers": table.headers,
+                "cells": table.cells,
+                "notes": table.notes,
+                "data": table.data,
+            }
+            continue
+        for row in table.rows:
             m = row.measure
             measures[m.key] = {
                 "label": m.label,
@@ -685,13 +651,15 @@ def to_json(
                 "seconds": [round(x, 6) for x in m.seconds],
                 "rate_best": m.rate("best"),
                 "rate_median": m.rate("median"),
+                "unavailable": m.unavailable.reason if m.unavailable else None,
             }
             rows.append(
                 {
-                    "section": section.title,
+                    "section": table.title,
                     "measure": m.key,
                     "baseline": row.baseline.key if row.baseline else None,
                     "ratio": row.ratio(s.stat),
+                    "ratio_is_midway_over": "measure" if not row.inverse else "baseline",
                     "bar": row.bar,
                     "passed": row.passed(s.stat),
                 }
@@ -702,7 +670,18 @@ def to_json(
         "extra": extra,
         "measures": measures,
         "rows": rows,
+        "tables": grids,
     }
+
+
+def below_bar(tables: list[Table], stat: str) -> list[str]:
+    failed: list[str] = []
+    for table in tables:
+        if isinstance(table, Grid):
+            failed += table.failed
+        else:
+            failed += [r.measure.label for r in table.rows if r.passed(stat) is False]
+    return failed
 
 
 # -- main -----------------------------------------------------------------------------------
@@ -710,10 +689,10 @@ def to_json(
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        description="midway benchmark: ratios against a plain loop and the store's raw commit "
-        "rate, measured in one run on this machine."
+        description="midway benchmark: ratios against a plain loop, the store's raw commit "
+        "rate and the alternatives, resume cost and memory, measured in one run on this machine."
     )
-    p.add_argument("--quick", action="store_true", help="short run (under a minute)")
+    p.add_argument("--quick", action="store_true", help="short run (under 2 minutes)")
     p.add_argument("--markdown", action="store_true", help="print the README's markdown table")
     p.add_argument("--json", metavar="FILE", type=Path, help="save the raw numbers as JSON")
     p.add_argument(
@@ -722,7 +701,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=Path,
         help=f"replace the block between {START_MARKER} and {END_MARKER} in PATH",
     )
-    p.add_argument("--rounds", type=int, help="rounds per measurement (default 5, quick 3)")
+    p.add_argument(
+        "--rounds", type=int, help="rounds per measurement (default 5, alternatives 3; quick 3, 2)"
+    )
     p.add_argument(
         "--stat",
         choices=("best", "median"),
@@ -735,11 +716,44 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="where the temporary stores go (default: the system temp folder); its disk "
         "decides the durable rows",
     )
-    p.add_argument("--check", action="store_true", help="exit 1 when a ratio is below its bar")
+    p.add_argument(
+        "--no-install",
+        action="store_true",
+        help="do not create or fill benchmarks/.venv-alt; alternatives not already there are "
+        "shown as not installed",
+    )
+    p.add_argument(
+        "--alt-python",
+        type=Path,
+        metavar="PYTHON",
+        help="run the alternatives with this interpreter instead of benchmarks/.venv-alt's",
+    )
+    p.add_argument("--check", action="store_true", help="exit 1 when a figure is below its bar")
     args = p.parse_args(argv)
     if args.rounds is not None and args.rounds < 1:
         p.error("--rounds must be 1 or more")
     return args
+
+
+def measure_all(
+    root: Path, s: Settings, args: argparse.Namespace
+) -> tuple[list[Table], dict[str, Any]]:
+    session = Session(root)
+    env = altenv.python_for(args.alt_python, install=not args.no_install)
+    tools = {
+        "midway": Tool.midway(),
+        **{name: Tool.alternative(name, env) for name in altenv.TOOLS},
+    }
+    overhead, extra = overhead_sections(session, s)
+    tables: list[Table] = [*overhead]
+    tables.append(durability_section(session, s))
+    tables.append(alternatives_section(session, s, tools))
+    tables.append(resume_cost.measure(session, tools, s.n_resume, s.rounds_alt, s.stat))
+    tables.append(scale.measure(session, tools["midway"], s.n_scale))
+    hook = resume_hook.measure(s.quick, root)
+    if hook is not None:
+        tables.append(hook)
+    return tables, extra
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -749,20 +763,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="midway-bench-", dir=args.tmpdir) as tmp:
         root = Path(tmp)
         info = machine_info(root)
-        session = Session(root)
-        sections, extra = overhead_sections(session, settings)
-        sections += durability_sections(session, settings)
+        tables, extra = measure_all(root, settings, args)
     extra["wall_seconds"] = round(time.monotonic() - t0, 1)
     progress(f"done in {extra['wall_seconds']} s")
 
-    block = markdown(sections, info, settings, extra)
+    block = markdown(tables, info, settings, extra)
     if args.markdown:
         print(block)
     else:
-        print_text(sections, info, settings, extra)
+        print_text(tables, info, settings, extra)
     if args.json:
         args.json.write_text(
-            json.dumps(to_json(sections, info, settings, extra), indent=2) + "\n",
+            json.dumps(to_json(tables, info, settings, extra), indent=2) + "\n",
             encoding="utf-8",
         )
         progress(f"raw numbers saved to {args.json}")
@@ -777,12 +789,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             status = 1
     if args.check:
-        failed = [
-            row.measure.label
-            for section in sections
-            for row in section.rows
-            if row.passed(settings.stat) is False
-        ]
+        failed = below_bar(tables, settings.stat)
         if failed:
             progress("below the bar: " + "; ".join(failed))
             status = 1
