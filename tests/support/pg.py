@@ -86,7 +86,8 @@ class PgServer:
         return [(int(pid), str(state), str(query)) for pid, state, query in rows]
 
     def pg_ctl(self, *args: str) -> None:
-        assert self.handle is not None and self.pgdata is not None, "not our server"
+        if self.handle is None or self.pgdata is None:
+            raise RuntimeError(f"the server at {self.admin_url} is not ours to control")
         from pgserver import pg_ctl
 
         pg_ctl(list(args), pgdata=self.pgdata, user=self.handle.system_user, timeout=60)
