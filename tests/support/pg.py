@@ -48,6 +48,7 @@ class PgServer:
         self.admin_url = admin_url
         self.handle = handle  # pgserver's, when the server is ours
         self.pgdata = pgdata
+        self.restarted = False
 
     @property
     def ours(self) -> bool:
@@ -94,6 +95,7 @@ class PgServer:
 
     def restart(self) -> None:
         """Restart the server (fast shutdown: sessions are cut, as in a real restart)."""
+        self.restarted = True
         self.pg_ctl("-w", "-m", "fast", "restart")
 
     def stop(self) -> None:
@@ -157,9 +159,10 @@ def pg_server() -> Iterator[PgServer]:
     try:
         yield server
     finally:
-        # Stop it ourselves: after a restart in a test pgserver no longer knows its pid.
+        # After a restart pgserver no longer knows the server's pid: stop it ourselves.
         try:
-            server.stop()
+            if server.restarted:
+                server.stop()
         finally:
             server.handle.cleanup()
             shutil.rmtree(folder, ignore_errors=True)

@@ -119,10 +119,9 @@ def redact(url: str) -> str:
         userinfo, _, hosts = netloc.rpartition("@")
         user, _, password = userinfo.partition(":")
         netloc = f"{user}{':***' if password else ''}@{hosts}"
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode([(k, "***" if k == "password" else v) for k, v in pairs], safe="/,:")
+    query = "&".join(
+        "password=***" if pair.startswith("password=") else pair for pair in parts.query.split("&")
+    )
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
@@ -449,7 +448,7 @@ class PostgreSQLStore:
         def op(conn: Connection, attempt: int) -> None:
             # One statement is one transaction: the fence check and the write commit together.
             # Done again after a lost answer, it writes the very same row.
-            cur = conn.execute(Q["write_checkpoint"], params, prepare=True)
+            cur = conn.execute(Q["write_checkpoint"], params)  # prepared from the 5th on
             if cur.rowcount != 1:
                 raise LeaseLost(_lost_message(lease))
 
