@@ -67,14 +67,19 @@ class CutProxy:
                 raise AssertionError(f"the proxy made {self.cuts} cuts in {timeout} s, not {count}")
             time.sleep(0.01)
 
-    def close(self) -> None:
-        self._closed = True
-        self._listener.close()
+    def cut_all(self) -> None:
+        """Cut every open connection (new ones still come through unless ``down``)."""
         with self._lock:
             pairs, self._pairs = self._pairs, []
         for a, b in pairs:
-            a.close()
-            b.close()
+            for sock in (a, b):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self._closed = True
+        self._listener.close()
+        self.cut_all()
 
     def _accept(self) -> None:
         while not self._closed:
