@@ -22,7 +22,8 @@ from midway.checkpoint import Checkpoint, Counters
 from midway.identity import JobId
 from midway.owner import Owner
 from midway.stores import RunRecord, Store, open_store, sqlfiles
-from midway.stores.postgresql import SCHEMA_VERSION, PostgreSQLStore, redact
+from midway.stores.pgconnection import redact
+from midway.stores.postgresql import SCHEMA_VERSION, PostgreSQLStore
 from support.pg import PgServer, connect, with_database
 from support.pgproxy import CutProxy
 
@@ -263,7 +264,7 @@ def test_damaged_rows_and_tables_refuse(pg: Store, postgresql_url: str) -> None:
         pg.load_checkpoint(job.key)
     with connect(postgresql_url) as conn:
         conn.execute("DROP TABLE midway_checkpoints")
-    with pytest.raises(midway.StoreCorrupt, match="do not match schema version") as info:
+    with pytest.raises(midway.StoreCorrupt, match="not as this midway expects") as info:
         pg.load_checkpoint(job.key)
     assert info.value.exit_code == 3
 
@@ -273,8 +274,7 @@ def test_not_durable_turns_synchronous_commit_off(postgresql_url: str) -> None:
         store = open_store(postgresql_url, durable=durable)
         try:
             assert isinstance(store, PostgreSQLStore)
-            assert store._conn is not None
-            row = store._conn.execute("SHOW synchronous_commit").fetchone()
+            row = store._db.connection().execute("SHOW synchronous_commit").fetchone()
             assert row == (expected,)
         finally:
             store.close()

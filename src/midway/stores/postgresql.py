@@ -21,33 +21,21 @@ nothing); taking a lease always commits synchronously, as its token must never b
 twice.
 
 A dropped connection (the server restarted, a network blip) is retried with backoff for
-``retry_seconds`` (30 s; ``?midway_retry_seconds=N`` in the URL changes it), then the call
-fails with ``StoreUnavailable`` (exit 3) and the last checkpoint stands. Every write is safe
-to do again when the answer to its commit was lost: a checkpoint written twice with the same
-version and token is the same row, a run is inserted once, and an end of run that already
-committed is recognised as such.
+``retry_seconds`` (30 s; ``?midway_retry_seconds=N`` in the URL changes it; see
+``pgconnection``), then the call fails with ``StoreUnavailable`` (exit 3) and the last
+checkpoint stands. Every write here is safe to do again when the answer to its commit was
+lost: a checkpoint written twice with the same version and token is the same row, a run is
+inserted once, and an end of run that already committed is recognised as such.
 """
 
 from __future__ import annotations
 
-import re
-import threading
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from typing import Any
 
 from midway import jsonutil
 from midway.checkpoint import Checkpoint
-from midway.errors import (
-    ConfigError,
-    LeaseLost,
-    MidwayError,
-    StoreCorrupt,
-    StoreNotFound,
-    StoreTooNew,
-    StoreUnavailable,
-)
+from midway.errors import LeaseLost, StoreNotFound, StoreTooNew
 from midway.identity import JobId
 from midway.jsonutil import JSONValue
 from midway.owner import Owner
@@ -60,96 +48,11 @@ from midway.stores.base import (
     RunRecord,
     check_lease_free,
 )
+from midway.stores.pgconnection import OPEN_RETRY_SECONDS, Connection, PgConnection
 from midway.stores.sqlite import _checkpoint_from_row, _checkpoint_params, _load, _lost_message
-
-try:
-    import psycopg
-    from psycopg import errors as pg_errors
-    from psycopg.conninfo import conninfo_to_dict, make_conninfo
-    from psycopg.rows import TupleRow
-except ImportError as exc:  # the optional extra is not installed
-    raise ConfigError(
-        f"the PostgreSQL store needs psycopg, which is not installed ({exc}). "
-        "Install it with: pip install 'midway[postgres]'"
-    ) from None
 
 Q = sqlfiles.queries("postgresql")
 SCHEMA_VERSION = max(v for v, _ in sqlfiles.migrations("postgresql"))
-
-RETRY_SECONDS = 30.0
-"""How long a call keeps reconnecting after the connection dropped, before giving up."""
-OPEN_RETRY_SECONDS = 5.0
-"""The first connection gives up sooner: a server that never answered is likely a wrong URL."""
-LOCK_TIMEOUT = "30s"
-"""A row lock held longer than this (a runner paused mid-transaction) fails the call."""
-RETRY_PARAM = "midway_retry_seconds"
-
-# Connection settings midway picks unless the URL sets them: a name that shows in
-# pg_stat_activity, and keepalives that notice a server gone without a word within ~20 s.
-CONNECT_DEFAULTS = {
-    "application_name": "midway",
-    "connect_timeout": "10",
-    "keepalives": "1",
-    "keepalives_idle": "10",
-    "keepalives_interval": "3",
-    "keepalives_count": "3",
-}
-
-# Connection failures no retry can mend: a wrong database, user, password or permission.
-_PERMANENT_CONNECT = re.compile(
-    r"does not exist|authentication failed|pg_hba\.conf|permission denied|no password supplied"
-    r"|not permitted|invalid",
-    re.IGNORECASE,
-)
-
-# Per URL, when a store last gave up on the server: other stores of the same process (the
-# runner's second connection) then try once instead of waiting through a whole retry window.
-_GAVE_UP: dict[str, float] = {}
-_GAVE_UP_LOCK = threading.Lock()
-
-T = TypeVar("T")
-Connection = psycopg.Connection[TupleRow]
-
-
-def redact(url: str) -> str:
-    """``url`` with its password hidden, fit for messages and ``midway status``."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, hosts = netloc.rpartition("@")
-        user, _, password = userinfo.partition(":")
-        netloc = f"{user}{':***' if password else ''}@{hosts}"
-    query = "&".join(
-        "password=***" if pair.startswith("password=") else pair for pair in parts.query.split("&")
-    )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-
-
-def split_url(url: str) -> tuple[str, float | None]:
-    """The libpq URL without midway's own parameter, and that parameter's value."""
-    parts = urlsplit(url)
-    pairs = parse_qsl(parts.query, keep_blank_values=True)
-    retry: float | None = None
-    kept = []
-    for key, value in pairs:
-        if key != RETRY_PARAM:
-            kept.append((key, value))
-            continue
-        try:
-            retry = float(value)
-        except ValueError:
-            retry = -1.0
-        if not 0 <= retry < 1e6:
-            raise ConfigError(
-                f"store {redact(url)!r}: {RETRY_PARAM}={value!r} is not a number of seconds; "
-                f"use e.g. {RETRY_PARAM}=60"
-            )
-    query = urlencode(kept, safe="/,:")
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment)), retry
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
 
 
 class PostgreSQLStore:
@@ -161,151 +64,14 @@ class PostgreSQLStore:
         create: bool = True,
         retry_seconds: float | None = None,
     ) -> None:
-        self.url = redact(url)
+        self._db = PgConnection(url, durable=durable, retry_seconds=retry_seconds)
+        self.url = self._db.url  # the password hidden
         self.durable = durable
-        libpq_url, from_url = split_url(url)
-        if retry_seconds is None:
-            retry_seconds = RETRY_SECONDS if from_url is None else from_url
-        self.retry_seconds = retry_seconds
-        try:
-            given = conninfo_to_dict(libpq_url)
-        except psycopg.Error as exc:
-            raise ConfigError(
-                f"store {self.url!r} is not a PostgreSQL URL libpq accepts ({_one_line(exc)}); "
-                "write it as postgresql://user:password@host:port/database"
-            ) from None
-        settings = {**CONNECT_DEFAULTS, **{k: str(v) for k, v in given.items() if v is not None}}
-        self._conninfo = make_conninfo(**settings)
-        self._conn: Connection | None = None
-        self._connected_once = False
-        self._call(
+        self._db.call(
             "open",
             lambda conn, attempt: self._migrate(conn, create=create),
-            retry_seconds=min(self.retry_seconds, OPEN_RETRY_SECONDS),
+            retry_seconds=min(self._db.retry_seconds, OPEN_RETRY_SECONDS),
         )
-
-    # -- plumbing -----------------------------------------------------------------------
-
-    def _connection(self) -> Connection:
-        conn = self._conn
-        if conn is not None and not conn.closed and not conn.broken:
-            return conn
-        if conn is not None:
-            conn.close()
-            self._conn = None
-        conn = psycopg.connect(self._conninfo, autocommit=True)
-        try:
-            settings = f"SET lock_timeout = '{LOCK_TIMEOUT}'"
-            if not self.durable:
-                settings += "; SET synchronous_commit = off"
-            conn.execute(settings)
-        except BaseException:
-            conn.close()
-            raise
-        self._conn = conn
-        self._connected_once = True
-        return conn
-
-    def _transient(self, exc: psycopg.Error) -> bool:
-        """Would the same call, on a new connection or a second try, likely go through?"""
-        if isinstance(exc, pg_errors.LockNotAvailable):
-            return False  # waited LOCK_TIMEOUT already: someone holds the row, say so
-        conn = self._conn
-        if conn is None or conn.closed or conn.broken:
-            # Could not connect, or the connection died under the call.
-            return not (exc.sqlstate is None and _PERMANENT_CONNECT.search(str(exc)))
-        if isinstance(exc, pg_errors.SerializationFailure | pg_errors.DeadlockDetected):
-            return True
-        if isinstance(exc, pg_errors.CannotConnectNow | pg_errors.AdminShutdown):
-            return True
-        return isinstance(exc, psycopg.InterfaceError | psycopg.OperationalError) and (
-            exc.sqlstate is None
-        )
-
-    def _call(
-        self,
-        doing: str,
-        op: Callable[[Connection, int], T],
-        *,
-        retry_seconds: float | None = None,
-    ) -> T:
-        """Run ``op(connection, attempt)``; on a dropped connection reconnect and run it again
-        (``attempt`` counts from 1), with backoff, until ``retry_seconds`` have passed."""
-        window = self.retry_seconds if retry_seconds is None else retry_seconds
-        with _GAVE_UP_LOCK:
-            gave_up = _GAVE_UP.get(self.url)
-        if gave_up is not None and time.monotonic() - gave_up < max(window, 1.0):
-            window = 0.0  # another connection of this process just waited in vain
-        started = time.monotonic()
-        delay = 0.05
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                result = op(self._connection(), attempt)
-            except psycopg.Error as exc:
-                if not self._transient(exc):
-                    raise self._translate(exc, doing) from exc
-                conn = self._conn
-                if conn is not None and (conn.closed or conn.broken):
-                    conn.close()
-                    self._conn = None
-                if time.monotonic() - started + delay > window:
-                    with _GAVE_UP_LOCK:
-                        _GAVE_UP[self.url] = time.monotonic()
-                    raise self._gave_up(exc, doing, time.monotonic() - started) from exc
-                time.sleep(delay)
-                delay = min(delay * 2, 1.0)
-                continue
-            with _GAVE_UP_LOCK:
-                _GAVE_UP.pop(self.url, None)
-            return result
-
-    def _gave_up(self, exc: psycopg.Error, doing: str, waited: float) -> StoreUnavailable:
-        if not self._connected_once:
-            return StoreUnavailable(
-                f"cannot connect to store {self.url}: {_one_line(exc)}. Check that PostgreSQL "
-                "is running and reachable, and the URL's host, port and database."
-            )
-        return StoreUnavailable(
-            f"lost the connection to store {self.url} while trying to {doing}, and could not "
-            f"get it back in {waited:.0f} s ({_one_line(exc)}). Nothing was half-written: the "
-            "last checkpoint stands, and the job resumes from it when run again once "
-            "PostgreSQL is reachable."
-        )
-
-    def _translate(self, exc: psycopg.Error, doing: str) -> MidwayError:
-        """psycopg's errors that a retry cannot mend, as midway's (exit 3)."""
-        text = _one_line(exc)
-        if isinstance(exc, pg_errors.UndefinedTable | pg_errors.UndefinedColumn):
-            return StoreCorrupt(
-                f"store {self.url}: the midway tables do not match schema version "
-                f"{SCHEMA_VERSION} ({text}); someone changed or dropped them. Nothing was "
-                "changed. Restore them from a backup, or drop the midway_ tables to start "
-                "afresh."
-            )
-        if isinstance(exc, pg_errors.LockNotAvailable):
-            return StoreUnavailable(
-                f"store {self.url}: a row midway needs stayed locked for {LOCK_TIMEOUT} while "
-                f"trying to {doing}; look in pg_stat_activity for a session idle in a "
-                "transaction (a paused process) and end it"
-            )
-        if isinstance(exc, pg_errors.InsufficientPrivilege):
-            return StoreUnavailable(
-                f"cannot {doing} store {self.url}: {text}. Grant the database user the "
-                "rights to create and write the midway_ tables, or use another --store."
-            )
-        if isinstance(exc, pg_errors.ReadOnlySqlTransaction):
-            return StoreUnavailable(
-                f"cannot {doing} store {self.url}: the server is read-only (a standby?). "
-                "Point the URL at the primary."
-            )
-        if exc.sqlstate is None and not self._connected_once:
-            return StoreUnavailable(
-                f"cannot connect to store {self.url}: {text}. Check the URL's host, database, "
-                "user and password."
-            )
-        return StoreUnavailable(f"cannot {doing} store {self.url}: {text}")
 
     def _migrate(self, conn: Connection, *, create: bool) -> None:
         version = self._schema_version(conn)
@@ -351,11 +117,7 @@ class PostgreSQLStore:
         return row[0]
 
     def close(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            finally:
-                self._conn = None
+        self._db.close()
 
     # -- leases -------------------------------------------------------------------------
 
@@ -406,7 +168,7 @@ class PostgreSQLStore:
                 )
             return Lease(job.key, token, owner, ttl, took_over)
 
-        return self._call("take the lease in", op)
+        return self._db.call("take the lease in", op)
 
     def renew_lease(self, lease: Lease) -> bool:
         params = {"job": lease.job, "token": lease.token, "ttl": float(lease.ttl)}
@@ -415,13 +177,15 @@ class PostgreSQLStore:
             return conn.execute(Q["renew_lease"], params).rowcount == 1
 
         # No longer than a heartbeat: the keeper tries again at the next one.
-        return self._call(
-            "renew the lease in", op, retry_seconds=min(self.retry_seconds, lease.ttl / 3)
+        return self._db.call(
+            "renew the lease in", op, retry_seconds=min(self._db.retry_seconds, lease.ttl / 3)
         )
 
     def release_lease(self, lease: Lease) -> None:
         params = {"job": lease.job, "token": lease.token}
-        self._call("release the lease in", lambda conn, _: conn.execute(Q["release_lease"], params))
+        self._db.call(
+            "release the lease in", lambda conn, _: conn.execute(Q["release_lease"], params)
+        )
 
     @staticmethod
     def _fence(conn: Connection, lease: Lease) -> None:
@@ -433,7 +197,7 @@ class PostgreSQLStore:
     # -- checkpoints and runs -----------------------------------------------------------
 
     def load_checkpoint(self, job: str) -> Checkpoint | None:
-        return self._call("read", lambda conn, _: self._checkpoint(conn, job))
+        return self._db.call("read", lambda conn, _: self._checkpoint(conn, job))
 
     def _checkpoint(self, conn: Connection, job: str) -> Checkpoint | None:
         row = conn.execute(Q["load_checkpoint"], {"job": job}).fetchone()
@@ -452,7 +216,7 @@ class PostgreSQLStore:
             if cur.rowcount != 1:
                 raise LeaseLost(_lost_message(lease))
 
-        self._call("write a checkpoint to", op)
+        self._db.call("write a checkpoint to", op)
 
     def begin_run(self, lease: Lease, run: RunRecord) -> None:
         def op(conn: Connection, attempt: int) -> None:
@@ -481,7 +245,7 @@ class PostgreSQLStore:
                     {"job": run.job, "status": run.status, "now": run.started_at},
                 )
 
-        self._call("record the run in", op)
+        self._db.call("record the run in", op)
 
     def end_run(
         self,
@@ -524,7 +288,7 @@ class PostgreSQLStore:
                         Q["set_job_status"], {"job": run.job, "status": run.status, "now": now}
                     )
 
-        self._call("record the end of the run in", op)
+        self._db.call("record the end of the run in", op)
 
     # -- reading for people -------------------------------------------------------------
 
@@ -533,14 +297,14 @@ class PostgreSQLStore:
             rows = conn.execute(Q["list_jobs"]).fetchall()
             return [self._job_record(conn, row) for row in rows]
 
-        return self._call("read", op)
+        return self._db.call("read", op)
 
     def get_job(self, job: str) -> JobRecord | None:
         def op(conn: Connection, attempt: int) -> JobRecord | None:
             row = conn.execute(Q["get_job"], {"job": job}).fetchone()
             return None if row is None else self._job_record(conn, row)
 
-        return self._call("read", op)
+        return self._db.call("read", op)
 
     def _job_record(self, conn: Connection, row: tuple[Any, ...]) -> JobRecord:
         job, name, params, status, created_at, updated_at, summary = row
@@ -561,7 +325,7 @@ class PostgreSQLStore:
         def op(conn: Connection, attempt: int) -> list[tuple[Any, ...]]:
             return conn.execute(Q["list_runs"], {"job": job, "limit": limit}).fetchall()
 
-        rows = self._call("read", op)
+        rows = self._db.call("read", op)
         where = f"store {self.url}, runs of {job!r}"
         return [
             RunRecord(
@@ -586,7 +350,7 @@ class PostgreSQLStore:
             params = {"job": job, "statuses": list(statuses)}
             return conn.execute(Q["list_items"], params).fetchall()
 
-        rows = self._call("read", op)
+        rows = self._db.call("read", op)
         where = f"store {self.url}, items of {job!r}"
         return [
             ItemRecord(
@@ -619,7 +383,7 @@ class PostgreSQLStore:
                 conn.execute(Q["delete_runs"], {"job": job})
             return found_before
 
-        return self._call("reset a job in", op)
+        return self._db.call("reset a job in", op)
 
 
 def _lease_from_row(row: tuple[Any, ...]) -> LeaseInfo:
