@@ -162,6 +162,23 @@ def test_redact_hides_passwords_only() -> None:
     assert redact("postgresql://u:@/db?host=/tmp/s") == "postgresql://u@/db?host=/tmp/s"
 
 
+def test_midway_names_its_sessions_unless_the_url_does(postgresql_url: str) -> None:
+    for url, expected in (
+        (postgresql_url, "midway"),
+        (with_query(postgresql_url, "application_name=nightly-import"), "nightly-import"),
+    ):
+        store = open_store(url)
+        try:
+            with connect(postgresql_url) as conn:
+                rows = conn.execute(
+                    "SELECT application_name FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                ).fetchall()
+            assert {name for (name,) in rows} == {expected}
+        finally:
+            store.close()
+
+
 def test_reading_commands_do_not_create_the_tables(postgresql_url: str) -> None:
     with pytest.raises(midway.StoreNotFound, match="no midway tables"):
         open_store(postgresql_url, create=False)

@@ -40,7 +40,9 @@ LOCK_TIMEOUT = "30s"
 RETRY_PARAM = "midway_retry_seconds"
 
 # Connection settings midway picks unless the URL sets them: a name that shows in
-# pg_stat_activity, and keepalives that notice a server gone without a word within ~20 s.
+# pg_stat_activity, keepalives that notice a server gone without a word within ~20 s, and a
+# bound on how long sent data may go unacknowledged (a dead network mid-write), so that a
+# call hangs for seconds, not for the kernel's quarter of an hour.
 CONNECT_DEFAULTS = {
     "application_name": "midway",
     "connect_timeout": "10",
@@ -48,6 +50,7 @@ CONNECT_DEFAULTS = {
     "keepalives_idle": "10",
     "keepalives_interval": "3",
     "keepalives_count": "3",
+    "tcp_user_timeout": "20000",
 }
 
 # Connection failures no retry can mend: a wrong database, user, password or permission.
