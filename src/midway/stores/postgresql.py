@@ -67,11 +67,15 @@ class PostgreSQLStore:
         self._db = PgConnection(url, durable=durable, retry_seconds=retry_seconds)
         self.url = self._db.url  # the password hidden
         self.durable = durable
-        self._db.call(
-            "open",
-            lambda conn, attempt: self._migrate(conn, create=create),
-            retry_seconds=min(self._db.retry_seconds, OPEN_RETRY_SECONDS),
-        )
+        try:
+            self._db.call(
+                "open",
+                lambda conn, attempt: self._migrate(conn, create=create),
+                retry_seconds=min(self._db.retry_seconds, OPEN_RETRY_SECONDS),
+            )
+        except BaseException:
+            self._db.close()
+            raise
 
     def _migrate(self, conn: Connection, *, create: bool) -> None:
         version = self._schema_version(conn)
@@ -85,13 +89,9 @@ class PostgreSQLStore:
         with conn.transaction():
             conn.execute(Q["migration_lock"])
             conn.execute(Q["create_schema_table"])
-            current = self._one(conn, Q["schema_version"])
+            current = int(self._one(conn, Q["schema_version"]))
             if current > SCHEMA_VERSION:
-                raise StoreTooNew(
-                    f"store {self.url} has schema version {current}, written by a newer "
-                    f"midway; this midway knows versions up to {SCHEMA_VERSION}. Upgrade "
-                    "midway (pip install -U midway); nothing was changed."
-                )
+                raise self._too_new(current)
             for number, statements in sqlfiles.migrations("postgresql"):
                 if number > current:
                     for statement in statements:
@@ -103,12 +103,15 @@ class PostgreSQLStore:
             return None
         version = int(self._one(conn, Q["schema_version"]))
         if version > SCHEMA_VERSION:
-            raise StoreTooNew(
-                f"store {self.url} has schema version {version}, written by a newer midway; "
-                f"this midway knows versions up to {SCHEMA_VERSION}. Upgrade midway "
-                "(pip install -U midway); nothing was changed."
-            )
+            raise self._too_new(version)
         return version
+
+    def _too_new(self, version: int) -> StoreTooNew:
+        return StoreTooNew(
+            f"store {self.url} has schema version {version}, written by a newer midway; this "
+            f"midway knows versions up to {SCHEMA_VERSION}. Upgrade midway "
+            "(pip install -U midway); nothing was changed."
+        )
 
     @staticmethod
     def _one(conn: Connection, query: str, params: dict[str, Any] | None = None) -> Any:
