@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from support.pg import pg_server, postgresql_url  # noqa: F401 (fixtures)
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
-STORE_KINDS = ("sqlite", "file")
+STORE_KINDS = ("sqlite", "file", "postgresql")
 
 
 def store_url_for(kind: str, folder: Path) -> str:
@@ -24,6 +26,9 @@ def store_url_for(kind: str, folder: Path) -> str:
 @pytest.fixture(params=STORE_KINDS)
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """Runs the test once per store kind: every store keeps the same promises."""
+    if request.param == "postgresql":  # a fresh database on the session's server
+        url: str = request.getfixturevalue("postgresql_url")
+        return url
     return store_url_for(request.param, tmp_path)
 
 

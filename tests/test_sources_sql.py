@@ -17,14 +17,18 @@ import pytest
 import midway
 from midway import ConfigError, SourceError, sources
 from midway.sources import Source
-from support.pg import postgres_url
+from support.pg import PgServer
 from test_sources import items_of, walk
 
 
-@pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    with postgres_url() as url:
+@pytest.fixture
+def pg_url(pg_server: PgServer) -> Iterator[str]:
+    """A fresh database on the session's server (tests/support/pg.py)."""
+    url = pg_server.create_database()
+    try:
         yield url
+    finally:
+        pg_server.drop_database(url)
 
 
 class Db:

@@ -38,6 +38,7 @@ from typing import Any
 from midway.checkpoint import Checkpoint
 from midway.identity import make_job_id
 from midway.stores import JobRecord, open_store
+from support import pg
 
 POLL = 0.005
 _STARTED: list[subprocess.Popen[bytes]] = []
@@ -541,6 +542,8 @@ def store_is_busy(url: str, job_key: str) -> bool:
         finally:
             os.close(fd)
         return False
+    if url.startswith(("postgresql:", "postgres:")):
+        return pg.store_is_busy(url)
     raise ValueError(f"no lock peek for store {url}")
 
 
@@ -548,7 +551,8 @@ def store_is_busy(url: str, job_key: str) -> bool:
 def store_write_lock(url: str, job_key: str) -> Iterator[None]:
     """Hold the store's write lock from this process: commits of others wait meanwhile.
 
-    SQLite: an open ``BEGIN IMMEDIATE`` transaction; file store: the job folder's flock.
+    SQLite: an open ``BEGIN IMMEDIATE`` transaction; file store: the job folder's flock;
+    PostgreSQL: a transaction holding a SHARE lock on the checkpoints table.
     It plays a store that is slow to commit (a busy disk, a slow network filesystem).
     """
     if url.startswith("sqlite:///"):
@@ -573,6 +577,10 @@ def store_write_lock(url: str, job_key: str) -> Iterator[None]:
                 fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)
+        return
+    if url.startswith(("postgresql:", "postgres:")):
+        with pg.write_lock(url):
+            yield
         return
     raise ValueError(f"no write lock for store {url}")
 

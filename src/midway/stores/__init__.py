@@ -60,7 +60,8 @@ def open_store(url: str | None = None, *, durable: bool = True, create: bool = T
     """Open (creating if needed) the store at ``url``.
 
     ``sqlite:///relative.db`` and ``sqlite:////absolute.db``; ``file:///absolute/dir`` and
-    ``file:relative/dir``; a bare path ending in .db / .sqlite is taken as SQLite.
+    ``file:relative/dir``; ``postgresql://user:password@host:port/database`` (needs
+    ``pip install 'midway[postgres]'``); a bare path ending in .db / .sqlite is taken as SQLite.
     ``create=False`` (for commands that only read) raises ``StoreNotFound`` instead of
     creating a store that is not there.
     """
@@ -80,10 +81,9 @@ def open_store(url: str | None = None, *, durable: bool = True, create: bool = T
             _existing(url, _path_of(url, rest, sqlalchemy=False), create), url, durable=durable
         )
     if scheme in ("postgresql", "postgres"):
-        raise ConfigError(
-            f"store {url!r}: the PostgreSQL store is not part of this version of midway yet; "
-            "use sqlite:///path.db or file:///dir"
-        )
+        from midway.stores.postgresql import PostgreSQLStore  # ConfigError without psycopg
+
+        return PostgreSQLStore(url, durable=durable, create=create)
     if "://" not in url and url.endswith((".db", ".sqlite", ".sqlite3")):
         from midway.stores.sqlite import SQLiteStore
 
@@ -91,5 +91,6 @@ def open_store(url: str | None = None, *, durable: bool = True, create: bool = T
         return SQLiteStore(path, f"sqlite:///{url}", durable=durable)
     raise ConfigError(
         f"store {url!r} is not a store URL midway knows. Use sqlite:///path.db (embedded, the "
-        "default), or file:///abs/dir (plain JSON files)"
+        "default), postgresql://user:password@host/db (shared), or file:///abs/dir (plain "
+        "JSON files)"
     )

@@ -1,0 +1,400 @@
+"""``postgresql://user:pass@host:port/db``: one store shared by many processes and machines.
+
+The tables are those of the SQLite store (``midway_`` prefixed, in the first schema of the
+connection's ``search_path``), created by the numbered migrations in ``sql/postgresql`` under
+an advisory lock, so that two runners opening a new store at once do not race.
+
+Fencing: a checkpoint is written by one statement that locks the lease row ``FOR SHARE`` and
+writes only while the runner's token is still the lease's; a takeover (``SELECT ... FOR
+UPDATE`` in ``acquire_lease``) waits for a write in progress, and once it has committed no
+write of the old token gets through.
+
+Clocks: a lease's start and expiry are the *server's* clock, and so is the decision whether
+it has expired, so runners on machines whose clocks disagree still agree on when a lease is
+free. Timestamps the engine records (checkpoints, runs) are the runner's own clock, as in the
+other stores.
+
+Durable (the default) is PostgreSQL's own ``synchronous_commit = on``: a commit is flushed to
+the server's WAL before midway reports the checkpoint written. ``durable=False`` turns it off
+for the session (a crash of the server may lose the last commits; a crash of the runner loses
+nothing); taking a lease always commits synchronously, as its token must never be handed out
+twice.
+
+A dropped connection (the server restarted, a network blip) is retried with backoff for
+``retry_seconds`` (30 s; ``?midway_retry_seconds=N`` in the URL changes it; see
+``pgconnection``), then the call fails with ``StoreUnavailable`` (exit 3) and the last
+checkpoint stands. Every write here is safe to do again when the answer to its commit was
+lost: a checkpoint written twice with the same version and token is the same row, a run is
+inserted once, and an end of run that already committed is recognised as such.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from midway import jsonutil
+from midway.checkpoint import Checkpoint
+from midway.errors import LeaseLost, StoreNotFound, StoreTooNew
+from midway.identity import JobId
+from midway.jsonutil import JSONValue
+from midway.owner import Owner
+from midway.stores import sqlfiles
+from midway.stores.base import (
+    ItemRecord,
+    JobRecord,
+    Lease,
+    LeaseInfo,
+    RunRecord,
+    check_lease_free,
+    lost_message,
+)
+from midway.stores.pgconnection import OPEN_RETRY_SECONDS, Connection, PgConnection
+from midway.stores.sqlite import _checkpoint_from_row, _checkpoint_params, _load
+
+Q = sqlfiles.queries("postgresql")
+SCHEMA_VERSION = max(v for v, _ in sqlfiles.migrations("postgresql"))
+
+
+class PostgreSQLStore:
+    def __init__(
+        self,
+        url: str,
+        *,
+        durable: bool = True,
+        create: bool = True,
+        retry_seconds: float | None = None,
+    ) -> None:
+        self._db = PgConnection(url, durable=durable, retry_seconds=retry_seconds)
+        self.url = self._db.url  # the password hidden
+        self.durable = durable
+        try:
+            self._db.call(
+                "open",
+                lambda conn, attempt: self._migrate(conn, create=create),
+                retry_seconds=min(self._db.retry_seconds, OPEN_RETRY_SECONDS),
+            )
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _migrate(self, conn: Connection, *, create: bool) -> None:
+        version = self._schema_version(conn)
+        if version == SCHEMA_VERSION:
+            return  # the usual case: two reads, no lock
+        if version is None and not create:
+            raise StoreNotFound(
+                f"there is no store at {self.url}: that database holds no midway tables "
+                "(no job has run with it yet). Check --store or $MIDWAY_STORE."
+            )
+        with conn.transaction():
+            conn.execute(Q["migration_lock"])
+            conn.execute(Q["create_schema_table"])
+            current = int(self._one(conn, Q["schema_version"]))
+            if current > SCHEMA_VERSION:
+                raise self._too_new(current)
+            for number, statements in sqlfiles.migrations("postgresql"):
+                if number > current:
+                    for statement in statements:
+                        conn.execute(statement)  # our own files: no parameters
+                    conn.execute(Q["record_migration"], {"version": number})
+
+    def _schema_version(self, conn: Connection) -> int | None:
+        if not self._one(conn, Q["schema_table"]):
+            return None
+        version = int(self._one(conn, Q["schema_version"]))
+        if version > SCHEMA_VERSION:
+            raise self._too_new(version)
+        return version
+
+    def _too_new(self, version: int) -> StoreTooNew:
+        return StoreTooNew(
+            f"store {self.url} has schema version {version}, written by a newer midway; this "
+            f"midway knows versions up to {SCHEMA_VERSION}. Upgrade midway "
+            "(pip install -U midway); nothing was changed."
+        )
+
+    @staticmethod
+    def _one(conn: Connection, query: str, params: dict[str, Any] | None = None) -> Any:
+        row = conn.execute(query, params).fetchone()
+        assert row is not None
+        return row[0]
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- leases -------------------------------------------------------------------------
+
+    @staticmethod
+    def _lease_info(conn: Connection, job: str) -> LeaseInfo | None:
+        row = conn.execute(Q["get_lease"], {"job": job}).fetchone()
+        return None if row is None else _lease_from_row(row)
+
+    def acquire_lease(self, job: JobId, owner: Owner, ttl: float) -> Lease:
+        first_seen: list[LeaseInfo | None] = []
+
+        def op(conn: Connection, attempt: int) -> Lease:
+            with conn.transaction():
+                if not self.durable:
+                    conn.execute("SET LOCAL synchronous_commit = on")
+                conn.execute(Q["ensure_lease_row"], {"job": job.key})
+                row = conn.execute(Q["lock_lease"], {"job": job.key}).fetchone()
+                assert row is not None
+                current, now = _lease_from_row(row[:7]), float(row[7])
+                check_lease_free(job.key, current, owner, now)
+                # A retry whose first try committed finds its own lease: report what the
+                # first try found instead.
+                if not first_seen:
+                    first_seen.append(current)
+                seen = first_seen[0]
+                took_over = seen if seen is not None and seen.owner is not None else None
+                token = (current.token if current else 0) + 1
+                conn.execute(
+                    Q["put_lease"],
+                    {
+                        "job": job.key,
+                        "token": token,
+                        "host": owner.host,
+                        "pid": owner.pid,
+                        "pid_started": owner.pid_started,
+                        "now": now,
+                        "ttl": float(ttl),
+                    },
+                )
+                conn.execute(
+                    Q["ensure_job"],
+                    {
+                        "job": job.key,
+                        "name": job.name,
+                        "params": jsonutil.canonical(job.params),
+                        "now": now,
+                    },
+                )
+            return Lease(job.key, token, owner, ttl, took_over)
+
+        return self._db.call("take the lease in", op)
+
+    def renew_lease(self, lease: Lease) -> bool:
+        params = {"job": lease.job, "token": lease.token, "ttl": float(lease.ttl)}
+
+        def op(conn: Connection, attempt: int) -> bool:
+            return conn.execute(Q["renew_lease"], params).rowcount == 1
+
+        # No longer than a heartbeat: the keeper tries again at the next one.
+        return self._db.call(
+            "renew the lease in", op, retry_seconds=min(self._db.retry_seconds, lease.ttl / 3)
+        )
+
+    def release_lease(self, lease: Lease) -> None:
+        params = {"job": lease.job, "token": lease.token}
+        self._db.call(
+            "release the lease in", lambda conn, _: conn.execute(Q["release_lease"], params)
+        )
+
+    @staticmethod
+    def _fence(conn: Connection, lease: Lease) -> None:
+        """Inside a transaction: the lease is still ours, and stays so until it ends."""
+        if conn.execute(Q["holds_lease"], {"job": lease.job, "token": lease.token}).fetchone():
+            return
+        raise LeaseLost(lost_message(lease))
+
+    # -- checkpoints and runs -----------------------------------------------------------
+
+    def load_checkpoint(self, job: str) -> Checkpoint | None:
+        return self._db.call("read", lambda conn, _: self._checkpoint(conn, job))
+
+    def _checkpoint(self, conn: Connection, job: str) -> Checkpoint | None:
+        row = conn.execute(Q["load_checkpoint"], {"job": job}).fetchone()
+        if row is None:
+            return None
+        return _checkpoint_from_row(row, f"store {self.url}, job {job!r}")
+
+    def write_checkpoint(self, lease: Lease, checkpoint: Checkpoint) -> None:
+        params = _checkpoint_params(checkpoint)
+        params["token"] = lease.token
+
+        def op(conn: Connection, attempt: int) -> None:
+            # One statement is one transaction: the fence check and the write commit together.
+            # Done again after a lost answer, it writes the very same row.
+            cur = conn.execute(Q["write_checkpoint"], params)  # prepared from the 5th on
+            if cur.rowcount != 1:
+                raise LeaseLost(lost_message(lease))
+
+        self._db.call("write a checkpoint to", op)
+
+    def begin_run(self, lease: Lease, run: RunRecord) -> None:
+        def op(conn: Connection, attempt: int) -> None:
+            with conn.transaction():
+                self._fence(conn, lease)
+                conn.execute(
+                    Q["crash_stale_runs"],
+                    {"job": run.job, "now": run.started_at, "run_id": run.run_id},
+                )
+                conn.execute(
+                    Q["insert_run"],
+                    {
+                        "run_id": run.run_id,
+                        "job": run.job,
+                        "status": run.status,
+                        "host": run.host,
+                        "pid": run.pid,
+                        "started_at": run.started_at,
+                        "resumed_from": _opt_json(run.resumed_from),
+                        "start_processed": run.start_processed,
+                        "command": run.command,
+                    },
+                )
+                conn.execute(
+                    Q["set_job_status"],
+                    {"job": run.job, "status": run.status, "now": run.started_at},
+                )
+
+        self._db.call("record the run in", op)
+
+    def end_run(
+        self,
+        lease: Lease,
+        run: RunRecord,
+        *,
+        completed: bool,
+        summary: dict[str, JSONValue] | None,
+    ) -> None:
+        now = run.ended_at or time.time()
+        summary_json = jsonutil.dumps(summary) if summary is not None else None
+
+        def op(conn: Connection, attempt: int) -> None:
+            with conn.transaction():
+                ended = {"run_id": run.run_id, "status": run.status}
+                if attempt > 1 and conn.execute(Q["run_ended"], ended).fetchone():
+                    return  # the first try committed; only its answer was lost
+                self._fence(conn, lease)
+                if completed:
+                    conn.execute(Q["delete_checkpoint"], {"job": run.job})
+                    conn.execute(Q["delete_settled_items"], {"job": run.job})
+                conn.execute(Q["release_lease"], {"job": lease.job, "token": lease.token})
+                conn.execute(
+                    Q["end_run"],
+                    {
+                        "run_id": run.run_id,
+                        "status": run.status,
+                        "ended_at": now,
+                        "processed": run.processed,
+                        "message": run.message,
+                    },
+                )
+                if summary_json is not None:
+                    conn.execute(
+                        Q["finish_job"],
+                        {"job": run.job, "status": run.status, "now": now, "summary": summary_json},
+                    )
+                else:
+                    conn.execute(
+                        Q["set_job_status"], {"job": run.job, "status": run.status, "now": now}
+                    )
+
+        self._db.call("record the end of the run in", op)
+
+    # -- reading for people -------------------------------------------------------------
+
+    def list_jobs(self) -> list[JobRecord]:
+        def op(conn: Connection, attempt: int) -> list[JobRecord]:
+            rows = conn.execute(Q["list_jobs"]).fetchall()
+            return [self._job_record(conn, row) for row in rows]
+
+        return self._db.call("read", op)
+
+    def get_job(self, job: str) -> JobRecord | None:
+        def op(conn: Connection, attempt: int) -> JobRecord | None:
+            row = conn.execute(Q["get_job"], {"job": job}).fetchone()
+            return None if row is None else self._job_record(conn, row)
+
+        return self._db.call("read", op)
+
+    def _job_record(self, conn: Connection, row: tuple[Any, ...]) -> JobRecord:
+        job, name, params, status, created_at, updated_at, summary = row
+        where = f"store {self.url}, job {job!r}"
+        return JobRecord(
+            job=job,
+            name=name,
+            params=_load(params, where),
+            status=status,
+            created_at=created_at,
+            updated_at=updated_at,
+            summary=_load(summary, where) if summary else None,
+            checkpoint=self._checkpoint(conn, job),
+            lease=self._lease_info(conn, job),
+        )
+
+    def list_runs(self, job: str, limit: int = 20) -> list[RunRecord]:
+        def op(conn: Connection, attempt: int) -> list[tuple[Any, ...]]:
+            return conn.execute(Q["list_runs"], {"job": job, "limit": limit}).fetchall()
+
+        rows = self._db.call("read", op)
+        where = f"store {self.url}, runs of {job!r}"
+        return [
+            RunRecord(
+                run_id=r[0],
+                job=r[1],
+                status=r[2],
+                host=r[3],
+                pid=r[4],
+                started_at=r[5],
+                ended_at=r[6],
+                resumed_from=_load(r[7], where) if r[7] else None,
+                start_processed=r[8],
+                processed=r[9],
+                message=r[10],
+                command=r[11],
+            )
+            for r in rows
+        ]
+
+    def list_items(self, job: str, statuses: tuple[str, ...]) -> list[ItemRecord]:
+        def op(conn: Connection, attempt: int) -> list[tuple[Any, ...]]:
+            params = {"job": job, "statuses": list(statuses)}
+            return conn.execute(Q["list_items"], params).fetchall()
+
+        rows = self._db.call("read", op)
+        where = f"store {self.url}, items of {job!r}"
+        return [
+            ItemRecord(
+                key=_load(r[0], where),
+                status=r[1],
+                error=r[2],
+                traceback=r[3],
+                attempts=r[4],
+                position=_load(r[5], where) if r[5] else None,
+                item=_load(r[6], where) if r[6] else None,
+                updated_at=r[7],
+            )
+            for r in rows
+        ]
+
+    def reset(self, job: str, me: Owner) -> bool:
+        found_before = False
+
+        def op(conn: Connection, attempt: int) -> bool:
+            nonlocal found_before
+            with conn.transaction():
+                row = conn.execute(Q["lock_lease"], {"job": job}).fetchone()
+                if row is not None:
+                    check_lease_free(job, _lease_from_row(row[:7]), me, float(row[7]))
+                    # A runner whose lease lapsed unnoticed must not write into the empty job.
+                    conn.execute(Q["release_any_lease"], {"job": job})
+                # Found by a try whose commit went unanswered counts as found.
+                found_before |= conn.execute(Q["delete_job"], {"job": job}).rowcount > 0
+                conn.execute(Q["delete_items"], {"job": job})
+                conn.execute(Q["delete_runs"], {"job": job})
+            return found_before
+
+        return self._db.call("reset a job in", op)
+
+
+def _lease_from_row(row: tuple[Any, ...]) -> LeaseInfo:
+    job, token, host, pid, pid_started, since, expires_at = row
+    owner = Owner(host, pid, pid_started) if host is not None else None
+    return LeaseInfo(job, token, owner, since, expires_at)
+
+
+def _opt_json(value: JSONValue) -> str | None:
+    return None if value is None else jsonutil.dumps(value)

@@ -1,0 +1,161 @@
+-- Named queries for the PostgreSQL store; parameters are %(named)s (psycopg's style).
+-- Lease times come from the server's clock (clock_timestamp()), so runners on machines whose
+-- clocks disagree still agree on when a lease expires.
+
+-- name: server_time
+SELECT extract(epoch FROM clock_timestamp())::double precision;
+
+-- name: schema_table
+SELECT to_regclass('midway_schema') IS NOT NULL;
+
+-- name: schema_version
+SELECT coalesce(max(version), 0) FROM midway_schema;
+
+-- name: migration_lock
+-- Two processes opening a new store at once: the second waits here, then finds it migrated.
+SELECT pg_advisory_xact_lock(hashtext('midway schema of ' || coalesce(current_schema(), '')));
+
+-- name: create_schema_table
+CREATE TABLE IF NOT EXISTS midway_schema (version integer NOT NULL);
+
+-- name: record_migration
+INSERT INTO midway_schema (version) VALUES (%(version)s);
+
+-- name: ensure_lease_row
+-- A row to lock, even for a job never leased before: two first runners then queue on it.
+INSERT INTO midway_leases (job, token, since, expires_at)
+VALUES (%(job)s, 0, 0, 0)
+ON CONFLICT (job) DO NOTHING;
+
+-- name: lock_lease
+SELECT job, token, host, pid, pid_started, since, expires_at,
+    extract(epoch FROM clock_timestamp())::double precision
+FROM midway_leases WHERE job = %(job)s
+FOR UPDATE;
+
+-- name: get_lease
+SELECT job, token, host, pid, pid_started, since, expires_at
+FROM midway_leases WHERE job = %(job)s;
+
+-- name: put_lease
+UPDATE midway_leases SET token = %(token)s, host = %(host)s, pid = %(pid)s,
+    pid_started = %(pid_started)s, since = %(now)s, expires_at = %(now)s + %(ttl)s
+WHERE job = %(job)s;
+
+-- name: renew_lease
+UPDATE midway_leases
+SET expires_at = extract(epoch FROM clock_timestamp())::double precision + %(ttl)s
+WHERE job = %(job)s AND token = %(token)s AND host IS NOT NULL;
+
+-- name: release_lease
+UPDATE midway_leases SET host = NULL, pid = NULL, pid_started = NULL, expires_at = 0
+WHERE job = %(job)s AND token = %(token)s;
+
+-- name: release_any_lease
+UPDATE midway_leases SET host = NULL, pid = NULL, pid_started = NULL, expires_at = 0
+WHERE job = %(job)s;
+
+-- name: holds_lease
+-- FOR SHARE: a takeover (which updates this row) waits until this transaction ends.
+SELECT 1 FROM midway_leases
+WHERE job = %(job)s AND token = %(token)s AND host IS NOT NULL
+FOR SHARE;
+
+-- name: ensure_job
+INSERT INTO midway_jobs (job, name, params, status, created_at, updated_at)
+VALUES (%(job)s, %(name)s, %(params)s, 'new', %(now)s, %(now)s)
+ON CONFLICT (job) DO NOTHING;
+
+-- name: set_job_status
+UPDATE midway_jobs SET status = %(status)s, updated_at = %(now)s WHERE job = %(job)s;
+
+-- name: finish_job
+UPDATE midway_jobs SET status = %(status)s, updated_at = %(now)s, summary = %(summary)s
+WHERE job = %(job)s;
+
+-- name: write_checkpoint
+-- One statement, so one transaction: the fence and the write commit together. The fence row
+-- is locked FOR SHARE, so a takeover cannot commit between the check and the write; once a
+-- takeover has committed, the re-checked row no longer matches and nothing is written.
+-- Written again with the same values (a retry whose first commit went unanswered), it
+-- leaves the same row: the write is idempotent.
+WITH fence AS (
+    SELECT job FROM midway_leases
+    WHERE job = %(job)s AND token = %(token)s AND host IS NOT NULL
+    FOR SHARE
+)
+INSERT INTO midway_checkpoints (
+    job, version, run_id, position, succeeded, failed, skipped, in_doubt,
+    state, fingerprint, total, started_at, updated_at, extra)
+SELECT fence.job, %(version)s::bigint, %(run_id)s::text, %(position)s::text,
+    %(succeeded)s::bigint, %(failed)s::bigint, %(skipped)s::bigint, %(in_doubt)s::bigint,
+    %(state)s::text, %(fingerprint)s::text, %(total)s::bigint,
+    %(started_at)s::double precision, %(updated_at)s::double precision, %(extra)s::text
+FROM fence
+ON CONFLICT (job) DO UPDATE SET
+    version = excluded.version, run_id = excluded.run_id, position = excluded.position,
+    succeeded = excluded.succeeded, failed = excluded.failed, skipped = excluded.skipped,
+    in_doubt = excluded.in_doubt, state = excluded.state, fingerprint = excluded.fingerprint,
+    total = excluded.total, started_at = excluded.started_at,
+    updated_at = excluded.updated_at, extra = excluded.extra;
+
+-- name: load_checkpoint
+SELECT job, version, run_id, position, succeeded, failed, skipped, in_doubt,
+    state, fingerprint, total, started_at, updated_at, extra
+FROM midway_checkpoints WHERE job = %(job)s;
+
+-- name: delete_checkpoint
+DELETE FROM midway_checkpoints WHERE job = %(job)s;
+
+-- name: delete_settled_items
+DELETE FROM midway_items WHERE job = %(job)s AND status IN ('done', 'started');
+
+-- name: crash_stale_runs
+-- Not this run itself: begin_run may be retried after its first commit went unanswered.
+UPDATE midway_runs SET status = 'crashed', ended_at = %(now)s,
+    message = 'the runner ended without a word: killed, crashed, or the machine went down'
+WHERE job = %(job)s AND status = 'running' AND run_id <> %(run_id)s;
+
+-- name: insert_run
+INSERT INTO midway_runs (
+    run_id, job, status, host, pid, started_at, resumed_from, start_processed, command)
+VALUES (%(run_id)s, %(job)s, %(status)s, %(host)s, %(pid)s, %(started_at)s, %(resumed_from)s,
+    %(start_processed)s, %(command)s)
+ON CONFLICT (run_id) DO NOTHING;
+
+-- name: run_ended
+-- Did an earlier try of end_run commit, though its answer was lost?
+SELECT 1 FROM midway_runs
+WHERE run_id = %(run_id)s AND status = %(status)s AND ended_at IS NOT NULL;
+
+-- name: end_run
+UPDATE midway_runs SET status = %(status)s, ended_at = %(ended_at)s,
+    processed = %(processed)s, message = %(message)s
+WHERE run_id = %(run_id)s;
+
+-- name: list_jobs
+SELECT job, name, params, status, created_at, updated_at, summary
+FROM midway_jobs ORDER BY updated_at DESC;
+
+-- name: get_job
+SELECT job, name, params, status, created_at, updated_at, summary
+FROM midway_jobs WHERE job = %(job)s;
+
+-- name: list_runs
+SELECT run_id, job, status, host, pid, started_at, ended_at, resumed_from,
+    start_processed, processed, message, command
+FROM midway_runs WHERE job = %(job)s ORDER BY started_at DESC LIMIT %(limit)s;
+
+-- name: list_items
+SELECT key, status, error, traceback, attempts, position, item, updated_at
+FROM midway_items WHERE job = %(job)s AND status = ANY(%(statuses)s)
+ORDER BY updated_at, key COLLATE "C";
+
+-- name: delete_job
+DELETE FROM midway_jobs WHERE job = %(job)s;
+
+-- name: delete_items
+DELETE FROM midway_items WHERE job = %(job)s;
+
+-- name: delete_runs
+DELETE FROM midway_runs WHERE job = %(job)s;
