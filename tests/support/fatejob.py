@@ -26,6 +26,7 @@ if len(sys.argv) > 2:
 log_fd = os.open(cfg["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 sent_fd = os.open(cfg["sent"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 fate, pause = cfg["fate"], cfg["pause"]
+MARK = "%s" if cfg["store"].startswith("postgres") else "?"  # the driver's placeholder
 
 
 def handle(item, ctx):
@@ -43,7 +44,7 @@ def handle(item, ctx):
         os.write(sent_fd, f"{item}\n".encode())
         os.fsync(sent_fd)
     elif fate == "insert":
-        ctx.transaction.execute("INSERT INTO sent (n) VALUES (?)", (item,))
+        ctx.transaction.execute(f"INSERT INTO sent (n) VALUES ({MARK})", (item,))
     ctx.state["handled"] = ctx.state.get("handled", 0) + 1
 
 

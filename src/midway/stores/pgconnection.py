@@ -31,6 +31,9 @@ except ImportError as exc:  # the optional extra is not installed
         "Install it with: pip install 'midway[postgres]'"
     ) from None
 
+PgError = psycopg.Error
+"""psycopg's root error, for modules that must not import psycopg before this one."""
+
 RETRY_SECONDS = 30.0
 """How long a call keeps reconnecting after the connection dropped, before giving up."""
 OPEN_RETRY_SECONDS = 5.0
@@ -227,6 +230,16 @@ class PgConnection:
             "last checkpoint stands, and the job resumes from it when run again once "
             "PostgreSQL is reachable."
         )
+
+    def translate_now(self, exc: psycopg.Error, doing: str) -> MidwayError:
+        """For a call that must not be retried (an open transaction died with it)."""
+        if self._transient(exc):
+            return StoreUnavailable(
+                f"lost the connection to store {self.url} while trying to {doing} "
+                f"({_one_line(exc)}); the open transaction was rolled back with it. The last "
+                "checkpoint stands, and the job resumes from it when run again."
+            )
+        return self._translate(exc, doing)
 
     def _translate(self, exc: psycopg.Error, doing: str) -> MidwayError:
         """psycopg's errors that a retry cannot mend, as midway's (exit 3)."""

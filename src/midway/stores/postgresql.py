@@ -30,27 +30,35 @@ inserted once, and an end of run that already committed is recognised as such.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
-from midway import jsonutil
-from midway.checkpoint import Checkpoint
+from midway import faults, jsonutil, ledger
+from midway.checkpoint import Checkpoint, Counters
 from midway.errors import LeaseLost, StoreNotFound, StoreTooNew
 from midway.identity import JobId
 from midway.jsonutil import JSONValue
+from midway.ledger import DROP, ItemRecord
 from midway.owner import Owner
 from midway.stores import sqlfiles
 from midway.stores.base import (
-    ItemRecord,
+    HistoryPoint,
     JobRecord,
     Lease,
     LeaseInfo,
+    Note,
     RunRecord,
     check_lease_free,
     lost_message,
 )
-from midway.stores.pgconnection import OPEN_RETRY_SECONDS, Connection, PgConnection
-from midway.stores.sqlite import _checkpoint_from_row, _checkpoint_params, _load
+from midway.stores.pgconnection import (  # first: a ConfigError if psycopg is missing
+    OPEN_RETRY_SECONDS,
+    Connection,
+    PgConnection,
+    PgError,
+)
+from midway.stores.sqlite import _checkpoint_from_row, _checkpoint_params, _item_params, _load
 
 Q = sqlfiles.queries("postgresql")
 SCHEMA_VERSION = max(v for v, _ in sqlfiles.migrations("postgresql"))
@@ -68,6 +76,7 @@ class PostgreSQLStore:
         self._db = PgConnection(url, durable=durable, retry_seconds=retry_seconds)
         self.url = self._db.url  # the password hidden
         self.durable = durable
+        self._in_transaction = False  # an exactly-once run's transaction is open
         try:
             self._db.call(
                 "open",
@@ -97,6 +106,8 @@ class PostgreSQLStore:
                 if number > current:
                     for statement in statements:
                         conn.execute(statement)  # our own files: no parameters
+                        if faults.ACTIVE:
+                            faults.hit("migrate.between")
                     conn.execute(Q["record_migration"], {"version": number})
 
     def _schema_version(self, conn: Connection) -> int | None:
@@ -213,14 +224,170 @@ class PostgreSQLStore:
         params = _checkpoint_params(checkpoint)
         params["token"] = lease.token
 
+        if self._in_transaction:  # exactly-once: the handler's writes commit with it
+            self._commit_checkpoint(lease, checkpoint, params)
+            return
+
         def op(conn: Connection, attempt: int) -> None:
-            # One statement is one transaction: the fence check and the write commit together.
-            # Done again after a lost answer, it writes the very same row.
-            cur = conn.execute(Q["write_checkpoint"], params)  # prepared from the 5th on
-            if cur.rowcount != 1:
-                raise LeaseLost(lost_message(lease))
+            if not (checkpoint.ledger or checkpoint.sample or faults.ACTIVE):
+                # One statement is one transaction: the fence check and the write commit
+                # together. Done again after a lost answer, it writes the very same row.
+                cur = conn.execute(Q["write_checkpoint"], params)  # prepared from the 5th on
+                if cur.rowcount != 1:
+                    raise LeaseLost(lost_message(lease))
+                return
+            with conn.transaction():
+                self._checkpoint_parts(conn, lease, checkpoint, params)
+            if faults.ACTIVE:
+                faults.hit("checkpoint.after_commit")
 
         self._db.call("write a checkpoint to", op)
+
+    def _checkpoint_parts(
+        self, conn: Connection, lease: Lease, checkpoint: Checkpoint, params: dict[str, Any]
+    ) -> None:
+        """The checkpoint, its ledger records and its history point, in the open transaction.
+        Each part is the same when done again (a retry after a lost answer)."""
+        if conn.execute(Q["write_checkpoint"], params).rowcount != 1:
+            raise LeaseLost(lost_message(lease))
+        self._apply(conn, checkpoint.job, checkpoint.ledger)
+        if checkpoint.sample:
+            conn.execute(Q["insert_history"], params)
+        if faults.ACTIVE:
+            faults.hit("checkpoint.before_commit")
+
+    def _commit_checkpoint(
+        self, lease: Lease, checkpoint: Checkpoint, params: dict[str, Any]
+    ) -> None:
+        """Exactly-once: no retry here. If the connection drops, the handler's writes and
+        the checkpoint are lost together, and the run redoes them from the last one."""
+        conn = self._db.connection()
+        try:
+            self._checkpoint_parts(conn, lease, checkpoint, params)
+            conn.execute("COMMIT")
+        except PgError as exc:
+            self._in_transaction = False
+            raise self._db.translate_now(exc, "write a checkpoint to") from exc
+        self._in_transaction = False
+        if faults.ACTIVE:
+            faults.hit("checkpoint.after_commit")
+
+    @staticmethod
+    def _apply(conn: Connection, job: str, records: list[ItemRecord]) -> None:
+        for record in records:
+            key = jsonutil.dumps(record.key)
+            if record.status == DROP:
+                conn.execute(Q["drop_item"], {"job": job, "key": key})
+            else:
+                conn.execute(Q["put_item"], _item_params(job, key, record))
+
+    def write_items(self, lease: Lease, records: list[ItemRecord]) -> None:
+        def op(conn: Connection, attempt: int) -> None:
+            with conn.transaction():
+                self._fence(conn, lease)
+                self._apply(conn, lease.job, records)
+
+        self._db.call("write to the item ledger of", op)
+
+    def begin_transaction(self, lease: Lease) -> Any:
+        conn = self._db.connection()
+        try:
+            if not self._in_transaction:
+                conn.execute("BEGIN")
+                self._in_transaction = True
+            self._fence(conn, lease)
+        except PgError as exc:
+            self._in_transaction = False
+            raise self._db.translate_now(exc, "open a transaction in") from exc
+        return conn
+
+    def rollback_transaction(self) -> None:
+        if not self._in_transaction:
+            return
+        self._in_transaction = False
+        with contextlib.suppress(PgError):  # a broken connection has rolled back
+            self._db.connection().execute("ROLLBACK")
+
+    def change_items(
+        self,
+        job: str,
+        me: Owner,
+        *,
+        statuses: tuple[str, ...],
+        keys: list[JSONValue] | None,
+        error_type: str | None,
+        to_status: str,
+        count_as: str | None = None,
+    ) -> list[ItemRecord]:
+        chosen: list[ItemRecord] = []
+
+        def op(conn: Connection, attempt: int) -> list[ItemRecord]:
+            nonlocal chosen
+            with conn.transaction():
+                row = conn.execute(Q["lock_lease"], {"job": job}).fetchone()
+                if row is not None:
+                    check_lease_free(job, _lease_from_row(row[:7]), me, float(row[7]))
+                now = time.time()
+                found = [
+                    r
+                    for r in self._items(conn, job, statuses)
+                    if ledger.matches(r, keys, error_type)
+                ]
+                if attempt == 1 or found:
+                    chosen = found  # after a lost answer the first try's choice stands
+                for record in found:
+                    key = jsonutil.dumps(record.key)
+                    if to_status == DROP:
+                        conn.execute(Q["drop_item"], {"job": job, "key": key})
+                    else:
+                        conn.execute(
+                            Q["set_item_status"],
+                            {"job": job, "key": key, "status": to_status, "now": now},
+                        )
+                if count_as is not None and found:
+                    self._move_counts(conn, job, found, count_as)
+            return chosen
+
+        return self._db.call("change the item ledger of", op)
+
+    def _move_counts(
+        self, conn: Connection, job: str, chosen: list[ItemRecord], count_as: str
+    ) -> None:
+        checkpoint = self._checkpoint(conn, job)
+        if checkpoint is not None:
+            counters = checkpoint.counters.moved(chosen, count_as)
+            conn.execute(Q["set_counters"], {"job": job, **counters.as_dict()})
+            return
+        row = conn.execute(Q["get_job"], {"job": job}).fetchone()
+        summary = _load(row[6], f"store {self.url}, job {job!r}") if row and row[6] else None
+        if isinstance(summary, dict):
+            counters = Counters.from_dict(summary.get("counters") or {}).moved(chosen, count_as)
+            summary["counters"] = counters.as_dict()
+            conn.execute(Q["set_summary"], {"job": job, "summary": jsonutil.dumps(summary)})
+
+    def add_note(self, job: str, text: str, author: str) -> Note:
+        note = Note(time.time(), author, text)
+
+        def op(conn: Connection, attempt: int) -> None:
+            conn.execute(Q["add_note"], {"job": job, "at": note.at, "author": author, "text": text})
+
+        self._db.call("add a note to", op, retry_seconds=0.0)  # not twice
+        return note
+
+    def list_notes(self, job: str) -> list[Note]:
+        rows = self._db.call(
+            "read", lambda conn, _: conn.execute(Q["list_notes"], {"job": job}).fetchall()
+        )
+        return [Note(float(at), author, text) for at, author, text in rows]
+
+    def list_history(self, job: str) -> list[HistoryPoint]:
+        rows = self._db.call(
+            "read", lambda conn, _: conn.execute(Q["list_history"], {"job": job}).fetchall()
+        )
+        return [
+            HistoryPoint(float(at), run_id, version, Counters(s, f, k, d))
+            for at, run_id, version, s, f, k, d in rows
+        ]
 
     def begin_run(self, lease: Lease, run: RunRecord) -> None:
         def op(conn: Connection, attempt: int) -> None:
@@ -271,6 +438,8 @@ class PostgreSQLStore:
                 if completed:
                     conn.execute(Q["delete_checkpoint"], {"job": run.job})
                     conn.execute(Q["delete_settled_items"], {"job": run.job})
+                    if faults.ACTIVE:
+                        faults.hit("complete.before_commit")
                 conn.execute(Q["release_lease"], {"job": lease.job, "token": lease.token})
                 conn.execute(
                     Q["end_run"],
@@ -350,11 +519,11 @@ class PostgreSQLStore:
         ]
 
     def list_items(self, job: str, statuses: tuple[str, ...]) -> list[ItemRecord]:
-        def op(conn: Connection, attempt: int) -> list[tuple[Any, ...]]:
-            params = {"job": job, "statuses": list(statuses)}
-            return conn.execute(Q["list_items"], params).fetchall()
+        return self._db.call("read", lambda conn, _: self._items(conn, job, statuses))
 
-        rows = self._db.call("read", op)
+    def _items(self, conn: Connection, job: str, statuses: tuple[str, ...]) -> list[ItemRecord]:
+        params = {"job": job, "statuses": list(statuses)}
+        rows = conn.execute(Q["list_items"], params).fetchall()
         where = f"store {self.url}, items of {job!r}"
         return [
             ItemRecord(
@@ -366,6 +535,7 @@ class PostgreSQLStore:
                 position=_load(r[5], where) if r[5] else None,
                 item=_load(r[6], where) if r[6] else None,
                 updated_at=r[7],
+                steps=_load(r[8], where) if r[8] else {},
             )
             for r in rows
         ]
@@ -383,8 +553,8 @@ class PostgreSQLStore:
                     conn.execute(Q["release_any_lease"], {"job": job})
                 # Found by a try whose commit went unanswered counts as found.
                 found_before |= conn.execute(Q["delete_job"], {"job": job}).rowcount > 0
-                conn.execute(Q["delete_items"], {"job": job})
-                conn.execute(Q["delete_runs"], {"job": job})
+                for query in ("delete_items", "delete_runs", "delete_notes", "delete_history"):
+                    conn.execute(Q[query], {"job": job})
             return found_before
 
         return self._db.call("reset a job in", op)

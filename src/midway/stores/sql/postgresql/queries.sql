@@ -108,7 +108,8 @@ FROM midway_checkpoints WHERE job = %(job)s;
 DELETE FROM midway_checkpoints WHERE job = %(job)s;
 
 -- name: delete_settled_items
-DELETE FROM midway_items WHERE job = %(job)s AND status IN ('done', 'started');
+DELETE FROM midway_items
+WHERE job = %(job)s AND status NOT IN ('failed', 'skipped', 'in_doubt', 'retry');
 
 -- name: crash_stale_runs
 -- Not this run itself: begin_run may be retried after its first commit went unanswered.
@@ -147,7 +148,7 @@ SELECT run_id, job, status, host, pid, started_at, ended_at, resumed_from,
 FROM midway_runs WHERE job = %(job)s ORDER BY started_at DESC LIMIT %(limit)s;
 
 -- name: list_items
-SELECT key, status, error, traceback, attempts, position, item, updated_at
+SELECT key, status, error, traceback, attempts, position, item, updated_at, steps
 FROM midway_items WHERE job = %(job)s AND status = ANY(%(statuses)s)
 ORDER BY updated_at, key COLLATE "C";
 
@@ -159,3 +160,53 @@ DELETE FROM midway_items WHERE job = %(job)s;
 
 -- name: delete_runs
 DELETE FROM midway_runs WHERE job = %(job)s;
+
+-- name: put_item
+INSERT INTO midway_items (
+    job, key, status, position, error, traceback, attempts, item, updated_at, steps)
+VALUES (%(job)s, %(key)s, %(status)s, %(position)s, %(error)s, %(traceback)s, %(attempts)s,
+    %(item)s, %(updated_at)s, %(steps)s)
+ON CONFLICT (job, key) DO UPDATE SET
+    status = excluded.status, position = excluded.position, error = excluded.error,
+    traceback = excluded.traceback, attempts = excluded.attempts, item = excluded.item,
+    updated_at = excluded.updated_at, steps = excluded.steps;
+
+-- name: drop_item
+DELETE FROM midway_items WHERE job = %(job)s AND key = %(key)s;
+
+-- name: set_item_status
+UPDATE midway_items SET status = %(status)s, updated_at = %(now)s
+WHERE job = %(job)s AND key = %(key)s;
+
+-- name: insert_history
+-- Written again after a lost answer, it adds nothing.
+INSERT INTO midway_history (job, at, run_id, version, succeeded, failed, skipped, in_doubt)
+VALUES (%(job)s, %(updated_at)s, %(run_id)s, %(version)s, %(succeeded)s, %(failed)s,
+    %(skipped)s, %(in_doubt)s)
+ON CONFLICT (job, run_id, version) DO NOTHING;
+
+-- name: list_history
+SELECT at, run_id, version, succeeded, failed, skipped, in_doubt
+FROM midway_history WHERE job = %(job)s ORDER BY at;
+
+-- name: add_note
+INSERT INTO midway_notes (job, at, author, text)
+VALUES (%(job)s, %(at)s, %(author)s, %(text)s);
+
+-- name: list_notes
+SELECT at, author, text FROM midway_notes WHERE job = %(job)s ORDER BY at;
+
+-- name: set_counters
+UPDATE midway_checkpoints
+SET succeeded = %(succeeded)s, failed = %(failed)s, skipped = %(skipped)s,
+    in_doubt = %(in_doubt)s
+WHERE job = %(job)s;
+
+-- name: set_summary
+UPDATE midway_jobs SET summary = %(summary)s WHERE job = %(job)s;
+
+-- name: delete_notes
+DELETE FROM midway_notes WHERE job = %(job)s;
+
+-- name: delete_history
+DELETE FROM midway_history WHERE job = %(job)s;
