@@ -260,6 +260,8 @@ def reset(job: str, yes: bool, store_url: str | None) -> None:
     """
     store = _open(store_url)
     try:
+        if store.get_job(job) is None and _reset_partitions(store, job, yes):
+            return
         record = overview.resolve(store, job)
         if not yes:
             if not sys.stdin.isatty():
@@ -268,9 +270,13 @@ def reset(job: str, yes: bool, store_url: str | None) -> None:
                 )
             click.confirm(f"Forget job {record.job!r} and its checkpoint?", abort=True)
         store.reset(record.job, Owner.current())
+        parts = [r.job for r in store.list_jobs() if r.job.startswith(record.job + "~p")]
+        for part in parts:  # a distributed job's partitions
+            store.reset(part, Owner.current())
     finally:
         store.close()
-    click.echo(f"Job {record.job!r} reset: its next run starts from the first item.")
+    also = f" (and its {len(parts)} partitions)" if parts else ""
+    click.echo(f"Job {record.job!r}{also} reset: its next run starts from the first item.")
 
 
 def _keys(values: tuple[str, ...]) -> list[JSONValue]:
@@ -513,6 +519,60 @@ def report(job: str, fmt: str, output: str | None, store_url: str | None) -> Non
     with open(output, "w", encoding="utf-8") as out:
         out.write(text)
     click.echo(f"report on {data['job']!r} written to {output}", err=True)
+
+
+@cli.command()
+@click.argument("target", metavar="SCRIPT[:FUNCTION]")
+def worker(target: str) -> None:
+    """Join a distributed job: run SCRIPT (or call its FUNCTION) as one more worker.
+
+    Every `job.run(...)` in it runs distributed: the worker takes partitions no live
+    runner holds (and those whose runner stopped renewing its lease), until every
+    partition of the job has completed. Start as many as you like, on any machines that
+    share the job's store (postgresql:// for several machines).
+
+    \b
+    Example:
+      midway worker send_invoices.py            # runs the script
+      midway worker send_invoices.py:main       # calls main()
+    """
+    import os
+    import runpy
+
+    from midway.distributed import WORKER_ENV
+
+    script, _, function = target.partition(":")
+    if not os.path.isfile(script):
+        raise click.UsageError(f"{script!r} is not a file: give the job's script, SCRIPT.py")
+    os.environ[WORKER_ENV] = "1"
+    sys.argv = [script]
+    if not function:
+        runpy.run_path(script, run_name="__main__")
+        return
+    names = runpy.run_path(script, run_name="__midway_worker__")
+    fn = names.get(function)
+    if not callable(fn):
+        raise click.UsageError(f"{script} has no function {function!r}")
+    fn()
+
+
+def _reset_partitions(store: Store, job: str, yes: bool) -> bool:
+    """``midway reset NAME`` of a distributed job: its partitions are the jobs to forget."""
+    parts = [
+        r.job
+        for r in store.list_jobs()
+        if "~p" in r.job and (r.job.rsplit("~p", 1)[0] == job or r.name == job)
+    ]
+    if not parts:
+        return False
+    if not yes:
+        raise click.UsageError(
+            f"reset forgets the {len(parts)} partitions of {job!r}; add --yes to confirm"
+        )
+    for part in parts:
+        store.reset(part, Owner.current())
+    click.echo(f"Job {job!r} and its {len(parts)} partitions reset: the next run starts afresh.")
+    return True
 
 
 def _author() -> str:

@@ -65,8 +65,13 @@ MAX_SLICE = 1 << 16
 MAX_COPY = 1 << 12  # a slice that is copied stays this small, so the copy stays in the cache
 SLICE_SECONDS = 0.1
 SIGNAL_NAMES = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}
+DONE_STATUSES = ("completed", "completed_with_failures")
 HISTORY_SECONDS = 5.0  # how often a checkpoint also adds a point to the job's history
 log = logging.getLogger("midway")
+
+
+class PartitionDone(Exception):
+    """The partition was completed by another worker meanwhile."""
 
 
 class Engine(ItemFlow):
@@ -157,6 +162,12 @@ class Engine(ItemFlow):
         now = time.time()
         self.started_at = now
         self.total = self.source.total()
+        if checkpoint is None and job.id.part:
+            # A distributed job's partition runs once: another worker may have completed
+            # it since this one looked (the lease, now ours, makes this check final).
+            record = store.get_job(self.key)
+            if record is not None and record.status in DONE_STATUSES:
+                raise PartitionDone(self.key)
         records = store.list_items(self.key, ALL)
         if checkpoint is not None:
             self._resume_from(checkpoint, now)
@@ -313,7 +324,10 @@ class Engine(ItemFlow):
         )
         # params are part of a job's identity: a changed param silently starts a new job,
         # so point out unfinished work under the same name.
+        base = self.job.id.base_key
         for other in store.list_jobs():
+            if other.job.startswith(base + "~p"):
+                continue  # a partition of the same distributed job, not other params
             if other.name == self.job.name and other.job != self.key and other.checkpoint:
                 say(
                     f"note: job {other.job!r} (same name, params {jsonutil.dumps(other.params)}) "

@@ -19,13 +19,24 @@ class JobId:
 
     name: str
     params: dict[str, Any] = field(default_factory=dict)
+    part: str = ""
+    """For one partition of a distributed job: ``p03of16``; its key ends ``~p03of16``."""
 
     @property
-    def key(self) -> str:
+    def base_key(self) -> str:
+        """The key of the whole job (a partition's key without its ``~part``)."""
         if not self.params:
             return self.name
         digest = hashlib.sha256(jsonutil.canonical(self.params).encode()).hexdigest()
         return f"{self.name}@{digest[:8]}"
+
+    @property
+    def key(self) -> str:
+        return f"{self.base_key}~{self.part}" if self.part else self.base_key
+
+    def partition(self, index: int, count: int) -> JobId:
+        width = len(str(count - 1))
+        return JobId(self.name, self.params, f"p{index:0{width}d}of{count}")
 
     def idempotency_key(self, item_key: Any) -> str:
         """Stable for this job and item across runs and machines (for APIs that deduplicate)."""

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Literal
 
 from midway.context import Context
+from midway.distributed import run_distributed, worker_mode
 from midway.engine import Engine
 from midway.errors import ConfigError
 from midway.failures import FailurePolicy, Retry, check_max_failures, check_skip_on
@@ -55,6 +57,9 @@ class Job:
     ``ctx.state`` is its own contribution, merged as items finish (``merge=``). ``rate``
     (``"50/s"``, ``"600/m"``) caps how fast items start.
 
+    ``partitions=N``: for ``run(..., distributed=True)``, the source is split in N parts
+    that any number of worker processes (on any machines sharing the store) share out.
+
     Checkpoints are committed in the background (group commit); ``max_lag`` bounds how far
     the loop may run ahead of the last checkpoint on disk: one interval plus that many
     seconds' worth of items, after which it waits for the store. ``every=1`` always waits.
@@ -87,6 +92,7 @@ class Job:
         window: int | None = None,
         merge: Callable[[dict[str, Any], dict[str, Any]], Any] | None = None,
         rate: str | None = None,
+        partitions: int = 1,
     ) -> None:
         self.id: JobId = make_job_id(name, params)
         self.store_url = store or default_url()
@@ -132,6 +138,7 @@ class Job:
         self.on_checkpoint = on_checkpoint
         self.on_finish = on_finish
         self.workers = _positive_int("workers", workers) or 1
+        self.partitions = _positive_int("partitions", partitions) or 1
         if executor not in EXECUTORS:
             raise ConfigError(f"executor={executor!r}: choose one of {', '.join(EXECUTORS)}")
         self.executor = executor
@@ -181,17 +188,35 @@ class Job:
         handler: Callable[[Any, Context], Any],
         *,
         state: dict[str, Any] | None = None,
+        distributed: bool = False,
     ) -> RunResult:
         """Call ``handler(item, ctx)`` for every item not yet done, checkpointing as it goes.
+
+        ``distributed=True`` (or running under ``midway worker``): this process is one of any
+        number of workers sharing the job's ``partitions`` through the store; see
+        :mod:`midway.distributed`. Each partition starts from ``state``.
 
         ``state`` seeds ``ctx.state`` on a fresh start; a resumed run continues from the
         saved state. An exception from the handler propagates after the checkpoint is saved
         at the last finished item. SIGINT / SIGTERM stop after the item in hand and raise
         :class:`midway.Stopped` (exit code 130 / 143 when uncaught).
         """
+        if distributed or worker_mode():
+            if self.partitions < 2:
+                raise ConfigError(
+                    "a distributed run shares the job's partitions among workers: give "
+                    "Job(..., partitions=N) with N of 2 or more (a few per worker)"
+                )
+            return run_distributed(self, as_source(source), handler, state)
         engine = Engine(self, as_source(source), state)
         engine.start()
         return engine.run_handler(handler)
+
+    def partition_job(self, index: int) -> Job:
+        """Partition ``index`` of this job: a job of its own in the store."""
+        part = copy.copy(self)
+        part.id = self.id.partition(index, self.partitions)
+        return part
 
     def loop(self, source: Source | Iterable[Any], *, state: dict[str, Any] | None = None) -> Loop:
         """The same engine as a plain ``for`` loop: ``for item in job.loop(source): ...``.

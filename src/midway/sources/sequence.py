@@ -18,10 +18,29 @@ class SequenceSource:
     kind = "sequence"
     seekable = True
 
-    def __init__(self, items: Sequence[Any], key: KeySpec = None, *, name: str = "") -> None:
+    def __init__(
+        self, items: Sequence[Any], key: KeySpec = None, *, name: str = "", offset: int = 0
+    ) -> None:
         self._items = items
         self._key = key_function(key)
         self._name = name
+        self._offset = offset  # a partition's first index in the whole sequence
+        self._key_spec = key
+
+    def partitions(self, count: int) -> list[SequenceSource]:
+        """``count`` consecutive ranges of about equal size (for distributed runs); an
+        item keeps its number in the whole sequence as its default key."""
+        n = len(self._items)
+        bounds = [n * i // count for i in range(count + 1)]
+        return [
+            SequenceSource(
+                self._items[bounds[i] : bounds[i + 1]],
+                self._key_spec,
+                name=f"items {bounds[i]:,} to {bounds[i + 1]:,} of {self.describe()}",
+                offset=self._offset + bounds[i],
+            )
+            for i in range(count)
+        ]
 
     def fingerprint(self) -> dict[str, JSONValue]:
         """Length plus a hash of the first and last items: cheap, and catches most edits."""
@@ -35,7 +54,8 @@ class SequenceSource:
         return len(self._items)
 
     def open(self, position: JSONValue) -> SequenceCursor:
-        return SequenceCursor(self._items, position_as_count(position, "sequence"), self._key)
+        start = position_as_count(position, "sequence")
+        return SequenceCursor(self._items, start, self._key, self._offset)
 
     def describe(self) -> str:
         return self._name or f"a sequence of {len(self._items):,} items"
@@ -45,13 +65,18 @@ class SequenceSource:
 
 
 class SequenceCursor:
-    def __init__(self, items: Sequence[Any], start: int, key: Any) -> None:
+    def __init__(self, items: Sequence[Any], start: int, key: Any, offset: int = 0) -> None:
         self._items = items
         self._start = start
         self._key = key
+        self._offset = offset
 
     def __iter__(self) -> Iterator[Chunk]:
         items, n = self._items, len(self._items)
+        if self._offset and self._key is None:  # a partition: keys count in the whole
+            for first in range(self._start, n, CHUNK):
+                yield OffsetChunk(list(items[first : first + CHUNK]), first, None, self._offset)
+            return
         if isinstance(items, list) and self._start == 0:
             # The caller's list itself, not a copy: the engine copies each slice it walks
             # (a few thousand items at a time), so a copy here would be a second one. (A
@@ -65,6 +90,19 @@ class SequenceCursor:
 
     def close(self) -> None:
         pass
+
+
+class OffsetChunk(NumberedChunk):
+    """A partition's items: positions count in the partition, keys in the whole sequence."""
+
+    __slots__ = ("offset",)
+
+    def __init__(self, items: list[Any], start: int, key: Any, offset: int) -> None:
+        super().__init__(items, start, key)
+        self.offset = offset
+
+    def key(self, index: int) -> JSONValue:
+        return self.offset + self.start + index
 
 
 class SharedList(NumberedChunk):
