@@ -325,6 +325,8 @@ class Engine(ItemFlow):
         # params are part of a job's identity: a changed param silently starts a new job,
         # so point out unfinished work under the same name.
         base = self.job.id.base_key
+        if self.job.id.part:
+            return  # a partition: its siblings are the same job, not other params
         for other in store.list_jobs():
             if other.job.startswith(base + "~p"):
                 continue  # a partition of the same distributed job, not other params

@@ -1,0 +1,129 @@
+"""Parallel and distributed throughput with a handler that waits 20 ms (an API call).
+
+    .venv/bin/python benchmarks/parallel.py                 # threads, then 4 workers on PostgreSQL
+    .venv/bin/python benchmarks/parallel.py --url postgresql://u:pw@host/postgres
+    .venv/bin/python benchmarks/parallel.py --json out.json
+
+1. ``Job.run`` with one worker against ``workers=16`` threads on the SQLite store: items per
+   second, and the ratio (the bar: 12x).
+2. ``job.run(..., distributed=True)``: one worker process against four, sharing a job of 16
+   partitions through a PostgreSQL store (a throwaway server from pgserver unless ``--url``);
+   the time runs from the start of the first process to the end of the last (the bar: 3.5x).
+
+Each handler call sleeps 20 ms: the work is waiting, as for an HTTP API, so the ratios show
+what midway's bookkeeping leaves of the parallelism.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import midway
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from postgres_rate import fresh_database, server
+
+WAIT = 0.020
+
+
+def wait_20ms(item: Any, ctx: Any) -> None:
+    time.sleep(WAIT)
+
+
+def threads(folder: Path, workers: int, n: int) -> float:
+    job = midway.Job(
+        f"threads-{workers}",
+        store=f"sqlite:///{folder / f'threads-{workers}.db'}",
+        workers=workers,
+        every=100,
+        progress=False,
+        quiet=True,
+    )
+    started = time.perf_counter()
+    job.run(range(n), wait_20ms)
+    return n / (time.perf_counter() - started)
+
+
+WORKER = textwrap.dedent(
+    """
+    import sys, time
+    import midway
+
+    def handle(item, ctx):
+        time.sleep(WAIT)
+
+    job = midway.Job("spread", store=sys.argv[1], partitions=16, every=20,
+                     progress=False, quiet=True)
+    job.run(range(int(sys.argv[2])), handle, distributed=True)
+    """
+).replace("WAIT", repr(WAIT))
+
+
+def processes(folder: Path, url: str, count: int, n: int) -> float:
+    script = folder / "worker.py"
+    script.write_text(WORKER, encoding="utf-8")
+    started = time.perf_counter()
+    procs = [subprocess.Popen([sys.executable, str(script), url, str(n)]) for _ in range(count)]
+    for proc in procs:
+        if proc.wait() != 0:
+            raise SystemExit(f"a worker failed with exit code {proc.returncode}")
+    return n / (time.perf_counter() - started)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--url", help="a PostgreSQL server (default: a throwaway one)")
+    parser.add_argument("--items", type=int, default=800, help="items for the parallel runs")
+    parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    args = parser.parse_args(argv)
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        one = threads(folder, 1, max(50, args.items // 16))
+        many = threads(folder, 16, args.items)
+        rows.append({"what": "Job.run, 1 worker (SQLite)", "items_per_s": one})
+        rows.append(
+            {
+                "what": "Job.run, workers=16 threads",
+                "items_per_s": many,
+                "ratio": many / one,
+                "bar": 12.0,
+            }
+        )
+        with server(args.url) as admin:
+            with fresh_database(admin) as url:
+                single = processes(folder, url, 1, args.items // 2)
+            with fresh_database(admin) as url:
+                four = processes(folder, url, 4, args.items * 2)
+        rows.append({"what": "distributed, 1 worker process (PostgreSQL)", "items_per_s": single})
+        rows.append(
+            {
+                "what": "distributed, 4 worker processes",
+                "items_per_s": four,
+                "ratio": four / single,
+                "bar": 3.5,
+            }
+        )
+    print(f"handler: sleeps {WAIT * 1000:.0f} ms per item\n")
+    print(f"{'measurement':<45} {'items/s':>9} {'ratio':>7}  bar")
+    for row in rows:
+        ratio = f"{row['ratio']:.1f}x" if "ratio" in row else ""
+        bar = ""
+        if "bar" in row:
+            bar = f">= {row['bar']}x: " + ("pass" if row["ratio"] >= row["bar"] else "FAIL")
+        print(f"{row['what']:<45} {row['items_per_s']:>9,.0f} {ratio:>7}  {bar}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
