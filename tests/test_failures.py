@@ -331,3 +331,17 @@ def test_a_malformed_row_stops_a_job_without_tolerance(store_url: str, tmp_path:
     with pytest.raises(midway.SourceError, match="record 2"):
         walk()
     assert seen == [1]  # the loop resumed at the bad record, and stopped there again
+
+
+def test_a_completed_at_most_once_job_does_not_start_again(store_url: str) -> None:
+    sent: list[int] = []
+    job = midway.Job("newsletter", store=store_url, guarantee="at-most-once", quiet=True)
+    job.run([1, 2, 3], lambda item, ctx: sent.append(item))
+    with pytest.raises(midway.RefusedError, match="already completed") as refused:
+        job.run([1, 2, 3], lambda item, ctx: sent.append(item))
+    assert refused.value.exit_code == 3
+    assert sent == [1, 2, 3]
+    out = CliRunner().invoke(cli, ["reset", "newsletter", "--yes", "--store", store_url])
+    assert out.exit_code == 0, out.output
+    job.run([1, 2, 3], lambda item, ctx: sent.append(item))  # on purpose, after a reset
+    assert sent == [1, 2, 3, 1, 2, 3]

@@ -43,7 +43,7 @@ from midway import faults, jsonutil
 from midway.checkpoint import Checkpoint, Counters, describe_drift
 from midway.console import logging_configured, say, say_from_signal_handler
 from midway.context import Context
-from midway.errors import InputDrift, LeaseLost, MidwayError, Stopped
+from midway.errors import InputDrift, LeaseLost, MidwayError, RefusedError, Stopped
 from midway.failures import describe
 from midway.itemflow import ItemFlow
 from midway.jsonutil import JSONValue
@@ -173,6 +173,8 @@ class Engine(ItemFlow):
             self._resume_from(checkpoint, now)
             self.main_done = bool(checkpoint.extra.get("main_done"))
         elif not self._after_completion(store, records):
+            if job.guarantee == "at-most-once":
+                self._refuse_to_repeat(store)
             self._announce_fresh(store, records)
         self.load_ledger(records, resuming=checkpoint is not None or self.main_done)
         self._run = RunRecord(
@@ -299,6 +301,20 @@ class Engine(ItemFlow):
             quiet=self.job.quiet,
         )
         return True
+
+    def _refuse_to_repeat(self, store: Store) -> None:
+        """An at-most-once job that completed does not start again by itself: running the
+        same command twice must not send every e-mail twice."""
+        record = store.get_job(self.key)
+        if record is None or record.status not in DONE_STATUSES:
+            return
+        ended = iso((record.summary or {}).get("ended_at")) or "earlier"
+        raise RefusedError(
+            f"job {self.key!r} (guarantee='at-most-once') already completed at {ended}; "
+            "running it again would handle every item a second time, so midway refuses. To "
+            "handle failed or in-doubt items again: `midway retry` / `midway resolve`; to "
+            f"start over on purpose: midway reset {shlex.quote(self.key)} --yes"
+        )
 
     def _announce_fresh(self, store: Store, records: list[Any]) -> None:
         if self.job.quiet and not logging_configured():

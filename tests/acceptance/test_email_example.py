@@ -88,10 +88,23 @@ def test_newsletter_goes_out_at_most_once_through_kills(
         "--store",
         store_url,
     ]
-    report = kill_until_done(argv, seed=seed, cwd=tmp_path, delays=(0.3, 1.5), kills=6)
+
+    def finished() -> bool:  # a kill may land during the last commits
+        store = open_store(store_url)
+        try:
+            return any(
+                r.name == "send-newsletter" and r.checkpoint is None and r.summary is not None
+                for r in store.list_jobs()
+            )
+        finally:
+            store.close()
+
+    report = kill_until_done(
+        argv, seed=seed, cwd=tmp_path, delays=(0.3, 1.5), kills=6, finished=finished
+    )
     why = report.describe()
-    assert not report.last.killed, why
-    assert report.last.returncode == 0, why
+    assert finished(), why
+    assert report.last.killed or report.last.returncode == 0, why
     assert report.kills >= 2, why
 
     with mailbox.lock:
@@ -109,4 +122,5 @@ def test_newsletter_goes_out_at_most_once_through_kills(
     assert set(delivered) | in_doubt == everyone, why  # nobody forgotten
     assert len(in_doubt) <= report.kills, (sorted(in_doubt), why)  # at most one per kill
     assert len(set(message_ids)) == len(message_ids), why  # stable, unique Message-IDs
-    assert f"in doubt {len(in_doubt)}" in report.last.stdout, report.last.stdout
+    if not report.last.killed:
+        assert f"in doubt {len(in_doubt)}" in report.last.stdout, report.last.stdout

@@ -11,7 +11,7 @@ import json
 import sqlite3
 import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -63,8 +63,39 @@ def ledger(store_url: str, job: str, *statuses: str) -> set[Any]:
         store.close()
 
 
-def final_result(report: Killings) -> dict[str, Any]:
+def completed(store_url: str, job: str = "fates") -> Callable[[], bool]:
+    """For kill_until_done: has the job completed (a kill may land during its last commits)?"""
+
+    def check() -> bool:
+        store = open_store(store_url)
+        try:
+            record = store.get_job(job)
+        finally:
+            store.close()
+        return record is not None and record.checkpoint is None and record.summary is not None
+
+    return check
+
+
+def final_result(report: Killings, store_url: str | None = None) -> dict[str, Any]:
+    """The last run's printed result; or, when the last kill came after the job had
+    completed, the job's summary in the store."""
     last = report.last
+    if last.killed and store_url is not None:
+        store = open_store(store_url)
+        try:
+            record = store.get_job("fates")
+        finally:
+            store.close()
+        assert record is not None, report.describe()
+        assert record.summary is not None, report.describe()
+        counters = record.summary["counters"]
+        return {
+            "status": record.summary["status"],
+            **counters,
+            "processed": sum(counters.values()),
+            "state": record.summary["state"],
+        }
     assert not last.killed, report.describe()
     assert last.returncode == 0, report.describe()
     result: dict[str, Any] = json.loads(last.stdout.strip().splitlines()[-1])
@@ -79,9 +110,10 @@ def test_failures_under_kills_then_retry_only_the_failed(store_url: str, tmp_pat
         seed=seed,
         cwd=tmp_path,
         log=tmp_path / "calls.log",
+        finished=completed(store_url),
         after=(200, 2500),
     )
-    result = final_result(report)
+    result = final_result(report, store_url)
     n = 10_000
     skipped = {k for k in range(n) if k % 89 == 0}
     failed = {k for k in range(n) if k % 97 == 0} - skipped
@@ -164,9 +196,10 @@ def test_at_most_once_never_sends_twice(store_url: str, tmp_path: Path) -> None:
         cwd=tmp_path,
         kills=10,
         log=tmp_path / "calls.log",
+        finished=completed(store_url),
         after=(20, 400),
     )
-    result = final_result(report)
+    result = final_result(report, store_url)
     why = report.describe()
     sent = [int(x) for x in (tmp_path / "sent.log").read_text().split()]
     sent_count = Counter(sent)
@@ -256,9 +289,10 @@ def test_exactly_once_into_the_store_database(app_database: str, tmp_path: Path)
         cwd=tmp_path,
         kills=10,
         log=tmp_path / "calls.log",
+        finished=completed(store_url),
         after=(100, 2500),
     )
-    result = final_result(report)
+    result = final_result(report, store_url)
     why = report.describe()
     rows = count_rows(store_url)
     assert set(rows) == set(range(n)), why
@@ -282,9 +316,10 @@ def test_sixteen_threads_killed_lose_nothing(store_url: str, tmp_path: Path) -> 
         seed=seed,
         cwd=tmp_path,
         log=tmp_path / "calls.log",
+        finished=completed(store_url),
         after=(100, 1000),
     )
-    result = final_result(report)
+    result = final_result(report, store_url)
     why = report.describe()
     assert report.kills >= 3, why
     per_key = Counter(k for k, _ in calls(tmp_path))

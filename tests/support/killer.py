@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,13 +71,15 @@ def kill_until_done(
     timeout: float = 120.0,
     log: Path | None = None,
     after: tuple[int, int] = (50, 2000),
+    finished: Callable[[], bool] | None = None,
 ) -> Killings:
     """Kill the first ``kills`` runs, then let one run to its end; returns every run.
 
     With ``log`` (a file the job appends a line to per item handled) each kill lands once
     the run has added a random number of lines (``after``), whatever the machine's speed;
     without, after a random delay (``delays``). A run that ends before its kill is not
-    killed, and ends the loop."""
+    killed, and ends the loop; so does a kill that landed after the job had completed
+    (``finished`` says so: the kill came during the last commits)."""
     rng = random.Random(seed)
     report = Killings(seed)
     counter = LineCounter(log) if log is not None else None
@@ -109,4 +111,6 @@ def kill_until_done(
         report.runs.append(Run(proc.returncode, killed, out.decode(), err.decode()))
         if not killed and attempt < kills:
             break  # it ended before its kill came
+        if killed and finished is not None and finished():
+            break  # the kill came after the job had completed
     return report
