@@ -236,7 +236,8 @@ def test_resolve_in_doubt_items_as_done_or_for_another_run(store_url: str) -> No
     for job, first in ((sent, 5), (charged, 6)):
         handled: list[int] = []
         midway.Job(job, store=store_url, guarantee="at-most-once", quiet=True).run(
-            range(10), lambda item, ctx: handled.append(item)  # noqa: B023 (run at once)
+            range(10),
+            lambda item, ctx: handled.append(item),  # noqa: B023 (run at once)
         )
         assert handled == list(range(first, 10)), job
 
