@@ -257,10 +257,29 @@ def test_retry_a_failed_item_and_add_a_note_through_the_page(
         assert page.evaluate("window.stillTheSamePage") is True
         expect(status).to_have_text("running")
         page.screenshot(path=str(tmp_path / "failing-job-running.png"), full_page=True)
+
+        # Someone starts a note while it runs; the run ends meanwhile. The page says so
+        # instead of reloading (which would throw the note away).
+        text = "Items 7 and 31 fail: the CRM refuses their addresses. Fixing 7 first."
+        page.locator("#note-text").fill(text)
+        page.locator("#note-author").fill("Ann")
         job.release(50)
         assert first.wait(60) == 0, first.stderr.read().decode() if first.stderr else ""
+        expect(status).to_have_text("completed_with_failures")
+        expect(page.locator("#stale")).to_be_visible()
+        assert page.evaluate("window.stillTheSamePage") is True
+        expect(page.locator("#note-text")).to_have_value(text)
+        page.locator('button[data-action="note"]').click()
+        expect(page.locator("h1")).to_have_text(f"Add this note to job {job.key}?")
+        expect(page.locator(".note-preview")).to_contain_text("Ann via dashboard")
+        page.locator("#confirm").click()
+        expect(page.locator(".notice")).to_have_text(f"Note added to job {job.key}.")
+        note = page.locator("ul.notes li")
+        expect(note).to_have_count(1)
+        expect(note).to_contain_text("Ann via dashboard")
+        expect(note).to_contain_text(text)
 
-        # It completes with two failures; the page reloads itself and offers the retries.
+        # The job page, fresh after the note, offers the retries of the two failed items.
         expect(status).to_have_text("completed_with_failures")
         row = page.locator('.items tr[data-key="7"]')
         expect(row).to_contain_text("ValueError: item 7 was refused on purpose")
@@ -278,26 +297,13 @@ def test_retry_a_failed_item_and_add_a_note_through_the_page(
         assert items[31].status == "failed", "only the item asked for"
         expect(row.locator(".status")).to_have_text("retry")
 
-        # A note, through its form and its confirmation.
-        page.locator("#note-text").fill("CRM fixed item 7's record; retrying it.")
-        page.locator("#note-author").fill("Ann")
-        page.locator('button[data-action="note"]').click()
-        expect(page.locator("h1")).to_have_text(f"Add this note to job {job.key}?")
-        expect(page.locator(".note-preview")).to_contain_text("Ann via dashboard")
-        page.locator("#confirm").click()
-        expect(page.locator(".notice")).to_have_text(f"Note added to job {job.key}.")
-        note = page.locator("ul.notes li")
-        expect(note).to_have_count(1)
-        expect(note).to_contain_text("Ann via dashboard")
-        expect(note).to_contain_text("CRM fixed item 7's record; retrying it.")
-
         # The handoff report downloads from the job page, as a file.
         href = page.locator('a[data-report="html"]').get_attribute("href")
         assert href == f"/jobs/{job.key}/report.html"
         download = page.request.get(served.url.rstrip("/") + href)
         assert download.headers["content-type"].startswith("text/html")
         assert download.headers["content-disposition"].startswith("attachment;")
-        assert "CRM fixed item 7" in download.text()
+        assert "Fixing 7 first." in download.text()
 
         # The fixed job runs again: it handles item 7, and only item 7. (Off the job page
         # meanwhile: its own reload when the status changes would race a reload of ours.)

@@ -154,9 +154,14 @@
       return false;
     }
     if (row.status !== section.dataset.status) {
-      // Items and runs changed with the status: load the whole page again.
-      window.location.reload();
-      return false;
+      // Items and runs changed with the status: load the whole page again, unless that
+      // would throw away a note being written.
+      const draft = document.getElementById("note-text");
+      if (!draft || !draft.value.trim()) {
+        window.location.reload();
+        return false;
+      }
+      document.getElementById("stale").hidden = false;
     }
     fillCommon(section, row);
     for (const name of ["succeeded", "failed", "skipped", "in_doubt"]) {
