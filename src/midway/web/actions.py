@@ -22,7 +22,9 @@ from midway.ledger import DROP, FAILED, IN_DOUBT, RETRY, ItemRecord, matches
 from midway.owner import Owner
 from midway.stores import JobRecord, Store
 
-MAX_NOTE_CHARS = 2000
+# A note travels in the confirmation page's address: 1,000 characters of any script stay
+# within what the server reads of a request line (16 KiB) and of a form.
+MAX_NOTE_CHARS = 1000
 MAX_AUTHOR_CHARS = 80
 
 
