@@ -272,6 +272,7 @@ def test_retry_a_failed_item_and_add_a_note_through_the_page(
         page.locator('button[data-action="note"]').click()
         expect(page.locator("h1")).to_have_text(f"Add this note to job {job.key}?")
         expect(page.locator(".note-preview")).to_contain_text("Ann via dashboard")
+        page.screenshot(path=str(tmp_path / "note-confirm.png"), full_page=True)
         page.locator("#confirm").click()
         expect(page.locator(".notice")).to_have_text(f"Note added to job {job.key}.")
         note = page.locator("ul.notes li")
@@ -319,7 +320,7 @@ def test_retry_a_failed_item_and_add_a_note_through_the_page(
         expect(page.locator('.items tr[data-key="31"] a[data-action="retry"]')).to_be_visible()
         expect(page.locator(".runs tbody tr")).to_have_count(2)
         page.screenshot(path=str(tmp_path / "after-retry-run.png"), full_page=True)
-    for name in ("failing-job-running", "retry-confirm", "after-retry-run"):
+    for name in ("failing-job-running", "note-confirm", "retry-confirm", "after-retry-run"):
         assert (tmp_path / f"{name}.png").stat().st_size > 1000, name
 
 

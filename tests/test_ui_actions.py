@@ -131,6 +131,7 @@ def test_retry_one_failed_item_then_the_rest(store_url: str) -> None:
         asked = http.get(f"/jobs/{job}/retry?key=7")
         assert f"Retry item 7 of job {job}?" in asked.text
         assert "item 7 is not welcome" in asked.text, "the item is shown before it is retried"
+        assert "(as <code>midway retry</code> does)" in asked.text
         assert items(store_url, job)[7].status == "failed", "asking changes nothing"
 
         done = confirm(http, f"/jobs/{job}/retry?key=7")
@@ -428,3 +429,12 @@ def test_report_downloads(store_url: str) -> None:
     assert md.text.startswith(f"# Handoff: job `{job}`")
     disposition = keyed.headers["content-disposition"]
     assert re.fullmatch(r'attachment; filename="midway-report-keyed_[0-9a-f]{8}\.md"', disposition)
+
+
+def test_commands_in_the_consequences_show_as_code() -> None:
+    from midway.web.formatting import code_spans
+
+    assert code_spans("as `midway retry <job>` does") == (
+        "as <code>midway retry &lt;job&gt;</code> does"
+    )
+    assert code_spans("<b>no</b> `x`") == "&lt;b&gt;no&lt;/b&gt; <code>x</code>"

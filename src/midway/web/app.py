@@ -124,6 +124,7 @@ def _environment() -> Environment:
         percent=formatting.percent,
         progress_text=formatting.progress_text,
         as_json=formatting.as_json,
+        code_spans=formatting.code_spans,
         age=lambda seconds: "" if seconds is None else describe_age(seconds),
     )
     env.globals.update(
