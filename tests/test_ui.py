@@ -1,5 +1,7 @@
 """The dashboard in a real browser (Debian's Chromium driven by Playwright), over a real
-``midway ui`` process and a real job process that works slowly.
+``midway ui`` process and real job processes: one that works slowly (watched, then reset),
+one that leaves failed items (retried through the page, then run again), and an
+at-most-once one that leaves an item in doubt (resolved through the page).
 
 Without /usr/bin/chromium (``make test`` installs it when it runs as root with apt-get) or
 the playwright package, these tests skip, except in CI (``CI`` set), where they fail.
@@ -15,8 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from midway.stores import open_store
+from midway.ledger import ATTENTION, ItemRecord
+from midway.stores import JobRecord, open_store
 from support.crashjob import CrashJob, Spec, reap_runners
+from support.itemjob import ItemJob, ItemSpec
 from support.uiserver import serve
 
 if TYPE_CHECKING:
@@ -92,6 +96,44 @@ def job_exists(url: str, job: str) -> bool:
         return store.get_job(job) is not None
     finally:
         store.close()
+
+
+def ledger(url: str, job: str) -> dict[Any, ItemRecord]:
+    """The job's items that a person may act on, by key, as the store has them."""
+    store = open_store(url)
+    try:
+        return {item.key: item for item in store.list_items(job, ATTENTION)}
+    finally:
+        store.close()
+
+
+def record(url: str, job: str) -> JobRecord:
+    store = open_store(url)
+    try:
+        found = store.get_job(job)
+        assert found is not None, job
+        return found
+    finally:
+        store.close()
+
+
+def counters(url: str, job: str) -> dict[str, Any]:
+    """The job's counters: the checkpoint's, or its last summary's once it completed."""
+    found = record(url, job)
+    if found.checkpoint is not None:
+        return found.checkpoint.counters.as_dict()
+    summary = found.summary or {}
+    value: dict[str, Any] = dict(summary.get("counters") or {})
+    return value
+
+
+@pytest.fixture
+def item_jobs() -> Iterator[list[ItemJob]]:
+    """The ItemJobs a test makes; whatever they left running is killed afterwards."""
+    made: list[ItemJob] = []
+    yield made
+    for job in made:
+        job.stop_all()
 
 
 def test_watch_a_running_job_then_reset_it_after_its_crash(
@@ -181,3 +223,153 @@ def test_sign_in_with_the_token_link(tmp_path: Path, page: Page) -> None:
         expect(page.locator("#live")).to_contain_text("live")  # polling passes with the cookie
         cookies: list[Any] = page.context.cookies()
         assert all("s3cret" not in c["value"] for c in cookies)
+
+
+def test_retry_a_failed_item_and_add_a_note_through_the_page(
+    tmp_path: Path, page: Page, item_jobs: list[ItemJob]
+) -> None:
+    from playwright.sync_api import expect
+
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    # Items 7 and 31 are refused (and tolerated). The run waits before item 1 until the
+    # page is open, and before item 50 until the page has seen it move.
+    spec = ItemSpec(store=url, n=60, refuse=[7, 31], pause=0.03, max_failures=5, hold=[1, 50])
+    job = ItemJob(tmp_path / "job", spec)
+    item_jobs.append(job)
+    job.hold(1)
+    job.hold(50)
+    first = job.start()
+    with serve(url) as served:
+        job.wait_for(0, 0)
+        page.goto(f"{served.url}jobs/{job.key}")
+        status = page.locator('#job [data-field="status"]').first
+        succeeded = page.locator('[data-field="succeeded"]')
+        expect(status).to_have_text("running")
+        expect(page.locator(".actions")).to_contain_text("is working on this job now")
+        expect(page.locator("#chart")).to_contain_text("Not enough checkpoints yet")
+        page.evaluate("window.stillTheSamePage = true")
+        seen = succeeded.inner_text()
+        job.release(1)
+        expect(succeeded).not_to_have_text(seen)  # progress moves while the page is open
+        expect(page.locator('[data-field="failed"]')).to_have_text("1")  # item 7
+        # The chart follows the checkpoint history, without a reload.
+        expect(page.locator("#chart svg polyline")).to_have_count(1)
+        assert page.evaluate("window.stillTheSamePage") is True
+        expect(status).to_have_text("running")
+        page.screenshot(path=str(tmp_path / "failing-job-running.png"), full_page=True)
+
+        # Someone starts a note while it runs; the run ends meanwhile. The page says so
+        # instead of reloading (which would throw the note away).
+        text = "Items 7 and 31 fail: the CRM refuses their addresses. Fixing 7 first."
+        page.locator("#note-text").fill(text)
+        page.locator("#note-author").fill("Ann")
+        job.release(50)
+        assert first.wait(60) == 0, first.stderr.read().decode() if first.stderr else ""
+        expect(status).to_have_text("completed_with_failures")
+        expect(page.locator("#stale")).to_be_visible()
+        assert page.evaluate("window.stillTheSamePage") is True
+        expect(page.locator("#note-text")).to_have_value(text)
+        page.locator('button[data-action="note"]').click()
+        expect(page.locator("h1")).to_have_text(f"Add this note to job {job.key}?")
+        expect(page.locator(".note-preview")).to_contain_text("Ann via dashboard")
+        page.screenshot(path=str(tmp_path / "note-confirm.png"), full_page=True)
+        page.locator("#confirm").click()
+        expect(page.locator(".notice")).to_have_text(f"Note added to job {job.key}.")
+        note = page.locator("ul.notes li")
+        expect(note).to_have_count(1)
+        expect(note).to_contain_text("Ann via dashboard")
+        expect(note).to_contain_text(text)
+
+        # The job page, fresh after the note, offers the retries of the two failed items.
+        expect(status).to_have_text("completed_with_failures")
+        row = page.locator('.items tr[data-key="7"]')
+        expect(row).to_contain_text("ValueError: item 7 was refused on purpose")
+        expect(page.locator("#chart svg")).to_be_visible()
+        row.locator('a[data-action="retry"]').click()
+        expect(page.locator("h1")).to_have_text(f"Retry item 7 of job {job.key}?")
+        expect(page.locator(".confirm .items tbody tr")).to_have_count(1)
+        page.screenshot(path=str(tmp_path / "retry-confirm.png"), full_page=True)
+        page.locator("#confirm").click()
+        expect(page.locator(".notice")).to_have_text(
+            f"1 failed item of job {job.key} put back: the job's next run handles it."
+        )
+        items = ledger(url, job.key)
+        assert items[7].status == "retry", items
+        assert items[31].status == "failed", "only the item asked for"
+        expect(row.locator(".status")).to_have_text("retry")
+
+        # The handoff report downloads from the job page, as a file.
+        href = page.locator('a[data-report="html"]').get_attribute("href")
+        assert href == f"/jobs/{job.key}/report.html"
+        download = page.request.get(served.url.rstrip("/") + href)
+        assert download.headers["content-type"].startswith("text/html")
+        assert download.headers["content-disposition"].startswith("attachment;")
+        assert "Fixing 7 first." in download.text()
+
+        # The fixed job runs again: it handles item 7, and only item 7. (Off the job page
+        # meanwhile: its own reload when the status changes would race a reload of ours.)
+        page.goto("about:blank")
+        again = job.run(refuse=[31])
+        assert again.returncode == 0, again.stderr
+        assert job.handled(1) == [7]
+        assert set(ledger(url, job.key)) == {31}, "item 7 is done: no record left"
+        assert counters(url, job.key) == {"succeeded": 59, "failed": 1, "skipped": 0, "in_doubt": 0}
+        page.goto(f"{served.url}jobs/{job.key}")
+        expect(page.locator('[data-field="succeeded"]')).to_have_text("59")
+        expect(page.locator('.items tr[data-key="7"]')).to_have_count(0)
+        expect(page.locator('.items tr[data-key="31"] a[data-action="retry"]')).to_be_visible()
+        expect(page.locator(".runs tbody tr")).to_have_count(2)
+        page.screenshot(path=str(tmp_path / "after-retry-run.png"), full_page=True)
+    for name in ("failing-job-running", "note-confirm", "retry-confirm", "after-retry-run"):
+        assert (tmp_path / f"{name}.png").stat().st_size > 1000, name
+
+
+def test_resolve_an_in_doubt_item_through_the_page(
+    tmp_path: Path, page: Page, item_jobs: list[ItemJob]
+) -> None:
+    from playwright.sync_api import expect
+
+    url = f"file://{tmp_path / 'store'}"
+    # At-most-once: item 12's handler raised, so whether it took effect is unknown.
+    job = ItemJob(
+        tmp_path / "job", ItemSpec(store=url, n=20, refuse=[12], guarantee="at-most-once")
+    )
+    item_jobs.append(job)
+    stopped = job.run()
+    assert stopped.returncode == 1, stopped.stderr
+    assert "item 12 was refused on purpose" in stopped.stderr
+    assert ledger(url, job.key)[12].status == "in_doubt"
+    with serve(url) as served:
+        page.goto(f"{served.url}jobs/{job.key}")
+        expect(page.locator('[data-field="in_doubt"]')).to_have_text("1")
+        row = page.locator('.items tr[data-key="12"]')
+        expect(row.locator(".status")).to_have_text("in_doubt")
+        expect(row.locator('a[data-action="resolve-retry"]')).to_be_visible()
+        page.screenshot(path=str(tmp_path / "in-doubt.png"), full_page=True)
+
+        row.locator('a[data-action="resolve-done"]').click()
+        expect(page.locator("h1")).to_have_text(f"Count item 12 of job {job.key} as done?")
+        page.locator("a.cancel").click()  # changing one's mind changes nothing
+        assert ledger(url, job.key)[12].status == "in_doubt"
+
+        row.locator('a[data-action="resolve-done"]').click()
+        page.screenshot(path=str(tmp_path / "resolve-confirm.png"), full_page=True)
+        page.locator("#confirm").click()
+        expect(page.locator(".notice")).to_have_text(
+            f"1 in-doubt item of job {job.key} counted as done."
+        )
+        assert 12 not in ledger(url, job.key)
+        assert counters(url, job.key) == {"succeeded": 13, "failed": 0, "skipped": 0, "in_doubt": 0}
+        expect(page.locator('[data-field="in_doubt"]')).to_have_text("0")
+        expect(page.locator('[data-field="succeeded"]')).to_have_text("13")
+        expect(page.locator('.items tr[data-key="12"]')).to_have_count(0)
+
+        # The next run goes on after item 12 and never runs its handler again.
+        finished = job.run()
+        assert finished.returncode == 0, finished.stderr
+        assert job.handled(1) == list(range(13, 20))
+        # The page reloads itself when the status changes.
+        expect(page.locator('#job [data-field="status"]').first).to_have_text("completed")
+        expect(page.locator('[data-field="succeeded"]')).to_have_text("20")
+    for name in ("in-doubt", "resolve-confirm"):
+        assert (tmp_path / f"{name}.png").stat().st_size > 1000, name

@@ -1,48 +1,193 @@
 """What a person may do to a job from the dashboard, each behind a confirmation page.
 
-An action is a row of :data:`ACTIONS`: the job page offers a button for each one that applies,
-``GET /jobs/<job>/<action>`` asks for confirmation, and ``POST`` there (with the CSRF token)
-does it. New actions (retry failed items, resolve in-doubt items, add a note) join the table
-once the store can do them.
+An action is a row of :data:`ACTIONS`. ``GET /jobs/<job>/<action>`` asks for confirmation
+and ``POST`` there (with the CSRF token) does it. What it applies to comes with the request
+as a :class:`Target`: ``key=<JSON>`` (one item) or ``all=1`` (every matching item) for the
+ledger actions, ``text`` and ``author`` for a note. The ledger actions make the same store
+calls as ``midway retry`` and ``midway resolve``, so the dashboard and the command line
+cannot disagree about what a retry or a resolution means.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+import unicodedata
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from midway.errors import EXIT_USAGE, MidwayError, RefusedError
+from midway.jsonutil import JSONValue
+from midway.ledger import DROP, FAILED, IN_DOUBT, RETRY, ItemRecord, matches
 from midway.owner import Owner
 from midway.stores import JobRecord, Store
+
+# A note travels in the confirmation page's address: 1,000 characters of any script stay
+# within what the server reads of a request line (16 KiB) and of a form.
+MAX_NOTE_CHARS = 1000
+MAX_AUTHOR_CHARS = 80
+
+
+class ActionInputError(MidwayError):
+    """A dashboard form or link asked for something unclear (nothing was done)."""
+
+    exit_code = EXIT_USAGE
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a confirmed action applies to. ``keys`` None: every item the action concerns."""
+
+    keys: list[JSONValue] | None = None
+    text: str = ""
+    name: str = ""  # as typed into the note form (cleaned)
+    author: str = ""  # what the note records: the name "via dashboard", or the default
+
+    def fields(self) -> list[tuple[str, str]]:
+        """The form fields that carry this target from the confirmation to the POST."""
+        fields: list[tuple[str, str]] = []
+        if self.keys is not None:
+            fields += [("key", _key_text(key)) for key in self.keys]
+        if self.text:
+            fields.append(("text", self.text))
+        if self.name:
+            fields.append(("author", self.name))
+        return fields
 
 
 @dataclass(frozen=True)
 class Action:
     name: str  # the URL segment: /jobs/<job>/<name>
     label: str  # the button that leads to the confirmation
-    question: str  # the confirmation page's heading; {job} is the job's key
+    question: str  # the confirmation page's heading; {job}: the job's key, {what}: its target
     consequences: str  # what happens, said before it happens
     confirm: str  # the confirmation button
-    done: str  # the notice afterwards; {job} is the job's key
-    perform: Callable[[Store, JobRecord], None]
-    # Why the action does not apply to this job now (given its ``job_summary``), or None.
+    done: str  # the notice afterwards: {job}, {count} (items changed), {s} and {them}
+    perform: Callable[[Store, JobRecord, Target], int]  # returns how many items it changed
+    # Why the action does not apply to this job now (given its ``job_detail``), or None.
     # The job page asks it to show or grey out the button; the POST asks it again.
     unavailable: Callable[[dict[str, Any]], str | None]
     # Where the browser goes afterwards: "job" (its page) or "jobs" (the list).
     back_to: str = "job"
+    # The ledger statuses it acts on: its target is ``key=...`` or ``all=1``, and the job
+    # page offers it on each such item's row. Empty: the action is about the whole job.
+    statuses: tuple[str, ...] = ()
+    # The link on an item's row (for actions with ``statuses``).
+    row_label: str = ""
+    # Its target is a note: ``text`` and ``author`` (the job page has a form for it instead
+    # of an entry in its list of actions).
+    takes_note: bool = False
+
+    def parse(self, params: Mapping[str, str], keys: list[str], default_author: str) -> Target:
+        """The target named by a query (GET) or form (POST): ``keys`` are the ``key``
+        values, in order. Raises :class:`ActionInputError` when it is unclear."""
+        if self.statuses:
+            return _item_target(keys, params.get("all") == "1")
+        if self.takes_note:
+            return _note_target(params.get("text", ""), params.get("author", ""), default_author)
+        return Target()
+
+    def describe(self, detail: dict[str, Any], target: Target) -> str:
+        """The ``{what}`` of the question: ``item "c-17"``, ``all 3 failed items``."""
+        if not self.statuses:
+            return ""
+        noun = " or ".join(s.replace("_", "-") for s in self.statuses)
+        if target.keys is not None:
+            return ", ".join(f"item {_key_text(k)}" for k in target.keys)
+        count = len(concerned(self, detail, target))
+        return f"all {count:,} {noun} item{'' if count == 1 else 's'}"
 
 
-def _reset(store: Store, record: JobRecord) -> None:
-    store.reset(record.job, Owner.current())
+def offered(action: Action, detail: dict[str, Any]) -> bool:
+    """Whether the job page lists ``action`` at all: a ledger action only for a job that has
+    such items (greyed out while a runner works), the note never (it has a form)."""
+    if action.takes_note:
+        return False
+    return not action.statuses or any(
+        item["status"] in action.statuses for item in detail.get("items", [])
+    )
 
 
-def _reset_unavailable(detail: dict[str, Any]) -> str | None:
+def concerned(action: Action, detail: dict[str, Any], target: Target) -> list[dict[str, Any]]:
+    """The ledger items (as ``job_detail`` lists them) that ``target`` picks for ``action``."""
+    return [
+        item
+        for item in detail.get("items", [])
+        if item["status"] in action.statuses
+        and matches(ItemRecord(item["key"], item["status"]), target.keys, None)
+    ]
+
+
+def target_unavailable(action: Action, detail: dict[str, Any], target: Target) -> str | None:
+    """Why ``action`` cannot apply to ``target`` now, or None: the whole job's reason, else
+    (for one item) that the item is no longer in a status the action concerns."""
+    reason = action.unavailable(detail)
+    if reason is not None or not action.statuses or target.keys is None:
+        return reason
+    if not concerned(action, detail, target):
+        keys = ", ".join(_key_text(k) for k in target.keys)
+        return (
+            f"no {' or '.join(action.statuses)} item of this job has key {keys} now (it was "
+            "handled already, or the job was reset); reload the job's page"
+        )
+    return None
+
+
+def _key_text(key: JSONValue) -> str:
+    return json.dumps(key, ensure_ascii=False)
+
+
+def _item_target(keys: list[str], everything: bool) -> Target:
+    if everything and keys:
+        raise ActionInputError("name items by key, or all=1, not both")
+    if everything:
+        return Target(keys=None)
+    if not keys:
+        raise ActionInputError("say which items: key=<the item's key, as JSON> or all=1")
+    parsed: list[JSONValue] = []
+    for text in keys:
+        try:  # as `midway retry --key` reads it: JSON, else the text itself
+            parsed.append(json.loads(text))
+        except ValueError:
+            parsed.append(text)
+    return Target(keys=parsed)
+
+
+def _one_line(text: str) -> str:
+    """No control characters: an author's name is shown on one line wherever it goes."""
+    return "".join(c for c in text if unicodedata.category(c)[0] != "C").strip()
+
+
+def _note_target(text: str, author: str, default_author: str) -> Target:
+    text = text.replace("\r\n", "\n").strip()
+    if not text:
+        raise ActionInputError("the note is empty; write what you decided and why")
+    if len(text) > MAX_NOTE_CHARS:
+        raise ActionInputError(
+            f"the note has {len(text):,} characters; keep it under {MAX_NOTE_CHARS:,} "
+            "(link to a longer text instead)"
+        )
+    name = _one_line(author)[:MAX_AUTHOR_CHARS]
+    # Anyone who reaches the dashboard may type any name: the note says where it came from.
+    author = f"{name} via dashboard" if name else default_author
+    return Target(text=text, name=name, author=author)
+
+
+# -- the actions ----------------------------------------------------------------------------
+
+
+def _runner_at_work(detail: dict[str, Any]) -> str | None:
     if detail["status"] == "running":
         return (
             f"a runner ({detail['owner']}) is working on this job now; stop it first "
             "(a crashed runner's lease expires on its own)"
         )
     return None
+
+
+def _reset(store: Store, record: JobRecord, target: Target) -> int:
+    store.reset(record.job, Owner.current())
+    return 0
 
 
 RESET = Action(
@@ -57,8 +202,130 @@ RESET = Action(
     confirm="Forget this job",
     done="Job {job} reset: its next run starts from the first item.",
     perform=_reset,
-    unavailable=_reset_unavailable,
+    unavailable=_runner_at_work,
     back_to="jobs",
 )
 
-ACTIONS: dict[str, Action] = {action.name: action for action in (RESET,)}
+
+def _ledger_unavailable(statuses: tuple[str, ...]) -> Callable[[dict[str, Any]], str | None]:
+    def unavailable(detail: dict[str, Any]) -> str | None:
+        busy = _runner_at_work(detail)
+        if busy is not None:
+            return busy
+        if not any(item["status"] in statuses for item in detail.get("items", [])):
+            return f"the job has no {' or '.join(s.replace('_', '-') for s in statuses)} items"
+        return None
+
+    return unavailable
+
+
+def _changer(
+    statuses: tuple[str, ...], to_status: str, count_as: str | None
+) -> Callable[[Store, JobRecord, Target], int]:
+    """The ``store.change_items`` call of ``midway retry`` / ``midway resolve``."""
+
+    def perform(store: Store, record: JobRecord, target: Target) -> int:
+        changed = store.change_items(
+            record.job,
+            Owner.current(),
+            statuses=statuses,
+            keys=target.keys,
+            error_type=None,
+            to_status=to_status,
+            count_as=count_as,
+        )
+        if not changed:
+            which = "" if target.keys is None else " with that key"
+            raise RefusedError(
+                f"nothing changed: job {record.job!r} has no {' or '.join(statuses)} "
+                f"item{which} now (someone handled it already?); reload the job's page"
+            )
+        return len(changed)
+
+    return perform
+
+
+RETRY_FAILED = Action(
+    name="retry",
+    label="Retry failed items…",
+    question="Retry {what} of job {job}?",
+    consequences=(
+        "The items are put back (status retry): the next run of the job handles them again, "
+        "and only them if the job had completed. Nothing runs now; start the job's command "
+        "again when you are ready (as `midway retry` does)."
+    ),
+    confirm="Put them back",
+    done="{count} failed item{s} of job {job} put back: the job's next run handles {them}.",
+    perform=_changer((FAILED,), RETRY, None),
+    unavailable=_ledger_unavailable((FAILED,)),
+    statuses=(FAILED,),
+    row_label="Retry…",
+)
+
+RESOLVE_DONE = Action(
+    name="resolve-done",
+    label="Resolve in-doubt items: they took effect…",
+    question="Count {what} of job {job} as done?",
+    consequences=(
+        "A crash came while these items' handlers ran, so midway cannot know whether they "
+        "took effect. Say so only after checking (the mail server's log, the payment "
+        "provider): they then count as succeeded and are never handled again (as `midway "
+        "resolve --done` does)."
+    ),
+    confirm="They took effect: count them as done",
+    done="{count} in-doubt item{s} of job {job} counted as done.",
+    perform=_changer((IN_DOUBT,), DROP, "succeeded"),
+    unavailable=_ledger_unavailable((IN_DOUBT,)),
+    statuses=(IN_DOUBT,),
+    row_label="Done…",
+)
+
+RESOLVE_RETRY = Action(
+    name="resolve-retry",
+    label="Resolve in-doubt items: they did not…",
+    question="Handle {what} of job {job} again?",
+    consequences=(
+        "Say so only after checking that they did not take effect: the next run of the job "
+        "runs their handlers again (as `midway resolve --retry` does). If one did take "
+        "effect, it happens twice."
+    ),
+    confirm="They did not: handle them again",
+    done="{count} in-doubt item{s} of job {job} put back for the next run.",
+    perform=_changer((IN_DOUBT,), RETRY, "failed"),
+    unavailable=_ledger_unavailable((IN_DOUBT,)),
+    statuses=(IN_DOUBT,),
+    row_label="Retry…",
+)
+
+
+def _note(store: Store, record: JobRecord, target: Target) -> int:
+    store.add_note(record.job, target.text, target.author)
+    return 0
+
+
+NOTE = Action(
+    name="note",
+    label="Add note…",
+    question="Add this note to job {job}?",
+    consequences=(
+        "Notes stay with the job until it is reset; the job page, `midway show` and "
+        "`midway report` show them with their author and time."
+    ),
+    confirm="Add the note",
+    done="Note added to job {job}.",
+    perform=_note,
+    unavailable=lambda detail: None,  # a note is welcome at any time, even mid-run
+    takes_note=True,
+)
+
+ACTIONS: dict[str, Action] = {
+    action.name: action for action in (RETRY_FAILED, RESOLVE_DONE, RESOLVE_RETRY, NOTE, RESET)
+}
+
+
+def notice(action: Action, job: str, count: int) -> str:
+    """The line shown after ``action`` changed ``count`` items of ``job``."""
+    one = count == 1
+    return action.done.format(
+        job=job, count=f"{count:,}", s="" if one else "s", them="it" if one else "them"
+    )

@@ -7,13 +7,17 @@ dashboard works on every store kind and never holds a lock between requests.
     /                          the jobs, polling /api/jobs every second
     /jobs/<job>                one job, polling /api/jobs/<job>/summary every second
     /jobs/<job>/<action>       GET: a confirmation page; POST: do it (see actions.py)
+    /jobs/<job>/report.html    `midway report --format html`, as a download (.md: Markdown)
     /api/jobs                  what `midway status --json` prints
     /api/jobs/<job>            what `midway show --json` prints
     /api/jobs/<job>/summary    one job's row of /api/jobs
+    /api/jobs/<job>/chart      the job page's throughput chart (SVG), for its refreshes
 """
 
 from __future__ import annotations
 
+import getpass
+import json
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +26,7 @@ from typing import Any
 from urllib.parse import parse_qsl, quote
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
@@ -30,17 +35,29 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from midway import overview
+from midway import overview, report
 from midway.errors import JobNotFound, MidwayError, RefusedError, StoreNotFound
+from midway.jsonutil import JSONValue
 from midway.owner import describe_age
 from midway.stores import Store, open_store
 from midway.web import formatting
-from midway.web.actions import ACTIONS, Action
+from midway.web.actions import (
+    ACTIONS,
+    Action,
+    ActionInputError,
+    Target,
+    concerned,
+    notice,
+    offered,
+    target_unavailable,
+)
 from midway.web.security import Gatekeeper, Guard
 
 HERE = Path(__file__).resolve().parent
 MAX_FORM_BYTES = 16 * 1024
 MAX_ITEMS_SHOWN = 200
+MAX_CHART_POINTS = 300
+REPORTS = {"html": "text/html; charset=utf-8", "md": "text/markdown; charset=utf-8"}
 JOB_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+-]{0,199}(@[0-9a-f]{8})?")
 
 
@@ -48,6 +65,49 @@ def job_url(job: str, action: str | None = None) -> str:
     """The page of ``job`` (keys hold ``@`` and ``:``, so they are quoted)."""
     url = "/jobs/" + quote(job, safe="")
     return f"{url}/{action}" if action else url
+
+
+def item_url(job: str, action: str, key: JSONValue) -> str:
+    """The confirmation page of ``action`` for one item (its key travels as JSON)."""
+    return job_url(job, action) + "?key=" + quote(json.dumps(key, ensure_ascii=False), safe="")
+
+
+def default_author() -> str:
+    """Who wrote a note left without a name: the user the dashboard runs as."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "someone"
+    return f"{user} via dashboard"
+
+
+def chart(store: Store, job: str) -> Markup | None:
+    """The throughput chart as inline SVG (``midway report``'s), or None while the job's
+    history holds too few checkpoints to draw one."""
+    points = _thin(report.throughput(store.list_history(job)), MAX_CHART_POINTS)
+    if len(points) < 2:
+        return None
+    return Markup(report.svg_chart(points))  # built here, its text escaped
+
+
+def _thin(points: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
+    """At most ``limit`` points, each the mean rate of a run of neighbours: a job that ran
+    for days draws a line of a few hundred points, not of every checkpoint sampled."""
+    if len(points) <= limit:
+        return points
+    size = -(-len(points) // limit)
+    thinned = []
+    for start in range(0, len(points), size):
+        group = points[start : start + size]
+        last = group[-1]
+        rate = sum(p["rate"] for p in group) / len(group)
+        thinned.append({"at": last["at"], "processed": last["processed"], "rate": rate})
+    return thinned
+
+
+def _count_of(text: str) -> int:
+    """The ``n`` of a notice link (digits only: a link cannot put prose on the page)."""
+    return int(text) if text.isdigit() and len(text) <= 12 else 0
 
 
 def _environment() -> Environment:
@@ -64,9 +124,12 @@ def _environment() -> Environment:
         percent=formatting.percent,
         progress_text=formatting.progress_text,
         as_json=formatting.as_json,
+        code_spans=formatting.code_spans,
         age=lambda seconds: "" if seconds is None else describe_age(seconds),
     )
-    env.globals.update(job_url=job_url, api_url=lambda job: "/api" + job_url(job))
+    env.globals.update(
+        job_url=job_url, item_url=item_url, api_url=lambda job: "/api" + job_url(job)
+    )
     return env
 
 
@@ -77,6 +140,7 @@ class Dashboard:
         self.store_url = store_url
         self.guard = guard
         self.env = _environment()
+        self.default_author = default_author()
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -111,6 +175,16 @@ class Dashboard:
         with self.store() as store:
             return overview.job_detail(store, overview.resolve(store, job))
 
+    def detail_and_chart(self, job: str) -> tuple[dict[str, Any], Markup | None]:
+        with self.store() as store:
+            record = overview.resolve(store, job)
+            return overview.job_detail(store, record), chart(store, record.job)
+
+    def chart_of(self, job: str) -> dict[str, Any]:
+        with self.store() as store:
+            svg = chart(store, overview.resolve(store, job).job)
+        return {"svg": None if svg is None else str(svg)}
+
     def summary(self, job: str) -> dict[str, Any]:
         with self.store() as store:
             return overview.job_summary(store, overview.resolve(store, job))
@@ -122,7 +196,7 @@ class Dashboard:
         done = ACTIONS.get(request.query_params.get("done", ""))
         job = request.query_params.get("job", "")
         if done is not None and JOB_KEY.fullmatch(job):  # a link cannot put prose on the page
-            notice = done.done.format(job=job)
+            notice = _notice(done, job, request)
         try:
             rows = self.rows()
             missing = None
@@ -136,30 +210,39 @@ class Dashboard:
     def job_page(self, request: Request) -> Response:
         job = request.path_params["job"]
         try:
-            detail = self.detail(job)
+            detail, svg = self.detail_and_chart(job)
         except (JobNotFound, StoreNotFound) as exc:
             return self.message(request, "No such job", str(exc), 404)
         except MidwayError as exc:
             return self.message(request, "The store cannot be read", str(exc), 503)
         done = ACTIONS.get(request.query_params.get("done", ""))
+        actions = [(action, action.unavailable(detail)) for action in ACTIONS.values()]
         return self.render(
             request,
             "job.html",
             job=detail,
             items=detail["items"][:MAX_ITEMS_SHOWN],
-            actions=self._actions_for(detail),
+            actions=[(a, why) for a, why in actions if offered(a, detail)],
+            # Per status, the actions offered on an item's row (none while a runner works).
+            row_actions={
+                status: [a for a, why in actions if status in a.statuses and why is None]
+                for status in {s for a in ACTIONS.values() for s in a.statuses}
+            },
+            chart=svg,
+            default_author=self.default_author,
             resume=next((r["command"] for r in detail["runs"] if r.get("command")), None),
-            notice=done.done.format(job=detail["job"]) if done else None,
+            notice=_notice(done, detail["job"], request) if done else None,
         )
-
-    @staticmethod
-    def _actions_for(detail: dict[str, Any]) -> list[tuple[Action, str | None]]:
-        return [(action, action.unavailable(detail)) for action in ACTIONS.values()]
 
     def confirm_page(self, request: Request) -> Response:
         action = ACTIONS.get(request.path_params["action"])
         if action is None:
             return self.message(request, "No such action", "The dashboard has no such action.", 404)
+        query = request.query_params
+        try:
+            target = self._target(action, dict(query), query.getlist("key"))
+        except ActionInputError as exc:
+            return self.message(request, "Unclear request", f"Nothing to confirm: {exc}.", 400)
         try:
             detail = self.detail(request.path_params["job"])
         except (JobNotFound, StoreNotFound) as exc:
@@ -172,39 +255,75 @@ class Dashboard:
             status=200,
             action=action,
             job=detail,
-            unavailable=action.unavailable(detail),
+            target=target,
+            what=action.describe(detail, target),
+            items=concerned(action, detail, target)[:MAX_ITEMS_SHOWN],
+            unavailable=target_unavailable(action, detail, target),
         )
+
+    def _target(self, action: Action, params: dict[str, str], keys: list[str]) -> Target:
+        return action.parse(params, keys, self.default_author)
 
     async def perform(self, request: Request) -> Response:
         action = ACTIONS.get(request.path_params["action"])
         if action is None:
             return self.message(request, "No such action", "The dashboard has no such action.", 404)
-        form = await _read_form(request)
-        if form is None:
+        pairs = await _read_form(request)
+        form = dict(pairs or [])
+        if pairs is None:
             refusal: str | None = "the request is not a small url-encoded form"
         else:
             refusal = self.guard.refuse_post(request, form)
         if refusal is not None:
             return self.message(request, "Refused", f"Nothing was done: {refusal}.", 403)
         try:
-            job = await run_in_threadpool(self._perform, action, request.path_params["job"])
+            target = self._target(action, form, [v for k, v in pairs or [] if k == "key"])
+        except ActionInputError as exc:
+            return self.message(request, "Unclear request", f"Nothing was done: {exc}.", 400)
+        try:
+            job, count = await run_in_threadpool(
+                self._perform, action, request.path_params["job"], target
+            )
         except (JobNotFound, StoreNotFound) as exc:
             return self.message(request, "No such job", str(exc), 404)
         except MidwayError as exc:
             return self.message(request, f"{action.label.rstrip('…')} refused", str(exc), 409)
         query = f"?done={action.name}&job={quote(job, safe='')}"
-        target = "/" if action.back_to == "jobs" else job_url(job)
-        return RedirectResponse(target + query, status_code=303)
+        if action.statuses:
+            query += f"&n={count}"
+        back = "/" if action.back_to == "jobs" else job_url(job)
+        return RedirectResponse(back + query, status_code=303)
 
-    def _perform(self, action: Action, job: str) -> str:
+    def _perform(self, action: Action, job: str, target: Target) -> tuple[str, int]:
         with self.store() as store:
             record = overview.resolve(store, job)
             # Asked again here: the page that offered the action may be minutes old.
-            reason = action.unavailable(overview.job_summary(store, record))
+            reason = target_unavailable(action, overview.job_detail(store, record), target)
             if reason is not None:
                 raise RefusedError(f"not now: {reason}")
-            action.perform(store, record)
-            return record.job
+            return record.job, action.perform(store, record, target)
+
+    # -- downloads ------------------------------------------------------------------------
+
+    def report(self, request: Request) -> Response:
+        """``midway report`` as a file to keep or hand over (HTML or Markdown)."""
+        fmt = request.path_params["fmt"]
+        if fmt not in REPORTS:
+            return self.message(request, "No such report", "Reports are .html or .md.", 404)
+        try:
+            with self.store() as store:
+                data = report.gather(store, overview.resolve(store, request.path_params["job"]))
+        except (JobNotFound, StoreNotFound) as exc:
+            return self.message(request, "No such job", str(exc), 404)
+        except MidwayError as exc:
+            return self.message(request, "The store cannot be read", str(exc), 503)
+        text = report.html_page(data) if fmt == "html" else report.markdown(data)
+        name = re.sub(r"[^A-Za-z0-9._-]+", "_", data["job"]).strip("._") or "job"
+        headers = {
+            "Cache-Control": "no-store",
+            "Content-Disposition": f'attachment; filename="midway-report-{name}.{fmt}"',
+        }
+        return Response(text, media_type=REPORTS[fmt], headers=headers)
 
     # -- JSON -----------------------------------------------------------------------------
 
@@ -222,6 +341,9 @@ class Dashboard:
     def api_summary(self, request: Request) -> Response:
         return self._api_one(request, self.summary)
 
+    def api_chart(self, request: Request) -> Response:
+        return self._api_one(request, self.chart_of)
+
     @staticmethod
     def _api_one(request: Request, read: Any) -> Response:
         try:
@@ -236,7 +358,11 @@ def _json(data: Any, status: int = 200) -> Response:
     return JSONResponse(data, status_code=status, headers={"Cache-Control": "no-store"})
 
 
-async def _read_form(request: Request) -> dict[str, str] | None:
+def _notice(action: Action, job: str, request: Request) -> str:
+    return notice(action, job, _count_of(request.query_params.get("n", "")))
+
+
+async def _read_form(request: Request) -> list[tuple[str, str]] | None:
     """A small url-encoded form (no multipart: the dashboard's forms are a few fields)."""
     if request.headers.get("content-type", "").split(";")[0].strip() != (
         "application/x-www-form-urlencoded"
@@ -248,7 +374,7 @@ async def _read_form(request: Request) -> dict[str, str] | None:
         if len(body) > MAX_FORM_BYTES:
             return None
     try:
-        return dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+        return parse_qsl(body.decode("utf-8"), keep_blank_values=True)
     except UnicodeDecodeError:
         return None
 
@@ -261,7 +387,9 @@ def create_app(store_url: str, guard: Guard) -> Starlette:
         Route("/api/jobs", board.api_jobs, methods=["GET"]),
         Route("/api/jobs/{job}", board.api_job, methods=["GET"]),
         Route("/api/jobs/{job}/summary", board.api_summary, methods=["GET"]),
+        Route("/api/jobs/{job}/chart", board.api_chart, methods=["GET"]),
         Route("/jobs/{job}", board.job_page, methods=["GET"]),
+        Route("/jobs/{job}/report.{fmt}", board.report, methods=["GET"]),
         Route("/jobs/{job}/{action}", board.confirm_page, methods=["GET"]),
         Route("/jobs/{job}/{action}", board.perform, methods=["POST"]),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),

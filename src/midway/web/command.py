@@ -33,7 +33,8 @@ def check_exposure(host: str, token: str | None) -> None:
     if token is None and not is_loopback(host):
         raise ConfigError(
             f"refusing to serve the dashboard on {host} without a token: anyone who can reach "
-            "this machine could read every job's state and reset jobs. Pass --token T (or set "
+            "this machine could read every job's state, and reset jobs or resolve their items. "
+            "Pass --token T (or set "
             "MIDWAY_UI_TOKEN), or keep the default --host 127.0.0.1 and reach it through an "
             "SSH tunnel (ssh -L 8737:127.0.0.1:8737 this-host)."
         )
@@ -101,7 +102,8 @@ def _address_for_people(host: str, port: int) -> str:
     help="Store URL (default: $MIDWAY_STORE, else sqlite:///.midway/state.db).",
 )
 def ui(host: str, port: int, token: str | None, store_url: str | None) -> None:
-    """Serve a dashboard of the store's jobs: live progress, each job's details, reset.
+    """Serve a dashboard of the store's jobs: live progress, each job's details,
+    throughput chart and report; retry failed items, resolve in-doubt ones, add notes, reset.
 
     It listens on 127.0.0.1 unless told otherwise; any other address needs a token,
     which people then pass once as /?token=... (or as 'Authorization: Bearer ...').

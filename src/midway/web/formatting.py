@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
+
+from markupsafe import Markup, escape
 
 
 def count(value: int | None) -> str:
@@ -48,3 +51,8 @@ def as_json(value: Any, limit: int = 4000) -> str:
     """Pretty JSON, clipped to ``limit`` characters."""
     text = json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def code_spans(text: str) -> Markup:
+    """Escaped text whose `backquoted` parts (commands) show as code."""
+    return Markup(re.sub(r"`([^`]+)`", r"<code>\1</code>", str(escape(text))))

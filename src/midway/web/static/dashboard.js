@@ -1,10 +1,13 @@
 // midway ui: keeps the jobs table and the job page current by polling their JSON endpoint
-// once a second. The pages are complete without it; this only refreshes the numbers.
-// Text goes in with textContent only, never as markup.
+// once a second. The pages are complete without it; this only refreshes the numbers, and
+// the job page's throughput chart when a new checkpoint came.
+// Text goes in with textContent only, never as markup; the chart is SVG parsed as XML.
 "use strict";
 
 (function () {
   const POLL_MS = 1000;
+  const CHART_MS = 2000; // the chart is fetched again at most this often
+  const SVG_NS = "http://www.w3.org/2000/svg";
 
   // The same wording as midway/web/formatting.py and midway.owner.describe_age.
   function count(n) {
@@ -151,9 +154,14 @@
       return false;
     }
     if (row.status !== section.dataset.status) {
-      // Items and runs changed with the status: load the whole page again.
-      window.location.reload();
-      return false;
+      // Items and runs changed with the status: load the whole page again, unless that
+      // would throw away a note being written.
+      const draft = document.getElementById("note-text");
+      if (!draft || !draft.value.trim()) {
+        window.location.reload();
+        return false;
+      }
+      document.getElementById("stale").hidden = false;
     }
     fillCommon(section, row);
     for (const name of ["succeeded", "failed", "skipped", "in_doubt"]) {
@@ -169,6 +177,42 @@
         : "#" + row.checkpoint + " at " + row.updated_at + " (" + age(row.checkpoint_age_seconds) + ")"
     );
     return true;
+  }
+
+  // -- the throughput chart ---------------------------------------------------------------
+
+  function chartUpdater(box) {
+    let shown = box.dataset.checkpoint; // the checkpoint the chart on the page was drawn at
+    let fetchedAt = Date.now();
+    let busy = false;
+    return async function (row) {
+      const checkpoint = JSON.stringify(row.checkpoint);
+      if (busy || checkpoint === shown || Date.now() - fetchedAt < CHART_MS) return;
+      busy = true;
+      fetchedAt = Date.now();
+      try {
+        const response = await fetch(box.dataset.src, {
+          headers: { Accept: "application/json" },
+          credentials: "same-origin",
+          cache: "no-store",
+        });
+        if (!response.ok) return;
+        const body = await response.json();
+        shown = checkpoint;
+        if (!body.svg) return;
+        const svg = new DOMParser().parseFromString(body.svg, "image/svg+xml").documentElement;
+        if (svg.namespaceURI !== SVG_NS || svg.localName !== "svg") return;
+        for (const script of Array.from(svg.getElementsByTagNameNS(SVG_NS, "script"))) {
+          script.remove();
+        }
+        box.replaceChildren(document.importNode(svg, true));
+        box.dataset.checkpoint = checkpoint;
+      } catch (error) {
+        // the next new checkpoint tries again; the numbers above say whether the server answers
+      } finally {
+        busy = false;
+      }
+    };
   }
 
   // -- polling ----------------------------------------------------------------------------
@@ -215,8 +259,12 @@
     }
     const section = document.getElementById("job");
     if (section) {
+      const box = document.getElementById("chart");
+      const updateChart = box ? chartUpdater(box) : null;
       poll(section.dataset.poll, function (row, status) {
-        return showJob(section, row, status);
+        const again = showJob(section, row, status);
+        if (again && updateChart) updateChart(row);
+        return again;
       });
     }
   });
