@@ -186,7 +186,7 @@ def test_tolerance_stops_with_exit_1_and_resumes(store_url: str, tmp_path: Path)
 
 def test_at_most_once_never_sends_twice(store_url: str, tmp_path: Path) -> None:
     seed = pick_seed()
-    n = 3000
+    n = 2000
     cfg = configure(
         tmp_path, store_url, n=n, fate="send", guarantee="at-most-once", every=1, pause=0.0
     )
@@ -281,7 +281,7 @@ def count_rows(url: str) -> dict[int, int]:
 def test_exactly_once_into_the_store_database(app_database: str, tmp_path: Path) -> None:
     seed = pick_seed()
     store_url = app_database
-    n = 20_000
+    n = 10_000
     cfg = configure(tmp_path, store_url, n=n, fate="insert", guarantee="exactly-once", pause=0.0001)
     report = kill_until_done(
         [sys.executable, str(SCRIPT), str(cfg)],
@@ -309,7 +309,7 @@ def test_sixteen_threads_killed_lose_nothing(store_url: str, tmp_path: Path) -> 
     above it are in the ledger, so a resume redoes at most what finished since the last
     checkpoint (one interval plus the window), never the whole window again."""
     seed = pick_seed()
-    n, every, window = 6000, 100, 64
+    n, every, window = 4000, 100, 64
     cfg = configure(tmp_path, store_url, n=n, fate="fixed", workers=16, every=every, pause=0.003)
     report = kill_until_done(
         [sys.executable, str(SCRIPT), str(cfg)],
