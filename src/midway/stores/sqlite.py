@@ -88,6 +88,11 @@ class SQLiteStore:
                 f"cannot {doing} store {self.url}: {text}. Check that the disk has space and "
                 "that the file and its folder are writable."
             ) from exc
+        except OSError as exc:  # the disk itself, where sqlite3 lets it through
+            raise StoreUnavailable(
+                f"cannot {doing} store {self.url}: {exc.strerror or exc}. Check that the disk "
+                "has space and that the file and its folder are writable."
+            ) from exc
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
