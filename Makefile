@@ -26,11 +26,15 @@ unit: $(STAMP)
 
 test: lint unit
 
+# The long fault suite (hundreds of kills); its summary table is printed last.
+FAULTS_SUMMARY := .faults-summary.jsonl
 faults: $(STAMP)
-	$(BIN)/pytest -m slow
+	@rm -f $(FAULTS_SUMMARY)
+	MIDWAY_FAULTS_SUMMARY=$(abspath $(FAULTS_SUMMARY)) $(BIN)/pytest -m slow; status=$$?; \
+	$(BIN)/python tests/faults/summary.py $(FAULTS_SUMMARY); exit $$status
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) .midway .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .midway .pytest_cache .mypy_cache .ruff_cache .faults-summary.jsonl

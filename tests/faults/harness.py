@@ -206,20 +206,27 @@ class Proc:
         self.err = err
         self.started = time.monotonic()
         self.killed_here = False
+        self._read = 0
+        self._lines = 0
 
     def alive(self) -> bool:
         return self.proc.poll() is None
 
     def calls_logged(self) -> int:
+        """How many handler calls this run has logged so far."""
         try:
-            return self.log.stat().st_size
+            with open(self.log, "rb") as f:
+                f.seek(self._read)
+                self._lines += f.read().count(b"\n")
+                self._read = f.tell()
         except FileNotFoundError:
-            return 0
+            pass
+        return self._lines
 
-    def wait_for_first_call(self, timeout: float) -> None:
+    def wait_for_calls(self, count: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        while self.alive() and not self.calls_logged() and time.monotonic() < deadline:
-            time.sleep(0.005)
+        while self.alive() and self.calls_logged() < count and time.monotonic() < deadline:
+            time.sleep(0.002)
 
     def kill(self) -> None:
         if self.alive():
@@ -393,41 +400,47 @@ class FaultJob:
         *,
         seed: int,
         kills: int,
-        max_delay: float,
         early_chance: float = 0.15,
         early_max: float = 0.6,
         faults: Callable[[random.Random, int], str] | None = None,
         max_runs: int | None = None,
         timeout: float = 90.0,
-        report: Report | None = None,
     ) -> Report:
-        """Run, kill, run again, until the job completes; then one clean run more if a
-        kill landed after the completion was recorded, so it is seen from both sides.
+        """Run, kill, run again, until the job completes.
 
-        ``kills`` runs are SIGKILLed from here: most ``[0, max_delay)`` s after the first
-        handler call, some (``early_chance``) ``[0, early_max)`` s after the start. A kill
-        may land at any moment, completion included. ``faults(rng, run_index)`` arms the
-        injection points of a run (the process then kills itself there, which counts as a
-        kill too). Runs end when one exits 0 or the store says the job completed."""
+        ``kills`` runs are SIGKILLed from here, at a random moment: most once the run has
+        handled a random number of items (about ``n / kills`` on average, so the kills
+        spread over the whole job whatever the machine's speed) plus a few milliseconds;
+        some (``early_chance``) ``[0, early_max)`` s after the start, in start-up. A kill
+        may land at any moment, the completion included. ``faults(rng, run_index)`` arms
+        the injection points of a run (the process then kills itself there, which counts
+        as a kill too). The loop ends when a run exits 0 or the store says the job
+        completed, or at the first run that ends any other way (``check`` says why)."""
         print(f"faults: kill loop seed={seed} (replay with MIDWAY_TEST_SEED={seed})")
         rng = random.Random(seed)
-        report = report if report is not None else Report(seed, self.setup)
+        report = Report(seed, self.setup)
         max_runs = max_runs if max_runs is not None else 3 * kills + 10
+        n = self.setup.n
+        span = max(2, 2 * n // max(kills, 1))
         harness_kills = 0
         for _ in range(max_runs):
             armed = faults(rng, len(report.runs)) if faults is not None else ""
             before = self.snapshot()
+            left = max(1, n - before.position)
             early = rng.random() < early_chance
-            delay = rng.uniform(0, early_max if early else max_delay)
+            delay = rng.uniform(0, early_max)
+            calls = rng.randint(1, max(1, min(left, span)))
+            jitter = rng.uniform(0, 0.02)
             proc = self.start(armed)
             plan = "no kill"
             if harness_kills < kills:
                 if early:
                     plan = f"kill {delay:.3f} s after start"
+                    time.sleep(delay)
                 else:
-                    plan = f"kill {delay:.3f} s after the first call"
-                    proc.wait_for_first_call(timeout)
-                time.sleep(delay)
+                    plan = f"kill after {calls} calls + {jitter * 1000:.0f} ms"
+                    proc.wait_for_calls(calls, timeout)
+                    time.sleep(jitter)
                 proc.kill()
                 harness_kills += proc.killed_here
             run = self.finish(proc, before, armed, plan, timeout)

@@ -121,7 +121,7 @@ def test_kills_at_the_worst_moments(
         job = FaultJob(folder, setup_for(guarantee, url, short))
         order = plan(points, scale.per_point)
         report = job.kill_loop(
-            seed=seed + round_, kills=0, max_delay=0, faults=arm(order), max_runs=len(order) + 3
+            seed=seed + round_, kills=0, faults=arm(order), max_runs=len(order) + 3
         )
         tally = check(report, job, f"fault points, {guarantee}, {kind.name}")
         tally.problems += point_promises(report, job)

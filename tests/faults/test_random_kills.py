@@ -30,11 +30,10 @@ class Scale:
     rounds: int  # independent jobs, each killed ``kills`` times
     kills: int
     n: int  # items (at-most-once: a commit each, so a quarter as many)
-    max_delay: float
 
 
-SHORT = Scale(rounds=1, kills=2, n=600, max_delay=0.5)
-LONG = Scale(rounds=4, kills=12, n=4000, max_delay=1.5)
+SHORT = Scale(rounds=1, kills=2, n=600)
+LONG = Scale(rounds=4, kills=12, n=4000)
 SCALES = [pytest.param(SHORT, id="short"), pytest.param(LONG, id="long", marks=pytest.mark.slow)]
 MODES = [
     pytest.param("at-least-once", 1, id="at-least-once"),
@@ -64,7 +63,7 @@ def round_url(store_url: str, round_: int) -> str:
 
 def kill_and_check(scenario: str, setup: Setup, folder: Path, seed: int, scale: Scale) -> Report:
     job = FaultJob(folder, setup)
-    report = job.kill_loop(seed=seed, kills=scale.kills, max_delay=scale.max_delay)
+    report = job.kill_loop(seed=seed, kills=scale.kills)
     tally = check(report, job, scenario)
     summary.record(tally)
     assert tally.ok, "\n".join([*tally.problems, report.describe()])

@@ -153,8 +153,16 @@ class SQLiteStore:
         if row is None:
             return None
         _, token, host, pid, pid_started, since, expires_at = row
-        owner = Owner(host, pid, pid_started) if host is not None else None
-        return LeaseInfo(job, token, owner, since, expires_at)
+        try:
+            owner = Owner(str(host), int(pid), pid_started) if host is not None else None
+            if not 0 <= int(token) < 1 << 62:  # the next token must still fit the column
+                raise ValueError(token)
+            return LeaseInfo(job, int(token), owner, float(since), float(expires_at))
+        except (TypeError, ValueError, OverflowError):
+            raise StoreCorrupt(
+                f"store {self.url}: the lease of job {job!r} is damaged ({row!r}). "
+                "Restore the store from a backup, or `midway reset` the job."
+            ) from None
 
     def acquire_lease(self, job: JobId, owner: Owner, ttl: float) -> Lease:
         self._synchronous(full=False)
@@ -391,17 +399,21 @@ class SQLiteStore:
         with self._errors("read"):
             rows = self.conn.execute(Q["list_items"], {"job": job}).fetchall()
         where = f"store {self.url}, items of {job!r}"
+        # Through from_store, as the file store reads them: a damaged field gives way to
+        # its default instead of reaching the engine as the wrong type.
         return [
-            ItemRecord(
-                key=_load(r[0], where),
-                status=r[1],
-                error=r[2],
-                traceback=r[3],
-                attempts=r[4],
-                position=_load(r[5], where) if r[5] else None,
-                item=_load(r[6], where) if r[6] else None,
-                updated_at=r[7],
-                steps=_load(r[8], where) if r[8] else {},
+            ItemRecord.from_store(
+                {
+                    "key": _load(r[0], where),
+                    "status": r[1],
+                    "error": r[2],
+                    "traceback": r[3],
+                    "attempts": r[4],
+                    "position": _load(r[5], where) if r[5] else None,
+                    "item": _load(r[6], where) if r[6] else None,
+                    "updated_at": r[7],
+                    "steps": _load(r[8], where) if r[8] else {},
+                }
             )
             for r in rows
             if r[1] in statuses
