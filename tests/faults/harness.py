@@ -306,6 +306,13 @@ class FaultJob:
             return Counter()
         return Counter(int(line) for line in self.sent.read_text().split())
 
+    def litter(self) -> list[str]:
+        """Temporary files of the file store left behind (by killed writers)."""
+        url = self.setup.store
+        if not url.startswith("file://"):
+            return []
+        return sorted(p.name for p in Path(url[len("file://") :]).rglob("*.tmp"))
+
     # -- processes ----------------------------------------------------------------------
 
     def start(self, faults: str = "", **overrides: Any) -> Proc:
@@ -605,6 +612,9 @@ def check(report: Report, job: FaultJob, scenario: str) -> Tally:
         want = state_of(fold(everything))
         if state != want:
             problems.append(f"the final state {state} is not that of each item once {want}")
+    litter = job.litter()
+    if litter:
+        problems.append(f"temporary files left in the store: {litter[:5]}")
     leftover = final.keys(STARTED, DONE, "retrying", "steps")
     if leftover:
         problems.append(f"engine records left after completion: {sorted(leftover)[:10]}")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 RECORDS: list[dict[str, Any]] = []
-COLUMNS = ("scenario", "runs", "kills", "items", "lost", "duplicated", "in doubt", "redone")
+COLUMNS = ("scenario", "jobs", "kills", "items", "lost", "duplicated", "in doubt", "redone")
 
 
 def record(row: Any) -> None:
@@ -36,7 +36,7 @@ def table(records: Iterable[dict[str, Any]]) -> str:
         row = rows.setdefault(
             rec["scenario"],
             {
-                "runs": 0,
+                "jobs": 0,
                 "kills": 0,
                 "items": 0,
                 "lost": 0,
@@ -48,7 +48,7 @@ def table(records: Iterable[dict[str, Any]]) -> str:
                 "broken": 0,
             },
         )
-        row["runs"] += 1
+        row["jobs"] += 1
         for name, field in (
             ("kills", "kills"),
             ("items", "items"),

@@ -228,6 +228,7 @@ class FileStore:
             took_over = current if current is not None and current.owner is not None else None
             token = (current.token if current else 0) + 1
             self._put_lease(folder, job.key, token, owner, now, now + ttl)
+            self._sweep(folder)
             if self._read(folder / "job.json") is None:
                 self._write(
                     folder / "job.json",
@@ -242,6 +243,13 @@ class FileStore:
                     },
                 )
         return Lease(job.key, token, owner, ttl, took_over)
+
+    def _sweep(self, folder: Path) -> None:
+        """Remove the temporary files of writers killed before their rename. Called by the
+        new owner under the job's lock: every other writer checks the lease first, and
+        fails, so none of these files is being written."""
+        for stale in (*folder.glob(".*.tmp"), *folder.glob("runs/.*.tmp")):
+            stale.unlink(missing_ok=True)
 
     def _holds(self, lease: Lease) -> LeaseInfo:
         info = self._lease_info(lease.job)
