@@ -99,7 +99,7 @@ def setup_for(guarantee: str, store_url: str, short: bool) -> Setup:
     setup.lease_ttl = LEASE_TTL
     if guarantee == "at-most-once":
         setup.fate, setup.every, setup.pause = "send", 1, 0.0
-        setup.n = 300 if short else 1500
+        setup.n = 200 if short else 1500
     elif guarantee == "exactly-once":
         setup.fate = "insert"
     return setup

@@ -15,13 +15,15 @@ The seed is printed and named in every failure; ``MIDWAY_TEST_SEED`` replays a r
 
 from __future__ import annotations
 
+import random
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from faults import summary
-from faults.harness import FaultJob, Report, Setup, check
+from faults.harness import FaultJob, Proc, Report, Setup, Snapshot, check
 from faults.stores import kind_of
 
 
@@ -50,7 +52,7 @@ def setup_for(guarantee: str, workers: int, store_url: str, scale: Scale) -> Set
     elif guarantee == "exactly-once":
         setup.fate = "insert"
     if workers > 1:  # items overlap, finish out of order, and hold the watermark back
-        setup.pause = 0.02
+        setup.pause, setup.n = 0.02, setup.n * 2 // 3
     return setup
 
 
@@ -109,3 +111,68 @@ def test_random_kills_other_settings(
         for name, value in changes.items():
             setattr(setup, name, value)
         kill_and_check(scenario, setup, folder, seed + round_, LONG)
+
+
+RACES = [
+    pytest.param(1, id="short"),
+    pytest.param(24, id="long", marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.parametrize("races", RACES)
+def test_two_runners_started_at_once(races: int, store_url: str, seed: int, tmp_path: Path) -> None:
+    """Promise 6 under kills: two runners of the same at-most-once job start together,
+    again and again; the one that got the job is killed at a random moment. Exactly one
+    may handle items at a time, so no item is ever sent twice; the other is refused
+    (exit 3, LeaseHeld) or, if it came late, takes the dead runner's job over."""
+    rng = random.Random(seed)
+    setup = Setup(store=store_url, guarantee="at-most-once", fate="send", every=1, pause=0.0)
+    setup.n = 150 * (races + 1)
+    job = FaultJob(tmp_path / "job", setup)
+    report = Report(seed, setup)
+    together = Snapshot(error="started together with another run: no single 'before'")
+    patient = 0
+    for race in range(races):
+        left = setup.n - job.snapshot().position
+        if left < setup.n // 10:
+            break  # the end runs alone: a run that starts after the completion starts afresh
+        procs = [job.start(), job.start()]
+        owner = wait_for_owner(procs)
+        if owner is not None and (race == 0 or rng.random() < 0.5):
+            # Patient: the kill waits until the other runner has tried (and been refused),
+            # or else it may land while the other is still starting, which then takes over.
+            patient += 1
+            for proc in procs:
+                if proc is not owner:
+                    proc.wait(60)
+        if owner is not None:
+            owner.wait_for_calls(rng.randint(1, min(left // 2, setup.n // races)), timeout=60)
+            time.sleep(rng.uniform(0, 0.01))
+            owner.kill()
+        for proc in procs:
+            run = job.finish(proc, together, "", "started together", timeout=90)
+            if run.returncode == 3 and "LeaseHeld" in run.stderr:
+                run.expected_exit = 3
+            report.runs.append(run)
+        if any(run.returncode == 0 for run in report.runs[-2:]):
+            break
+    if not report.last.after.completed:
+        report.runs.append(job.run())
+    tally = check(report, job, f"two runners at once, at-most-once, {kind_of(store_url).name}")
+    summary.record(tally)
+    refused = sum(run.expected_exit == 3 for run in report.runs)
+    assert tally.ok, "\n".join([*tally.problems, report.describe()])
+    assert refused >= min(patient, 1), report.describe()  # the race did happen
+
+
+def wait_for_owner(procs: list[Proc], timeout: float = 60.0) -> Proc | None:
+    """The process that got the job: the first to log a handler call (None: neither)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for proc in procs:
+            if proc.calls_logged():
+                return proc
+        if not any(proc.alive() for proc in procs):
+            return None
+        time.sleep(0.002)
+    return None
