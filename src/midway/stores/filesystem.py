@@ -34,6 +34,7 @@ from midway.jsonutil import JSONValue
 from midway.ledger import DROP, ItemRecord
 from midway.owner import Owner
 from midway.stores.base import (
+    JOB_FIELDS,
     HistoryPoint,
     JobRecord,
     Lease,
@@ -41,6 +42,7 @@ from midway.stores.base import (
     Note,
     RunRecord,
     check_lease_free,
+    checked,
     lost_message,
 )
 
@@ -398,15 +400,10 @@ class FileStore:
         return [Note.from_store(row) for row in rows]
 
     def list_history(self, job: str) -> list[HistoryPoint]:
-        points = []
-        for row in self._read_lines(self._dir(job) / "history.jsonl"):
-            try:
-                points.append(
-                    HistoryPoint(row["at"], row["run_id"], row["version"], Counters.from_dict(row))
-                )
-            except (KeyError, StoreCorrupt):
-                continue
-        return points
+        where = f"store {self.url}, history of {job!r}"
+        rows = self._read_lines(self._dir(job) / "history.jsonl")
+        points = [HistoryPoint.from_store(row, where) for row in rows]
+        return [point for point in points if point is not None]
 
     def _append(self, path: Path, row: dict[str, JSONValue], *, sync: bool) -> None:
         """Add a line; a line torn by a crash is skipped when read back."""
@@ -518,10 +515,9 @@ class FileStore:
         if folder.is_dir():
             for path in folder.glob("*.json"):
                 data = self._read(path)
-                try:
-                    runs.append(RunRecord(**data))
-                except TypeError:
-                    raise StoreCorrupt(self._damaged(path, "it is not a run record")) from None
+                if not isinstance(data, dict):
+                    raise StoreCorrupt(self._damaged(path, "it is not a run record"))
+                runs.append(RunRecord.from_store(data, f"store {self.url}: {path}"))
         runs.sort(key=lambda r: r.started_at, reverse=True)
         return runs
 
@@ -532,20 +528,13 @@ class FileStore:
         data = self._read(path)
         if data is None:
             return None
-        try:
-            return JobRecord(
-                job=data["job"],
-                name=data["name"],
-                params=data["params"],
-                status=data["status"],
-                created_at=data["created_at"],
-                updated_at=data["updated_at"],
-                summary=data.get("summary"),
-                checkpoint=self.load_checkpoint(job),
-                lease=self._lease_info(job),
-            )
-        except (KeyError, TypeError):
-            raise StoreCorrupt(self._damaged(path, "fields are missing")) from None
+        if not isinstance(data, dict):
+            raise StoreCorrupt(self._damaged(path, "it is not a JSON object"))
+        return JobRecord(
+            **checked(data, JOB_FIELDS, f"store {self.url}: {path}"),
+            checkpoint=self.load_checkpoint(job),
+            lease=self._lease_info(job),
+        )
 
     def list_jobs(self) -> list[JobRecord]:
         records = []

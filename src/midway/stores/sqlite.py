@@ -24,6 +24,7 @@ from midway.ledger import DROP, ItemRecord
 from midway.owner import Owner
 from midway.stores import sqlfiles
 from midway.stores.base import (
+    JOB_FIELDS,
     HistoryPoint,
     JobRecord,
     Lease,
@@ -31,6 +32,7 @@ from midway.stores.base import (
     Note,
     RunRecord,
     check_lease_free,
+    checked,
     lost_message,
 )
 
@@ -361,14 +363,17 @@ class SQLiteStore:
     def _job_record(self, row: tuple[Any, ...]) -> JobRecord:
         job, name, params, status, created_at, updated_at, summary = row
         where = f"store {self.url}, job {job!r}"
+        fields = {
+            "job": job,
+            "name": name,
+            "params": _load(params, where),
+            "status": status,
+            "created_at": created_at,
+            "updated_at": updated_at,
+            "summary": _load(summary, where) if summary else None,
+        }
         return JobRecord(
-            job=job,
-            name=name,
-            params=_load(params, where),
-            status=status,
-            created_at=created_at,
-            updated_at=updated_at,
-            summary=_load(summary, where) if summary else None,
+            **checked(fields, JOB_FIELDS, where),
             checkpoint=self.load_checkpoint(job),
             lease=self._lease_info(job),
         )
@@ -378,19 +383,22 @@ class SQLiteStore:
             rows = self.conn.execute(Q["list_runs"], {"job": job, "limit": limit}).fetchall()
         where = f"store {self.url}, runs of {job!r}"
         return [
-            RunRecord(
-                run_id=r[0],
-                job=r[1],
-                status=r[2],
-                host=r[3],
-                pid=r[4],
-                started_at=r[5],
-                ended_at=r[6],
-                resumed_from=_load(r[7], where) if r[7] else None,
-                start_processed=r[8],
-                processed=r[9],
-                message=r[10],
-                command=r[11],
+            RunRecord.from_store(
+                {
+                    "run_id": r[0],
+                    "job": r[1],
+                    "status": r[2],
+                    "host": r[3],
+                    "pid": r[4],
+                    "started_at": r[5],
+                    "ended_at": r[6],
+                    "resumed_from": _load(r[7], where) if r[7] else None,
+                    "start_processed": r[8],
+                    "processed": r[9],
+                    "message": r[10],
+                    "command": r[11],
+                },
+                where,
             )
             for r in rows
         ]
@@ -483,15 +491,19 @@ class SQLiteStore:
     def list_notes(self, job: str) -> list[Note]:
         with self._errors("read"):
             rows = self.conn.execute(Q["list_notes"], {"job": job}).fetchall()
-        return [Note(at, author, text) for at, author, text in rows]
+        return [
+            Note.from_store({"at": at, "author": author, "text": text}) for at, author, text in rows
+        ]
 
     def list_history(self, job: str) -> list[HistoryPoint]:
         with self._errors("read"):
             rows = self.conn.execute(Q["list_history"], {"job": job}).fetchall()
-        return [
-            HistoryPoint(at, run_id, version, Counters(s, f, k, d))
-            for at, run_id, version, s, f, k, d in rows
+        where = f"store {self.url}, history of {job!r}"
+        names = ("at", "run_id", "version", "succeeded", "failed", "skipped", "in_doubt")
+        points = [
+            HistoryPoint.from_store(dict(zip(names, row, strict=True)), where) for row in rows
         ]
+        return [point for point in points if point is not None]
 
 
 def _load(text: str, where: str) -> Any:
