@@ -280,3 +280,17 @@ def test_a_damaged_json_store_is_refused(name: str, how: str, seed: int, tmp_pat
     hurt.before, hurt.after = part.after, job.snapshot()
     report = Report(seed, job.setup, [part, hurt])
     finish_and_check(job, report, f"JSON store, {name} {how}", problems)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a SQLite store truncated to 0 bytes is an empty SQLite database: midway takes it "
+    "for a new store and starts the job from the beginning (it says so, but does not refuse)",
+)
+def test_a_sqlite_store_truncated_to_nothing_is_refused(seed: int, tmp_path: Path) -> None:
+    job = job_for(tmp_path, f"sqlite:///{tmp_path / 'state.db'}")
+    stopped_part_way(job, "checkpoint.before_commit@6")
+    job.db_path().write_bytes(b"")
+    job.peek = False
+    hurt = job.run_here(expect=REFUSED)
+    assert not refused_clearly(hurt, "StoreCorrupt", "StoreUnavailable"), hurt.describe()

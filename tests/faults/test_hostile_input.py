@@ -240,34 +240,43 @@ json_values = st.recursive(
     ),
     max_leaves=12,
 )
-CHECKPOINT_FIELDS = [
-    "job",
-    "version",
-    "run_id",
-    "position",
-    "counters",
-    "state",
-    "fingerprint",
-    "total",
-    "started_at",
-    "updated_at",
-    "extra",
-    "items",
-]
+# The files of a file store, and the fields midway writes in each.
+JSON_FILES = {
+    "checkpoint.json": [
+        "job",
+        "version",
+        "run_id",
+        "position",
+        "counters",
+        "state",
+        "fingerprint",
+        "total",
+        "started_at",
+        "updated_at",
+        "extra",
+        "items",
+    ],
+    "job.json": ["job", "name", "params", "status", "created_at", "updated_at", "summary"],
+    "lease.json": ["job", "token", "host", "pid", "pid_started", "since", "expires_at"],
+    "run.json": ["run_id", "status", "host", "pid", "started_at", "ended_at", "processed"],
+    "history.jsonl": [],
+    "notes.jsonl": [],
+    "ledger.json": [],
+}
+MISSING = "(missing)"
 
 
 @st.composite
-def damaged_checkpoints(draw: st.DrawFn) -> bytes:
-    """A real checkpoint's JSON with fields replaced or removed, or plain garbage."""
-    how = draw(st.sampled_from(["field", "field", "field", "value", "bytes"]))
-    if how == "value":
-        return json.dumps(draw(json_values)).encode()
-    if how == "bytes":
-        return draw(st.binary(max_size=200))
-    changes = draw(
-        st.dictionaries(st.sampled_from(CHECKPOINT_FIELDS), json_values | st.just(...), max_size=3)
-    )
-    return json.dumps({name: None if v is ... else v for name, v in changes.items()}).encode()
+def json_store_damage(draw: st.DrawFn) -> tuple[str, bytes | dict[str, Any]]:
+    """A file of the store, and either fields to replace (or remove) or its new bytes."""
+    name = draw(st.sampled_from(sorted(JSON_FILES)))
+    fields = JSON_FILES[name]
+    if fields and draw(st.integers(0, 3)):
+        values = json_values | st.just(MISSING)
+        return name, draw(st.dictionaries(st.sampled_from(fields), values, min_size=1, max_size=3))
+    if draw(st.booleans()):
+        return name, json.dumps(draw(json_values)).encode()
+    return name, draw(st.binary(max_size=200))
 
 
 @pytest.fixture(scope="module")
@@ -275,36 +284,51 @@ def pristine_json_store() -> Iterator[Path]:
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder) / "store"
         partial_store(f"file://{root}")
+        noted = CliRunner().invoke(cli, ["note", "fuzz", "a note", "--store", f"file://{root}"])
+        assert noted.exit_code == 0, noted.output
         yield root
+
+
+def damage_json_store(target: str, damage: bytes | dict[str, Any], pristine: Path) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder) / "store"
+        shutil.copytree(pristine, root)
+        job = root / "jobs" / "fuzz"
+        path = next((job / "runs").glob("*.json")) if target == "run.json" else job / target
+        if isinstance(damage, dict):
+            data = json.loads(path.read_text(encoding="utf-8"))
+            for name, value in damage.items():
+                if value == MISSING:
+                    data.pop(name, None)
+                else:
+                    data[name] = value
+            path.write_text(json.dumps(data), encoding="utf-8")
+        else:
+            path.write_bytes(damage)
+        outcome_everywhere(f"file://{root}")
 
 
 @pytest.mark.timeout(240)
 @SHORT
-@given(damage=damaged_checkpoints())
-@example(damage=b'{"extra": 1}')
-@example(damage=b'{"updated_at": ":"}')
-@example(damage=b'{"started_at": [null]}')
-@example(damage=b'{"updated_at": 67768036191676796}')
-def test_garbage_in_a_json_checkpoint(damage: bytes, pristine_json_store: Path) -> None:
-    with tempfile.TemporaryDirectory() as folder:
-        root = Path(folder) / "store"
-        shutil.copytree(pristine_json_store, root)
-        path = root / "jobs" / "fuzz" / "checkpoint.json"
-        original = json.loads(path.read_text(encoding="utf-8"))
-        try:
-            changes = json.loads(damage)
-        except ValueError:
-            changes = None
-        if isinstance(changes, dict) and set(changes) <= set(CHECKPOINT_FIELDS) and changes:
-            for name, value in changes.items():
-                if value is None and name in ("job", "counters"):
-                    original.pop(name, None)
-                else:
-                    original[name] = value
-            path.write_text(json.dumps(original), encoding="utf-8")
-        else:
-            path.write_bytes(damage)
-        outcome_everywhere(f"file://{root}")
+@given(damage=json_store_damage())
+@example(damage=("checkpoint.json", {"extra": 1}))
+@example(damage=("checkpoint.json", {"updated_at": ":"}))
+@example(damage=("checkpoint.json", {"started_at": [None]}))
+@example(damage=("checkpoint.json", {"updated_at": 67768036191676796}))
+def test_garbage_in_a_json_store(
+    damage: tuple[str, bytes | dict[str, Any]], pristine_json_store: Path
+) -> None:
+    damage_json_store(*damage, pristine_json_store)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+@LONG
+@given(damage=json_store_damage())
+def test_garbage_in_a_json_store_long(
+    damage: tuple[str, bytes | dict[str, Any]], pristine_json_store: Path
+) -> None:
+    damage_json_store(*damage, pristine_json_store)
 
 
 JSON_TEXT = st.one_of(st.text(max_size=40), json_values.map(json.dumps), st.just(""))
@@ -358,6 +382,16 @@ def pristine_sqlite_store() -> Iterator[Path]:
 @SHORT
 @given(damage=sql_damage)
 def test_garbage_in_sqlite_rows(
+    damage: list[tuple[tuple[str, str], Any]], pristine_sqlite_store: Path
+) -> None:
+    damage_sqlite(damage, pristine_sqlite_store)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+@LONG
+@given(damage=sql_damage)
+def test_garbage_in_sqlite_rows_long(
     damage: list[tuple[tuple[str, str], Any]], pristine_sqlite_store: Path
 ) -> None:
     damage_sqlite(damage, pristine_sqlite_store)

@@ -33,6 +33,15 @@ class LeaseInfo:
     since: float
     expires_at: float
 
+    @classmethod
+    def from_store(cls, job: str, record: Mapping[str, Any], where: str) -> LeaseInfo:
+        fields = checked(record, LEASE_FIELDS, where)
+        token, host, pid = fields["token"], fields["host"], fields["pid"]
+        if not 0 <= token < 1 << 62 or (host and pid is None):  # the next token must fit
+            raise StoreCorrupt(f"{where}: the lease is damaged ({dict(record)!r:.200})")
+        owner = Owner(host, pid, fields["pid_started"]) if host else None
+        return cls(job, token, owner, float(fields["since"]), float(fields["expires_at"]))
+
     def is_live(self, now: float | None = None) -> bool:
         if self.owner is None:
             return False
@@ -116,6 +125,14 @@ JOB_FIELDS = {
     "summary": "dict?",
 }
 
+LEASE_FIELDS = {
+    "token": "int",
+    "host": "str?",
+    "pid": "int?",
+    "pid_started": "int?",
+    "since": "number",
+    "expires_at": "number",
+}
 HISTORY_FIELDS = {"at": "number", "run_id": "str", "version": "int"}
 
 

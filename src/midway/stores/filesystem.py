@@ -17,7 +17,6 @@ old file or the new one, never a mix. Locks are flock(2): one machine, local dis
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import time
 from collections.abc import Iterator
@@ -104,7 +103,7 @@ class FileStore:
         except OSError as exc:
             raise StoreUnavailable(f"cannot read {path}: {exc.strerror}") from None
         try:
-            return json.loads(text)
+            return jsonutil.loads(text)
         except ValueError as exc:
             raise StoreCorrupt(self._damaged(path, f"it is not complete JSON ({exc})")) from None
 
@@ -191,14 +190,10 @@ class FileStore:
         data = self._read(self._dir(job) / "lease.json")
         if data is None:
             return None
-        try:
-            host = data["host"]
-            owner = Owner(host, data["pid"], data.get("pid_started")) if host else None
-            return LeaseInfo(job, int(data["token"]), owner, data["since"], data["expires_at"])
-        except (KeyError, TypeError, ValueError):
-            raise StoreCorrupt(
-                self._damaged(self._dir(job) / "lease.json", "fields are missing")
-            ) from None
+        path = self._dir(job) / "lease.json"
+        if not isinstance(data, dict):
+            raise StoreCorrupt(self._damaged(path, "it is not a JSON object"))
+        return LeaseInfo.from_store(job, data, f"store {self.url}: {path}")
 
     def _put_lease(
         self,
@@ -426,7 +421,7 @@ class FileStore:
         rows = []
         for line in text.splitlines():
             try:
-                row = json.loads(line)
+                row = jsonutil.loads(line)
             except ValueError:
                 continue  # a line torn by a crash
             if isinstance(row, dict):
@@ -486,9 +481,11 @@ class FileStore:
                 os.close(dfd)
 
     def _update_job(self, folder: Path, **changes: JSONValue) -> None:
-        data = self._read(folder / "job.json")
+        path = folder / "job.json"
+        data = self._read(path)
         if not isinstance(data, dict):
-            raise StoreCorrupt(self._damaged(folder / "job.json", "it is missing or not an object"))
+            raise StoreCorrupt(self._damaged(path, "it is missing or not an object"))
+        checked(data, JOB_FIELDS, f"store {self.url}: {path}")
         data.update(changes)
         self._write(folder / "job.json", data)
 

@@ -7,7 +7,6 @@ WAL mode survives any crash of the process but may lose the last commits to a po
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -154,17 +153,9 @@ class SQLiteStore:
         row = self.conn.execute(Q["get_lease"], {"job": job}).fetchone()
         if row is None:
             return None
-        _, token, host, pid, pid_started, since, expires_at = row
-        try:
-            owner = Owner(str(host), int(pid), pid_started) if host is not None else None
-            if not 0 <= int(token) < 1 << 62:  # the next token must still fit the column
-                raise ValueError(token)
-            return LeaseInfo(job, int(token), owner, float(since), float(expires_at))
-        except (TypeError, ValueError, OverflowError):
-            raise StoreCorrupt(
-                f"store {self.url}: the lease of job {job!r} is damaged ({row!r}). "
-                "Restore the store from a backup, or `midway reset` the job."
-            ) from None
+        names = ("job", "token", "host", "pid", "pid_started", "since", "expires_at")
+        record = dict(zip(names, row, strict=True))
+        return LeaseInfo.from_store(job, record, f"store {self.url}, lease of job {job!r}")
 
     def acquire_lease(self, job: JobId, owner: Owner, ttl: float) -> Lease:
         self._synchronous(full=False)
@@ -508,7 +499,7 @@ class SQLiteStore:
 
 def _load(text: str, where: str) -> Any:
     try:
-        return json.loads(text)
+        return jsonutil.loads(text)
     except (TypeError, ValueError):
         raise StoreCorrupt(
             f"{where}: a stored JSON value is damaged ({text[:60]!r}...). Restore the store "
