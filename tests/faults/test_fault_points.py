@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import random
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,7 +84,9 @@ def plan(points: list[str], per_point: int) -> list[str]:
     return order + [p for p in points if p == "complete.before_commit"]
 
 
-def arm(order: list[str]):  # type: ignore[no-untyped-def]
+def arm(order: list[str]) -> Callable[[random.Random, int], str]:
+    """Arm run i at ``order[i]``, the Nth hit (N drawn from ``REACH``); later runs not."""
+
     def faults(rng: random.Random, index: int) -> str:
         if index >= len(order):
             return ""
@@ -146,7 +149,7 @@ def point_promises(report: Report, job: FaultJob) -> list[str]:
             key = run.calls[-1][0]  # its handler returned; nothing recorded it
             problems += after_handler_promise(setup.guarantee, key, job, final.ledger)
         if point == "lease.after_acquire" and after is not None:
-            problems += takeover_promise(run, after)
+            problems += takeover_promise(after)
         if point == "complete.before_commit" and after is not None:
             bound = setup.rework_bound()
             if after.returncode != 0 or len(after.calls) > bound:
@@ -171,14 +174,15 @@ def after_handler_promise(
     return []
 
 
-def takeover_promise(killed: Run, after: Run) -> list[str]:
+def takeover_promise(after: Run) -> list[str]:
+    """The run after a kill right after the lease was taken: it takes the dead runner's
+    lease over at once (same host, process gone), not after ``lease_ttl``."""
     if after.returncode not in (0, -9) or after.seconds > LEASE_TTL / 2:
         return [
             f"after a kill right after the lease was taken, run #{after.index} exited "
             f"{after.returncode} after {after.seconds:.1f} s (lease_ttl {LEASE_TTL} s): "
             f"{after.stderr[-300:]}"
         ]
-    del killed
     return []
 
 

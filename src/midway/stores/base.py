@@ -124,7 +124,6 @@ JOB_FIELDS = {
     "updated_at": "number",
     "summary": "dict?",
 }
-
 LEASE_FIELDS = {
     "token": "int",
     "host": "str?",
