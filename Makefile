@@ -26,12 +26,16 @@ unit: $(STAMP)
 
 test: lint unit
 
-# The long fault suite (hundreds of kills); its summary table is printed last.
+# The long tests (the fault suite's hundreds of kills), then the fault suite's short ones
+# (the disk cases), and last the table of what they did (tests/faults/summary.py).
 FAULTS_SUMMARY := .faults-summary.jsonl
 faults: $(STAMP)
 	@rm -f $(FAULTS_SUMMARY)
-	MIDWAY_FAULTS_SUMMARY=$(abspath $(FAULTS_SUMMARY)) $(BIN)/pytest -m slow; status=$$?; \
-	$(BIN)/python tests/faults/summary.py $(FAULTS_SUMMARY); exit $$status
+	@export MIDWAY_FAULTS_SUMMARY=$(abspath $(FAULTS_SUMMARY)); \
+	$(BIN)/pytest -m slow; long=$$?; \
+	$(BIN)/pytest -q -m "not slow" tests/faults; short=$$?; \
+	$(BIN)/python tests/faults/summary.py $(FAULTS_SUMMARY); \
+	test $$long -eq 0 -a $$short -eq 0
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
