@@ -37,11 +37,19 @@ browser:
 
 test: lint unit
 
+# The long tests (the fault suite's hundreds of kills), then the fault suite's short ones
+# (the disk cases), and last the table of what they did (tests/faults/summary.py).
+FAULTS_SUMMARY := .faults-summary.jsonl
 faults: $(STAMP)
-	$(BIN)/pytest -m slow
+	@rm -f $(FAULTS_SUMMARY)
+	@export MIDWAY_FAULTS_SUMMARY=$(abspath $(FAULTS_SUMMARY)); \
+	$(BIN)/pytest -m slow; long=$$?; \
+	$(BIN)/pytest -q -m "not slow" tests/faults; short=$$?; \
+	$(BIN)/python tests/faults/summary.py $(FAULTS_SUMMARY); \
+	test $$long -eq 0 -a $$short -eq 0
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) .midway .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .midway .pytest_cache .mypy_cache .ruff_cache .faults-summary.jsonl

@@ -115,6 +115,8 @@ class Checkpoint:
                 f"{where}: the checkpoint has no field {missing}; it was damaged. "
                 "Restore the store from a backup, or `midway reset` the job to start again."
             ) from None
+        extra = data.get("extra") or {}
+        started_at, updated_at = data.get("started_at") or 0.0, data.get("updated_at") or 0.0
         checks = [
             (isinstance(job, str), "job"),
             (isinstance(version, int) and version >= 0, "version"),
@@ -122,6 +124,9 @@ class Checkpoint:
             (isinstance(state, dict), "state"),
             (isinstance(fingerprint, dict), "fingerprint"),
             (isinstance(counters, dict), "counters"),
+            (isinstance(extra, dict), "extra"),
+            (_is_timestamp(started_at), "started_at"),
+            (_is_timestamp(updated_at), "updated_at"),
         ]
         for ok, name in checks:
             if not ok:
@@ -136,10 +141,22 @@ class Checkpoint:
             state=state,
             fingerprint=fingerprint,
             total=total if isinstance(total, int) else None,
-            started_at=float(data.get("started_at") or 0.0),
-            updated_at=float(data.get("updated_at") or 0.0),
-            extra=data.get("extra") or {},
+            started_at=float(started_at),
+            updated_at=float(updated_at),
+            extra=extra,
         )
+
+
+LAST_TIMESTAMP = 253_402_300_800  # 10000-01-01: past it, no clock wrote the value
+
+
+def _is_timestamp(value: object) -> bool:
+    """Seconds since the epoch that a date can be made of (a damaged one cannot)."""
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and 0 <= value < LAST_TIMESTAMP  # NaN fails both comparisons
+    )
 
 
 def describe_drift(saved: dict[str, JSONValue], current: dict[str, JSONValue]) -> list[str]:

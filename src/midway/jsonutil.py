@@ -20,6 +20,19 @@ def dumps(value: JSONValue) -> str:
     return _COMPACT.encode(value)
 
 
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def loads(text: str | bytes) -> JSONValue:
+    """Read back what midway wrote: strict JSON, so NaN and Infinity (which :func:`dumps`
+    never writes) are damage; any damage, nesting too deep included, is a ValueError."""
+    try:
+        return json.loads(text, parse_constant=_not_json)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
 def canonical(value: JSONValue) -> str:
     """Key-sorted compact JSON: equal values give equal text (identities and hashes)."""
     return json.dumps(

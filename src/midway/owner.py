@@ -82,4 +82,7 @@ def describe_age(seconds: float) -> str:
 def iso(ts: float | None) -> str | None:
     if not ts:
         return None
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+    try:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+    except (OverflowError, OSError, ValueError, TypeError):
+        return f"{ts!r} (not a date: a damaged record)"

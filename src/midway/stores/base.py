@@ -7,12 +7,14 @@ whose lease was taken over cannot write (``LeaseLost``).
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from midway.checkpoint import Checkpoint, Counters
-from midway.errors import LeaseHeld
+from midway.errors import LeaseHeld, StoreCorrupt
 from midway.identity import JobId
 from midway.jsonutil import JSONValue
 from midway.ledger import ItemRecord
@@ -30,6 +32,15 @@ class LeaseInfo:
     owner: Owner | None
     since: float
     expires_at: float
+
+    @classmethod
+    def from_store(cls, job: str, record: Mapping[str, Any], where: str) -> LeaseInfo:
+        fields = checked(record, LEASE_FIELDS, where)
+        token, host, pid = fields["token"], fields["host"], fields["pid"]
+        if not 0 <= token < 1 << 62 or (host and pid is None):  # the next token must fit
+            raise StoreCorrupt(f"{where}: the lease is damaged ({dict(record)!r:.200})")
+        owner = Owner(host, pid, fields["pid_started"]) if host else None
+        return cls(job, token, owner, float(fields["since"]), float(fields["expires_at"]))
 
     def is_live(self, now: float | None = None) -> bool:
         if self.owner is None:
@@ -87,6 +98,70 @@ def check_lease_free(job: str, current: LeaseInfo | None, me: Owner, now: float)
     )
 
 
+# What each field of a record read back from a store must hold ("?": or null). A value of
+# another type was not written by midway: the store is damaged, and says so (StoreCorrupt)
+# rather than failing later, somewhere else, with a TypeError.
+RUN_FIELDS = {
+    "run_id": "str",
+    "job": "str",
+    "status": "str",
+    "host": "str",
+    "pid": "int",
+    "started_at": "number",
+    "ended_at": "number?",
+    "resumed_from": "dict?",
+    "start_processed": "int",
+    "processed": "int?",
+    "message": "str?",
+    "command": "str?",
+}
+JOB_FIELDS = {
+    "job": "str",
+    "name": "str",
+    "params": "dict",
+    "status": "str",
+    "created_at": "number",
+    "updated_at": "number",
+    "summary": "dict?",
+}
+LEASE_FIELDS = {
+    "token": "int",
+    "host": "str?",
+    "pid": "int?",
+    "pid_started": "int?",
+    "since": "number",
+    "expires_at": "number",
+}
+HISTORY_FIELDS = {"at": "number", "run_id": "str", "version": "int"}
+
+
+def _has_type(value: Any, kind: str) -> bool:
+    if kind == "str":
+        return isinstance(value, str)
+    if kind == "dict":
+        return isinstance(value, dict)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    if kind == "int":
+        return isinstance(value, int)
+    return math.isfinite(value)
+
+
+def checked(record: Mapping[str, Any], fields: dict[str, str], where: str) -> dict[str, Any]:
+    """``record``'s ``fields``, each of the type midway writes there, or ``StoreCorrupt``."""
+    out = {}
+    for name, kind in fields.items():
+        value = record.get(name)
+        if not (value is None and kind.endswith("?")) and not _has_type(value, kind.rstrip("?")):
+            raise StoreCorrupt(
+                f"{where}: field {name!r} holds {str(value)[:60]!r}, which midway never writes "
+                "there: the store is damaged. Restore it from a backup, or `midway reset` "
+                "the job."
+            )
+        out[name] = value
+    return out
+
+
 @dataclass
 class RunRecord:
     run_id: str
@@ -101,6 +176,10 @@ class RunRecord:
     processed: int | None = None
     message: str | None = None
     command: str | None = None
+
+    @classmethod
+    def from_store(cls, record: Mapping[str, Any], where: str) -> RunRecord:
+        return cls(**checked(record, RUN_FIELDS, where))
 
     def to_json(self) -> dict[str, JSONValue]:
         return {
@@ -133,8 +212,11 @@ class Note:
         return {"at": self.at, "author": self.author, "text": self.text}
 
     @classmethod
-    def from_store(cls, row: dict[str, Any]) -> Note:
-        return cls(float(row.get("at") or 0.0), str(row.get("author")), str(row.get("text")))
+    def from_store(cls, row: Mapping[str, Any]) -> Note:
+        """Lenient: a note is for people, and a damaged one still says something."""
+        at: Any = row.get("at")
+        when = float(at) if _has_type(at, "number") else 0.0
+        return cls(when, str(row.get("author")), str(row.get("text")))
 
 
 @dataclass(frozen=True)
@@ -145,6 +227,16 @@ class HistoryPoint:
     run_id: str
     version: int
     counters: Counters
+
+    @classmethod
+    def from_store(cls, row: Mapping[str, Any], where: str) -> HistoryPoint | None:
+        """None for a damaged point (or one torn by a crash): a chart does without it."""
+        try:
+            fields = checked(row, HISTORY_FIELDS, where)
+            counters = Counters.from_dict(dict(row))
+            return cls(fields["at"], fields["run_id"], fields["version"], counters)
+        except StoreCorrupt:
+            return None
 
     def to_json(self) -> dict[str, JSONValue]:
         return {

@@ -17,7 +17,6 @@ old file or the new one, never a mix. Locks are flock(2): one machine, local dis
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import time
 from collections.abc import Iterator
@@ -34,6 +33,7 @@ from midway.jsonutil import JSONValue
 from midway.ledger import DROP, ItemRecord
 from midway.owner import Owner
 from midway.stores.base import (
+    JOB_FIELDS,
     HistoryPoint,
     JobRecord,
     Lease,
@@ -41,6 +41,7 @@ from midway.stores.base import (
     Note,
     RunRecord,
     check_lease_free,
+    checked,
     lost_message,
 )
 
@@ -102,7 +103,7 @@ class FileStore:
         except OSError as exc:
             raise StoreUnavailable(f"cannot read {path}: {exc.strerror}") from None
         try:
-            return json.loads(text)
+            return jsonutil.loads(text)
         except ValueError as exc:
             raise StoreCorrupt(self._damaged(path, f"it is not complete JSON ({exc})")) from None
 
@@ -189,14 +190,10 @@ class FileStore:
         data = self._read(self._dir(job) / "lease.json")
         if data is None:
             return None
-        try:
-            host = data["host"]
-            owner = Owner(host, data["pid"], data.get("pid_started")) if host else None
-            return LeaseInfo(job, int(data["token"]), owner, data["since"], data["expires_at"])
-        except (KeyError, TypeError, ValueError):
-            raise StoreCorrupt(
-                self._damaged(self._dir(job) / "lease.json", "fields are missing")
-            ) from None
+        path = self._dir(job) / "lease.json"
+        if not isinstance(data, dict):
+            raise StoreCorrupt(self._damaged(path, "it is not a JSON object"))
+        return LeaseInfo.from_store(job, data, f"store {self.url}: {path}")
 
     def _put_lease(
         self,
@@ -228,6 +225,7 @@ class FileStore:
             took_over = current if current is not None and current.owner is not None else None
             token = (current.token if current else 0) + 1
             self._put_lease(folder, job.key, token, owner, now, now + ttl)
+            self._sweep(folder)
             if self._read(folder / "job.json") is None:
                 self._write(
                     folder / "job.json",
@@ -242,6 +240,13 @@ class FileStore:
                     },
                 )
         return Lease(job.key, token, owner, ttl, took_over)
+
+    def _sweep(self, folder: Path) -> None:
+        """Remove the temporary files of writers killed before their rename. Called by the
+        new owner under the job's lock: every other writer checks the lease first, and
+        fails, so none of these files is being written."""
+        for stale in (*folder.glob(".*.tmp"), *folder.glob("runs/.*.tmp")):
+            stale.unlink(missing_ok=True)
 
     def _holds(self, lease: Lease) -> LeaseInfo:
         info = self._lease_info(lease.job)
@@ -390,15 +395,10 @@ class FileStore:
         return [Note.from_store(row) for row in rows]
 
     def list_history(self, job: str) -> list[HistoryPoint]:
-        points = []
-        for row in self._read_lines(self._dir(job) / "history.jsonl"):
-            try:
-                points.append(
-                    HistoryPoint(row["at"], row["run_id"], row["version"], Counters.from_dict(row))
-                )
-            except (KeyError, StoreCorrupt):
-                continue
-        return points
+        where = f"store {self.url}, history of {job!r}"
+        rows = self._read_lines(self._dir(job) / "history.jsonl")
+        points = [HistoryPoint.from_store(row, where) for row in rows]
+        return [point for point in points if point is not None]
 
     def _append(self, path: Path, row: dict[str, JSONValue], *, sync: bool) -> None:
         """Add a line; a line torn by a crash is skipped when read back."""
@@ -421,7 +421,7 @@ class FileStore:
         rows = []
         for line in text.splitlines():
             try:
-                row = json.loads(line)
+                row = jsonutil.loads(line)
             except ValueError:
                 continue  # a line torn by a crash
             if isinstance(row, dict):
@@ -481,9 +481,11 @@ class FileStore:
                 os.close(dfd)
 
     def _update_job(self, folder: Path, **changes: JSONValue) -> None:
-        data = self._read(folder / "job.json")
+        path = folder / "job.json"
+        data = self._read(path)
         if not isinstance(data, dict):
-            raise StoreCorrupt(self._damaged(folder / "job.json", "it is missing or not an object"))
+            raise StoreCorrupt(self._damaged(path, "it is missing or not an object"))
+        checked(data, JOB_FIELDS, f"store {self.url}: {path}")
         data.update(changes)
         self._write(folder / "job.json", data)
 
@@ -510,10 +512,9 @@ class FileStore:
         if folder.is_dir():
             for path in folder.glob("*.json"):
                 data = self._read(path)
-                try:
-                    runs.append(RunRecord(**data))
-                except TypeError:
-                    raise StoreCorrupt(self._damaged(path, "it is not a run record")) from None
+                if not isinstance(data, dict):
+                    raise StoreCorrupt(self._damaged(path, "it is not a run record"))
+                runs.append(RunRecord.from_store(data, f"store {self.url}: {path}"))
         runs.sort(key=lambda r: r.started_at, reverse=True)
         return runs
 
@@ -524,20 +525,13 @@ class FileStore:
         data = self._read(path)
         if data is None:
             return None
-        try:
-            return JobRecord(
-                job=data["job"],
-                name=data["name"],
-                params=data["params"],
-                status=data["status"],
-                created_at=data["created_at"],
-                updated_at=data["updated_at"],
-                summary=data.get("summary"),
-                checkpoint=self.load_checkpoint(job),
-                lease=self._lease_info(job),
-            )
-        except (KeyError, TypeError):
-            raise StoreCorrupt(self._damaged(path, "fields are missing")) from None
+        if not isinstance(data, dict):
+            raise StoreCorrupt(self._damaged(path, "it is not a JSON object"))
+        return JobRecord(
+            **checked(data, JOB_FIELDS, f"store {self.url}: {path}"),
+            checkpoint=self.load_checkpoint(job),
+            lease=self._lease_info(job),
+        )
 
     def list_jobs(self) -> list[JobRecord]:
         records = []

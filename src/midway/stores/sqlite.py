@@ -7,7 +7,6 @@ WAL mode survives any crash of the process but may lose the last commits to a po
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from midway.ledger import DROP, ItemRecord
 from midway.owner import Owner
 from midway.stores import sqlfiles
 from midway.stores.base import (
+    JOB_FIELDS,
     HistoryPoint,
     JobRecord,
     Lease,
@@ -31,6 +31,7 @@ from midway.stores.base import (
     Note,
     RunRecord,
     check_lease_free,
+    checked,
     lost_message,
 )
 
@@ -87,6 +88,11 @@ class SQLiteStore:
             raise StoreUnavailable(
                 f"cannot {doing} store {self.url}: {text}. Check that the disk has space and "
                 "that the file and its folder are writable."
+            ) from exc
+        except OSError as exc:  # the disk itself, where sqlite3 lets it through
+            raise StoreUnavailable(
+                f"cannot {doing} store {self.url}: {exc.strerror or exc}. Check that the disk "
+                "has space and that the file and its folder are writable."
             ) from exc
 
     @contextmanager
@@ -147,9 +153,9 @@ class SQLiteStore:
         row = self.conn.execute(Q["get_lease"], {"job": job}).fetchone()
         if row is None:
             return None
-        _, token, host, pid, pid_started, since, expires_at = row
-        owner = Owner(host, pid, pid_started) if host is not None else None
-        return LeaseInfo(job, token, owner, since, expires_at)
+        names = ("job", "token", "host", "pid", "pid_started", "since", "expires_at")
+        record = dict(zip(names, row, strict=True))
+        return LeaseInfo.from_store(job, record, f"store {self.url}, lease of job {job!r}")
 
     def acquire_lease(self, job: JobId, owner: Owner, ttl: float) -> Lease:
         self._synchronous(full=False)
@@ -348,14 +354,17 @@ class SQLiteStore:
     def _job_record(self, row: tuple[Any, ...]) -> JobRecord:
         job, name, params, status, created_at, updated_at, summary = row
         where = f"store {self.url}, job {job!r}"
+        fields = {
+            "job": job,
+            "name": name,
+            "params": _load(params, where),
+            "status": status,
+            "created_at": created_at,
+            "updated_at": updated_at,
+            "summary": _load(summary, where) if summary else None,
+        }
         return JobRecord(
-            job=job,
-            name=name,
-            params=_load(params, where),
-            status=status,
-            created_at=created_at,
-            updated_at=updated_at,
-            summary=_load(summary, where) if summary else None,
+            **checked(fields, JOB_FIELDS, where),
             checkpoint=self.load_checkpoint(job),
             lease=self._lease_info(job),
         )
@@ -365,19 +374,22 @@ class SQLiteStore:
             rows = self.conn.execute(Q["list_runs"], {"job": job, "limit": limit}).fetchall()
         where = f"store {self.url}, runs of {job!r}"
         return [
-            RunRecord(
-                run_id=r[0],
-                job=r[1],
-                status=r[2],
-                host=r[3],
-                pid=r[4],
-                started_at=r[5],
-                ended_at=r[6],
-                resumed_from=_load(r[7], where) if r[7] else None,
-                start_processed=r[8],
-                processed=r[9],
-                message=r[10],
-                command=r[11],
+            RunRecord.from_store(
+                {
+                    "run_id": r[0],
+                    "job": r[1],
+                    "status": r[2],
+                    "host": r[3],
+                    "pid": r[4],
+                    "started_at": r[5],
+                    "ended_at": r[6],
+                    "resumed_from": _load(r[7], where) if r[7] else None,
+                    "start_processed": r[8],
+                    "processed": r[9],
+                    "message": r[10],
+                    "command": r[11],
+                },
+                where,
             )
             for r in rows
         ]
@@ -386,17 +398,21 @@ class SQLiteStore:
         with self._errors("read"):
             rows = self.conn.execute(Q["list_items"], {"job": job}).fetchall()
         where = f"store {self.url}, items of {job!r}"
+        # Through from_store, as the file store reads them: a damaged field gives way to
+        # its default instead of reaching the engine as the wrong type.
         return [
-            ItemRecord(
-                key=_load(r[0], where),
-                status=r[1],
-                error=r[2],
-                traceback=r[3],
-                attempts=r[4],
-                position=_load(r[5], where) if r[5] else None,
-                item=_load(r[6], where) if r[6] else None,
-                updated_at=r[7],
-                steps=_load(r[8], where) if r[8] else {},
+            ItemRecord.from_store(
+                {
+                    "key": _load(r[0], where),
+                    "status": r[1],
+                    "error": r[2],
+                    "traceback": r[3],
+                    "attempts": r[4],
+                    "position": _load(r[5], where) if r[5] else None,
+                    "item": _load(r[6], where) if r[6] else None,
+                    "updated_at": r[7],
+                    "steps": _load(r[8], where) if r[8] else {},
+                }
             )
             for r in rows
             if r[1] in statuses
@@ -466,20 +482,24 @@ class SQLiteStore:
     def list_notes(self, job: str) -> list[Note]:
         with self._errors("read"):
             rows = self.conn.execute(Q["list_notes"], {"job": job}).fetchall()
-        return [Note(at, author, text) for at, author, text in rows]
+        return [
+            Note.from_store({"at": at, "author": author, "text": text}) for at, author, text in rows
+        ]
 
     def list_history(self, job: str) -> list[HistoryPoint]:
         with self._errors("read"):
             rows = self.conn.execute(Q["list_history"], {"job": job}).fetchall()
-        return [
-            HistoryPoint(at, run_id, version, Counters(s, f, k, d))
-            for at, run_id, version, s, f, k, d in rows
+        where = f"store {self.url}, history of {job!r}"
+        names = ("at", "run_id", "version", "succeeded", "failed", "skipped", "in_doubt")
+        points = [
+            HistoryPoint.from_store(dict(zip(names, row, strict=True)), where) for row in rows
         ]
+        return [point for point in points if point is not None]
 
 
 def _load(text: str, where: str) -> Any:
     try:
-        return json.loads(text)
+        return jsonutil.loads(text)
     except (TypeError, ValueError):
         raise StoreCorrupt(
             f"{where}: a stored JSON value is damaged ({text[:60]!r}...). Restore the store "

@@ -1,0 +1,34 @@
+"""Fixtures of the fault suite: a seed, no stray processes, and the summary table."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from faults import summary
+from faults.harness import reap
+from support.crashjob import pick_seed
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_runners() -> Iterator[None]:
+    yield
+    reap()
+
+
+@pytest.fixture
+def seed() -> int:
+    """A fresh seed per test (printed; ``MIDWAY_TEST_SEED`` replays one)."""
+    value = pick_seed()
+    print(f"faults: seed {value} (replay with MIDWAY_TEST_SEED={value})")
+    return value
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The table of what the fault scenarios did (``make faults`` prints it itself)."""
+    if not summary.RECORDS or os.environ.get("MIDWAY_FAULTS_SUMMARY"):
+        return
+    terminalreporter.write_sep("=", "fault suite summary")
+    terminalreporter.write_line(summary.table(summary.RECORDS))
