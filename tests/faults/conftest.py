@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from conftest import store_url_for
 from faults import summary
 from faults.harness import reap
 from support.crashjob import pick_seed
@@ -16,6 +18,14 @@ from support.crashjob import pick_seed
 def _no_stray_runners() -> Iterator[None]:
     yield
     reap()
+
+
+@pytest.fixture(params=["sqlite", "file"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The fault suite's stores: it copies and damages store files, which a PostgreSQL
+    server's are not. (PostgreSQL's own faults, its restarts and dropped sessions, are in
+    tests/acceptance/test_pg_outage.py; its guarantees under kills in test_fates.py.)"""
+    return store_url_for(request.param, tmp_path)
 
 
 @pytest.fixture

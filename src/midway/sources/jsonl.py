@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Callable, Iterator
 from typing import IO, Any
@@ -87,12 +88,32 @@ class LineRecordCursor:
                         item = parse(line)
                     except ValueError as exc:
                         yield feed.reject(record, at, f"cannot be read: {exc}", line.rstrip("\r\n"))
+                    except RecursionError:
+                        why = "cannot be read: it is nested too deeply"
+                        yield feed.reject(record, at, why, line.rstrip("\r\n")[:200])
                     else:
                         yield item
             at = feed.offset
 
     def close(self) -> None:
         self._f.close()
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON (no key, state or ledger could hold it)")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"{text} is too large for a number midway can store")
+    return value
+
+
+def _strict_json(line: str) -> Any:
+    """JSON as the standard has it: NaN and Infinity (or a number that overflows to it)
+    are refused, not read as floats that no key, state or ledger could hold."""
+    return json.loads(line, parse_constant=_no_constant, parse_float=_finite)
 
 
 def _strip_newline(line: str) -> str:
@@ -112,7 +133,7 @@ def jsonl(
     that is not JSON becomes a failing item; the lines after it carry on. A ``.gz`` path is
     decompressed on the fly."""
     return LineRecordSource(
-        path, key, kind="jsonl", parse=json.loads, skip_blank=True, encoding=encoding, total=total
+        path, key, kind="jsonl", parse=_strict_json, skip_blank=True, encoding=encoding, total=total
     )
 
 
