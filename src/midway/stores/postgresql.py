@@ -58,7 +58,15 @@ from midway.stores.pgconnection import (  # first: a ConfigError if psycopg is m
     PgConnection,
     PgError,
 )
-from midway.stores.sqlite import _checkpoint_from_row, _checkpoint_params, _item_params, _load
+from midway.stores.sqlite import (
+    _checkpoint_from_row,
+    _checkpoint_params,
+    _item_from_row,
+    _item_params,
+    _load,
+    _run_from_row,
+    _run_params,
+)
 
 Q = sqlfiles.queries("postgresql")
 SCHEMA_VERSION = max(v for v, _ in sqlfiles.migrations("postgresql"))
@@ -397,20 +405,7 @@ class PostgreSQLStore:
                     Q["crash_stale_runs"],
                     {"job": run.job, "now": run.started_at, "run_id": run.run_id},
                 )
-                conn.execute(
-                    Q["insert_run"],
-                    {
-                        "run_id": run.run_id,
-                        "job": run.job,
-                        "status": run.status,
-                        "host": run.host,
-                        "pid": run.pid,
-                        "started_at": run.started_at,
-                        "resumed_from": _opt_json(run.resumed_from),
-                        "start_processed": run.start_processed,
-                        "command": run.command,
-                    },
-                )
+                conn.execute(Q["insert_run"], _run_params(run))
                 conn.execute(
                     Q["set_job_status"],
                     {"job": run.job, "status": run.status, "now": run.started_at},
@@ -500,23 +495,7 @@ class PostgreSQLStore:
 
         rows = self._db.call("read", op)
         where = f"store {self.url}, runs of {job!r}"
-        return [
-            RunRecord(
-                run_id=r[0],
-                job=r[1],
-                status=r[2],
-                host=r[3],
-                pid=r[4],
-                started_at=r[5],
-                ended_at=r[6],
-                resumed_from=_load(r[7], where) if r[7] else None,
-                start_processed=r[8],
-                processed=r[9],
-                message=r[10],
-                command=r[11],
-            )
-            for r in rows
-        ]
+        return [_run_from_row(r, where) for r in rows]
 
     def list_items(self, job: str, statuses: tuple[str, ...]) -> list[ItemRecord]:
         return self._db.call("read", lambda conn, _: self._items(conn, job, statuses))
@@ -525,20 +504,7 @@ class PostgreSQLStore:
         params = {"job": job, "statuses": list(statuses)}
         rows = conn.execute(Q["list_items"], params).fetchall()
         where = f"store {self.url}, items of {job!r}"
-        return [
-            ItemRecord(
-                key=_load(r[0], where),
-                status=r[1],
-                error=r[2],
-                traceback=r[3],
-                attempts=r[4],
-                position=_load(r[5], where) if r[5] else None,
-                item=_load(r[6], where) if r[6] else None,
-                updated_at=r[7],
-                steps=_load(r[8], where) if r[8] else {},
-            )
-            for r in rows
-        ]
+        return [_item_from_row(r, where) for r in rows]
 
     def reset(self, job: str, me: Owner) -> bool:
         found_before = False
@@ -564,7 +530,3 @@ def _lease_from_row(row: tuple[Any, ...]) -> LeaseInfo:
     job, token, host, pid, pid_started, since, expires_at = row
     owner = Owner(host, pid, pid_started) if host is not None else None
     return LeaseInfo(job, token, owner, since, expires_at)
-
-
-def _opt_json(value: JSONValue) -> str | None:
-    return None if value is None else jsonutil.dumps(value)

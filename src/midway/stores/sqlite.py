@@ -278,20 +278,7 @@ class SQLiteStore:
         with self._errors("record the run in"), self._transaction() as conn:
             self._fence(lease)
             conn.execute(Q["crash_stale_runs"], {"job": run.job, "now": run.started_at})
-            conn.execute(
-                Q["insert_run"],
-                {
-                    "run_id": run.run_id,
-                    "job": run.job,
-                    "status": run.status,
-                    "host": run.host,
-                    "pid": run.pid,
-                    "started_at": run.started_at,
-                    "resumed_from": _opt_json(run.resumed_from),
-                    "start_processed": run.start_processed,
-                    "command": run.command,
-                },
-            )
+            conn.execute(Q["insert_run"], _run_params(run))
             conn.execute(
                 Q["set_job_status"], {"job": run.job, "status": run.status, "now": run.started_at}
             )
@@ -373,50 +360,13 @@ class SQLiteStore:
         with self._errors("read"):
             rows = self.conn.execute(Q["list_runs"], {"job": job, "limit": limit}).fetchall()
         where = f"store {self.url}, runs of {job!r}"
-        return [
-            RunRecord.from_store(
-                {
-                    "run_id": r[0],
-                    "job": r[1],
-                    "status": r[2],
-                    "host": r[3],
-                    "pid": r[4],
-                    "started_at": r[5],
-                    "ended_at": r[6],
-                    "resumed_from": _load(r[7], where) if r[7] else None,
-                    "start_processed": r[8],
-                    "processed": r[9],
-                    "message": r[10],
-                    "command": r[11],
-                },
-                where,
-            )
-            for r in rows
-        ]
+        return [_run_from_row(r, where) for r in rows]
 
     def list_items(self, job: str, statuses: tuple[str, ...]) -> list[ItemRecord]:
         with self._errors("read"):
             rows = self.conn.execute(Q["list_items"], {"job": job}).fetchall()
         where = f"store {self.url}, items of {job!r}"
-        # Through from_store, as the file store reads them: a damaged field gives way to
-        # its default instead of reaching the engine as the wrong type.
-        return [
-            ItemRecord.from_store(
-                {
-                    "key": _load(r[0], where),
-                    "status": r[1],
-                    "error": r[2],
-                    "traceback": r[3],
-                    "attempts": r[4],
-                    "position": _load(r[5], where) if r[5] else None,
-                    "item": _load(r[6], where) if r[6] else None,
-                    "updated_at": r[7],
-                    "steps": _load(r[8], where) if r[8] else {},
-                }
-            )
-            for r in rows
-            if r[1] in statuses
-        ]
+        return [_item_from_row(r, where) for r in rows if r[1] in statuses]
 
     def reset(self, job: str, me: Owner) -> bool:
         with self._errors("reset a job in"), self._transaction() as conn:
@@ -505,6 +455,61 @@ def _load(text: str, where: str) -> Any:
             f"{where}: a stored JSON value is damaged ({text[:60]!r}...). Restore the store "
             "from a backup, or `midway reset` the job."
         ) from None
+
+
+def _run_from_row(r: tuple[Any, ...], where: str) -> RunRecord:
+    """A ``list_runs`` row (both SQL stores), checked as every store reads runs back."""
+    return RunRecord.from_store(
+        {
+            "run_id": r[0],
+            "job": r[1],
+            "status": r[2],
+            "host": r[3],
+            "pid": r[4],
+            "started_at": r[5],
+            "ended_at": r[6],
+            "resumed_from": _load(r[7], where) if r[7] else None,
+            "start_processed": r[8],
+            "processed": r[9],
+            "message": r[10],
+            "command": r[11],
+        },
+        where,
+    )
+
+
+def _item_from_row(r: tuple[Any, ...], where: str) -> ItemRecord:
+    """A ``list_items`` row (both SQL stores), through ``from_store`` as the file store
+    reads them: a damaged field gives way to its default instead of reaching the engine as
+    the wrong type."""
+    return ItemRecord.from_store(
+        {
+            "key": _load(r[0], where),
+            "status": r[1],
+            "error": r[2],
+            "traceback": r[3],
+            "attempts": r[4],
+            "position": _load(r[5], where) if r[5] else None,
+            "item": _load(r[6], where) if r[6] else None,
+            "updated_at": r[7],
+            "steps": _load(r[8], where) if r[8] else {},
+        }
+    )
+
+
+def _run_params(run: RunRecord) -> dict[str, Any]:
+    """``insert_run``'s parameters (both SQL stores)."""
+    return {
+        "run_id": run.run_id,
+        "job": run.job,
+        "status": run.status,
+        "host": run.host,
+        "pid": run.pid,
+        "started_at": run.started_at,
+        "resumed_from": _opt_json(run.resumed_from),
+        "start_processed": run.start_processed,
+        "command": run.command,
+    }
 
 
 def _item_params(job: str, key: str, record: ItemRecord) -> dict[str, Any]:
