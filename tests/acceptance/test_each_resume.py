@@ -338,7 +338,7 @@ def test_every_record_checkpointed_redoes_at_most_the_command_in_hand(
 ) -> None:
     seed = pick_seed()
     store = f"sqlite:///{tmp_path / 'state.db'}"
-    records = [f"r{i}" for i in range(1, 301)]
+    records = [f"r{i}" for i in range(1, 1001)]
     job = EachJob(tmp_path / "job", store, records, 1, [*LOG_COMMAND, "out.log", "{}"])
     kill_loop(job, seed, kills=4, reap=reap)
     reworks = check_runs(job, seed, bound=1, min_kills=3)
