@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
+from faults import summary
 from support.pg import pg_server, postgresql_url  # noqa: F401 (fixtures)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,3 +50,25 @@ def world_cities() -> Path:
             pytest.fail(f"the shared data set is missing in CI: {path}")
         pytest.skip(f"the shared data set is not beside this checkout ({path})")
     return path
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The session's fault summary file, named before any test process starts."""
+    if hasattr(config, "workerinput"):  # a pytest-xdist worker: it inherits the name
+        return
+    fd, name = tempfile.mkstemp(prefix="midway-faults-", suffix=".jsonl")
+    os.close(fd)
+    os.environ[summary.SESSION_ENV] = name
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The table of what the fault scenarios did (``make faults`` prints its own)."""
+    name = os.environ.get(summary.SESSION_ENV)
+    if hasattr(terminalreporter.config, "workerinput") or not name:
+        return
+    path = Path(name)
+    records = summary.read(path)
+    path.unlink(missing_ok=True)
+    if records and not os.environ.get("MIDWAY_FAULTS_SUMMARY"):
+        terminalreporter.write_sep("=", "fault suite summary")
+        terminalreporter.write_line(summary.table(records))

@@ -104,6 +104,13 @@ def test_second_sigint_exits_at_once_and_the_last_checkpoint_stands(
     runner.wait_for_keys(slow + 1)  # the slow item is in hand
     runner.send(signal.SIGINT)
     runner.wait_for_stderr("SIGINT: stopping after the current item")
+    # Checkpoints are committed by the run's keeper thread: the one for the items before the
+    # slow one may still be on its way to a loaded disk. Let it land, so that what the
+    # second SIGINT must leave standing is known.
+    deadline = time.monotonic() + 20
+    while (cp := job.read_checkpoint()) is None or cp.counters.processed < slow:
+        assert time.monotonic() < deadline, f"no checkpoint at {slow} before the slow item: {cp}"
+        time.sleep(0.02)
     sent = time.monotonic()
     runner.send(signal.SIGINT)
     stopped = runner.wait(timeout=20)

@@ -1,15 +1,14 @@
-"""Fixtures of the fault suite: a seed, no stray processes, and the summary table."""
+"""Fixtures of the fault suite: a seed and no stray processes (the summary table is printed
+by ``tests/conftest.py``, which the session's main process loads even under pytest-xdist)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from conftest import store_url_for
-from faults import summary
 from faults.harness import reap
 from support.crashjob import pick_seed
 
@@ -34,11 +33,3 @@ def seed() -> int:
     value = pick_seed()
     print(f"faults: seed {value} (replay with MIDWAY_TEST_SEED={value})")
     return value
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """The table of what the fault scenarios did (``make faults`` prints it itself)."""
-    if not summary.RECORDS or os.environ.get("MIDWAY_FAULTS_SUMMARY"):
-        return
-    terminalreporter.write_sep("=", "fault suite summary")
-    terminalreporter.write_line(summary.table(summary.RECORDS))

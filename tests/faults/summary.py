@@ -1,9 +1,11 @@
 """The fault suite's summary: one JSON line per scenario run, printed as a Markdown table.
 
-Tests call :func:`record` with a :class:`~faults.harness.Tally`. The records are kept for
-the session (``conftest.py`` prints the table at its end), and appended to the file named
-by ``MIDWAY_FAULTS_SUMMARY`` when it is set, for ``make faults``, which then runs
-``python tests/faults/summary.py FILE`` to print the table last.
+Tests call :func:`record` with a :class:`~faults.harness.Tally`. Each record is appended
+to the session's file (``SESSION_ENV``, set by ``tests/conftest.py`` before the test
+processes start, so that the records of every pytest-xdist worker meet there and the
+session prints one table at its end), and to the file named by ``MIDWAY_FAULTS_SUMMARY``
+when it is set, for ``make faults``, which then runs ``python tests/faults/summary.py FILE``
+to print the table of all its pytest runs last.
 """
 
 from __future__ import annotations
@@ -15,18 +17,26 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-RECORDS: list[dict[str, Any]] = []
+SESSION_ENV = "MIDWAY_FAULTS_SESSION_FILE"
 COLUMNS = ("scenario", "jobs", "kills", "items", "lost", "duplicated", "in doubt", "redone")
 
 
 def record(row: Any) -> None:
     """Keep one scenario's outcome (a ``Tally``, or a dict with its fields)."""
     data = row if isinstance(row, dict) else row.as_record()
-    RECORDS.append(data)
-    path = os.environ.get("MIDWAY_FAULTS_SUMMARY")
-    if path:
-        with open(path, "a", encoding="utf-8") as out:
-            out.write(json.dumps(data) + "\n")
+    line = json.dumps(data) + "\n"
+    for var in (SESSION_ENV, "MIDWAY_FAULTS_SUMMARY"):
+        path = os.environ.get(var)
+        if path:
+            # One short append per record: lines from concurrent workers do not interleave.
+            with open(path, "a", encoding="utf-8") as out:
+                out.write(line)
+
+
+def read(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
 def table(records: Iterable[dict[str, Any]]) -> str:
@@ -82,7 +92,7 @@ def main(argv: list[str]) -> int:
     if not path.exists():
         print(f"no fault summary at {path}: did any fault test run?", file=sys.stderr)
         return 1
-    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    records = read(path)
     print("\n## Fault suite summary\n")
     print(table(records))
     return 0
