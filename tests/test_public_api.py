@@ -68,8 +68,24 @@ def test_every_public_name_resolves(name: str) -> None:
     assert getattr(midway, name) is not None
 
 
+SOURCES = [
+    "csv",
+    "files",
+    "iterable",
+    "jsonl",
+    "lines",
+    "pages",
+    "sequence",
+    "shards",
+    "sql",
+]
+
+
 def test_sources_namespace() -> None:
-    for name in ("csv", "jsonl", "lines", "sequence", "iterable"):
+    """The sources are public names too: pinned like ``midway.__all__``."""
+    callables = [n for n in midway.sources.__all__ if n[0].islower()]
+    assert callables == SOURCES
+    for name in SOURCES:
         assert callable(getattr(midway.sources, name)), name
 
 

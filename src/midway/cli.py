@@ -83,6 +83,10 @@ def cli() -> None:
 def status(store_url: str | None, as_json: bool) -> None:
     """Every job: state, progress, last checkpoint age, rate and ETA.
 
+    A distributed job shows as one row for the whole job (how many of its partitions are
+    done, how many workers hold the others), then a row per partition with the worker
+    holding it and when that worker's lease runs out unless its heartbeat renews it.
+
     \b
     Example:
       midway status
@@ -100,7 +104,7 @@ def status(store_url: str | None, as_json: bool) -> None:
             )
         return
     try:
-        rows = [overview.job_summary(store, record) for record in store.list_jobs()]
+        rows = overview.status_rows(store)
     finally:
         store.close()
     if as_json:
@@ -128,15 +132,31 @@ def _status_cells(row: dict[str, Any]) -> list[str]:
     age = row["checkpoint_age_seconds"]
     rate = row["rate_per_second"]
     eta = row["eta_seconds"]
+    job, owner = row["job"], row["owner"] or ""
+    if row["partition_of"]:  # under its whole job's row
+        job = "  ~" + job.rpartition("~")[2]
+        expires = row["lease_expires_in_seconds"]
+        if expires is not None and owner:
+            owner += f" (lease {expires:.0f} s)" if expires >= 1 else " (lease ending)"
+        elif expires is not None and status == "crashed":
+            owner = f"lease expired {-expires:,.0f} s ago" if expires < 0 else "worker gone"
+    if "partitions" in row:
+        parts = row["partitions"]
+        done = parts.get("completed", 0) + parts.get("completed_with_failures", 0)
+        checkpoint = f"{done}/{parts['planned']} partitions done"
+        workers = row["workers"]
+        owner = f"{len(workers)} worker{'s' * (len(workers) != 1)}" if workers else ""
+    else:
+        checkpoint = f"#{row['checkpoint']} {describe_age(age)}" if age is not None else "none"
     return [
-        row["job"],
+        job,
         f"[{style}]{status}[/]" if style else status,
         progress,
         f"{row['failed']:,}" if row["failed"] else "",
-        f"#{row['checkpoint']} {describe_age(age)}" if age is not None else "none",
+        checkpoint,
         f"{rate:,.0f}/s" if rate else "",
         f"{eta:,.0f} s" if eta is not None else "",
-        row["owner"] or "",
+        owner,
     ]
 
 
@@ -563,7 +583,7 @@ def _reset_partitions(store: Store, job: str, yes: bool) -> bool:
         for r in store.list_jobs()
         if "~p" in r.job and (r.job.rsplit("~p", 1)[0] == job or r.name == job)
     ]
-    if not parts:
+    if not parts and store.load_plan(job) is None:
         return False
     if not yes:
         raise click.UsageError(
@@ -571,6 +591,7 @@ def _reset_partitions(store: Store, job: str, yes: bool) -> bool:
         )
     for part in parts:
         store.reset(part, Owner.current())
+    store.reset(job, Owner.current())  # and how it was split: the next run splits it anew
     click.echo(f"Job {job!r} and its {len(parts)} partitions reset: the next run starts afresh.")
     return True
 

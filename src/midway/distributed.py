@@ -1,34 +1,46 @@
 """``job.run(source, handler, distributed=True)``: every process that calls it is a worker.
 
-The source splits itself into ``partitions`` (``Job(partitions=N)``); each partition is a job
-of its own in the store (key ``<job>~p03of16``), with its own checkpoint, ledger and lease.
-A worker goes round the partitions and runs each one it can take: one that no live runner
-holds, or whose runner stopped renewing its lease (taken over once the lease expires, and
-continued from its checkpoint). Leases are fenced, so a worker that was paused past its
-lease and wakes up cannot write to a partition another worker has since taken.
+The source splits itself into partitions (``Job(partitions=N)``; ``sources.shards`` has one per
+shard): index ranges of a sequence, byte ranges of a file cut where records begin, key ranges
+of a table, ranges of file names, or the shards. The first worker works the split out and
+records it in the store (the *plan*); every later worker reads that plan, so all of them cut
+the input at the same places even if the input would be cut elsewhere now (a table that
+grew). A worker whose input no longer matches the plan's fingerprint, or that asks for
+another number of partitions, is refused.
+
+Each partition is a job of its own in the store (key ``<job>~p03of16``), with its own
+checkpoint, ledger and lease. A worker *claims* a partition that no live runner holds (on
+PostgreSQL with ``SELECT ... FOR UPDATE SKIP LOCKED``, so workers claiming at once pass over
+each other instead of queueing), including one whose runner died (same host: at once) or
+stopped renewing its lease (once it expires), and continues it from its checkpoint. Leases
+are fenced, so a worker that was paused past its lease and wakes up cannot write to a
+partition another worker has since taken.
 
 When every partition has completed, each worker returns the whole job's result: the
 partitions' counters added up, and their states merged with ``merge=`` (by default numbers
 add up, lists extend, dicts merge). A completed distributed job stays completed: to run it
-again from the start, ``midway reset`` it (which resets its partitions too).
+again from the start, ``midway reset`` it (which forgets its partitions and plan too).
 """
 
 from __future__ import annotations
 
 import os
 import random
+import shlex
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from midway.checkpoint import Counters
+from midway.checkpoint import Counters, describe_drift
 from midway.console import say
-from midway.engine import PartitionDone
-from midway.errors import ConfigError, LeaseHeld, LeaseLost
+from midway.engine import Engine, PartitionDone
+from midway.errors import ConfigError, InputDrift, LeaseLost, RefusedError
+from midway.jsonutil import JSONValue
+from midway.owner import Owner
 from midway.parallel import merge_state
 from midway.result import RunResult
 from midway.sources.base import Source
-from midway.stores import JobRecord, open_store
+from midway.stores import JobRecord, Store, open_store
 
 if TYPE_CHECKING:
     from midway.job import Job
@@ -42,14 +54,75 @@ def worker_mode() -> bool:
     return os.environ.get(WORKER_ENV) == "1"
 
 
-def split(job: Job, source: Source) -> list[Source]:
-    cut: Callable[[int], list[Source]] | None = getattr(source, "partitions", None)
-    if cut is None:
+def settle_plan(store: Store, job: Job, source: Source) -> dict[str, JSONValue]:
+    """The job's plan as recorded in the store (recording this worker's if it is the
+    first), checked against this worker's input and ``partitions=``."""
+    plan_parts = getattr(source, "plan_parts", None)
+    if plan_parts is None or not hasattr(source, "partition"):
         raise ConfigError(
             f"{source.describe()} cannot be split into partitions; distributed runs need a "
-            "source that can (a list, tuple or range: midway.sources.sequence)"
+            "source that can: a list, tuple or range, sources.csv / jsonl / lines, "
+            "sources.sql, sources.files or sources.shards"
         )
-    return cut(job.partitions)
+    shard_count = getattr(source, "shard_count", None)
+    count: int = shard_count() if shard_count is not None else job.partitions
+    if shard_count is None and count < 2:
+        raise ConfigError(
+            "a distributed run shares the job's partitions among workers: give "
+            "Job(..., partitions=N) with N of 2 or more (a few per worker)"
+        )
+    fingerprint = source.fingerprint()
+    plan = store.load_plan(job.key)
+    if plan is None:
+        parts = plan_parts(count)
+        assert len(parts) == count, (source.kind, count, len(parts))
+        plan = store.settle_plan(
+            job.key,
+            {
+                "kind": source.kind,
+                "partitions": count,
+                "input": fingerprint,
+                "parts": parts,
+                "planned_by": Owner.current().label,
+                "planned_at": time.time(),
+            },
+        )
+    _check_plan(job, plan, count, fingerprint)
+    return plan
+
+
+def _check_plan(
+    job: Job, plan: dict[str, JSONValue], count: int, fingerprint: dict[str, JSONValue]
+) -> None:
+    parts = plan["parts"]
+    assert isinstance(parts, list)
+    reset = f"midway reset {shlex.quote(job.key)} --yes"
+    if plan.get("partitions") != count or len(parts) != count:
+        raise RefusedError(
+            f"job {job.key!r} was split into {len(parts)} partitions by its first worker "
+            f"({plan.get('planned_by')}); this worker asks for {count}. Give every worker the "
+            f"same partitions=, or, to split the job again, forget it first: {reset}"
+        )
+    saved = plan.get("input")
+    drift = describe_drift(saved if isinstance(saved, dict) else {}, fingerprint)
+    if not drift:
+        return
+    details = "\n".join(f"    {line}" for line in drift)
+    if job.on_drift == "continue":
+        say(
+            f"the input of job {job.key!r} changed since it was split into partitions:\n"
+            f"{details}\ngoing on with the recorded partitions, as on_drift='continue' asks",
+            quiet=job.quiet,
+        )
+        return
+    raise InputDrift(
+        f"the input of job {job.key!r} changed since it was split into partitions:\n"
+        f"{details}\nIts partitions would no longer cut the input where the other workers "
+        "do, so midway refuses. Restore the original input, or pass on_drift='continue' to "
+        f"go on with the recorded partitions anyway, or start the job over: {reset}",
+        saved=saved if isinstance(saved, dict) else {},
+        current=fingerprint,
+    )
 
 
 def run_distributed(
@@ -58,37 +131,42 @@ def run_distributed(
     handler: Callable[[Any, Any], Any],
     state: dict[str, Any] | None,
 ) -> RunResult:
-    parts = split(job, source)
-    jobs = [job.partition_job(i) for i in range(len(parts))]
     started = time.monotonic()
-    order = list(range(len(parts)))
-    random.Random(os.getpid()).shuffle(order)  # workers start on different partitions
-    handled = 0
-    while True:
-        records = _records(job, jobs)
-        pending = [i for i in order if not _done(records[i])]
-        if not pending:
-            break
-        progressed = False
-        for i in pending:
+    store = open_store(job.store_url, durable=job.durable)
+    try:
+        plan = settle_plan(store, job, source)
+        parts_plan = plan["parts"]
+        assert isinstance(parts_plan, list)
+        count = len(parts_plan)
+        partition: Callable[[JSONValue, int], Source] = source.partition  # type: ignore[attr-defined]
+        parts = [partition(part, i) for i, part in enumerate(parts_plan)]
+        jobs = [job.partition_job(i, count) for i in range(count)]
+        index = {part.key: i for i, part in enumerate(jobs)}
+        order = list(range(count))
+        random.Random(os.getpid()).shuffle(order)  # workers start on different partitions
+        owner = Owner.current()
+        handled = 0
+        while True:
+            records = [store.get_job(part.key) for part in jobs]
+            pending = [i for i in order if not _done(records[i])]
+            if not pending:
+                break
+            lease = store.claim_lease([jobs[i].id for i in pending], owner, job.lease_ttl)
+            if lease is None:  # others are on every one: wait, then look again
+                time.sleep(min(1.0, job.lease_ttl / 3))
+                continue
+            i = index[lease.job]
+            engine = Engine(jobs[i], parts[i], state, lease=lease)
             try:
-                result = jobs[i].run(parts[i], handler, state=state)
-            except (LeaseHeld, PartitionDone):
-                continue  # another worker has it (its lease says it is alive), or did it
+                engine.start()
+                result = engine.run_handler(handler)
+            except PartitionDone:
+                continue  # another worker completed it before this one took it
             except LeaseLost as lost:
                 say(f"{lost}; going on with the other partitions", quiet=job.quiet)
                 continue
             handled += result.processed_this_run
-            progressed = True
-        if not progressed:
-            time.sleep(min(1.0, job.lease_ttl / 3))  # others are on it: wait, then look again
-    return _whole(job, _records(job, jobs), handled, time.monotonic() - started)
-
-
-def _records(job: Job, jobs: list[Job]) -> list[JobRecord | None]:
-    store = open_store(job.store_url, durable=job.durable)
-    try:
-        return [store.get_job(part.key) for part in jobs]
+        return _whole(job, records, handled, time.monotonic() - started)
     finally:
         store.close()
 

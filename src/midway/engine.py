@@ -77,8 +77,16 @@ class PartitionDone(Exception):
 class Engine(ItemFlow):
     """One run of one job: lease, resume, slices, checkpoints, and how the run ends."""
 
-    def __init__(self, job: Job, source: Source, initial_state: dict[str, Any] | None) -> None:
+    def __init__(
+        self,
+        job: Job,
+        source: Source,
+        initial_state: dict[str, Any] | None,
+        *,
+        lease: Lease | None = None,
+    ) -> None:
         self.job = job
+        self._claimed = lease  # taken already (a distributed worker's claim), else taken here
         self.source = source
         self.key = job.id.key
         self.counters = Counters()
@@ -123,7 +131,9 @@ class Engine(ItemFlow):
         job = self.job
         self._store = open_store(job.store_url, durable=job.durable)
         try:
-            self._lease = self._store.acquire_lease(job.id, Owner.current(), job.lease_ttl)
+            self._lease = self._claimed or self._store.acquire_lease(
+                job.id, Owner.current(), job.lease_ttl
+            )
         except BaseException:
             self._store.close()
             raise

@@ -11,6 +11,13 @@ from midway import jsonutil
 from midway.errors import ConfigError
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:+-]{0,199}$")
+_PART = re.compile(r"^p\d+of\d+$")
+
+
+def partition_of(key: str) -> str | None:
+    """The whole job's key for a partition's key (``spread~p03of16``: ``spread``), else None."""
+    base, sep, part = key.rpartition("~")
+    return base if sep and _PART.match(part) else None
 
 
 @dataclass(frozen=True)

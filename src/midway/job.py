@@ -202,20 +202,15 @@ class Job:
         :class:`midway.Stopped` (exit code 130 / 143 when uncaught).
         """
         if distributed or worker_mode():
-            if self.partitions < 2:
-                raise ConfigError(
-                    "a distributed run shares the job's partitions among workers: give "
-                    "Job(..., partitions=N) with N of 2 or more (a few per worker)"
-                )
             return run_distributed(self, as_source(source), handler, state)
         engine = Engine(self, as_source(source), state)
         engine.start()
         return engine.run_handler(handler)
 
-    def partition_job(self, index: int) -> Job:
-        """Partition ``index`` of this job: a job of its own in the store."""
+    def partition_job(self, index: int, count: int | None = None) -> Job:
+        """Partition ``index`` of ``count`` (default: ``partitions``): a job of its own."""
         part = copy.copy(self)
-        part.id = self.id.partition(index, self.partitions)
+        part.id = self.id.partition(index, count or self.partitions)
         return part
 
     def loop(self, source: Source | Iterable[Any], *, state: dict[str, Any] | None = None) -> Loop:

@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from midway.errors import JobNotFound
+from midway.identity import partition_of
 from midway.jsonutil import JSONValue
 from midway.ledger import ATTENTION
 from midway.owner import iso
@@ -20,6 +21,14 @@ def resolve(store: Store, name: str) -> JobRecord:
     if record is not None:
         return record
     matches = [r for r in store.list_jobs() if r.name == name]
+    bases = {partition_of(r.job) for r in matches}
+    if len(bases) == 1 and None not in bases:
+        keys = ", ".join(sorted(r.job for r in matches)[:3])
+        raise JobNotFound(
+            f"{name!r} is a distributed job; its partitions so far are {keys}"
+            f"{', ...' if len(matches) > 3 else ''}: name one of them, or see them all with "
+            "`midway status`"
+        )
     if len(matches) == 1:
         return matches[0]
     if not matches:
@@ -64,6 +73,9 @@ def job_summary(store: Store, record: JobRecord, now: float | None = None) -> di
                 if total is not None and status == "running":
                     eta = max(0, total - processed) / rate
     lease = record.lease
+    expires_in = None
+    if lease is not None and lease.owner is not None:
+        expires_in = round(lease.expires_at - now, 1)
     return {
         "job": record.job,
         "name": record.name,
@@ -83,6 +95,87 @@ def job_summary(store: Store, record: JobRecord, now: float | None = None) -> di
         "rate_per_second": None if rate is None else round(rate, 3),
         "eta_seconds": None if eta is None else round(eta, 1),
         "owner": lease.owner.label if lease and lease.owner and lease.is_live(now) else None,
+        "lease_expires_in_seconds": expires_in,
+        "partition_of": partition_of(record.job),
+    }
+
+
+def status_rows(store: Store, now: float | None = None) -> list[dict[str, Any]]:
+    """``midway status --json``: every job; a distributed job as one row for the whole job
+    (``partitions``, ``workers``) followed by a row for each of its partitions."""
+    now = time.time() if now is None else now
+    rows: list[dict[str, Any]] = []
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for record in store.list_jobs():
+        row = job_summary(store, record, now)
+        base = row["partition_of"]
+        if base is None:
+            rows.append(row)
+            continue
+        if base not in groups:
+            groups[base] = []
+            rows.append({"job": base, "partition_of": None, "__group__": True})
+        groups[base].append(row)
+    out: list[dict[str, Any]] = []
+    for row in rows:
+        if row.get("__group__"):
+            parts = sorted(groups[row["job"]], key=lambda r: str(r["job"]))
+            out.append(distributed_summary(store, row["job"], parts))
+            out.extend(parts)
+        else:
+            out.append(row)
+    return out
+
+
+RANK = ("failed", "crashed", "stopped")
+
+
+def distributed_summary(store: Store, job: str, parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """A distributed job as a whole: its partitions' counters added up, how many are in
+    each state, and the workers holding them now."""
+    plan = store.load_plan(job)
+    planned = len(plan["parts"]) if plan and isinstance(plan["parts"], list) else len(parts)
+    counts: dict[str, int] = {}
+    for part in parts:
+        counts[part["status"]] = counts.get(part["status"], 0) + 1
+    counts["waiting"] = max(0, planned - len(parts))
+    done = counts.get("completed", 0) + counts.get("completed_with_failures", 0)
+    if counts.get("running"):
+        status = "running"
+    elif done == planned:
+        status = "completed_with_failures" if counts.get("completed_with_failures") else "completed"
+    else:
+        status = next((s for s in RANK if counts.get(s)), "stopped")
+    totals = [p["total"] for p in parts]
+    total = sum(totals) if len(parts) == planned and None not in totals else None
+    rates = [p["rate_per_second"] for p in parts if p["status"] == "running"]
+    rate = sum(r for r in rates if r) or None
+    processed = sum(p["processed"] for p in parts)
+    eta = None
+    if rate and total is not None and status == "running":
+        eta = round(max(0, total - processed) / rate, 1)
+    ages = [p["checkpoint_age_seconds"] for p in parts if p["checkpoint_age_seconds"] is not None]
+    updated = [p["updated_at"] for p in parts if p["updated_at"]]
+    return {
+        "job": job,
+        "name": parts[0]["name"],
+        "params": parts[0]["params"],
+        "status": status,
+        "processed": processed,
+        **{k: sum(p[k] for p in parts) for k in ("succeeded", "failed", "skipped", "in_doubt")},
+        "total": total,
+        "position": None,
+        "state": None,
+        "checkpoint": None,
+        "updated_at": max(updated) if updated else None,
+        "checkpoint_age_seconds": min(ages) if ages else None,
+        "rate_per_second": None if rate is None else round(rate, 3),
+        "eta_seconds": eta,
+        "owner": None,
+        "lease_expires_in_seconds": None,
+        "partition_of": None,
+        "partitions": {"planned": planned, **dict(sorted(counts.items()))},
+        "workers": sorted({p["owner"] for p in parts if p["owner"]}),
     }
 
 

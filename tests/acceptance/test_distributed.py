@@ -1,19 +1,25 @@
 """Distributed workers: three processes share a job's partitions through the store; one is
-SIGKILLed mid-partition, another SIGSTOPped past its lease and then woken up."""
+SIGKILLed mid-partition, another SIGSTOPped past its lease and then woken up. The partitions
+are index ranges of a sequence, byte ranges of the world-cities CSV, or key ranges of a
+table."""
 
 from __future__ import annotations
 
+import csv
 import json
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from midway import overview
 from midway.stores import open_store
 from support.crashjob import pick_seed, reap_runners
 from support.killer import LineCounter
@@ -28,12 +34,29 @@ def _no_stray_workers() -> Iterator[None]:
     reap_runners()
 
 
-def start(log: Path, store_url: str) -> subprocess.Popen[bytes]:
+def start(log: Path, store_url: str, source: list[str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, str(SCRIPT), str(log), store_url, str(N)],
+        [sys.executable, str(SCRIPT), str(log), store_url, str(N), *source],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
+
+
+def items_of(kind: str, folder: Path, world_cities: Path) -> tuple[list[str], list[int]]:
+    """The worker's source arguments, and the items it must handle."""
+    if kind == "range":
+        return ["range"], list(range(N))
+    if kind == "csv":
+        with world_cities.open(encoding="utf-8", newline="") as f:
+            ids = [int(row["geonameid"]) for row in csv.DictReader(f)]
+        return ["csv", str(world_cities)], ids
+    ids = [7 * i + 3 for i in range(N)]  # keys with gaps, as a real table's have
+    db = folder / "data.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT)")
+        conn.executemany("INSERT INTO items VALUES (?, ?)", [(i, f"item {i}") for i in ids])
+    conn.close()
+    return ["sql", str(db)], ids
 
 
 def partition_of(store_url: str, pid: int) -> str | None:
@@ -45,6 +68,14 @@ def partition_of(store_url: str, pid: int) -> str | None:
             if owner is not None and owner.pid == pid:
                 return record.job
         return None
+    finally:
+        store.close()
+
+
+def status(store_url: str) -> list[dict[str, Any]]:
+    store = open_store(store_url)
+    try:
+        return overview.status_rows(store)
     finally:
         store.close()
 
@@ -62,11 +93,19 @@ def pids_in(log: Path) -> Counter[int]:
     return Counter(int(line.split()[1]) for line in log.read_text().splitlines())
 
 
-@pytest.mark.parametrize("store_kind", ["sqlite", "postgresql"])
+@pytest.mark.parametrize(
+    ("store_kind", "source_kind"),
+    [("sqlite", "range"), ("postgresql", "range"), ("postgresql", "csv"), ("sqlite", "sql")],
+)
 def test_workers_share_partitions_and_survive_kill_and_pause(
-    store_kind: str, tmp_path: Path, request: pytest.FixtureRequest
+    store_kind: str,
+    source_kind: str,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    world_cities: Path,
 ) -> None:
     seed = pick_seed()
+    source, items = items_of(source_kind, tmp_path, world_cities)
     store_url = (
         f"sqlite:///{tmp_path / 'state.db'}"
         if store_kind == "sqlite"
@@ -74,13 +113,22 @@ def test_workers_share_partitions_and_survive_kill_and_pause(
     )
     log = tmp_path / "calls.log"
     counter = LineCounter(log)
-    workers = [start(log, store_url) for _ in range(3)]
+    workers = [start(log, store_url, source) for _ in range(3)]
     why = f"seed {seed}"
     # Let them all get going, then kill one and pause another mid-partition.
     deadline = time.monotonic() + 60
     while counter.count() < 300 or len(pids_in(log)) < 3:
         assert time.monotonic() < deadline, why
         time.sleep(0.01)
+    # `midway status` meanwhile: the whole job, running, with its workers and their leases.
+    rows = status(store_url)
+    whole = next(r for r in rows if r["job"] == "spread")
+    assert whole["status"] == "running", (whole, why)
+    assert whole["partitions"]["planned"] == 6, (whole, why)
+    assert len(whole["workers"]) >= 2, (whole, why)
+    held_now = [r for r in rows if r["partition_of"] == "spread" and r["owner"]]
+    assert held_now, (rows, why)
+    assert all(0 <= r["lease_expires_in_seconds"] <= 1.05 for r in held_now), (held_now, why)
     killed, paused, steady = workers
     killed.kill()
     paused.send_signal(signal.SIGSTOP)
@@ -102,15 +150,15 @@ def test_workers_share_partitions_and_survive_kill_and_pause(
         assert code == 0, (name, err[-2000:], why)
         result = json.loads(out.strip().splitlines()[-1])
         assert result["status"] == "completed", (name, why)
-        assert result["processed"] == N, (name, why)
+        assert result["processed"] == len(items), (name, why)
         # The merged state counts each item once: no late write of the paused one landed.
-        assert result["state"] == {"count": N, "sum": N * (N - 1) // 2}, (name, why)
+        assert result["state"] == {"count": len(items), "sum": sum(items)}, (name, why)
     paused_err = outputs["paused"][2]
     assert "lost its lease" in paused_err, (paused_err[-2000:], why)  # refused by the fence
 
     calls = Counter(int(line.split()[0]) for line in log.read_text().splitlines())
-    assert set(calls) == set(range(N)), why  # nothing lost
-    extra = sum(calls.values()) - N
+    assert set(calls) == set(items), why  # nothing lost, nothing from outside the input
+    extra = sum(calls.values()) - len(items)
     # Two partitions moved (the killed one's and the paused one's): each redoes at most one
     # interval plus what ran while its checkpoint was being written.
     assert extra <= 2 * (EVERY + 20), (extra, why)

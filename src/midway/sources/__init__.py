@@ -7,6 +7,7 @@ from midway.sources.jsonl import jsonl, lines
 from midway.sources.listing import files
 from midway.sources.paged import pages
 from midway.sources.sequence import sequence
+from midway.sources.shards import shards
 from midway.sources.sqlquery import sql
 
 __all__ = [
@@ -22,5 +23,6 @@ __all__ = [
     "lines",
     "pages",
     "sequence",
+    "shards",
     "sql",
 ]

@@ -93,6 +93,7 @@ def file_position(position: JSONValue, path: Path) -> tuple[int, int]:
 class FileSource:
     """What csv, jsonl and lines have in common: names, positions in words, progress."""
 
+    kind: str
     path: Path
 
     def describe(self) -> str:
@@ -104,6 +105,18 @@ class FileSource:
             return "the start"
         where = "uncompressed byte" if is_gzip(self.path) else "byte"
         return f"record {record + 1:,} ({where} {offset:,})"
+
+    def plan_parts(self, count: int) -> list[JSONValue]:
+        """Byte ranges of about equal size, cut where records begin (for distributed runs;
+        this reads the file once: see ``_fileparts``)."""
+        from midway.sources import _fileparts
+
+        return _fileparts.plan_parts(self, count)
+
+    def partition(self, part: JSONValue, index: int) -> Any:
+        from midway.sources import _fileparts
+
+        return _fileparts.partition(self, part, index)
 
     def size_bytes(self) -> int | None:
         """The file's size on disk (compressed, for a ``.gz``)."""

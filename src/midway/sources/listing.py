@@ -75,6 +75,34 @@ class FilesSource:
         self._recursive = recursive
         self._key = key
         self._listed: list[str] | None = None
+        self._bounds: tuple[str | None, str | None] | None = None  # a partition's names
+
+    def plan_parts(self, count: int) -> list[JSONValue]:
+        """``count`` ranges of names of about equal size (for distributed runs), each
+        ``[after, upto]``: the names after the first (None: from the first name) up to and
+        including the second (None: to the last). A file added later joins the range its
+        name falls in."""
+        names = self.listing()
+        n = len(names)
+        # "" sorts before every name: a cut there leaves the parts before it empty.
+        cuts: list[str | None] = [None]
+        cuts += [names[n * i // count - 1] if n * i // count else "" for i in range(1, count)]
+        cuts.append(None)
+        return [[cuts[i], cuts[i + 1]] for i in range(count)]
+
+    def partition(self, part: JSONValue, index: int) -> FilesSource:
+        if not (
+            isinstance(part, list)
+            and len(part) == 2
+            and all(b is None or isinstance(b, str) for b in part)
+        ):
+            raise SourceError(
+                f"partition {index} of {self.describe()} is recorded as {part!r}, which is "
+                "not a range of file names; `midway reset` the job to split it again"
+            )
+        piece = FilesSource(self.directory, self._pattern, self._recursive, self._key)
+        piece._bounds = (part[0], part[1])
+        return piece
 
     def listing(self) -> list[str]:
         """The relative paths (with ``/``) of the matching files, sorted."""
@@ -84,19 +112,28 @@ class FilesSource:
             raise SourceError(f"{folder} {what}; sources.files needs a folder to list")
         try:
             found = folder.rglob(self._pattern) if self._recursive else folder.glob(self._pattern)
-            return sorted(p.relative_to(folder).as_posix() for p in found if p.is_file())
+            names = sorted(p.relative_to(folder).as_posix() for p in found if p.is_file())
         except OSError as exc:
             raise SourceError(f"cannot list {folder}: {exc.strerror or exc}") from None
         except ValueError as exc:  # a pattern pathlib refuses (e.g. an absolute one)
             raise ConfigError(f"pattern={self._pattern!r} cannot be used: {exc}") from None
+        if self._bounds is None:
+            return names
+        after, upto = self._bounds
+        lo = 0 if after is None else bisect_right(names, after)
+        hi = len(names) if upto is None else bisect_right(names, upto)
+        return names[lo : max(lo, hi)]
 
     def fingerprint(self) -> dict[str, JSONValue]:
-        return {
+        fp: dict[str, JSONValue] = {
             "kind": self.kind,
             "directory": str(self.directory),
             "pattern": self._pattern,
             "recursive": self._recursive,
         }
+        if self._bounds is not None:
+            fp["part"] = list(self._bounds)
+        return fp
 
     def total(self) -> int:
         """The number of files now (the listing is kept for the ``open`` that follows)."""
@@ -115,7 +152,13 @@ class FilesSource:
         return FilesCursor(self, names, start, position)
 
     def describe(self) -> str:
-        return f"{self.directory.name}/{self._pattern}"
+        where = f"{self.directory.name}/{self._pattern}"
+        if self._bounds is None:
+            return where
+        after, upto = self._bounds
+        first = "the first" if not after else f"after {after}"
+        last = "the last" if upto is None else f"{upto}"
+        return f"{where}, {first} to {last}"
 
     def describe_position(self, position: JSONValue) -> str:
         return "the first file" if position is None else f"the file after {position}"

@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from midway.errors import SourceError
 from midway.jsonutil import JSONValue
 from midway.sources.base import Chunk, KeySpec, NumberedChunk, key_function, position_as_count
 
@@ -27,20 +28,32 @@ class SequenceSource:
         self._offset = offset  # a partition's first index in the whole sequence
         self._key_spec = key
 
-    def partitions(self, count: int) -> list[SequenceSource]:
-        """``count`` consecutive ranges of about equal size (for distributed runs); an
-        item keeps its number in the whole sequence as its default key."""
+    def plan_parts(self, count: int) -> list[JSONValue]:
+        """``count`` consecutive index ranges of about equal size (for distributed runs)."""
         n = len(self._items)
         bounds = [n * i // count for i in range(count + 1)]
-        return [
-            SequenceSource(
-                self._items[bounds[i] : bounds[i + 1]],
-                self._key_spec,
-                name=f"items {bounds[i]:,} to {bounds[i + 1]:,} of {self.describe()}",
-                offset=self._offset + bounds[i],
+        return [[bounds[i], bounds[i + 1]] for i in range(count)]
+
+    def partition(self, part: JSONValue, index: int) -> SequenceSource:
+        """The items of one index range; an item keeps its number in the whole sequence as
+        its default key."""
+        if not (
+            isinstance(part, list)
+            and len(part) == 2
+            and all(isinstance(b, int) for b in part)
+            and 0 <= part[0] <= part[1] <= len(self._items)
+        ):
+            raise SourceError(
+                f"partition {index} of {self.describe()} is recorded as {part!r}, which does "
+                "not fit this sequence; `midway reset` the job to split it again"
             )
-            for i in range(count)
-        ]
+        lo, hi = part
+        return SequenceSource(
+            self._items[lo:hi],
+            self._key_spec,
+            name=f"items {lo:,} to {hi:,} of {self.describe()}",
+            offset=self._offset + lo,
+        )
 
     def fingerprint(self) -> dict[str, JSONValue]:
         """Length plus a hash of the first and last items: cheap, and catches most edits."""

@@ -18,6 +18,7 @@ passed as parameters.
 
 from __future__ import annotations
 
+import copy
 import re
 import sqlite3
 import uuid
@@ -242,6 +243,78 @@ class SqlSource:
             self._from = ".".join(quote(part) for part in text.split("."))
             self._name = f"table {text}"
         self._text = text
+        # A partition's key range (for distributed runs): after ``_lo`` (exclusive, None:
+        # from the first row) up to ``_hi`` (inclusive, None: to the last); ``_empty``: none.
+        self._lo: Any = None
+        self._hi: Any = None
+        self._empty = False
+        self._part: JSONValue = None
+
+    # -- partitions -----------------------------------------------------------------------
+
+    def plan_parts(self, count: int) -> list[JSONValue]:
+        """``count`` key ranges of about equal row counts (for distributed runs), found by
+        one ``row_number()`` query over the key order. Rows added later fall in the range
+        their key belongs to (keys past the last cut: the last range)."""
+        conn, owned = self._connect()
+        try:
+            total = int(
+                self._execute(conn, f"SELECT COUNT(*) FROM {self._from}", self._bind([]))[1][0][0]
+            )
+            at = [total * i // count for i in range(count + 1)]
+            wanted = sorted({r for r in at[1:-1] if r > 0})
+            keys: dict[int, JSONValue] = {}
+            if wanted:
+                marks = ", ".join(str(int(r)) for r in wanted)
+                sql = (
+                    f"SELECT {self._key_sql}, midway_rn FROM (SELECT {self._key_sql}, "
+                    f"row_number() OVER (ORDER BY {self._key_sql}) AS midway_rn "
+                    f"FROM {self._from}) AS midway_cut WHERE midway_rn IN ({marks}) "
+                    "ORDER BY midway_rn"
+                )
+                width = len(self._keys)
+                for row in self._execute(conn, sql, self._bind([]))[1]:
+                    values = list(row[:width])
+                    keys[int(row[width])] = (
+                        jsonable_all(values) if self._composite else jsonable(values[0])
+                    )
+        finally:
+            if owned:
+                conn.close()
+        parts: list[JSONValue] = []
+        for i in range(count):
+            lo, hi = at[i], at[i + 1]
+            parts.append(
+                {
+                    "after": keys.get(lo) if lo else None,
+                    "upto": None if i == count - 1 else keys.get(hi),
+                    "empty": i < count - 1 and hi == 0,
+                    "rows": hi - lo,
+                }
+            )
+        return parts
+
+    def partition(self, part: JSONValue, index: int) -> SqlSource:
+        if not (
+            isinstance(part, dict)
+            and isinstance(part.get("empty"), bool)
+            and all(self._key_ok(part.get(end)) for end in ("after", "upto"))
+        ):
+            raise SourceError(
+                f"partition {index} of {self._name} is recorded as {str(part)[:120]!r}, which "
+                "is not a key range of it; `midway reset` the job to split it again"
+            )
+        piece = copy.copy(self)
+        piece._lo, piece._hi, piece._empty = part["after"], part["upto"], part["empty"]
+        piece._part = [part["after"], part["upto"]]
+        return piece
+
+    def _key_ok(self, value: Any) -> bool:
+        if value is None:
+            return True
+        if self._composite:
+            return isinstance(value, list) and len(value) == len(self._keys)
+        return not isinstance(value, list | dict)
 
     # -- the Source protocol --------------------------------------------------------------
 
@@ -255,7 +328,7 @@ class SqlSource:
             shown = [_shown(v) for v in params]
         else:
             shown = None
-        return {
+        fp: dict[str, JSONValue] = {
             "kind": self.kind,
             "database": self.database(),
             "query": self._text,
@@ -263,15 +336,22 @@ class SqlSource:
             "params": shown,
             "version": self._version,
         }
+        if self._part is not None:
+            fp["part"] = self._part
+        return fp
 
     def total(self) -> int | None:
         """With ``count=True``, one ``COUNT(*)`` of the rows (run once, at the start)."""
         if not self._count:
             return None
+        if self._empty:
+            return 0
         conn, owned = self._connect()
         try:
-            params = self._bind([])
-            rows = self._execute(conn, f"SELECT COUNT(*) FROM {self._from}", params)[1]
+            lo = self._lo is not None
+            where = self._where(after=lo)
+            params = self._bind(self._last_values(self._lo) if lo else [])
+            rows = self._execute(conn, f"SELECT COUNT(*) FROM {self._from}{where}", params)[1]
             return int(rows[0][0])
         finally:
             if owned:
@@ -283,7 +363,19 @@ class SqlSource:
         return SqlCursor(self, conn, owned, after, count)
 
     def describe(self) -> str:
-        return self._name
+        if self._part is None:
+            return self._name
+        if self._empty:
+            return f"{self._name}, no rows"
+        keys = ", ".join(self._keys)
+        if self._composite:
+            keys = f"({keys})"
+        bounds = []
+        if self._lo is not None:
+            bounds.append(f"{keys} > {jsonable_text(self._lo)}")
+        if self._hi is not None:
+            bounds.append(f"{keys} <= {jsonable_text(self._hi)}")
+        return f"{self._name}, rows with {' and '.join(bounds) or 'any key'}"
 
     def database(self) -> str:
         """Which database, as a URL without password (the same for a URL or a connection
@@ -310,27 +402,41 @@ class SqlSource:
 
     def page_sql(self, after: bool) -> str:
         """The query for one page: the first (``after=False``) or the one after a key."""
-        where = ""
-        if after:
-            names = [f"midway_k{i}" for i in range(len(self._keys))]
-            if isinstance(self._params, Mapping):
-                marks = [self._dialect.named.format(n) for n in names]
-            else:
-                marks = [self._dialect.positional] * len(names)
-            if self._composite:
-                where = f" WHERE ({self._key_sql}) > ({', '.join(marks)})"
-            else:
-                where = f" WHERE {self._key_sql} > {marks[0]}"
+        where = self._where(after=after)
         return f"SELECT * FROM {self._from}{where} ORDER BY {self._key_sql} LIMIT {self._batch}"
 
+    def _where(self, *, after: bool) -> str:
+        """``key > last`` (with ``after``), and a partition's ``key <= upto``."""
+        conditions = []
+        if after:
+            conditions.append(self._compare(">", "midway_k"))
+        if self._hi is not None:
+            conditions.append(self._compare("<=", "midway_h"))
+        return " WHERE " + " AND ".join(conditions) if conditions else ""
+
+    def _compare(self, op: str, prefix: str) -> str:
+        names = [f"{prefix}{i}" for i in range(len(self._keys))]
+        if isinstance(self._params, Mapping):
+            marks = [self._dialect.named.format(n) for n in names]
+        else:
+            marks = [self._dialect.positional] * len(names)
+        if self._composite:
+            return f"({self._key_sql}) {op} ({', '.join(marks)})"
+        return f"{self._key_sql} {op} {marks[0]}"
+
+    def _last_values(self, last: Any) -> list[Any]:
+        return list(last) if self._composite else [last]
+
     def _bind(self, last: Sequence[Any]) -> Any:
-        """The user's parameters followed by the last key's values."""
+        """The user's parameters, the last key's values, and a partition's upper bound."""
         params = self._params
+        upto = [] if self._hi is None else self._last_values(self._hi)
         if isinstance(params, Mapping):
             bound = dict(params)
             bound.update({f"midway_k{i}": v for i, v in enumerate(last)})
+            bound.update({f"midway_h{i}": v for i, v in enumerate(upto)})
             return bound
-        return [*(params or ()), *last]
+        return [*(params or ()), *last, *upto]
 
     def _execute(self, conn: Any, sql: str, params: Any) -> tuple[list[str], list[Sequence[Any]]]:
         try:
@@ -387,7 +493,11 @@ class SqlSource:
         )
 
     def pages(self, conn: Any, after: Any, count: int) -> Iterator[RowChunk]:
-        """The pages after key ``after`` (None: from the first row)."""
+        """The pages after key ``after`` (None: from the first row, or the partition's)."""
+        if self._empty:
+            return
+        if after is None:
+            after = self._lo
         composite, batch = self._composite, self._batch
         to_json = jsonable_all if composite else jsonable
         first_sql, next_sql = self.page_sql(False), self.page_sql(True)
@@ -395,8 +505,7 @@ class SqlSource:
             if after is None:
                 names, rows = self._execute(conn, first_sql, self._bind([]))
             else:
-                last = list(after) if composite else [after]
-                names, rows = self._execute(conn, next_sql, self._bind(last))
+                names, rows = self._execute(conn, next_sql, self._bind(self._last_values(after)))
             if not rows:
                 return
             where = self._key_columns(names)

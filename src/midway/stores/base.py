@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from midway import jsonutil
 from midway.checkpoint import Checkpoint, Counters
 from midway.errors import LeaseHeld, StoreCorrupt
 from midway.identity import JobId
@@ -96,6 +97,30 @@ def check_lease_free(job: str, current: LeaseInfo | None, me: Owner, now: float)
         "automatically once it expires.",
         owner=current.to_json(),
     )
+
+
+def claim_in_turn(store: Store, jobs: list[JobId], owner: Owner, ttl: float) -> Lease | None:
+    """``claim_lease`` for stores without a claim query: try each job's lease in turn."""
+    for job in jobs:
+        try:
+            return store.acquire_lease(job, owner, ttl)
+        except LeaseHeld:
+            continue
+    return None
+
+
+def plan_from_text(text: Any, where: str) -> dict[str, JSONValue]:
+    """A distributed job's plan read back: a JSON object with a list of ``parts``."""
+    try:
+        plan = jsonutil.loads(text) if isinstance(text, str) else None
+    except ValueError:
+        plan = None
+    if not isinstance(plan, dict) or not isinstance(plan.get("parts"), list):
+        raise StoreCorrupt(
+            f"{where}: the record of how the job is split is damaged ({str(text)[:80]!r}). "
+            "`midway reset` the job to split it again."
+        )
+    return plan
 
 
 # What each field of a record read back from a store must hold ("?": or null). A value of
@@ -348,6 +373,22 @@ class Store(Protocol):
 
     def list_items(self, job: str, statuses: tuple[str, ...]) -> list[ItemRecord]: ...
 
-    def reset(self, job: str, me: Owner) -> bool: ...
+    def reset(self, job: str, me: Owner) -> bool:
+        """Forget the job (its checkpoint, ledger, runs, notes, history and, for a
+        distributed job's own key, how it was split). Refused while a runner holds it."""
+        ...
+
+    def settle_plan(self, job: str, plan: dict[str, JSONValue]) -> dict[str, JSONValue]:
+        """How distributed job ``job`` is split: record ``plan`` unless a plan is recorded
+        already, atomically, and return the recorded one. The first worker's plan is every
+        worker's, so all of them cut the input at the same places."""
+        ...
+
+    def load_plan(self, job: str) -> dict[str, JSONValue] | None: ...
+
+    def claim_lease(self, jobs: list[JobId], owner: Owner, ttl: float) -> Lease | None:
+        """The lease of the first of ``jobs`` that no live runner holds (a distributed
+        job's partitions, in the worker's order), or None when every one is held."""
+        ...
 
     def close(self) -> None: ...

@@ -8,6 +8,7 @@ Layout, one folder per job::
     dir/jobs/<job>/lease.json        who owns the job, until when, with which fencing token
     dir/jobs/<job>/runs/<id>.json    one file per run
     dir/jobs/<job>/lock              flock(2) target that serialises writers
+    dir/plans/<job>.json             how a distributed job is split (written once)
 
 Every file is replaced atomically: written to a temporary file, fsynced, renamed over the old
 one, and the folder fsynced (the fsyncs are skipped with ``durable=False``). A reader sees the
@@ -42,7 +43,9 @@ from midway.stores.base import (
     RunRecord,
     check_lease_free,
     checked,
+    claim_in_turn,
     lost_message,
+    plan_from_text,
 )
 
 FORMAT = "midway-file-store"
@@ -560,6 +563,10 @@ class FileStore:
 
     def reset(self, job: str, me: Owner) -> bool:
         folder = self._dir(job)
+        plan = self._plan_path(job)
+        if plan.exists():
+            plan.unlink(missing_ok=True)
+            self._fsync_dir(plan.parent)
         if not folder.is_dir():
             return False
         with self._locked(job):
@@ -577,6 +584,44 @@ class FileStore:
                 run.unlink()
             self._fsync_dir(folder)
         return found
+
+    # -- distributed jobs ---------------------------------------------------------------
+
+    def _plan_path(self, job: str) -> Path:
+        return self.root / "plans" / f"{job}.json"
+
+    def settle_plan(self, job: str, plan: dict[str, JSONValue]) -> dict[str, JSONValue]:
+        """Written once: a complete temporary file is hard-linked to its name, which fails
+        if another worker's plan got there first (then that one is read back)."""
+        path = self._plan_path(job)
+        if not path.exists():
+            try:
+                path.parent.mkdir(exist_ok=True)
+                tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+                self._write(tmp, plan)
+                try:
+                    os.link(tmp, path)
+                except FileExistsError:
+                    pass
+                finally:
+                    tmp.unlink(missing_ok=True)
+                if self.durable:
+                    self._fsync_dir(path.parent)
+            except OSError as exc:
+                raise StoreUnavailable(f"cannot write {path}: {exc.strerror}") from None
+        found = self.load_plan(job)
+        assert found is not None
+        return found
+
+    def load_plan(self, job: str) -> dict[str, JSONValue] | None:
+        path = self._plan_path(job)
+        data = self._read(path)
+        if data is None:
+            return None
+        return plan_from_text(jsonutil.dumps(data), f"store {self.url}: {path}")
+
+    def claim_lease(self, jobs: list[JobId], owner: Owner, ttl: float) -> Lease | None:
+        return claim_in_turn(self, jobs, owner, ttl)
 
 
 def _apply(items: dict[str, ItemRecord], records: list[ItemRecord]) -> None:

@@ -51,6 +51,7 @@ from midway.stores.base import (
     RunRecord,
     check_lease_free,
     lost_message,
+    plan_from_text,
 )
 from midway.stores.pgconnection import (  # first: a ConfigError if psycopg is missing
     OPEN_RETRY_SECONDS,
@@ -168,27 +169,7 @@ class PostgreSQLStore:
                 seen = first_seen[0]
                 took_over = seen if seen is not None and seen.owner is not None else None
                 token = (current.token if current else 0) + 1
-                conn.execute(
-                    Q["put_lease"],
-                    {
-                        "job": job.key,
-                        "token": token,
-                        "host": owner.host,
-                        "pid": owner.pid,
-                        "pid_started": owner.pid_started,
-                        "now": now,
-                        "ttl": float(ttl),
-                    },
-                )
-                conn.execute(
-                    Q["ensure_job"],
-                    {
-                        "job": job.key,
-                        "name": job.name,
-                        "params": jsonutil.canonical(job.params),
-                        "now": now,
-                    },
-                )
+                self._take(conn, job, owner, ttl, token, now)
             return Lease(job.key, token, owner, ttl, took_over)
 
         return self._db.call("take the lease in", op)
@@ -519,11 +500,97 @@ class PostgreSQLStore:
                     conn.execute(Q["release_any_lease"], {"job": job})
                 # Found by a try whose commit went unanswered counts as found.
                 found_before |= conn.execute(Q["delete_job"], {"job": job}).rowcount > 0
-                for query in ("delete_items", "delete_runs", "delete_notes", "delete_history"):
+                for query in (
+                    "delete_items",
+                    "delete_runs",
+                    "delete_notes",
+                    "delete_history",
+                    "delete_plan",
+                ):
                     conn.execute(Q[query], {"job": job})
             return found_before
 
         return self._db.call("reset a job in", op)
+
+    # -- distributed jobs ---------------------------------------------------------------
+
+    def settle_plan(self, job: str, plan: dict[str, JSONValue]) -> dict[str, JSONValue]:
+        params = {"job": job, "plan": jsonutil.dumps(plan)}
+
+        def op(conn: Connection, attempt: int) -> Any:
+            with conn.transaction():
+                conn.execute(Q["insert_plan"], params)
+                return self._one(conn, Q["get_plan"], {"job": job})
+
+        text = self._db.call("record the partitions of a job in", op)
+        return plan_from_text(text, f"store {self.url}, partitions of job {job!r}")
+
+    def load_plan(self, job: str) -> dict[str, JSONValue] | None:
+        def op(conn: Connection, attempt: int) -> Any:
+            row = conn.execute(Q["get_plan"], {"job": job}).fetchone()
+            return None if row is None else row[0]
+
+        text = self._db.call("read", op)
+        if text is None:
+            return None
+        return plan_from_text(text, f"store {self.url}, partitions of job {job!r}")
+
+    def claim_lease(self, jobs: list[JobId], owner: Owner, ttl: float) -> Lease | None:
+        """The first of ``jobs`` (in the caller's order) that no live runner holds, taken
+        with ``FOR UPDATE SKIP LOCKED``: workers claiming at the same moment pass over each
+        other's rows instead of queueing on them, and never take the same partition."""
+        if not jobs:
+            return None
+        keys = [job.key for job in jobs]
+
+        def op(conn: Connection, attempt: int) -> Lease | None:
+            with conn.transaction():
+                if not self.durable:
+                    conn.execute("SET LOCAL synchronous_commit = on")
+                conn.execute(Q["ensure_lease_rows"], {"jobs": keys})
+                rows = conn.execute(Q["claim_candidates"], {"jobs": keys}).fetchall()
+                found = {row[0]: row for row in rows}
+                for job in jobs:
+                    row = found.get(job.key)
+                    if row is None:
+                        continue  # another worker is claiming it right now
+                    current, now = _lease_from_row(row[:7]), float(row[7])
+                    if current.is_live(now) and current.owner != owner:
+                        continue
+                    token = current.token + 1
+                    self._take(conn, job, owner, ttl, token, now)
+                    took_over = current if current.owner not in (None, owner) else None
+                    return Lease(job.key, token, owner, ttl, took_over)
+            return None
+
+        return self._db.call("claim a partition in", op)
+
+    @staticmethod
+    def _take(
+        conn: Connection, job: JobId, owner: Owner, ttl: float, token: int, now: float
+    ) -> None:
+        """Inside a transaction that locks the lease row: make ``owner`` its holder."""
+        conn.execute(
+            Q["put_lease"],
+            {
+                "job": job.key,
+                "token": token,
+                "host": owner.host,
+                "pid": owner.pid,
+                "pid_started": owner.pid_started,
+                "now": now,
+                "ttl": float(ttl),
+            },
+        )
+        conn.execute(
+            Q["ensure_job"],
+            {
+                "job": job.key,
+                "name": job.name,
+                "params": jsonutil.canonical(job.params),
+                "now": now,
+            },
+        )
 
 
 def _lease_from_row(row: tuple[Any, ...]) -> LeaseInfo:

@@ -32,7 +32,9 @@ from midway.stores.base import (
     RunRecord,
     check_lease_free,
     checked,
+    claim_in_turn,
     lost_message,
+    plan_from_text,
 )
 
 Q = sqlfiles.queries("sqlite")
@@ -372,9 +374,37 @@ class SQLiteStore:
         with self._errors("reset a job in"), self._transaction() as conn:
             check_lease_free(job, self._lease_info(job), me, time.time())
             found = conn.execute(Q["delete_job"], {"job": job}).rowcount > 0
-            for query in ("delete_items", "delete_runs", "delete_notes", "delete_history"):
+            for query in (
+                "delete_items",
+                "delete_runs",
+                "delete_notes",
+                "delete_history",
+                "delete_plan",
+            ):
                 conn.execute(Q[query], {"job": job})
             return found
+
+    # -- distributed jobs ---------------------------------------------------------------
+
+    def settle_plan(self, job: str, plan: dict[str, JSONValue]) -> dict[str, JSONValue]:
+        self._synchronous(full=True)
+        where = f"store {self.url}, partitions of job {job!r}"
+        with self._errors("record the partitions of a job in"), self._transaction() as conn:
+            conn.execute(
+                Q["insert_plan"], {"job": job, "plan": jsonutil.dumps(plan), "now": time.time()}
+            )
+            row = conn.execute(Q["get_plan"], {"job": job}).fetchone()
+        return plan_from_text(row[0], where)
+
+    def load_plan(self, job: str) -> dict[str, JSONValue] | None:
+        with self._errors("read"):
+            row = self.conn.execute(Q["get_plan"], {"job": job}).fetchone()
+        if row is None:
+            return None
+        return plan_from_text(row[0], f"store {self.url}, partitions of job {job!r}")
+
+    def claim_lease(self, jobs: list[JobId], owner: Owner, ttl: float) -> Lease | None:
+        return claim_in_turn(self, jobs, owner, ttl)
 
     def change_items(
         self,

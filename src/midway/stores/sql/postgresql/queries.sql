@@ -210,3 +210,27 @@ DELETE FROM midway_notes WHERE job = %(job)s;
 
 -- name: delete_history
 DELETE FROM midway_history WHERE job = %(job)s;
+
+-- name: insert_plan
+INSERT INTO midway_plans (job, plan, created_at)
+VALUES (%(job)s, %(plan)s, extract(epoch FROM clock_timestamp())::double precision)
+ON CONFLICT (job) DO NOTHING;
+
+-- name: get_plan
+SELECT plan FROM midway_plans WHERE job = %(job)s;
+
+-- name: delete_plan
+DELETE FROM midway_plans WHERE job = %(job)s;
+
+-- name: ensure_lease_rows
+INSERT INTO midway_leases (job, token, since, expires_at)
+SELECT unnest(%(jobs)s::text[]), 0, 0, 0
+ON CONFLICT (job) DO NOTHING;
+
+-- name: claim_candidates
+-- Partitions another worker may be claiming right now are skipped, not waited for; the rows
+-- returned stay locked until this transaction ends, so only one worker takes each.
+SELECT job, token, host, pid, pid_started, since, expires_at,
+    extract(epoch FROM clock_timestamp())::double precision
+FROM midway_leases WHERE job = ANY(%(jobs)s)
+FOR UPDATE SKIP LOCKED;

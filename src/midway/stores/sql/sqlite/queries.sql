@@ -145,3 +145,13 @@ DELETE FROM midway_notes WHERE job = :job;
 
 -- name: delete_history
 DELETE FROM midway_history WHERE job = :job;
+
+-- name: insert_plan
+INSERT INTO midway_plans (job, plan, created_at) VALUES (:job, :plan, :now)
+ON CONFLICT (job) DO NOTHING;
+
+-- name: get_plan
+SELECT plan FROM midway_plans WHERE job = :job;
+
+-- name: delete_plan
+DELETE FROM midway_plans WHERE job = :job;
