@@ -45,7 +45,6 @@ from midway.stores import JobRecord, Store, open_store
 if TYPE_CHECKING:
     from midway.job import Job
 
-DONE = ("completed", "completed_with_failures")
 WORKER_ENV = "MIDWAY_WORKER"
 
 
@@ -146,9 +145,10 @@ def run_distributed(
         random.Random(os.getpid()).shuffle(order)  # workers start on different partitions
         owner = Owner.current()
         handled = 0
+        keys = [part.key for part in jobs]
         while True:
-            records = [store.get_job(part.key) for part in jobs]
-            pending = [i for i in order if not _done(records[i])]
+            completed = store.completed_among(keys)  # completed partitions stay completed
+            pending = [i for i in order if keys[i] not in completed]
             if not pending:
                 break
             lease = store.claim_lease([jobs[i].id for i in pending], owner, job.lease_ttl)
@@ -156,7 +156,7 @@ def run_distributed(
                 time.sleep(min(1.0, job.lease_ttl / 3))
                 continue
             i = index[lease.job]
-            engine = Engine(jobs[i], parts[i], state, lease=lease)
+            engine = Engine(jobs[i], parts[i], state, lease=lease, store=store)
             try:
                 engine.start()
                 result = engine.run_handler(handler)
@@ -166,13 +166,10 @@ def run_distributed(
                 say(f"{lost}; going on with the other partitions", quiet=job.quiet)
                 continue
             handled += result.processed_this_run
+        records = [store.get_job(key) for key in keys]
         return _whole(job, records, handled, time.monotonic() - started)
     finally:
         store.close()
-
-
-def _done(record: JobRecord | None) -> bool:
-    return record is not None and record.status in DONE and record.checkpoint is None
 
 
 def _whole(job: Job, records: list[JobRecord | None], handled: int, elapsed: float) -> RunResult:

@@ -84,9 +84,13 @@ class Engine(ItemFlow):
         initial_state: dict[str, Any] | None,
         *,
         lease: Lease | None = None,
+        store: Store | None = None,
     ) -> None:
         self.job = job
-        self._claimed = lease  # taken already (a distributed worker's claim), else taken here
+        # A distributed worker's: the lease it claimed, and its connection to the store,
+        # which this run uses on this thread and leaves open. Else both are opened here.
+        self._claimed = lease
+        self._borrowed = store
         self.source = source
         self.key = job.id.key
         self.counters = Counters()
@@ -129,13 +133,14 @@ class Engine(ItemFlow):
 
     def start(self) -> None:
         job = self.job
-        self._store = open_store(job.store_url, durable=job.durable)
+        self._store = self._borrowed or open_store(job.store_url, durable=job.durable)
         try:
             self._lease = self._claimed or self._store.acquire_lease(
                 job.id, Owner.current(), job.lease_ttl
             )
         except BaseException:
-            self._store.close()
+            if self._borrowed is None:
+                self._store.close()
             raise
         if faults.ACTIVE:
             faults.hit("lease.after_acquire")
@@ -943,7 +948,8 @@ class Engine(ItemFlow):
                 ):
                     self._store.release_lease(self._lease)
             finally:
-                self._store.close()
+                if self._borrowed is None:
+                    self._store.close()
                 self._store = None
 
     def run_handler(self, handler: Callable[[Any, Context], Any]) -> RunResult:

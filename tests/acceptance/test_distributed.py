@@ -21,7 +21,7 @@ import pytest
 
 from midway import overview
 from midway.stores import open_store
-from support.crashjob import pick_seed, reap_runners
+from support.crashjob import pick_seed, reap_runners, store_is_busy
 from support.killer import LineCounter
 
 SCRIPT = Path(__file__).resolve().parents[1] / "support" / "distjob.py"
@@ -70,6 +70,19 @@ def partition_of(store_url: str, pid: int) -> str | None:
         return None
     finally:
         store.close()
+
+
+def pause_between_writes(proc: subprocess.Popen[bytes], store_url: str) -> None:
+    """SIGSTOP ``proc`` at a moment it holds no store lock: stopped inside a SQLite write,
+    it would hold up every other worker's writes, not only its lease."""
+    for _ in range(200):
+        proc.send_signal(signal.SIGSTOP)
+        time.sleep(0.02)  # let the stop land
+        if not store_is_busy(store_url, "spread"):
+            return
+        proc.send_signal(signal.SIGCONT)
+        time.sleep(0.003)
+    raise AssertionError(f"pid {proc.pid} held the store's lock every time it was stopped")
 
 
 def status(store_url: str) -> list[dict[str, Any]]:
@@ -131,7 +144,7 @@ def test_workers_share_partitions_and_survive_kill_and_pause(
     assert all(0 <= r["lease_expires_in_seconds"] <= 1.05 for r in held_now), (held_now, why)
     killed, paused, steady = workers
     killed.kill()
-    paused.send_signal(signal.SIGSTOP)
+    pause_between_writes(paused, store_url)
     held = partition_of(store_url, paused.pid)
     assert held is not None, why
     # Past the paused worker's 1 s lease, another worker takes its partition over (once it

@@ -391,4 +391,9 @@ class Store(Protocol):
         job's partitions, in the worker's order), or None when every one is held."""
         ...
 
+    def completed_among(self, jobs: list[str]) -> set[str]:
+        """Which of ``jobs`` have completed and left no checkpoint (one query where the
+        store can: a distributed worker asks this of every partition between two)."""
+        ...
+
     def close(self) -> None: ...

@@ -623,6 +623,20 @@ class FileStore:
     def claim_lease(self, jobs: list[JobId], owner: Owner, ttl: float) -> Lease | None:
         return claim_in_turn(self, jobs, owner, ttl)
 
+    def completed_among(self, jobs: list[str]) -> set[str]:
+        done = set()
+        for job in jobs:
+            folder = self._dir(job)
+            if (folder / "checkpoint.json").exists():
+                continue
+            data = self._read(folder / "job.json")
+            if isinstance(data, dict) and data.get("status") in (
+                "completed",
+                "completed_with_failures",
+            ):
+                done.add(job)
+        return done
+
 
 def _apply(items: dict[str, ItemRecord], records: list[ItemRecord]) -> None:
     for record in records:

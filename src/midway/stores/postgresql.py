@@ -565,6 +565,13 @@ class PostgreSQLStore:
 
         return self._db.call("claim a partition in", op)
 
+    def completed_among(self, jobs: list[str]) -> set[str]:
+        def op(conn: Connection, attempt: int) -> set[str]:
+            rows = conn.execute(Q["completed_among"], {"jobs": list(jobs)}).fetchall()
+            return {row[0] for row in rows}
+
+        return self._db.call("read", op)
+
     @staticmethod
     def _take(
         conn: Connection, job: JobId, owner: Owner, ttl: float, token: int, now: float

@@ -406,6 +406,11 @@ class SQLiteStore:
     def claim_lease(self, jobs: list[JobId], owner: Owner, ttl: float) -> Lease | None:
         return claim_in_turn(self, jobs, owner, ttl)
 
+    def completed_among(self, jobs: list[str]) -> set[str]:
+        with self._errors("read"):
+            rows = self.conn.execute(Q["completed_among"], {"jobs": jsonutil.dumps(jobs)})
+            return {row[0] for row in rows}
+
     def change_items(
         self,
         job: str,

@@ -234,3 +234,10 @@ SELECT job, token, host, pid, pid_started, since, expires_at,
     extract(epoch FROM clock_timestamp())::double precision
 FROM midway_leases WHERE job = ANY(%(jobs)s)
 FOR UPDATE SKIP LOCKED;
+
+-- name: completed_among
+-- Of these jobs, those that completed and left no checkpoint.
+SELECT j.job FROM midway_jobs AS j
+WHERE j.job = ANY(%(jobs)s)
+    AND j.status IN ('completed', 'completed_with_failures')
+    AND NOT EXISTS (SELECT 1 FROM midway_checkpoints AS c WHERE c.job = j.job);

@@ -155,3 +155,10 @@ SELECT plan FROM midway_plans WHERE job = :job;
 
 -- name: delete_plan
 DELETE FROM midway_plans WHERE job = :job;
+
+-- name: completed_among
+-- Of these jobs (a JSON list of keys), those that completed and left no checkpoint.
+SELECT j.job FROM midway_jobs AS j
+WHERE j.job IN (SELECT value FROM json_each(:jobs))
+    AND j.status IN ('completed', 'completed_with_failures')
+    AND NOT EXISTS (SELECT 1 FROM midway_checkpoints AS c WHERE c.job = j.job);
