@@ -12,12 +12,18 @@
 
 Each handler call sleeps 20 ms: the work is waiting, as for an HTTP API, so the ratios show
 what midway's bookkeeping leaves of the parallelism.
+
+3. What splitting costs: the first worker's plan of 16 partitions for a CSV file and for a
+   SQLite table of ``--split-rows`` rows (made once per job and kept in the store; the other
+   workers read it back), and the fixed cost of one partition on PostgreSQL (a worker alone
+   on 32 partitions of one item each: claim, start, finish).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -78,11 +84,48 @@ def processes(folder: Path, url: str, count: int, n: int) -> float:
     return n / (time.perf_counter() - started)
 
 
+def write_csv(path: Path, rows: int) -> None:
+    with path.open("w", encoding="utf-8", newline="") as f:
+        f.write("id,name,note\n")
+        for i in range(rows):
+            f.write(f'{i},Person {i},"a note, with a comma"\n')
+
+
+def write_table(path: Path, rows: int) -> None:
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE contacts (id INTEGER PRIMARY KEY, name TEXT)")
+        conn.executemany(
+            "INSERT INTO contacts VALUES (?, ?)", ((i, f"Person {i}") for i in range(rows))
+        )
+    conn.close()
+
+
+def plan_seconds(source: Any, count: int = 16) -> float:
+    started = time.perf_counter()
+    parts = source.plan_parts(count)
+    took = time.perf_counter() - started
+    assert len(parts) == count
+    return took
+
+
+def partition_cost(url: str, count: int = 32) -> float:
+    """Seconds per partition for one worker alone on ``count`` one-item partitions."""
+    warm = midway.Job("warm", store=url, partitions=2, progress=False, quiet=True)
+    warm.run(range(2), lambda item, ctx: None, distributed=True)
+    job = midway.Job("fixed-cost", store=url, partitions=count, progress=False, quiet=True)
+    started = time.perf_counter()
+    job.run(range(count), lambda item, ctx: None, distributed=True)
+    return (time.perf_counter() - started) / count
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", help="a PostgreSQL server (default: a throwaway one)")
     parser.add_argument("--items", type=int, default=800, help="items for the parallel runs")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    parser.add_argument(
+        "--split-rows", type=int, default=1_000_000, help="rows of the file and table to split"
+    )
     args = parser.parse_args(argv)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -103,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
                 single = processes(folder, url, 1, args.items // 2)
             with fresh_database(admin) as url:
                 four = processes(folder, url, 4, args.items * 2)
+            with fresh_database(admin) as url:
+                fixed = partition_cost(url)
         rows.append({"what": "distributed, 1 worker process (PostgreSQL)", "items_per_s": single})
         rows.append(
             {
@@ -112,6 +157,17 @@ def main(argv: list[str] | None = None) -> int:
                 "bar": 3.5,
             }
         )
+        rows_n = args.split_rows
+        csv_path, db_path = folder / "contacts.csv", folder / "contacts.db"
+        write_csv(csv_path, rows_n)
+        write_table(db_path, rows_n)
+        csv_s = plan_seconds(midway.sources.csv(csv_path, key="id"))
+        sql_s = plan_seconds(midway.sources.sql(f"sqlite:///{db_path}", "contacts", key="id"))
+    splits = [
+        {"what": f"plan 16 partitions of a {rows_n:,}-row CSV", "seconds": csv_s},
+        {"what": f"plan 16 partitions of a {rows_n:,}-row SQLite table", "seconds": sql_s},
+        {"what": "fixed cost of one partition (PostgreSQL)", "seconds": fixed},
+    ]
     print(f"handler: sleeps {WAIT * 1000:.0f} ms per item\n")
     print(f"{'measurement':<45} {'items/s':>9} {'ratio':>7}  bar")
     for row in rows:
@@ -120,8 +176,12 @@ def main(argv: list[str] | None = None) -> int:
         if "bar" in row:
             bar = f">= {row['bar']}x: " + ("pass" if row["ratio"] >= row["bar"] else "FAIL")
         print(f"{row['what']:<45} {row['items_per_s']:>9,.0f} {ratio:>7}  {bar}")
+    print(f"\n{'splitting':<45} {'seconds':>9}")
+    for row in splits:
+        print(f"{row['what']:<45} {row['seconds']:>9.3f}")
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2), encoding="utf-8")
+        data = {"throughput": rows, "splitting": splits}
+        Path(args.json).write_text(json.dumps(data, indent=2), encoding="utf-8")
     return 0
 
 

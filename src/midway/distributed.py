@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from midway.job import Job
 
 WORKER_ENV = "MIDWAY_WORKER"
+POLL_SECONDS = 0.2
 
 
 def worker_mode() -> bool:
@@ -152,8 +153,10 @@ def run_distributed(
             if not pending:
                 break
             lease = store.claim_lease([jobs[i].id for i in pending], owner, job.lease_ttl)
-            if lease is None:  # others are on every one: wait, then look again
-                time.sleep(min(1.0, job.lease_ttl / 3))
+            if lease is None:
+                # Others hold every one: look again soon, to take over a partition whose
+                # worker dies, and to return as soon as the last one completes.
+                time.sleep(min(POLL_SECONDS, job.lease_ttl / 3))
                 continue
             i = index[lease.job]
             engine = Engine(jobs[i], parts[i], state, lease=lease, store=store)
