@@ -947,6 +947,15 @@ class Engine(ItemFlow):
                     and not self._lease_released
                 ):
                     self._store.release_lease(self._lease)
+            except MidwayError as exc:
+                # Only an error path gets here (a run that ends records its end and gives
+                # the lease back in one transaction): the error that ended the run is the one
+                # to report, and a lease left behind expires or is taken over from a dead pid.
+                say(
+                    f"could not give the lease on job {self.key!r} back ({exc}); the next run "
+                    "takes it over once it expires",
+                    quiet=False,
+                )
             finally:
                 if self._borrowed is None:
                     self._store.close()

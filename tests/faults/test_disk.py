@@ -51,6 +51,8 @@ def refused_clearly(run: Run, *names: str) -> list[str]:
         problems.append(f"run #{run.index} gave no MidwayError: {run.stderr[-800:]}")
     elif names and not any(name in said[-1] for name in names):
         problems.append(f"run #{run.index}'s error does not name {names}: {said[-1]}")
+    elif "release the lease" in said[-1]:  # a later failure hid the one that ended the run
+        problems.append(f"run #{run.index} reports its clean-up, not its error: {said[-1]}")
     if "Traceback" in run.stderr:
         problems.append(f"run #{run.index} printed a traceback: {run.stderr[-800:]}")
     return problems
