@@ -172,8 +172,10 @@ class Engine(ItemFlow):
             )
         self.fingerprint = self.source.fingerprint()
         checkpoint = store.load_checkpoint(self.key)
+        restarted = False  # on_drift="restart": what the old input left is not this one's
         if checkpoint is not None:
             checkpoint = self._check_drift(checkpoint)
+            restarted = checkpoint is None
         now = time.time()
         self.started_at = now
         self.total = self.source.total()
@@ -190,6 +192,7 @@ class Engine(ItemFlow):
         elif not self._after_completion(store, records):
             if job.guarantee == "at-most-once":
                 self._refuse_to_repeat(store)
+            records = self.carry_over(records, restarted)
             self._announce_fresh(store, records)
         self.load_ledger(records, resuming=checkpoint is not None or self.main_done)
         self._run = RunRecord(

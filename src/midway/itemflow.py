@@ -99,6 +99,24 @@ class ItemFlow:
 
     # -- what the last runs left --------------------------------------------------------
 
+    def carry_over(self, records: list[ItemRecord], restarted: bool) -> list[ItemRecord]:
+        """A fresh start (no checkpoint) takes along what a run that died before its first
+        checkpoint wrote on its own: attempt counts (``retrying``) and ``ctx.step`` results
+        (``steps``), so a poison item early in the input is not given new attempts by every
+        crash. (A completed run leaves neither; after ``on_drift="restart"`` they belong to
+        the old input.) Returns the records the fresh start forgets; those it carries over
+        are picked up as on a resume."""
+        if restarted:
+            return records
+        carried = [r for r in records if r.status in (RETRYING, STEPS)]
+        for record in carried:
+            name = jsonutil.dumps(record.key)
+            if record.steps:
+                self.steps[name] = dict(record.steps)
+            if record.status == RETRYING:
+                self.prior[name] = record
+        return [r for r in records if r.status not in (RETRYING, STEPS)]
+
     def load_ledger(self, records: list[ItemRecord], resuming: bool) -> None:
         """Pick up the records a resumed run needs; a fresh run forgets the old ones."""
         if not resuming:
