@@ -22,10 +22,11 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 # The tests spend most of their time waiting on the processes they start and kill, so they
-# run in three processes (pytest-xdist) even on two cores; TEST_PROCESSES=0 runs them in one.
+# run in three processes (pytest-xdist) even on two cores, a process that runs out taking
+# tests from the others (worksteal); TEST_PROCESSES=0 runs them all in this one.
 TEST_PROCESSES ?= 3
 unit: $(STAMP) browser
-	$(BIN)/pytest -m "not slow" -n $(TEST_PROCESSES)
+	$(BIN)/pytest -m "not slow" -n $(TEST_PROCESSES) --dist worksteal
 
 # The dashboard's tests drive Debian's Chromium. Install it where it is missing and we may
 # (root, apt-get); otherwise those tests skip, saying why (in CI they fail instead).

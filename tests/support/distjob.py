@@ -20,7 +20,7 @@ kind = sys.argv[4] if len(sys.argv) > 4 else "range"
 if kind == "range":
     source, field, pause = range(n), None, 0.003
 elif kind == "csv":
-    source, field, pause = midway.sources.csv(sys.argv[5], key="geonameid"), "geonameid", 0.0005
+    source, field, pause = midway.sources.csv(sys.argv[5], key="geonameid"), "geonameid", 0.0002
 else:
     url = f"sqlite:///{sys.argv[5]}"
     source, field, pause = midway.sources.sql(url, "items", key="id", batch=200), "id", 0.003
