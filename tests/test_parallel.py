@@ -11,6 +11,7 @@ import pytest
 
 import midway
 from midway.parallel import merge_state
+from midway.stores import open_store
 
 
 def slow_square(item: int, ctx: Any) -> None:
@@ -146,7 +147,75 @@ def test_worker_options_are_checked() -> None:
         midway.Job("x", executor="fork")  # type: ignore[arg-type]
     with pytest.raises(midway.ConfigError):
         midway.Job("x", rate="fast")
-    with pytest.raises(midway.ConfigError):
-        midway.Job("x", workers=4, guarantee="at-most-once")
+    with pytest.raises(midway.ConfigError, match="one transaction"):
+        midway.Job("x", workers=4, guarantee="exactly-once")
+    midway.Job("x", workers=4, guarantee="at-most-once")  # each start is marked first
     with pytest.raises(midway.ConfigError):
         midway.Job("x", workers=4).loop([1])
+
+
+def test_at_most_once_with_workers_marks_each_start_and_leaves_nothing(store_url: str) -> None:
+    running, peak, calls = 0, 0, []
+    lock = threading.Lock()
+    marks: list[int] = []
+
+    def handle(item: int, ctx: Any) -> None:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+            calls.append(item)
+        time.sleep(0.003)
+        ctx.state["sum"] = item
+        with lock:
+            running -= 1
+
+    job = midway.Job(
+        "amo-par",
+        store=store_url,
+        workers=6,
+        guarantee="at-most-once",
+        progress=False,
+        quiet=True,
+        on_checkpoint=lambda info: marks.append(1),
+    )
+    result = job.run(range(200), handle)
+    assert result.status == "completed"
+    assert sorted(calls) == list(range(200))  # each once
+    assert result.state == {"sum": sum(range(200))}
+    assert 2 <= peak <= 6  # never more in flight than workers: each one marked first
+    assert len(marks) <= 200 + 1  # a commit per start at most (fewer when several start)
+    store = open_store(store_url)
+    try:
+        assert store.list_items(job.key, ("started", "done", "in_doubt")) == []
+    finally:
+        store.close()
+
+
+def test_at_most_once_with_workers_an_item_that_raises_is_in_doubt(store_url: str) -> None:
+    calls: list[int] = []
+
+    def handle(item: int, ctx: Any) -> None:
+        calls.append(item)
+        time.sleep(0.001)
+        if item == 40:
+            raise ConnectionError("the mail server hung up mid-send")
+
+    job = midway.Job("amo-raise", store=store_url, workers=4, guarantee="at-most-once", quiet=True)
+    with pytest.raises(ConnectionError):
+        job.run(range(100), handle)
+    assert calls.count(40) == 1
+    first = set(calls)
+    calls.clear()
+    result = job.run(range(100), handle)  # the in-doubt item is not sent again
+    assert 40 not in calls
+    assert first.isdisjoint(calls)  # nor anything the first run began
+    assert sorted(first | set(calls)) == list(range(100))
+    assert (result.status, result.in_doubt, result.succeeded) == ("completed_with_failures", 1, 99)
+    store = open_store(store_url)
+    try:
+        doubtful = store.list_items(job.key, ("in_doubt",))
+    finally:
+        store.close()
+    assert [r.key for r in doubtful] == [40]
+    assert "mail server hung up" in (doubtful[0].error or "")

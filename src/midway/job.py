@@ -149,10 +149,11 @@ class Job:
         self.rate = rate
         if rate is not None:
             RateLimit(rate)  # checked now, not at the first item
-        if self.workers > 1 and guarantee != "at-least-once":
+        if self.workers > 1 and guarantee == "exactly-once":
             raise ConfigError(
-                f"guarantee={guarantee!r} runs items one at a time in this version; "
-                "use workers=1 with it"
+                "guarantee='exactly-once' runs items one at a time: the items' writes share "
+                "one transaction with the checkpoint; use workers=1 with it (or at-least-once "
+                "with idempotent writes for parallel work)"
             )
         if guarantee == "exactly-once":
             # The handler's transaction holds the store's write lock until the checkpoint

@@ -9,6 +9,13 @@ watermark and the newest item handed out is bounded (``window=``): when a slow i
 the watermark back, no new item starts until it finishes (back-pressure), so the ledger above
 the watermark stays as small as the window.
 
+``guarantee="at-most-once"``: an item is marked *started* on disk before it is handed to a
+worker, so a crash leaves the items in flight in doubt, never run again. Items are handed
+out only as workers come free (at most ``workers`` in flight, not a whole window), and the
+items handed out together are marked in one commit, with the checkpoint at the watermark
+and the ``done`` records of the items finished above it: a commit per item at most, fewer
+when several workers come free at once.
+
 ``ctx.state`` under concurrency: each item's handler gets a ``ctx.state`` of its own, empty,
 and writes its *contribution* there; this thread merges contributions into the job's state
 as items finish (numbers add up, lists extend, dicts merge key by key, anything else is
@@ -33,7 +40,7 @@ from midway import jsonutil
 from midway.errors import ConfigError
 from midway.failures import FailurePolicy, describe, short_traceback
 from midway.jsonutil import JSONValue
-from midway.ledger import DONE, FAILED, SKIPPED, ItemRecord, drop
+from midway.ledger import DONE, FAILED, IN_DOUBT, SKIPPED, STARTED, ItemRecord, drop
 from midway.sources.base import Chunk
 
 if TYPE_CHECKING:
@@ -190,7 +197,12 @@ class Slot:
     key: JSONValue
     future: Any = None
     done: bool = False
-    logged: bool = False  # its ``done`` record is in the ledger
+    logged: bool = False  # it has a record in the ledger (``done``, ``started`` or its own)
+    started: bool = False  # that record is its at-most-once ``started`` mark
+
+
+Queued = tuple[Slot, Any, WorkerContext]
+"""An item about to be handed out: its place in the window, the item, its ``ctx``."""
 
 
 class Parallel:
@@ -210,6 +222,10 @@ class Parallel:
         self.rate = RateLimit(job.rate) if job.rate else None
         self.failure: BaseException | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.at_most_once = job.guarantee == "at-most-once"
+        # At-most-once: hand out an item only when a worker is free to start it, so that an
+        # item marked started has started (or is about to).
+        self.limit = self.workers if self.at_most_once else None
         self.is_async = job.executor == "async"
         if self.is_async and not inspect.iscoroutinefunction(handler):
             raise ConfigError("executor='async' needs an `async def` handler")
@@ -281,35 +297,96 @@ class Parallel:
     def _feed(self, pool: cf.Executor | None) -> None:
         engine = self.engine
         job = engine.job
-        skip = {name for name, r in engine.prior.items() if r.status == DONE}
+        # What runs before a crash left: ``done`` (finished above the watermark: skip it)
+        # and ``started`` (an at-most-once item in flight: in doubt, not run again).
+        prior = {n: r for n, r in engine.prior.items() if r.status in (DONE, STARTED)}
         ident = job.id.idempotency_key
         cursor = engine._cursor
         assert cursor is not None
+        queued: list[Queued] = []
         for chunk in cursor:
             for i, item in enumerate(chunk.items):
-                while len(self.window) >= self.window_size and self.pending:
-                    self._take(block=True)  # back-pressure: a slow item holds the window
+                while self._full(len(queued)):
+                    if queued:
+                        self._launch(pool, queued)
+                        queued = []
+                    elif self.pending:
+                        self._take(block=True)  # back-pressure: a slow item holds the window
+                    else:
+                        break
                 if self._stopped():
-                    return
+                    return  # what is queued was neither marked nor handed out
                 key = chunk.key(i)
                 slot = Slot(chunk, i, key)
-                name = jsonutil.dumps(key) if skip else ""
-                if skip and name in skip:  # finished above the watermark before a crash
-                    skip.discard(name)
-                    slot.done = slot.logged = True
-                    self.logged.add(name)
+                name = jsonutil.dumps(key) if prior else ""
+                if prior and name in prior:
+                    if queued:  # the window stays in the source's order
+                        self._launch(pool, queued)
+                        queued = []
+                    self._settle_prior(slot, prior.pop(name))
                     self.window.append(slot)
                     self._advance()
                     continue
-                if self.rate is not None and not self.rate.wait(self._stopped):
-                    return
-                self.window.append(slot)
+                if self.rate is not None:
+                    if queued:
+                        self._launch(pool, queued)
+                        queued = []
+                    if not self.rate.wait(self._stopped):
+                        return
                 ctx = WorkerContext(engine.key, key, chunk.position_before(i), ident(key))
-                future = self._submit(pool, item, ctx)
-                self.pending[future] = slot
-                future.add_done_callback(self.finished.put)
+                queued.append((slot, item, ctx))
+                if self.limit is None:
+                    self._launch(pool, queued)
+                    queued = []
                 if not self.finished.empty():
                     self._take(block=False)
+        if queued and not self._stopped():
+            self._launch(pool, queued)
+
+    def _full(self, queued: int) -> bool:
+        """No room for one more item: the window is full, or (at-most-once) every worker
+        has an item."""
+        if len(self.window) + queued >= self.window_size:
+            return True
+        return self.limit is not None and len(self.pending) + queued >= self.limit
+
+    def _launch(
+        self, pool: cf.Executor | None, queued: list[tuple[Slot, Any, WorkerContext]]
+    ) -> None:
+        """Hand ``queued`` to the pool; at-most-once, after one commit that marks them all
+        started (with the checkpoint and ``done`` records due)."""
+        if self.at_most_once:
+            now = time.time()
+            self.engine.ledger_pending.extend(
+                ItemRecord(slot.key, STARTED, attempts=1, position=ctx.position, updated_at=now)
+                for slot, _, ctx in queued
+            )
+            self.checkpoint(wait=True)
+        for slot, item, ctx in queued:
+            if self.at_most_once:
+                slot.started = slot.logged = True
+                self.logged.add(jsonutil.dumps(slot.key))
+            self.window.append(slot)
+            future = self._submit(pool, item, ctx)
+            self.pending[future] = slot
+            future.add_done_callback(self.finished.put)
+
+    def _settle_prior(self, slot: Slot, record: ItemRecord) -> None:
+        """An item a run before the crash finished above its watermark (skip it), or began
+        at-most-once and never finished (in doubt)."""
+        name = jsonutil.dumps(slot.key)
+        slot.done = slot.logged = True
+        if record.status == DONE:
+            self.logged.add(name)
+            return
+        self._record(
+            slot,
+            IN_DOUBT,
+            "its handler started in a run that ended before it finished (killed or "
+            "crashed): it may or may not have taken effect",
+            None,
+            record.attempts or 1,
+        )
 
     def _take(self, *, block: bool) -> None:
         """Take in the items that finished (at least one if ``block``); then move the
@@ -334,31 +411,23 @@ class Parallel:
     def _finish(self, slot: Slot, outcome: Outcome) -> None:
         engine = self.engine
         counters = engine.counters
-        position = slot.chunk.position_before(slot.index)
         if outcome.status == "succeeded":
             counters.succeeded += 1
             if outcome.state:
                 self.merge(engine.state, outcome.state)
             slot.done = True
             return
-        if outcome.status == "raise":  # no tolerance: the job stops, this item not done
+        if outcome.status == "raise":  # no tolerance: the job stops
             if self.failure is None:
                 self.failure = outcome.exception
+            if not self.at_most_once:
+                return  # this item not done: the next run handles it again
+            # At-most-once, it ran and raised: whether it took effect is unknown.
+            self._record(slot, IN_DOUBT, outcome.error, outcome.traceback, outcome.attempts)
             return
-        record = ItemRecord(
-            key=slot.key,
-            status=outcome.status,
-            error=outcome.error,
-            traceback=outcome.traceback,
-            attempts=outcome.attempts,
-            position=position,
-            item=None,
-            updated_at=time.time(),
+        record = self._record(
+            slot, outcome.status, outcome.error, outcome.traceback, outcome.attempts
         )
-        engine.ledger_pending.append(record)
-        setattr(counters, outcome.status, getattr(counters, outcome.status) + 1)
-        slot.done = slot.logged = True  # its own record marks it: no ``done`` record
-        self.logged.discard(jsonutil.dumps(slot.key))
         policy = engine.policy
         if outcome.status == FAILED and policy is not None:
             policy.note(record.error_type or FAILED, jsonutil.dumps(slot.key))
@@ -369,6 +438,35 @@ class Parallel:
         hook = engine.job.on_item_failed
         if hook is not None:
             engine.call_hook("on_item_failed", hook, record, None)
+
+    def _record(
+        self,
+        slot: Slot,
+        status: str,
+        error: str | None,
+        traceback: str | None,
+        attempts: int,
+    ) -> ItemRecord:
+        """The item's own ledger record (failed, skipped, in doubt), counted; it stays when
+        the watermark passes (no ``done`` record, no ``started`` mark left)."""
+        record = ItemRecord(
+            key=slot.key,
+            status=status,
+            error=error,
+            traceback=traceback,
+            attempts=attempts,
+            position=slot.chunk.position_before(slot.index),
+            item=None,
+            updated_at=time.time(),
+        )
+        engine = self.engine
+        engine.ledger_pending.append(record)
+        counters = engine.counters
+        setattr(counters, status, getattr(counters, status) + 1)
+        slot.done = slot.logged = True
+        slot.started = False
+        self.logged.discard(jsonutil.dumps(slot.key))
+        return record
 
     def _advance(self) -> None:
         """Move the watermark past the finished items at the start of the window."""
@@ -396,18 +494,18 @@ class Parallel:
         if due:
             self.checkpoint()
 
-    def checkpoint(self) -> None:
+    def checkpoint(self, *, wait: bool = False) -> None:
         """Write the ``done`` records of the items finished above the watermark, with it."""
         self.keep_done_records()
-        self.engine.checkpoint()
+        self.engine.checkpoint(wait=wait)
 
     def keep_done_records(self) -> None:
         """The run ends: items that finished above the watermark get their ``done`` record
         with the last checkpoint, so the next run skips them."""
         now = time.time()
         for slot in self.window:
-            if slot.done and not slot.logged:
-                slot.logged = True
+            if slot.done and (not slot.logged or slot.started):
+                slot.logged, slot.started = True, False
                 self.logged.add(jsonutil.dumps(slot.key))
                 self.engine.ledger_pending.append(
                     ItemRecord(slot.key, DONE, position=None, updated_at=now)
