@@ -87,12 +87,17 @@ def settle_plan(store: Store, job: Job, source: Source) -> dict[str, JSONValue]:
                 "planned_at": time.time(),
             },
         )
-    _check_plan(job, plan, count, fingerprint)
+    asks = f"{count} shards" if shard_count is not None else f"partitions={count}"
+    _check_plan(job, plan, count, fingerprint, asks)
     return plan
 
 
 def _check_plan(
-    job: Job, plan: dict[str, JSONValue], count: int, fingerprint: dict[str, JSONValue]
+    job: Job,
+    plan: dict[str, JSONValue],
+    count: int,
+    fingerprint: dict[str, JSONValue],
+    asks: str,
 ) -> None:
     parts = plan["parts"]
     assert isinstance(parts, list)
@@ -100,8 +105,8 @@ def _check_plan(
     if plan.get("partitions") != count or len(parts) != count:
         raise RefusedError(
             f"job {job.key!r} was split into {len(parts)} partitions by its first worker "
-            f"({plan.get('planned_by')}); this worker asks for {count}. Give every worker the "
-            f"same partitions=, or, to split the job again, forget it first: {reset}"
+            f"({plan.get('planned_by')}); this worker has {asks}. Give every worker the same "
+            f"code and input, or, to split the job again, forget it first: {reset}"
         )
     saved = plan.get("input")
     drift = describe_drift(saved if isinstance(saved, dict) else {}, fingerprint)
