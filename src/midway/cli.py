@@ -18,6 +18,7 @@ from rich.table import Table
 from midway import overview
 from midway.each import each_command
 from midway.errors import MidwayError, StoreNotFound
+from midway.identity import partition_of
 from midway.jsonutil import JSONValue
 from midway.ledger import DROP, FAILED, IN_DOUBT, RETRY, SKIPPED
 from midway.owner import Owner, describe_age, iso
@@ -290,7 +291,7 @@ def reset(job: str, yes: bool, store_url: str | None) -> None:
                 )
             click.confirm(f"Forget job {record.job!r} and its checkpoint?", abort=True)
         store.reset(record.job, Owner.current())
-        parts = [r.job for r in store.list_jobs() if r.job.startswith(record.job + "~p")]
+        parts = [r.job for r in store.list_jobs() if partition_of(r.job) == record.job]
         for part in parts:  # a distributed job's partitions
             store.reset(part, Owner.current())
     finally:
@@ -581,7 +582,7 @@ def _reset_partitions(store: Store, job: str, yes: bool) -> bool:
     parts = [
         r.job
         for r in store.list_jobs()
-        if "~p" in r.job and (r.job.rsplit("~p", 1)[0] == job or r.name == job)
+        if (base := partition_of(r.job)) is not None and job in (base, r.name)
     ]
     if not parts and store.load_plan(job) is None:
         return False

@@ -45,6 +45,7 @@ from midway.console import logging_configured, say, say_from_signal_handler
 from midway.context import Context
 from midway.errors import InputDrift, LeaseLost, MidwayError, RefusedError, Stopped
 from midway.failures import describe
+from midway.identity import partition_of
 from midway.itemflow import ItemFlow
 from midway.jsonutil import JSONValue
 from midway.ledger import ALL, RETRY
@@ -54,7 +55,7 @@ from midway.progress import Silent, reporter
 from midway.result import RunResult
 from midway.sources.base import Chunk, Cursor, Source
 from midway.stores import Lease, RunRecord, Store, open_store
-from midway.stores.base import lost_message
+from midway.stores.base import FINISHED, lost_message
 from midway.transaction import TransactionConnection
 from midway.writer import Keeper
 
@@ -65,7 +66,6 @@ MAX_SLICE = 1 << 16
 MAX_COPY = 1 << 12  # a slice that is copied stays this small, so the copy stays in the cache
 SLICE_SECONDS = 0.1
 SIGNAL_NAMES = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}
-DONE_STATUSES = ("completed", "completed_with_failures")
 HISTORY_SECONDS = 5.0  # how often a checkpoint also adds a point to the job's history
 log = logging.getLogger("midway")
 
@@ -183,7 +183,7 @@ class Engine(ItemFlow):
             # A distributed job's partition runs once: another worker may have completed
             # it since this one looked (the lease, now ours, makes this check final).
             record = store.get_job(self.key)
-            if record is not None and record.status in DONE_STATUSES:
+            if record is not None and record.status in FINISHED:
                 raise PartitionDone(self.key)
         records = store.list_items(self.key, ALL)
         if checkpoint is not None:
@@ -324,7 +324,7 @@ class Engine(ItemFlow):
         """An at-most-once job that completed does not start again by itself: running the
         same command twice must not send every e-mail twice."""
         record = store.get_job(self.key)
-        if record is None or record.status not in DONE_STATUSES:
+        if record is None or record.status not in FINISHED:
             return
         ended = iso((record.summary or {}).get("ended_at")) or "earlier"
         raise RefusedError(
@@ -362,7 +362,7 @@ class Engine(ItemFlow):
         if self.job.id.part:
             return  # a partition: its siblings are the same job, not other params
         for other in store.list_jobs():
-            if other.job.startswith(base + "~p"):
+            if partition_of(other.job) == base:
                 continue  # a partition of the same distributed job, not other params
             if other.name == self.job.name and other.job != self.key and other.checkpoint:
                 say(

@@ -108,13 +108,7 @@ class ItemFlow:
         are picked up as on a resume."""
         if restarted:
             return records
-        carried = [r for r in records if r.status in (RETRYING, STEPS)]
-        for record in carried:
-            name = jsonutil.dumps(record.key)
-            if record.steps:
-                self.steps[name] = dict(record.steps)
-            if record.status == RETRYING:
-                self.prior[name] = record
+        self.load_ledger([r for r in records if r.status in (RETRYING, STEPS)], resuming=True)
         return [r for r in records if r.status not in (RETRYING, STEPS)]
 
     def load_ledger(self, records: list[ItemRecord], resuming: bool) -> None:

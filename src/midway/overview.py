@@ -104,26 +104,25 @@ def status_rows(store: Store, now: float | None = None) -> list[dict[str, Any]]:
     """``midway status --json``: every job; a distributed job as one row for the whole job
     (``partitions``, ``workers``) followed by a row for each of its partitions."""
     now = time.time() if now is None else now
-    rows: list[dict[str, Any]] = []
+    order: list[dict[str, Any] | str] = []  # a job's row, or where a distributed job goes
     groups: dict[str, list[dict[str, Any]]] = {}
     for record in store.list_jobs():
         row = job_summary(store, record, now)
         base = row["partition_of"]
         if base is None:
-            rows.append(row)
-            continue
-        if base not in groups:
-            groups[base] = []
-            rows.append({"job": base, "partition_of": None, "__group__": True})
-        groups[base].append(row)
+            order.append(row)
+        else:
+            if base not in groups:
+                order.append(base)
+            groups.setdefault(base, []).append(row)
     out: list[dict[str, Any]] = []
-    for row in rows:
-        if row.get("__group__"):
-            parts = sorted(groups[row["job"]], key=lambda r: str(r["job"]))
-            out.append(distributed_summary(store, row["job"], parts))
+    for entry in order:
+        if isinstance(entry, str):
+            parts = sorted(groups[entry], key=lambda r: str(r["job"]))
+            out.append(distributed_summary(store, entry, parts))
             out.extend(parts)
         else:
-            out.append(row)
+            out.append(entry)
     return out
 
 

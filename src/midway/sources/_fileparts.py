@@ -33,6 +33,7 @@ def plan_parts(source: _files.FileSource, count: int) -> list[JSONValue]:
     starts: list[JSONValue] = [None]
     records = 0
     end: JSONValue = None  # the position after the last record
+    size = source.size_bytes()
     src: Any = source
     cursor = src.open(None)
     try:
@@ -40,7 +41,7 @@ def plan_parts(source: _files.FileSource, count: int) -> list[JSONValue]:
             n = len(chunk.items)
 
             def done(j: int, chunk: Any = chunk) -> float:
-                return source.progress(chunk.position_before(j)) or 0.0
+                return source.progress(chunk.position_before(j), size) or 0.0
 
             while targets and done(n) >= targets[0]:
                 j = bisect_left(range(n), targets.pop(0), key=done)
@@ -78,7 +79,7 @@ def partition(source: _files.FileSource, part: JSONValue, index: int) -> FilePar
             and (end is None or isinstance(end, int))
             and isinstance(records, int)
         ):
-            return FilePartition(source, start, end, records, index)
+            return FilePartition(source, start, end, records)
     raise SourceError(
         f"partition {index} of {source.describe()} is recorded as {str(part)[:120]!r}, which "
         "is not a part of a file; `midway reset` the job to split it again"
@@ -96,7 +97,6 @@ class FilePartition:
         start: JSONValue,
         end: int | None,
         records: int,
-        index: int,
     ) -> None:
         self._inner: Any = inner
         self.kind = self._inner.kind
@@ -105,7 +105,6 @@ class FilePartition:
         self._end = end
         self._records = records
         self._first = _record(start)
-        self._index = index
 
     def fingerprint(self) -> dict[str, JSONValue]:
         fp = dict(self._inner.fingerprint())

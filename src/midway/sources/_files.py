@@ -125,13 +125,14 @@ class FileSource:
         except OSError:
             return None
 
-    def progress(self, position: JSONValue) -> float | None:
+    def progress(self, position: JSONValue, size: int | None = None) -> float | None:
         """The fraction of the file's bytes before ``position``. For a ``.gz`` file, the
         compressed bytes the decoder had read when the position's chunk began (so it runs
-        ahead by at most a read buffer); None for a position without that."""
+        ahead by at most a read buffer); None for a position without that. ``size``: the
+        file's size when the caller knows it (else it is looked up)."""
         if not isinstance(position, dict):
             return 0.0 if position is None else None
-        size = self.size_bytes()
+        size = self.size_bytes() if size is None else size
         if not size:
             return None
         if is_gzip(self.path):

@@ -245,10 +245,10 @@ class SqlSource:
         self._text = text
         # A partition's key range (for distributed runs): after ``_lo`` (exclusive, None:
         # from the first row) up to ``_hi`` (inclusive, None: to the last); ``_empty``: none.
+        self._partitioned = False
         self._lo: Any = None
         self._hi: Any = None
         self._empty = False
-        self._part: JSONValue = None
 
     # -- partitions -----------------------------------------------------------------------
 
@@ -289,7 +289,6 @@ class SqlSource:
                     "after": keys.get(lo) if lo else None,
                     "upto": None if i == count - 1 else keys.get(hi),
                     "empty": i < count - 1 and hi == 0,
-                    "rows": hi - lo,
                 }
             )
         return parts
@@ -305,8 +304,8 @@ class SqlSource:
                 "is not a key range of it; `midway reset` the job to split it again"
             )
         piece = copy.copy(self)
+        piece._partitioned = True
         piece._lo, piece._hi, piece._empty = part["after"], part["upto"], part["empty"]
-        piece._part = [part["after"], part["upto"]]
         return piece
 
     def _key_ok(self, value: Any) -> bool:
@@ -336,8 +335,8 @@ class SqlSource:
             "params": shown,
             "version": self._version,
         }
-        if self._part is not None:
-            fp["part"] = self._part
+        if self._partitioned:
+            fp["part"] = [self._lo, self._hi]
         return fp
 
     def total(self) -> int | None:
@@ -363,7 +362,7 @@ class SqlSource:
         return SqlCursor(self, conn, owned, after, count)
 
     def describe(self) -> str:
-        if self._part is None:
+        if not self._partitioned:
             return self._name
         if self._empty:
             return f"{self._name}, no rows"

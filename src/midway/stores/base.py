@@ -22,6 +22,8 @@ from midway.ledger import ItemRecord
 from midway.owner import Owner, describe_age, iso
 
 LIVE = "running"
+FINISHED = ("completed", "completed_with_failures")
+"""The statuses of a job that completed (it keeps its summary, not a checkpoint)."""
 
 
 @dataclass(frozen=True)

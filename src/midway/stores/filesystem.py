@@ -34,6 +34,7 @@ from midway.jsonutil import JSONValue
 from midway.ledger import DROP, ItemRecord
 from midway.owner import Owner
 from midway.stores.base import (
+    FINISHED,
     JOB_FIELDS,
     HistoryPoint,
     JobRecord,
@@ -630,10 +631,7 @@ class FileStore:
             if (folder / "checkpoint.json").exists():
                 continue
             data = self._read(folder / "job.json")
-            if isinstance(data, dict) and data.get("status") in (
-                "completed",
-                "completed_with_failures",
-            ):
+            if isinstance(data, dict) and data.get("status") in FINISHED:
                 done.add(job)
         return done
 
