@@ -24,6 +24,7 @@ from rich.console import Console
 
 import midway
 from midway.owner import Owner
+from midway.redaction import redact_url
 from midway.stores import open_store
 
 JOB = "demo-import-contacts"
@@ -197,7 +198,7 @@ def _story(
     console.print(
         f"[bold]midway demo[/]: import {count:,} contacts from {contacts.name} into a "
         f"SQLite CRM ({crm_path.name}), checkpointing every {every} contacts to "
-        f"{store_url}."
+        f"{redact_url(store_url)}."
     )
     console.print(
         f"\n[bold]1. First run.[/] It will kill itself with SIGKILL at contact "

@@ -52,6 +52,7 @@ from midway.records import (
     env_name,
     open_format,
 )
+from midway.redaction import redact_argv
 from midway.result import RunResult
 
 SHELL = "/bin/sh"
@@ -137,7 +138,7 @@ def _clip(text: str, width: int) -> str:
 
 
 def _show(argv: list[str]) -> str:
-    return _clip(shlex.join(argv), 500)
+    return _clip(shlex.join(redact_argv(argv)), 500)
 
 
 # -- signals ------------------------------------------------------------------------------
@@ -351,7 +352,8 @@ def run_each(
     """The command's work, callable from Python: raises as ``job.run`` does."""
     path = path.expanduser().absolute()
     template, fmt = prepare(argv, path, fmt_name, key, shell=shell, env=use_env)
-    params: dict[str, Any] = {"command": argv, "input": str(path)}
+    # the params are kept in the store: a password in the command line is not
+    params: dict[str, Any] = {"command": redact_argv(argv), "input": str(path)}
     if shell:
         params["shell"] = True
     job = Job(

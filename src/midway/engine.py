@@ -52,6 +52,7 @@ from midway.ledger import ALL, RETRY
 from midway.owner import Owner, describe_age, hostname, iso
 from midway.parallel import Parallel, RateLimit
 from midway.progress import Silent, reporter
+from midway.redaction import redact_argv, redact_text, redact_url, resume_note
 from midway.result import RunResult
 from midway.sources.base import Chunk, Cursor, Source
 from midway.stores import Lease, RunRecord, Store, open_store
@@ -353,7 +354,7 @@ class Engine(ItemFlow):
             )
         say(
             f"starting job {self.key!r} from the beginning of {self.source.describe()} "
-            f"(no checkpoint in {self.job.store_url}{last})",
+            f"(no checkpoint in {redact_url(self.job.store_url)}{last})",
             quiet=self.job.quiet,
         )
         # params are part of a job's identity: a changed param silently starts a new job,
@@ -869,7 +870,7 @@ class Engine(ItemFlow):
         store, lease, run = self._parts()
         self._drop_transaction()  # nothing in it since the last checkpoint is kept
         self._settle()  # end_run releases the lease: checkpoints in flight go first
-        run.status, run.ended_at, run.message = status, time.time(), message
+        run.status, run.ended_at, run.message = status, time.time(), redact_text(message)
         run.processed = self.counters.processed
         store.end_run(lease, run, completed=False, summary=None)
         self._lease_released = True
@@ -907,6 +908,7 @@ class Engine(ItemFlow):
         return (
             f"job {self.key!r} stopped by {name} at {where}: {self.counters.processed:,} "
             f"items done, checkpoint #{self.version} saved. Resume with: {_command()}"
+            + _resume_note(_command())
         )
 
     def _left_message(self, rolled_back: bool) -> str:
@@ -1040,5 +1042,11 @@ def _try_dumps(state: dict[str, Any]) -> str | None:
 
 
 def _command() -> str:
+    """This process's command line, as kept in the run record: without any password."""
     argv = getattr(sys, "orig_argv", None) or [sys.executable, *sys.argv]
-    return shlex.join(argv)
+    return shlex.join(redact_argv(argv))
+
+
+def _resume_note(command: str) -> str:
+    note = resume_note(command)
+    return f" ({note})" if note else ""

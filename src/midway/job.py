@@ -15,6 +15,7 @@ from midway.failures import FailurePolicy, Retry, check_max_failures, check_skip
 from midway.identity import JobId, make_job_id
 from midway.ledger import ItemRecord
 from midway.parallel import EXECUTORS, RateLimit
+from midway.redaction import redact_url
 from midway.result import RunResult
 from midway.sources.base import Source
 from midway.sources.iterable import iterable
@@ -181,7 +182,7 @@ class Job:
         return self.id.key
 
     def __repr__(self) -> str:
-        return f"midway.Job({self.key!r}, store={self.store_url!r})"
+        return f"midway.Job({self.key!r}, store={redact_url(self.store_url)!r})"
 
     def run(
         self,

@@ -8,6 +8,7 @@ from urllib.parse import unquote
 
 from midway.errors import ConfigError, StoreNotFound
 from midway.ledger import ItemRecord
+from midway.redaction import redact_url
 from midway.stores.base import JobRecord, Lease, LeaseInfo, RunRecord, Store
 
 DEFAULT_STORE = "sqlite:///.midway/state.db"
@@ -40,18 +41,20 @@ def _path_of(url: str, rest: str, *, sqlalchemy: bool) -> Path:
     if rest.startswith("//"):
         host, slash, tail = rest[2:].partition("/")
         if host not in ("", "localhost"):
-            raise ConfigError(f"store {url!r} names host {host!r}; a local path is needed")
+            raise ConfigError(
+                f"store {redact_url(url)!r} names host {host!r}; a local path is needed"
+            )
         rest = tail if sqlalchemy else slash + tail
     if not rest:
-        raise ConfigError(f"store {url!r} has no path, e.g. sqlite:///.midway/state.db")
+        raise ConfigError(f"store {redact_url(url)!r} has no path, e.g. sqlite:///.midway/state.db")
     return Path(unquote(rest)).expanduser().absolute()
 
 
 def _existing(url: str, path: Path, create: bool) -> Path:
     if not create and not path.exists():
         raise StoreNotFound(
-            f"there is no store at {url} ({path} does not exist): no job has run with it yet. "
-            "Check --store or $MIDWAY_STORE."
+            f"there is no store at {redact_url(url)} ({path} does not exist): no job has run "
+            "with it yet. Check --store or $MIDWAY_STORE."
         )
     return path
 
@@ -90,7 +93,7 @@ def open_store(url: str | None = None, *, durable: bool = True, create: bool = T
         path = _existing(url, Path(url).expanduser().absolute(), create)
         return SQLiteStore(path, f"sqlite:///{url}", durable=durable)
     raise ConfigError(
-        f"store {url!r} is not a store URL midway knows. Use sqlite:///path.db (embedded, the "
-        "default), postgresql://user:password@host/db (shared), or file:///abs/dir (plain "
-        "JSON files)"
+        f"store {redact_url(url)!r} is not a store URL midway knows. Use sqlite:///path.db "
+        "(embedded, the default), postgresql://user:password@host/db (shared), or "
+        "file:///abs/dir (plain JSON files)"
     )

@@ -19,6 +19,7 @@ from typing import TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from midway.errors import ConfigError, MidwayError, StoreCorrupt, StoreUnavailable
+from midway.redaction import redact_url
 
 try:
     import psycopg
@@ -74,16 +75,7 @@ Connection = psycopg.Connection[TupleRow]
 
 def redact(url: str) -> str:
     """``url`` with its password hidden, fit for messages and ``midway status``."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, hosts = netloc.rpartition("@")
-        user, _, password = userinfo.partition(":")
-        netloc = f"{user}{':***' if password else ''}@{hosts}"
-    query = "&".join(
-        "password=***" if pair.startswith("password=") else pair for pair in parts.query.split("&")
-    )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    return redact_url(url)
 
 
 def split_url(url: str) -> tuple[str, float | None]:

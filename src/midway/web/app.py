@@ -39,6 +39,7 @@ from midway import overview, report
 from midway.errors import JobNotFound, MidwayError, RefusedError, StoreNotFound
 from midway.jsonutil import JSONValue
 from midway.owner import describe_age
+from midway.redaction import redact_url
 from midway.stores import Store, open_store
 from midway.web import formatting
 from midway.web.actions import (
@@ -138,6 +139,7 @@ class Dashboard:
 
     def __init__(self, store_url: str, guard: Guard) -> None:
         self.store_url = store_url
+        self.store_shown = redact_url(store_url)
         self.guard = guard
         self.env = _environment()
         self.default_author = default_author()
@@ -157,7 +159,7 @@ class Dashboard:
     ) -> Response:
         session, new = self.guard.session_of(request)
         html = self.env.get_template(template).render(
-            store_url=self.store_url, csrf=self.guard.csrf_token(session), **context
+            store_url=self.store_shown, csrf=self.guard.csrf_token(session), **context
         )
         response = HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
         if new:
@@ -202,7 +204,7 @@ class Dashboard:
             missing = None
         except StoreNotFound:
             rows = []
-            missing = f"There is no store at {self.store_url} yet: no job has run with it."
+            missing = f"There is no store at {self.store_shown} yet: no job has run with it."
         except MidwayError as exc:
             return self.message(request, "The store cannot be read", str(exc), 503)
         return self.render(request, "jobs.html", rows=rows, missing=missing, notice=notice)

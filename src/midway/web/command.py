@@ -9,6 +9,7 @@ import click
 
 from midway.errors import ConfigError, StoreNotFound
 from midway.owner import hostname
+from midway.redaction import redact_url
 from midway.stores import default_url, open_store
 
 EXTRA = ("starlette", "jinja2", "uvicorn")
@@ -133,11 +134,12 @@ def ui(host: str, port: int, token: str | None, store_url: str | None) -> None:
     port = sock.getsockname()[1]
     app = create_app(url, Guard(token=token, port=port))
     address = _address_for_people(host, port)
-    banner = [f"midway ui: serving {address} for the jobs in {url} (Ctrl-C stops it)"]
+    shown = redact_url(url)
+    banner = [f"midway ui: serving {address} for the jobs in {shown} (Ctrl-C stops it)"]
     if token is not None:
         banner.append(f"  open {address}?token={token} once to sign in")
     if waiting:
-        banner.append(f"  no store at {url} yet: jobs appear once one runs")
+        banner.append(f"  no store at {shown} yet: jobs appear once one runs")
     click.echo("\n".join(banner))  # one write: a reader sees all of it or none
     config = uvicorn.Config(
         app,
