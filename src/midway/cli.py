@@ -13,9 +13,12 @@ from typing import Any, TypeVar
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from midway import overview
+from midway.console import printable
 from midway.each import each_command
 from midway.errors import MidwayError, StoreNotFound
 from midway.identity import partition_of
@@ -68,6 +71,16 @@ def _console() -> Console:
     return Console(highlight=False, soft_wrap=True)
 
 
+def _cell(value: str) -> Text:
+    """Text from the store in a table: no rich markup read in it, its controls escaped."""
+    return Text(printable(value))
+
+
+def _safe(value: str) -> str:
+    """Text from the store inside a rich markup string."""
+    return escape(printable(value))
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="midway", prog_name="midway")
 def cli() -> None:
@@ -114,9 +127,9 @@ def status(store_url: str | None, as_json: bool) -> None:
         return
     console = _console()
     if not rows:
-        console.print(f"No jobs in {store.url} yet. Run one, or try: midway demo")
+        console.print(f"No jobs in {_safe(store.url)} yet. Run one, or try: midway demo")
         return
-    table = Table(title=f"midway jobs in {store.url}", title_justify="left")
+    table = Table(title=f"midway jobs in {_safe(store.url)}", title_justify="left")
     for column in ("job", "status", "progress", "failed", "checkpoint", "rate", "ETA", "owner"):
         table.add_column(column, justify="right" if column in ("failed", "rate") else "left")
     for row in rows:
@@ -124,7 +137,7 @@ def status(store_url: str | None, as_json: bool) -> None:
     console.print(table)
 
 
-def _status_cells(row: dict[str, Any]) -> list[str]:
+def _status_cells(row: dict[str, Any]) -> list[Text | str]:
     status = row["status"]
     style = STATUS_STYLE.get(status, "")
     total = row["total"]
@@ -151,14 +164,14 @@ def _status_cells(row: dict[str, Any]) -> list[str]:
     else:
         checkpoint = f"#{row['checkpoint']} {describe_age(age)}" if age is not None else "none"
     return [
-        job,
-        f"[{style}]{status}[/]" if style else status,
+        _cell(job),
+        f"[{style}]{status}[/]" if style else _cell(status),
         progress,
         f"{row['failed']:,}" if row["failed"] else "",
         checkpoint,
         f"{rate:,.0f}/s" if rate else "",
         f"{eta:,.0f} s" if eta is not None else "",
-        owner,
+        _cell(owner),
     ]
 
 
@@ -186,7 +199,7 @@ def show(job: str, store_url: str | None, as_json: bool) -> None:
         return
     console = _console()
     style = STATUS_STYLE.get(detail["status"], "")
-    console.print(f"[bold]{detail['job']}[/]  [{style}]{detail['status']}[/]")
+    console.print(f"[bold]{_safe(detail['job'])}[/]  [{style}]{_safe(detail['status'])}[/]")
     lines = [
         ("params", json.dumps(detail["params"], ensure_ascii=False)),
         (
@@ -208,41 +221,45 @@ def show(job: str, store_url: str | None, as_json: bool) -> None:
         ("state", _clip(json.dumps(detail["state"], ensure_ascii=False), 400)),
         ("owner", detail["owner"] or "nobody"),
     ]
-    command = next((run["command"] for run in detail["runs"] if run.get("command")), None)
+    command = detail["resume_command"]
     if detail["checkpoint"] is not None and command:
         lines.append(("resume", f"run the same command again: {command}"))
+        if detail["resume_note"]:
+            lines.append(("", detail["resume_note"]))
     for label, value in lines:
-        console.print(f"  [dim]{label:>10}[/]  {value}", markup=True)
+        console.print(f"  [dim]{label:>10}[/]  {_safe(value)}", markup=True)
     if detail["items"]:
         items = Table(title="items needing attention", title_justify="left")
         for column in ("key", "status", "attempts", "when", "error"):
             items.add_column(column)
         for item in detail["items"][:50]:
             items.add_row(
-                json.dumps(item["key"]),
-                item["status"],
+                _cell(json.dumps(item["key"])),
+                _cell(item["status"]),
                 str(item["attempts"]),
-                item["updated_at"] or "",
-                _clip(item["error"] or "", 100),
+                _cell(item["updated_at"] or ""),
+                _cell(_clip(item["error"] or "", 100)),
             )
         if len(detail["items"]) > 50:
             console.print(
                 f"  ... and {len(detail['items']) - 50:,} more: "
-                f"midway failed {detail['job']} --export FILE (or show --json)"
+                f"midway failed {_safe(detail['job'])} --export FILE (or show --json)"
             )
         console.print(items)
         statuses = {item["status"] for item in detail["items"]}
         if "failed" in statuses:
-            console.print(f"  retry the failed items with: midway retry {detail['job']}")
+            console.print(f"  retry the failed items with: midway retry {_safe(detail['job'])}")
         if "in_doubt" in statuses:
             console.print(
                 f"  in doubt: check whether they took effect, then: midway resolve "
-                f"{detail['job']} KEY... --done (or --retry)"
+                f"{_safe(detail['job'])} KEY... --done (or --retry)"
             )
     if detail["notes"]:
         console.print("[bold]notes[/]")
         for entry in detail["notes"]:
-            console.print(f"  {entry['at']}  {entry['author']}: {entry['text']}", markup=False)
+            console.print(
+                printable(f"  {entry['at']}  {entry['author']}: {entry['text']}"), markup=False
+            )
     if detail["runs"]:
         runs = Table(title="runs (newest first)", title_justify="left")
         for column in ("started", "status", "host:pid", "items", "note"):
@@ -254,11 +271,11 @@ def show(job: str, store_url: str | None, as_json: bool) -> None:
                 else f"{run['start_processed']:,} → {run['processed']:,}"
             )
             runs.add_row(
-                run["started_at"] or "",
-                run["status"],
-                f"{run['host']}:{run['pid']}",
+                _cell(run["started_at"] or ""),
+                _cell(run["status"]),
+                _cell(f"{run['host']}:{run['pid']}"),
                 done,
-                _clip(run["message"] or "", 80),
+                _cell(_clip(run["message"] or "", 80)),
             )
         console.print(runs)
 
@@ -357,16 +374,16 @@ def failed(
     if not rows:
         click.echo(f"Job {record.job!r} has no failed items.")
         return
-    table = Table(title=f"failed items of {record.job}", title_justify="left")
+    table = Table(title=f"failed items of {_safe(record.job)}", title_justify="left")
     for column in ("key", "status", "attempts", "when", "error"):
         table.add_column(column)
     for item in items:
         table.add_row(
-            json.dumps(item.key),
-            item.status,
+            _cell(json.dumps(item.key)),
+            _cell(item.status),
             str(item.attempts),
             iso(item.updated_at) or "",
-            _clip(item.error or "", 100),
+            _cell(_clip(item.error or "", 100)),
         )
     _console().print(table)
 
@@ -672,6 +689,6 @@ def main() -> None:
         exc.show()
         sys.exit(exc.exit_code)
     except MidwayError as exc:
-        click.echo(f"midway: error: {exc}", err=True)
+        click.echo(f"midway: error: {printable(str(exc), lines=True)}", err=True)
         sys.exit(exc.exit_code)
     sys.exit(code if isinstance(code, int) else 0)

@@ -36,7 +36,7 @@ from typing import Any
 import click
 
 from midway import child, jsonutil, placeholders
-from midway.console import say
+from midway.console import printable, say
 from midway.context import Context
 from midway.errors import ConfigError, Stopped
 from midway.failures import Retry
@@ -585,7 +585,7 @@ def _report_failure(exc: Exception) -> None:
     lines = [f"midway: a record failed: {first}"]
     lines.extend(f"  {line}" for line in rest.splitlines())
     lines.extend(getattr(exc, "__notes__", []))
-    click.echo("\n".join(lines), err=True)
+    click.echo(printable("\n".join(lines), lines=True), err=True)
 
 
 def _report_unfinished(result: RunResult) -> None:

@@ -10,6 +10,7 @@ from midway.identity import partition_of
 from midway.jsonutil import JSONValue
 from midway.ledger import ATTENTION
 from midway.owner import iso
+from midway.redaction import redact_text, resume_note
 from midway.stores import JobRecord, Store
 
 LEDGER_STATUSES = ATTENTION
@@ -184,6 +185,12 @@ def job_detail(store: Store, record: JobRecord) -> dict[str, Any]:
     detail["fingerprint"] = record.checkpoint.fingerprint if record.checkpoint else None
     detail["items"] = [item.to_json() for item in store.list_items(record.job, LEDGER_STATUSES)]
     detail["runs"] = [run.to_json() for run in store.list_runs(record.job, limit=20)]
+    for run in detail["runs"]:  # kept without a password since it is; older records too
+        if run.get("command"):
+            run["command"] = redact_text(run["command"])
+    command = next((run["command"] for run in detail["runs"] if run.get("command")), None)
+    detail["resume_command"] = command
+    detail["resume_note"] = resume_note(command)
     detail["notes"] = [note.to_json() for note in store.list_notes(record.job)]
     detail["lease"] = record.lease.to_json() if record.lease else None
     detail["created_at"] = iso(record.created_at)

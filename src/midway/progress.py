@@ -10,7 +10,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
-from midway.console import say
+from midway.console import printable, say
 
 if TYPE_CHECKING:
     from rich.progress import TaskID
@@ -103,6 +103,7 @@ class Bar:
         self._t0 = 0.0
 
     def start(self, processed: int, total: int | None, *, by_bytes: bool = False) -> None:
+        from rich.markup import escape
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -130,7 +131,7 @@ class Bar:
         self._start_count = processed
         self._t0 = time.monotonic()
         self._task = self._progress.add_task(
-            self._job,
+            escape(printable(self._job)),
             total=1.0 if self._by_bytes else total,
             completed=0.0 if self._by_bytes else processed,
             rate="",

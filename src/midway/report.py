@@ -16,6 +16,7 @@ import time
 from collections import Counter
 from typing import Any
 
+from midway.console import printable
 from midway.ledger import FAILED, IN_DOUBT, RETRY, SKIPPED, ItemRecord
 from midway.overview import job_detail
 from midway.owner import describe_age, iso
@@ -35,9 +36,6 @@ def gather(store: Store, record: JobRecord) -> dict[str, Any]:
     detail["errors"] = common_errors(items)
     detail["in_doubt_items"] = [i.to_json() for i in items if i.status == IN_DOUBT]
     detail["throughput"] = throughput(history)
-    detail["resume_command"] = next(
-        (run["command"] for run in detail["runs"] if run.get("command")), None
-    )
     detail["generated_at"] = iso(time.time())
     return detail
 
@@ -143,6 +141,8 @@ def markdown(detail: dict[str, Any]) -> str:
             command or "(the command was not recorded: run the job's script again)",
             "```",
         ]
+        if detail.get("resume_note"):
+            lines += ["", f"Note: {detail['resume_note']}."]
     else:
         lines.append("The job has no checkpoint: its last run completed (or it never ran).")
     if detail["failed"]:
@@ -204,7 +204,8 @@ def markdown(detail: dict[str, Any]) -> str:
     else:
         lines.append(f'None yet. Add one with `midway note {quoted} "what you decided and why"`.')
     lines.append("")
-    return "\n".join(line for line in lines if line is not None)
+    # read in terminals (cat, less -R): the controls of keys, errors and notes shown escaped
+    return printable("\n".join(line for line in lines if line is not None), lines=True)
 
 
 def _cell(text: str | None) -> str:
@@ -296,6 +297,7 @@ def html_page(detail: dict[str, Any]) -> str:
     carry_on = (
         "<p>Running the same command again resumes it:</p>"
         f"<pre>{e(command or '(not recorded)')}</pre>"
+        + (f"<p>Note: {e(detail['resume_note'])}.</p>" if detail.get("resume_note") else "")
         if detail["checkpoint"] is not None
         else "<p>The job has no checkpoint: its last run completed (or it never ran).</p>"
     )
@@ -304,7 +306,7 @@ def html_page(detail: dict[str, Any]) -> str:
         f"<p>Check whether they took effect, then <code>midway resolve {quoted} KEY... "
         "--done</code> (or <code>--retry</code>).</p>"
     )
-    return f"""<!doctype html>
+    return _page(f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Handoff: {e(job)}</title><style>{STYLE}</style></head>
@@ -327,7 +329,12 @@ def html_page(detail: dict[str, Any]) -> str:
 <h2>Notes</h2>
 {f"<ul>{notes}</ul>" if notes else "<p>None yet.</p>"}
 </body></html>
-"""
+""")
+
+
+def _page(text: str) -> str:
+    """The HTML page with the controls in the store's text shown escaped, as in Markdown."""
+    return printable(text, lines=True)
 
 
 def _table(headers: tuple[str, ...], rows: str) -> str:

@@ -232,7 +232,7 @@ class Dashboard:
             },
             chart=svg,
             default_author=self.default_author,
-            resume=next((r["command"] for r in detail["runs"] if r.get("command")), None),
+            resume=detail["resume_command"],
             notice=_notice(done, detail["job"], request) if done else None,
         )
 
