@@ -44,11 +44,10 @@ def logging_configured() -> bool:
 
 def say(message: str, *, level: int = logging.INFO, quiet: bool = False) -> None:
     """To the ``midway`` logger once logging is set up; else to stderr (unless ``quiet``)."""
-    message = printable(message, lines=True)
-    if logging_configured():
+    if logging_configured():  # the exact text: the handlers decide how to show it
         log.log(level, message)
     elif not quiet:
-        print(f"midway: {message}", file=sys.stderr, flush=True)
+        print(f"midway: {printable(message, lines=True)}", file=sys.stderr, flush=True)
 
 
 def say_from_signal_handler(message: str) -> None:

@@ -52,7 +52,7 @@ from midway.records import (
     env_name,
     open_format,
 )
-from midway.redaction import redact_argv
+from midway.redaction import redact_argv, redact_text
 from midway.result import RunResult
 
 SHELL = "/bin/sh"
@@ -96,7 +96,7 @@ class CommandFailed(Exception):
                 lines.append(f"{label} (last {child.TAIL_BYTES // 1024} KiB):")
                 lines.append(text.rstrip("\n"))
         return cls(
-            "\n".join(lines),
+            redact_text("\n".join(lines)),  # it is kept in the store and shown
             argv=argv,
             returncode=outcome.returncode,
             stdout_tail=out,
