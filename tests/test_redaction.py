@@ -70,11 +70,13 @@ def test_a_kept_command_line_has_no_password_and_says_where_it_comes_from() -> N
         "midway", "each", "ej", "--store", f"postgresql://mw:{SECRET}@/db?host=/s",
         f"--store=postgresql://mw:{SECRET}@h/db", "--input", "in.txt", "--",
         "psql", f"host=h password={SECRET}", f"https://u:{SECRET}@example.com/x",
+        "--password", SECRET, "--pass=2",
     ]  # fmt: skip
     kept = redact_argv(argv)
     assert SECRET not in " ".join(kept)
     assert kept[4] == "postgresql://mw:***@/db?host=/s"
     assert kept[5] == "--store=postgresql://mw:***@h/db"
+    assert kept[-3:] == ["--password", "***", "--pass=2"]
     note = resume_note(" ".join(kept))
     assert note is not None
     assert all(word in note for word in ("PGPASSWORD", "~/.pgpass", "MIDWAY_STORE"))

@@ -23,10 +23,14 @@ MASK = "***"
 _AUTHORITY = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<authority>[^/?#\s]*)")
 # password=VALUE: a quoted libpq value ('it''s' or 'it\'s'), or up to white space, & or #.
 _PASSWORD_PAIR = re.compile(
-    r"(?P<name>(?<![A-Za-z0-9_])(?:pg|ssl)?pass(?:word|wd)?\s*=\s*)"
+    r"(?P<name>(?<![A-Za-z0-9_])(?:pg|ssl)?pass(?:word|wd)\s*=\s*)"
     r"(?P<value>'(?:\\.|''|[^'\\])*'?|[^\s&#;]+)",
     re.IGNORECASE,
 )
+
+
+# flags whose next argument is a password: ``--password VALUE``
+_PASSWORD_FLAGS = frozenset({"--password", "--passwd"})
 
 
 def _hide_userinfo(match: re.Match[str]) -> str:
@@ -57,8 +61,12 @@ def redact_url(url: str) -> str:
 
 def redact_argv(argv: Iterable[str]) -> list[str]:
     """A command line fit to keep: each argument redacted (``--store URL``, ``--store=URL``,
-    a connection string, any ``user:password@`` URL)."""
-    return [redact_text(arg) for arg in argv]
+    a connection string, any ``user:password@`` URL, the value after ``--password``)."""
+    kept: list[str] = []
+    for arg in argv:
+        after_flag = bool(kept) and kept[-1].lower() in _PASSWORD_FLAGS
+        kept.append(MASK if after_flag else redact_text(arg))
+    return kept
 
 
 def resume_note(command: str | None) -> str | None:
