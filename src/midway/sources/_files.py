@@ -11,7 +11,7 @@ from typing import IO, Any
 
 from midway.errors import SourceError
 from midway.jsonutil import JSONValue
-from midway.sources.base import Malformed
+from midway.sources.base import Malformed, screen
 
 HEAD_BYTES = 64 * 1024
 CHUNK = 1024
@@ -202,7 +202,7 @@ class FileChunk:
         self.offsets = offsets
         self.first = first
         self._key = key
-        self.errors = errors
+        self.errors = screen(items, key, first, errors)
         self.anchor = anchor
 
     def key(self, index: int) -> JSONValue:

@@ -10,7 +10,7 @@ from typing import IO, Any
 from midway.errors import SourceError
 from midway.jsonutil import JSONValue
 from midway.sources import _files
-from midway.sources.base import Chunk, KeySpec, key_function
+from midway.sources.base import Chunk, FieldKey, KeySpec, key_function, refuse_key
 
 
 class CsvSource(_files.FileSource):
@@ -52,9 +52,16 @@ class CsvSource(_files.FileSource):
                 )
             return header, feed.offset
 
+    def _checked_header(self) -> tuple[list[str], int]:
+        """The header, once ``key=`` is known to name one of its columns."""
+        header, body = self._header()
+        if isinstance(self._key, FieldKey) and self._key.field not in header:
+            raise refuse_key(self._key.field, header, self.path.name)
+        return header, body
+
     def fingerprint(self) -> dict[str, JSONValue]:
         fp = _files.file_fingerprint(self.path, self.kind)
-        fp["header"] = self._header()[0]
+        fp["header"] = self._checked_header()[0]
         return fp
 
     def total(self) -> int | None:
@@ -62,7 +69,7 @@ class CsvSource(_files.FileSource):
 
     def open(self, position: JSONValue) -> CsvCursor:
         offset, record = _files.file_position(position, self.path)
-        header, body = self._header()
+        header, body = self._checked_header()
         offset = body if offset < 0 else offset
         f, anchor = _files.open_at(self.path, offset, position)
         return CsvCursor(self, f, header, offset, record, anchor)
