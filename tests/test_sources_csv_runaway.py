@@ -127,3 +127,31 @@ def test_gzip_unclosed_quote_is_a_failing_record(tmp_path: Path) -> None:
 def test_max_record_bytes_must_be_a_positive_number(bad: Any) -> None:
     with pytest.raises(ConfigError, match="max_record_bytes="):
         sources.csv("x.csv", max_record_bytes=bad)
+
+
+@pytest.mark.parametrize("tolerant", [True, False])
+def test_with_workers_an_unreadable_record_never_reaches_the_handler(
+    tmp_path: Path, tolerant: bool
+) -> None:
+    """With workers=4 the placeholder of an unreadable record used to be handed to the
+    handler and counted as succeeded: the job said completed."""
+    bad = {50: "50,p50,extra", 120: '120,"unterminated'}
+    path = people(tmp_path / "people.csv", rows=300, bad=bad)
+    handled: list[Any] = []
+    options: dict[str, Any] = {"max_failures": 3} if tolerant else {}
+    job = midway.Job(
+        "workers", store=f"sqlite:///{tmp_path / 's.db'}", workers=4, progress=False, **options
+    )
+    src = sources.csv(path, key="id")
+    if tolerant:
+        result = job.run(src, lambda row, ctx: handled.append(row))
+        assert (result.status, result.succeeded, result.failed) == (
+            "completed_with_failures",
+            298,
+            2,
+        )
+    else:
+        with pytest.raises(SourceError, match=r"record 51 \(byte [0-9,]+\) has 3 fields"):
+            job.run(src, lambda row, ctx: handled.append(row))
+    assert all(isinstance(row, dict) for row in handled)
+    assert {"50", "120"}.isdisjoint(row["id"] for row in handled)
