@@ -70,6 +70,7 @@ def test_every_public_name_resolves(name: str) -> None:
 
 SOURCES = [
     "csv",
+    "dataframe",
     "files",
     "iterable",
     "jsonl",

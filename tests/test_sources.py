@@ -84,13 +84,13 @@ def test_sequence_key_field_and_function() -> None:
     assert [w[1] for w in walk(by_fn)[0]] == [0, 10, 20, 30, 40]
 
 
-def test_sequence_missing_key_field_is_a_source_error() -> None:
+def test_sequence_missing_key_field_is_a_failing_record() -> None:
     src = sources.sequence([{"id": 1}, {"other": 2}], key="id")
     cursor = src.open(None)
     chunk = next(iter(cursor))
     assert chunk.key(0) == 1
-    with pytest.raises(SourceError, match="no field 'id'"):
-        chunk.key(1)
+    assert chunk.errors == {1: "item 2 has no field 'id' to use as its key (its fields: 'other')"}
+    assert chunk.key(1) == "item 2"
 
 
 def test_sequence_range_and_large_chunks() -> None:
@@ -257,11 +257,12 @@ def test_csv_fingerprint_changes_with_the_file(tmp_path: Path) -> None:
     grown = src.fingerprint()
     assert grown["size"] != base["size"]
 
-    # Another header.
-    path.write_text("ID,name\n1,ann\n2,bob\n", encoding="utf-8")
+    # Another header (the key column kept: without it the source refuses, see
+    # test_refusals_sources.py).
+    path.write_text("id,NAME\n1,ann\n2,bob\n", encoding="utf-8")
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
     renamed = src.fingerprint()
-    assert renamed["header"] == ["ID", "name"]
+    assert renamed["header"] == ["id", "NAME"]
     assert renamed != base
 
     # Only touched: the mtime changes the fingerprint too (cheap, and on the safe side).

@@ -830,7 +830,7 @@ class Engine(ItemFlow):
         rolled_back = self._roll_back_if_state_changed()
         try:
             result = self._end("failed", f"{type(exc).__name__}: {exc}"[:500], save=not rolled_back)
-        except MidwayError as store_error:
+        except Exception as store_error:
             exc.add_note(f"midway could not save a checkpoint after this error: {store_error}")
             return
         where = self.source.describe_position(result.position)
@@ -856,9 +856,11 @@ class Engine(ItemFlow):
                 or self.version == 0
                 or bool(self.ledger_pending)
             )
-            if save and settled and due:
-                self.checkpoint(wait=True)
-            self._record_end(status, message)
+            try:
+                if save and settled and due:
+                    self.checkpoint(wait=True)
+            finally:  # a run that ends is recorded as ended, even when its last save failed
+                self._record_end(status, message)
         finally:
             self._release()
         if not settled and self._keeper is not None and self._keeper.error is not None:
@@ -870,7 +872,8 @@ class Engine(ItemFlow):
         store, lease, run = self._parts()
         self._drop_transaction()  # nothing in it since the last checkpoint is kept
         self._settle()  # end_run releases the lease: checkpoints in flight go first
-        run.status, run.ended_at, run.message = status, time.time(), redact_text(message)
+        run.status, run.ended_at = status, time.time()
+        run.message = jsonutil.escape_text(redact_text(message))
         run.processed = self.counters.processed
         store.end_run(lease, run, completed=False, summary=None)
         self._lease_released = True
@@ -1044,7 +1047,7 @@ def _try_dumps(state: dict[str, Any]) -> str | None:
 def _command() -> str:
     """This process's command line, as kept in the run record: without any password."""
     argv = getattr(sys, "orig_argv", None) or [sys.executable, *sys.argv]
-    return shlex.join(redact_argv(argv))
+    return jsonutil.escape_text(shlex.join(redact_argv(argv)))
 
 
 def _resume_note(command: str) -> str:

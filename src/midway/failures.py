@@ -20,6 +20,7 @@ from typing import Any
 import tenacity
 
 from midway.errors import ConfigError, MidwayError
+from midway.jsonutil import escape_text
 from midway.redaction import redact_text
 
 TRACEBACK_LINES = 12
@@ -217,12 +218,12 @@ def check_skip_on(value: Any) -> tuple[type[BaseException], ...]:
 
 def describe(exc: BaseException) -> str:
     """``ValueError: bad date`` (bounded), as the ledger keeps it."""
-    text = redact_text(f"{type(exc).__name__}: {exc}")
+    text = escape_text(redact_text(f"{type(exc).__name__}: {exc}"))
     return text if len(text) <= MAX_ERROR else text[: MAX_ERROR - 1] + "…"
 
 
 def short_traceback(exc: BaseException) -> str:
     """The last frames of the traceback: enough to find the line, small enough to keep."""
     lines = traceback.format_exception(exc)
-    text = redact_text("".join(lines[-TRACEBACK_LINES:]))
+    text = escape_text(redact_text("".join(lines[-TRACEBACK_LINES:])))
     return text[-4000:]

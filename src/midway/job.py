@@ -17,6 +17,7 @@ from midway.ledger import ItemRecord
 from midway.parallel import EXECUTORS, RateLimit
 from midway.redaction import redact_url
 from midway.result import RunResult
+from midway.sources._input import refuse_unordered, wrap_frame
 from midway.sources.base import Source
 from midway.sources.iterable import iterable
 from midway.sources.sequence import sequence
@@ -312,10 +313,15 @@ def _walk(engine: Engine) -> Iterator[Any]:
 
 
 def as_source(source: Source | Iterable[Any]) -> Source:
-    """A Source as is; a list, tuple or range as ``sequence``; any other iterable as
-    ``iterable`` (which cannot seek)."""
+    """A Source as is; a list, tuple or range as ``sequence``; a DataFrame as
+    ``dataframe``; any other iterable as ``iterable`` (which cannot seek). A set is refused:
+    its order is not the same in the next process."""
     if isinstance(source, Source):
         return source
+    refuse_unordered(source)
+    frame = wrap_frame(source)
+    if frame is not None:
+        return frame
     if isinstance(source, list | tuple | range):
         return sequence(source)
     if isinstance(source, str | bytes | dict):

@@ -13,11 +13,40 @@ JSONValue = Any
 
 
 _COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+_ASCII = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False)
+_CANONICAL_ASCII = json.JSONEncoder(
+    ensure_ascii=True, separators=(",", ":"), sort_keys=True, allow_nan=False
+)
+
+
+def is_text(text: str) -> bool:
+    """True when ``text`` can be written as UTF-8: it holds no lone surrogate (as a file
+    name with a byte that is not UTF-8 does, decoded with ``surrogateescape``)."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def escape_text(text: str) -> str:
+    """``text`` with each lone surrogate written as ``\\udcff``: what a message or an
+    error can be stored and shown as (the other characters are kept)."""
+    if is_text(text):
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def dumps(value: JSONValue) -> str:
-    """Compact JSON, UTF-8 kept readable, NaN refused (other tools cannot read it back)."""
-    return _COMPACT.encode(value)
+    """Compact JSON, UTF-8 kept readable, NaN refused (other tools cannot read it back).
+
+    A string with a lone surrogate (a key or a position taken from a file name that is not
+    UTF-8) is written with ``\\u`` escapes, which JSON allows and :func:`loads` reads back
+    to the same string: the text stays valid UTF-8 for every store, and nothing is lost."""
+    text = _COMPACT.encode(value)
+    return text if is_text(text) else _ASCII.encode(value)
 
 
 def _not_json(name: str) -> Any:
@@ -35,9 +64,10 @@ def loads(text: str | bytes) -> JSONValue:
 
 def canonical(value: JSONValue) -> str:
     """Key-sorted compact JSON: equal values give equal text (identities and hashes)."""
-    return json.dumps(
+    text = json.dumps(
         value, ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=False
     )
+    return text if is_text(text) else _CANONICAL_ASCII.encode(value)
 
 
 def find_unserializable(
@@ -46,7 +76,9 @@ def find_unserializable(
     """The path and type name of the first value below ``value`` that JSON cannot hold
     faithfully: other types, non-string keys (JSON would quietly turn them into strings),
     NaN and infinities, and a container that holds itself."""
-    if value is None or isinstance(value, str | bool | int):
+    if isinstance(value, str):
+        return None if is_text(value) else (path, "string that is not valid Unicode")
+    if value is None or isinstance(value, bool | int):
         return None
     if isinstance(value, float):
         return None if math.isfinite(value) else (path, f"float {value!r}")
@@ -61,6 +93,8 @@ def find_unserializable(
             for k, v in value.items():
                 if not isinstance(k, str):
                     return (f"{path}[{k!r}]", f"{type(k).__name__} key (JSON keys are strings)")
+                if not is_text(k):
+                    return (f"{path}[{k!r}]", "key that is not valid Unicode")
                 found = find_unserializable(v, f"{path}[{k!r}]", open_ids)
                 if found:
                     return found
@@ -91,6 +125,7 @@ def dumps_state(state: dict[str, JSONValue], label: str = "ctx.state") -> str:
     raise StateNotSerializable(
         f"{path} holds a {kind}, which cannot be saved in a checkpoint (state is JSON). "
         "Store JSON types only: strings as keys, sets as sorted lists, datetimes as ISO "
-        "strings, objects as dicts. The previous checkpoint is unchanged.",
+        "strings, objects as dicts, text with a lone surrogate (a file name's bytes) "
+        "escaped. The previous checkpoint is unchanged.",
         path=path,
     )

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from midway import jsonutil
-from midway.errors import ConfigError
+from midway.errors import ConfigError, SourceError
 from midway.failures import FailurePolicy, describe, short_traceback
 from midway.jsonutil import JSONValue
 from midway.ledger import DONE, FAILED, IN_DOUBT, SKIPPED, STARTED, ItemRecord, drop
@@ -327,6 +327,15 @@ class Parallel:
                     self.window.append(slot)
                     self._advance()
                     continue
+                errors = chunk.errors
+                if errors is not None and i in errors:  # unreadable: never reaches a worker
+                    if queued:  # the window stays in the source's order
+                        self._launch(pool, queued)
+                        queued = []
+                    self.window.append(slot)
+                    self._unreadable(slot, errors[i])
+                    self._advance()
+                    continue
                 if self.rate is not None:
                     if queued:
                         self._launch(pool, queued)
@@ -370,6 +379,15 @@ class Parallel:
             future = self._submit(pool, item, ctx)
             self.pending[future] = slot
             future.add_done_callback(self.finished.put)
+
+    def _unreadable(self, slot: Slot, message: str) -> None:
+        """A record the source could not read: failing under the policy, else the job stops
+        there (as with one worker)."""
+        exc = SourceError(message)
+        policy = self.engine.policy
+        outcome = _failed(FAILED if policy is not None and policy.tolerant else "raise", exc, 1)
+        outcome.exception = exc
+        self._finish(slot, outcome)
 
     def _settle_prior(self, slot: Slot, record: ItemRecord) -> None:
         """An item a run before the crash finished above its watermark (skip it), or began

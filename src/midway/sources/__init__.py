@@ -2,6 +2,7 @@
 
 from midway.sources.base import Chunk, Cursor, KeySpec, Malformed, Source
 from midway.sources.csvfile import csv
+from midway.sources.dataframe import dataframe
 from midway.sources.iterable import iterable
 from midway.sources.jsonl import jsonl, lines
 from midway.sources.listing import files
@@ -17,6 +18,7 @@ __all__ = [
     "Malformed",
     "Source",
     "csv",
+    "dataframe",
     "files",
     "iterable",
     "jsonl",

@@ -11,7 +11,7 @@ from typing import IO, Any
 
 from midway.errors import SourceError
 from midway.jsonutil import JSONValue
-from midway.sources.base import Malformed
+from midway.sources.base import Malformed, screen
 
 HEAD_BYTES = 64 * 1024
 CHUNK = 1024
@@ -145,6 +145,14 @@ class FileSource:
         return min(1.0, max(0.0, done / size))
 
 
+class RecordTooLong(Exception):
+    """Raised by a :class:`LineFeed` with a ``limit`` when a record grows past it."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(size)
+        self.size = size
+
+
 class LineFeed:
     """Decoded lines of a binary file; ``offset`` is the byte just after the last line read.
 
@@ -159,12 +167,20 @@ class LineFeed:
         self._path = path
         self.bad: str | None = None
         self.malformed: Malformed | None = None
+        self.end_mark: str | None = None
+        """Yielded once after the last line, when set: a reader that finds it inside a
+        record knows the file ended inside that record (see ``csvfile``)."""
+        self.limit: int | None = None
+        """With ``start``: the bytes a record may take; past them, :class:`RecordTooLong`."""
+        self.start = offset
 
     def __iter__(self) -> Iterator[str]:
-        encoding = self._encoding
+        encoding, limit = self._encoding, self.limit
         for raw in self._f:
             start = self.offset
             self.offset += len(raw)
+            if limit is not None and self.offset - self.start > limit:
+                raise RecordTooLong(self.offset - self.start)
             try:
                 line = raw.decode(encoding)
             except UnicodeDecodeError as exc:
@@ -172,6 +188,39 @@ class LineFeed:
                     self.bad = f"invalid {encoding} at byte {start + exc.start:,}"
                 line = raw.decode(encoding, "replace")
             yield line
+        if self.end_mark is not None:
+            yield self.end_mark
+
+    def resync(self, at: int) -> bool:
+        """Go back to the line after the one at byte ``at`` (where a record that could not
+        be read began), so that the lines it swallowed are read as records again. False
+        when the input cannot seek (a ``.gz`` file): reading goes on where it is."""
+        f = self._f
+        if not f.seekable():
+            return False
+        f.seek(at)
+        self.offset = at + len(f.readline())
+        return True
+
+    def line_of(self, at: int) -> int | None:
+        """The 1-based line number of byte ``at`` (read from the start: for messages
+        only), or None when the input cannot seek."""
+        f = self._f
+        if not f.seekable():
+            return None
+        here = f.tell()
+        try:
+            f.seek(0)
+            count, left = 1, at
+            while left > 0:
+                block = f.read(min(left, 1 << 20))
+                if not block:
+                    break
+                count += block.count(b"\n")
+                left -= len(block)
+            return count
+        finally:
+            f.seek(here)
 
     def reject(self, record: int, at: int, what: str, text: str = "") -> object:
         """Note record ``record`` (1-based, starting at byte ``at``) as malformed; the reader
@@ -202,7 +251,7 @@ class FileChunk:
         self.offsets = offsets
         self.first = first
         self._key = key
-        self.errors = errors
+        self.errors = screen(items, key, first, errors)
         self.anchor = anchor
 
     def key(self, index: int) -> JSONValue:

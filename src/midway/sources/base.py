@@ -10,8 +10,9 @@ keeps working):
 - ``chunk.errors``: ``{index in chunk: message}`` for input that could not be read as an item
   (a malformed CSV row, a JSON line that does not parse, bytes that are not valid UTF-8). Such
   an item is delivered as a placeholder (``Malformed``) so that the records after it still come
-  through, and the engine counts it as failed with that message. None on clean chunks, which
-  are nearly all of them: the hot path tests it once per chunk.
+  through, and the engine counts it as failed with that message. An item without the
+  ``key=`` field stays as it is, noted the same way (see :func:`screen`). None on clean
+  chunks, which are nearly all of them: the hot path tests it once per chunk.
 - ``source.size_bytes() -> int | None``: the input's size on disk, for byte-based progress.
 - ``source.progress(position) -> float | None``: the fraction done (0..1) at ``position``, for
   an input whose item count is unknown but whose bytes are.
@@ -19,6 +20,7 @@ keeps working):
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from operator import itemgetter
@@ -102,34 +104,102 @@ class Malformed:
         return self.error
 
 
+class FieldKey:
+    """``key=`` a field name: the function that reads it, and the name, so that a source
+    can check its items have it (see :func:`screen`)."""
+
+    __slots__ = ("_getter", "field")
+
+    def __init__(self, field: str) -> None:
+        self.field = field
+        self._getter = itemgetter(field)
+
+    def __call__(self, item: Any) -> JSONValue:
+        try:
+            return self._getter(item)
+        except (KeyError, TypeError, IndexError):
+            raise SourceError(
+                f"an item has no field {self.field!r} to use as its key "
+                f"(item: {str(item)[:120]}); pass key= a field every item has, or a function"
+            ) from None
+
+    def missing(self, item: Any) -> bool:
+        try:
+            self._getter(item)
+        except (KeyError, TypeError, IndexError):
+            return True
+        return False
+
+
 def key_function(key: KeySpec) -> Callable[[Any], JSONValue] | None:
     """Turn ``key=`` into a function of the item (None keeps the item's number)."""
     if key is None:
         return None
     if isinstance(key, str):
-        getter = itemgetter(key)
-
-        def by_field(item: Any) -> JSONValue:
-            try:
-                return getter(item)
-            except (KeyError, TypeError, IndexError):
-                raise SourceError(
-                    f"an item has no field {key!r} to use as its key (item: {str(item)[:120]}); "
-                    "pass key= a field every item has, or a function"
-                ) from None
-
-        return by_field
+        return FieldKey(key)
     if callable(key):
         return key
     raise ConfigError(f"key= must be a field name, a function or None, not {type(key).__name__}")
 
 
+def fields_of(item: Any) -> str:
+    """An item's field names for a message, or what it is when it has none."""
+    if isinstance(item, dict):
+        names = [str(k) for k in item]
+        shown = ", ".join(repr(n) for n in names[:20])
+        return f"its fields: {shown}{', ...' if len(names) > 20 else ''}" if names else "no fields"
+    return f"it is a {type(item).__name__}, not a dict"
+
+
+def refuse_key(field: str, fields: list[str], where: str) -> ConfigError:
+    """The error for ``key=`` naming a field the input does not have (known up front)."""
+    shown = ", ".join(repr(f) for f in fields[:40])
+    more = ", ..." if len(fields) > 40 else ""
+    return ConfigError(
+        f"key={field!r} is not a column of {where}, whose columns are: {shown}{more}; "
+        "pass key= one of them, or a function of the item"
+    )
+
+
+def screen(
+    items: list[Any],
+    key: Callable[[Any], JSONValue] | None,
+    first: int,
+    errors: dict[int, str] | None = None,
+) -> dict[int, str] | None:
+    """Items without the ``key=`` field, as ``{index: message}`` merged into ``errors``:
+    each is a failing record (the failure policy decides), never a crash in mid-run. The
+    very first item of the input (``first`` is its number, 0-based) without it refuses the
+    job instead: the field name is wrong, and no item has been handled yet."""
+    if not isinstance(key, FieldKey) or not items:
+        return errors
+    try:
+        deque(map(key._getter, items), maxlen=0)  # the usual case: all have it, at C speed
+        return errors
+    except (KeyError, TypeError, IndexError):
+        pass
+    for i, item in enumerate(items):
+        if (errors is not None and i in errors) or not key.missing(item):
+            continue
+        if first + i == 0:
+            raise ConfigError(
+                f"the first item has no field {key.field!r} to use as its key "
+                f"({fields_of(item)}); pass key= a field every item has, or a function"
+            )
+        if errors is None:
+            errors = {}
+        errors[i] = (
+            f"item {first + i + 1:,} has no field {key.field!r} to use as its key "
+            f"({fields_of(item)})"
+        )
+    return errors
+
+
 class NumberedChunk:
     """Items numbered from ``start``; the position is the number of the next item."""
 
-    __slots__ = ("_key", "items", "start")
+    __slots__ = ("_key", "errors", "items", "start")
     shared = False
-    errors: dict[int, str] | None = None
 
     def __init__(
         self, items: list[Any], start: int, key: Callable[[Any], JSONValue] | None
@@ -137,10 +207,13 @@ class NumberedChunk:
         self.items = items
         self.start = start
         self._key = key
+        self.errors: dict[int, str] | None = screen(items, key, start)
 
     def key(self, index: int) -> JSONValue:
         if self._key is None:
             return self.start + index
+        if self.errors is not None and index in self.errors:
+            return f"item {self.start + index + 1}"  # it has no field to take a key from
         return self._key(self.items[index])
 
     def position_before(self, index: int) -> JSONValue:

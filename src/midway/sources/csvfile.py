@@ -7,10 +7,15 @@ import os
 from collections.abc import Iterator
 from typing import IO, Any
 
-from midway.errors import SourceError
+from midway.errors import ConfigError, SourceError
 from midway.jsonutil import JSONValue
 from midway.sources import _files
-from midway.sources.base import Chunk, KeySpec, key_function
+from midway.sources.base import Chunk, FieldKey, KeySpec, Malformed, key_function, refuse_key
+
+MAX_RECORD_BYTES = 16 * 1024 * 1024
+_END = "\ue000end of file\ue000"
+"""What the feed yields after the last line: no CSV text holds these private-use
+characters, so a row that ends with it is a record the file ended inside of."""
 
 
 class CsvSource(_files.FileSource):
@@ -24,8 +29,18 @@ class CsvSource(_files.FileSource):
         *,
         encoding: str = "utf-8",
         total: int | None = None,
+        max_record_bytes: int = MAX_RECORD_BYTES,
         **fmtparams: Any,
     ) -> None:
+        if (
+            not isinstance(max_record_bytes, int)
+            or isinstance(max_record_bytes, bool)
+            or max_record_bytes < 1
+        ):
+            raise ConfigError(
+                f"max_record_bytes={max_record_bytes!r}: give a number of bytes, 1 or more"
+            )
+        self._max_record_bytes = max_record_bytes
         self.path = _files.resolve(path)
         self._total = total
         self._key = key_function(key)
@@ -52,9 +67,16 @@ class CsvSource(_files.FileSource):
                 )
             return header, feed.offset
 
+    def _checked_header(self) -> tuple[list[str], int]:
+        """The header, once ``key=`` is known to name one of its columns."""
+        header, body = self._header()
+        if isinstance(self._key, FieldKey) and self._key.field not in header:
+            raise refuse_key(self._key.field, header, self.path.name)
+        return header, body
+
     def fingerprint(self) -> dict[str, JSONValue]:
         fp = _files.file_fingerprint(self.path, self.kind)
-        fp["header"] = self._header()[0]
+        fp["header"] = self._checked_header()[0]
         return fp
 
     def total(self) -> int | None:
@@ -62,7 +84,7 @@ class CsvSource(_files.FileSource):
 
     def open(self, position: JSONValue) -> CsvCursor:
         offset, record = _files.file_position(position, self.path)
-        header, body = self._header()
+        header, body = self._checked_header()
         offset = body if offset < 0 else offset
         f, anchor = _files.open_at(self.path, offset, position)
         return CsvCursor(self, f, header, offset, record, anchor)
@@ -101,22 +123,53 @@ class CsvCursor:
     def _rows(self, feed: _files.LineFeed) -> Iterator[Any]:
         """One dict per row (``SKIP`` for a blank line or a malformed row); csv.reader reads
         no further ahead than the row it returns, so ``feed.offset`` is where the next row
-        starts."""
+        starts.
+
+        A quote that is never closed would make csv.reader read the rest of the file into
+        one field, and a runaway record would stop at the field size limit. So the feed
+        marks the end of the file (a record that holds the mark ended inside quotes) and
+        stops a record at ``max_record_bytes``; either becomes a failing record, and reading
+        starts again at the line after the one where it began."""
         src, header = self._source, self._header
         width, record = len(header), self._record
+        limit = src._max_record_bytes
+        if _csv.field_size_limit() < limit:
+            _csv.field_size_limit(limit)  # our own limit, in bytes, is the one that holds
+        feed.end_mark, feed.limit = _END, limit
         reader = _csv.reader(feed, **src._fmt)
         while True:
-            at = feed.offset
+            at = feed.start = feed.offset
             try:
                 row = next(reader)
             except StopIteration:
                 return
+            except _files.RecordTooLong as exc:
+                record += 1
+                what = (
+                    f"is longer than max_record_bytes={limit:,} (it reached {exc.size:,} "
+                    "bytes): a quote that is not closed? To accept such a record, pass "
+                    "max_record_bytes= a larger size"
+                )
+                yield self._runaway(feed, record, at, what)
+                reader = _csv.reader(feed, **src._fmt)
+                continue
             except _csv.Error as exc:
                 record += 1
                 yield feed.reject(record, at, f"is not valid CSV: {exc}")
                 continue
             if not row:
                 yield _files.SKIP
+                continue
+            if row[-1].endswith(_END):
+                if row == [_END]:
+                    return  # the end of the file, between records
+                record += 1
+                what = (
+                    "has a quoted field that is not closed before the end of the file; "
+                    "close the quote (or fix the quoting) and run again"
+                )
+                yield self._runaway(feed, record, at, what)
+                reader = _csv.reader(feed, **src._fmt)
                 continue
             record += 1
             if feed.bad is not None:
@@ -128,6 +181,19 @@ class CsvCursor:
             else:
                 yield dict(zip(header, row, strict=True))
 
+    @staticmethod
+    def _runaway(feed: _files.LineFeed, record: int, at: int, what: str) -> object:
+        """A record that ran to the end of the file or past the size limit: failing, named
+        by its line and byte, and reading goes on at the line after its first."""
+        line = feed.line_of(at)
+        where = "" if line is None else f"line {line:,}, "
+        if not feed.resync(at):
+            what += " (the lines it took in are not read again in a compressed file)"
+        feed.bad = None
+        error = f"{feed._path.name}: record {record:,} ({where}byte {at:,}) {what}"
+        feed.malformed = Malformed(record, at, error, "")
+        return _files.SKIP
+
     def close(self) -> None:
         self._f.close()
 
@@ -138,6 +204,7 @@ def csv(
     *,
     encoding: str = "utf-8",
     total: int | None = None,
+    max_record_bytes: int = MAX_RECORD_BYTES,
     **fmtparams: Any,
 ) -> CsvSource:
     """Rows of a CSV file with a header, each a dict of column name to string.
@@ -148,8 +215,13 @@ def csv(
     A ``.gz`` path is decompressed on the fly (see ``midway.sources._gzip`` for what a
     resume costs then). A row that cannot be read (wrong number of fields, invalid bytes)
     becomes a failing item, and the rows after it carry on.
+    A record that reaches the end of the file inside quotes, or grows past
+    ``max_record_bytes`` (16 MiB unless given; raise it to accept larger fields), is a
+    failing item naming its line and byte, and reading goes on at the line after its first.
     Resuming seeks straight to the saved byte offset."""
-    return CsvSource(path, key, encoding=encoding, total=total, **fmtparams)
+    return CsvSource(
+        path, key, encoding=encoding, total=total, max_record_bytes=max_record_bytes, **fmtparams
+    )
 
 
 __all__ = ["CsvSource", "csv"]

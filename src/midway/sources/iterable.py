@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from midway.jsonutil import JSONValue
+from midway.sources._input import refuse_unordered
 from midway.sources.base import Chunk, KeySpec, NumberedChunk, key_function, position_as_count
 
 MAX_CHUNK = 1024
@@ -25,6 +26,7 @@ class IterableSource:
         total: int | None = None,
         name: str = "",
     ) -> None:
+        refuse_unordered(items, "sources.iterable()")
         self._items = items
         self._key = key_function(key)
         self._version = version

@@ -15,7 +15,7 @@ from typing import Any
 
 from midway.errors import ConfigError, SourceError
 from midway.jsonutil import JSONValue
-from midway.sources.base import KeySpec, key_function
+from midway.sources.base import KeySpec, key_function, screen
 
 FetchPage = Callable[[Any], tuple[Iterable[Any], Any]]
 
@@ -23,9 +23,8 @@ FetchPage = Callable[[Any], tuple[Iterable[Any], Any]]
 class PageChunk:
     """The items of one page from ``skip`` on; after the last, the next page's start."""
 
-    __slots__ = ("_key", "count", "items", "next_token", "skip", "token")
+    __slots__ = ("_key", "count", "errors", "items", "next_token", "skip", "token")
     shared = False
-    errors: dict[int, str] | None = None
 
     def __init__(
         self,
@@ -42,10 +41,13 @@ class PageChunk:
         self.next_token = next_token
         self.count = count
         self._key = key
+        self.errors: dict[int, str] | None = screen(items, key, count)
 
     def key(self, index: int) -> JSONValue:
         if self._key is None:
             return self.count + index
+        if self.errors is not None and index in self.errors:
+            return f"item {self.count + index + 1}"  # it has no field to take a key from
         return self._key(self.items[index])
 
     def position_before(self, index: int) -> JSONValue:

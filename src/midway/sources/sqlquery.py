@@ -32,6 +32,7 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from midway.errors import ConfigError, SourceError
 from midway.jsonutil import JSONValue
+from midway.sources.base import refuse_key
 
 _QUERY = re.compile(r"\s*(?:(?:--[^\n]*\n|/\*.*?\*/)\s*)*(select|with|values)\b", re.I | re.S)
 _ALIAS = "midway_rows"
@@ -447,11 +448,30 @@ class SqlSource:
             finally:
                 cur.close()
         except self._dialect.errors as exc:
+            self._refuse_unknown_key(conn)
             raise SourceError(
                 f"cannot read the rows of {self._name} ({self.database()}): "
                 f"{str(exc).strip()}; check the table or query and key= "
                 f"(the query run was: {sql})"
             ) from None
+
+    def _refuse_unknown_key(self, conn: Any) -> None:
+        """After a query failed: if ``key=`` names a column the rows do not have, say so,
+        naming the columns they have (the database's own message may not)."""
+        params = self._params
+        bound = dict(params) if isinstance(params, Mapping) else list(params or ())
+        try:
+            cur = self._dialect.cursor(conn)
+            try:
+                cur.execute(f"SELECT * FROM {self._from} LIMIT 0", bound)
+                names = [str(d[0]) for d in cur.description or ()]
+            finally:
+                cur.close()
+        except self._dialect.errors:
+            return  # the query itself is wrong: the first error says so
+        missing = [k for k in self._keys if k not in names]
+        if names and missing:
+            raise refuse_key(missing[0], names, self._name)
 
     def _connect(self) -> tuple[Any, bool]:
         """The connection to read with, and whether it is ours to close."""
@@ -526,10 +546,7 @@ class SqlSource:
             return [names.index(k) for k in self._keys]
         except ValueError:
             missing = [k for k in self._keys if k not in names]
-            raise SourceError(
-                f"the rows of {self._name} have no column {missing[0]!r} (they have: "
-                f"{', '.join(names)}); key= must name columns of the result"
-            ) from None
+            raise refuse_key(missing[0], names, self._name) from None
 
     def _check_keys(self, lasts: list[Any], count: int) -> None:
         """NULL or repeated keys would make pages skip rows: refuse them, naming the row."""
