@@ -24,6 +24,7 @@ from midway import faults, jsonutil
 from midway.console import logging_configured, say
 from midway.errors import ConfigError, MidwayError, SourceError
 from midway.failures import TooManyFailures, describe, short_traceback
+from midway.handlers import check_result
 from midway.jsonutil import JSONValue
 from midway.ledger import (
     DONE,
@@ -233,7 +234,8 @@ class ItemFlow:
         so a failing item's writes go and the finished items' stay."""
         conn = self.transaction
         if conn is None:
-            handler(item, self.ctx)
+            if (returned := handler(item, self.ctx)) is not None:
+                check_result(returned)
             return
         if not self.tx_open:
             store, lease, _ = self._parts()
@@ -241,7 +243,8 @@ class ItemFlow:
             self.tx_open = True
         conn.execute("SAVEPOINT midway_item")
         try:
-            handler(item, self.ctx)
+            if (returned := handler(item, self.ctx)) is not None:
+                check_result(returned)
         except BaseException:
             conn.execute("ROLLBACK TO SAVEPOINT midway_item")
             conn.execute("RELEASE SAVEPOINT midway_item")

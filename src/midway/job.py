@@ -12,6 +12,7 @@ from midway.distributed import run_distributed, worker_mode
 from midway.engine import Engine
 from midway.errors import ConfigError
 from midway.failures import FailurePolicy, Retry, check_max_failures, check_skip_on
+from midway.handlers import prepare as prepare_handler
 from midway.identity import JobId, make_job_id
 from midway.ledger import ItemRecord
 from midway.parallel import EXECUTORS, RateLimit
@@ -202,11 +203,17 @@ class Job:
         at the last finished item. SIGINT / SIGTERM stop after the item in hand and raise
         :class:`midway.Stopped` (exit code 130 / 143 when uncaught).
         """
-        if distributed or worker_mode():
-            return run_distributed(self, as_source(source), handler, state)
-        engine = Engine(self, as_source(source), state)
-        engine.start()
-        return engine.run_handler(handler)
+        source = as_source(source)
+        handler, owned = prepare_handler(self, handler)
+        try:
+            if distributed or worker_mode():
+                return run_distributed(self, source, handler, state)
+            engine = Engine(self, source, state)
+            engine.start()
+            return engine.run_handler(handler)
+        finally:
+            if owned is not None:
+                owned.close()
 
     def partition_job(self, index: int, count: int | None = None) -> Job:
         """Partition ``index`` of ``count`` (default: ``partitions``): a job of its own."""
