@@ -24,6 +24,11 @@ async def count_async(item: int, ctx: Any, *, by: int = 1) -> None:
     ctx.state.setdefault("order", []).append(item)
 
 
+def returns_coroutine(item: int, ctx: Any) -> Any:
+    """A plain function that returns a coroutine instead of running it."""
+    return count_async(item, ctx)
+
+
 class AsyncCallable:
     async def __call__(self, item: int, ctx: Any) -> None:
         await count_async(item, ctx)
@@ -60,9 +65,10 @@ def test_a_handler_returning_a_coroutine_counts_nothing_as_done(tmp_path: Path) 
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the coroutine is closed, not left un-awaited
         with pytest.raises(midway.ConfigError, match="returned an awaitable"):
-            job.run(range(10), lambda item, ctx: count_async(item, ctx))
+            job.run(range(10), returns_coroutine)
     info = job.info()
-    assert info is not None and info.checkpoint is not None
+    assert info is not None
+    assert info.checkpoint is not None
     assert info.checkpoint.counters.processed == 0  # nothing counted as done
     assert info.checkpoint.state == {}
 
@@ -74,9 +80,10 @@ def test_a_handler_returning_a_coroutine_with_workers_stops_the_job(tmp_path: Pa
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         with pytest.raises(midway.ConfigError, match="returned an awaitable"):
-            job.run(range(10), lambda item, ctx: count_async(item, ctx))
+            job.run(range(10), returns_coroutine)
     info = job.info()
-    assert info is not None and info.checkpoint is not None
+    assert info is not None
+    assert info.checkpoint is not None
     assert info.checkpoint.counters.processed == 0
 
 
@@ -133,3 +140,75 @@ def test_process_executor_takes_a_module_level_function(tmp_path: Path) -> None:
     result = job.run(range(20), functools.partial(square), state={"sum": midway.Sum()})
     assert result.succeeded == 20
     assert result.state == {"sum": sum(n * n for n in range(20))}
+
+
+def bad_csv(tmp_path: Path) -> Path:
+    path = tmp_path / "people.csv"
+    path.write_bytes(b"id,name\n1,Ada\n2,Bob,extra\n3,Cy\n4,Dan,x,y\n5,Eve\n")
+    return path
+
+
+def test_a_loop_with_max_failures_records_unreadable_records_and_goes_on(tmp_path: Path) -> None:
+    """Before: loop() refused max_failures, so every run stopped at the same bad record."""
+    job = midway.Job("loop-bad", store=store(tmp_path), max_failures=2, progress=False, quiet=True)
+    loop = job.loop(midway.sources.csv(bad_csv(tmp_path), key="id"), state={"n": 0})
+    seen = []
+    for row in loop:
+        seen.append(row["id"])
+        loop.state["n"] += 1
+    assert seen == ["1", "3", "5"]  # the unreadable records never reach the body
+    result = loop.result
+    assert result is not None
+    assert (result.status, result.succeeded, result.failed) == ("completed_with_failures", 3, 2)
+    assert result.state == {"n": 3}
+    from midway.stores import open_store
+
+    opened = open_store(store(tmp_path))
+    try:
+        failed = opened.list_items(job.key, ("failed",))
+    finally:
+        opened.close()
+    assert len(failed) == 2
+    assert all("SourceError" in (r.error or "") for r in failed)
+
+
+def test_a_loop_stops_when_more_records_are_unreadable_than_tolerated(tmp_path: Path) -> None:
+    job = midway.Job("loop-bad2", store=store(tmp_path), max_failures=1, progress=False, quiet=True)
+    with pytest.raises(midway.TooManyFailures):
+        for _ in job.loop(midway.sources.csv(bad_csv(tmp_path), key="id")):
+            pass
+
+
+def test_a_loop_skips_unreadable_records_with_skip_on(tmp_path: Path) -> None:
+    job = midway.Job(
+        "loop-skip", store=store(tmp_path), skip_on=midway.SourceError, progress=False, quiet=True
+    )
+    loop = job.loop(midway.sources.csv(bad_csv(tmp_path), key="id"))
+    assert [row["id"] for row in loop] == ["1", "3", "5"]
+    assert loop.result is not None
+    assert (loop.result.skipped, loop.result.succeeded) == (2, 3)
+
+
+def test_an_exception_from_the_loop_body_still_stops_the_loop(tmp_path: Path) -> None:
+    job = midway.Job("loop-body", store=store(tmp_path), max_failures=5, progress=False, quiet=True)
+    seen = []
+
+    def body() -> None:
+        for row in job.loop(midway.sources.csv(bad_csv(tmp_path), key="id")):
+            seen.append(row["id"])
+            if row["id"] == "3":
+                raise KeyError("the body's own error")
+
+    with pytest.raises(KeyError):
+        body()
+    assert seen == ["1", "3"]
+    info = job.info()
+    assert info is not None
+    assert info.checkpoint is not None
+    assert info.checkpoint.counters.failed == 1  # record 2; the body's item 3 is not done
+
+
+def test_a_loop_still_refuses_retry(tmp_path: Path) -> None:
+    job = midway.Job("loop-retry", store=store(tmp_path), retry=midway.Retry(attempts=2))
+    with pytest.raises(midway.ConfigError, match="retry="):
+        job.loop([1, 2])

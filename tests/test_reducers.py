@@ -97,7 +97,8 @@ def test_the_same_state_from_a_loop_and_a_distributed_run(tmp_path: Path) -> Non
     )
     for row in loop:
         handle(row, loop.ctx)
-    assert loop.result is not None and loop.result.state == clean()
+    assert loop.result is not None
+    assert loop.result.state == clean()
     job = midway.Job("red-dist", store=store(tmp_path), partitions=5, progress=False, quiet=True)
     result = job.run(ROWS, handle, state=declared(), distributed=True)
     assert result.state == clean()  # Last: from the last partition, not the last to finish
@@ -134,7 +135,8 @@ def test_a_resume_with_workers_counts_each_item_once(tmp_path: Path) -> None:
     with pytest.raises(Boom):
         job.run(ROWS, flaky, state=declared())
     info = job.info()
-    assert info is not None and info.checkpoint is not None
+    assert info is not None
+    assert info.checkpoint is not None
     assert info.checkpoint.extra["reducers"] == {
         "errors": "append",
         "imported": "sum",
@@ -161,10 +163,13 @@ def test_a_key_without_a_reducer_stops_the_job_at_the_first_item(tmp_path: Path)
         job.run(range(200), keep_max, state={"n": midway.Sum()})
     message = str(caught.value)
     assert "ctx.state['max']" in message
-    assert "midway.Sum" in message and "midway.Last" in message and "merge=" in message
+    assert "midway.Sum" in message
+    assert "midway.Last" in message
+    assert "merge=" in message
     assert len(calls) < 200  # stopped, not run to the end
     info = job.info()
-    assert info is not None and info.checkpoint is not None
+    assert info is not None
+    assert info.checkpoint is not None
     assert "max" not in info.checkpoint.state
 
 
@@ -195,8 +200,10 @@ def test_a_value_a_reducer_cannot_combine_is_refused(tmp_path: Path) -> None:
     ):
         par.run(range(20), text, state={"n": midway.Sum()})
     info = par.info()
-    assert info is not None and info.checkpoint is not None
-    assert info.checkpoint.counters.processed == 0 and info.checkpoint.state == {"n": 0}
+    assert info is not None
+    assert info.checkpoint is not None
+    assert info.checkpoint.counters.processed == 0
+    assert info.checkpoint.state == {"n": 0}
     one = midway.Job("red-text-1", store=store(tmp_path), every=5, progress=False, quiet=True)
     with pytest.raises(midway.ConfigError, match="combines a number"):
         one.run(range(20), text, state={"n": midway.Sum()})

@@ -17,7 +17,7 @@ import functools
 import inspect
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from midway.errors import ConfigError
 
@@ -108,7 +108,7 @@ def check_importable(handler: Handler) -> None:
         _refuse_unimportable(what)
 
 
-def _refuse_unimportable(what: str) -> None:
+def _refuse_unimportable(what: str) -> NoReturn:
     raise ConfigError(
         f"executor='process' hands the handler to other processes, which import it by name; "
         f"{what!r} cannot be imported (a lambda, or a function defined inside another). Define "

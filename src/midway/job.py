@@ -226,6 +226,10 @@ class Job:
 
         An item counts as done when the loop asks for the next one. If the body raises, or
         breaks out, the checkpoint keeps every item before the one in hand.
+
+        A record the source cannot read never reaches the body: it stops the loop, or, with
+        ``max_failures=`` (or ``skip_on=`` naming ``midway.SourceError``), it is recorded as
+        failed (skipped) and the loop goes on. An exception from the body always stops it.
         """
         if self.guarantee != "at-least-once":
             raise ConfigError(
@@ -236,10 +240,11 @@ class Job:
             raise ConfigError(
                 "workers= needs job.run(source, handler): a loop body runs on your thread"
             )
-        if self.failure_policy() is not None:
+        if self.retry is not None:
             raise ConfigError(
-                "retry=, skip_on= and max_failures= need job.run(source, handler): a loop "
-                "body cannot be run again for a retry; use a handler function"
+                "retry= needs job.run(source, handler): a loop body cannot be run again for "
+                "a retry; use a handler function (skip_on= and max_failures= do work with a "
+                "loop: they let it pass records the source cannot read)"
             )
         return Loop(self, as_source(source), state)
 
@@ -300,8 +305,8 @@ def _walk(engine: Engine) -> Iterator[Any]:
         for it in slices:
             if engine.slow:  # a chunk with records the source could not read
                 for item in it:
-                    engine.check_loop_item()
-                    yield item
+                    if engine.check_loop_item(item):
+                        yield item
             else:
                 yield from it
     except GeneratorExit:  # the body raised or broke out: the item in hand is not done

@@ -192,8 +192,14 @@ def check_declaration(job_key: str, saved: object, reducers: Reducers) -> None:
 def _show(declared: dict[str, Any]) -> str:
     if not declared:
         return "(none)"
-    return "{" + ", ".join(f"{k!r}: {REDUCERS[v]().__repr__() if v in REDUCERS else v}"
-                           for k, v in declared.items()) + "}"
+    return (
+        "{"
+        + ", ".join(
+            f"{k!r}: {REDUCERS[v]().__repr__() if v in REDUCERS else v}"
+            for k, v in declared.items()
+        )
+        + "}"
+    )
 
 
 def check_values(state: dict[str, Any], reducers: Reducers, where: str) -> None:
@@ -284,9 +290,7 @@ class Combiner:
         return None
 
 
-def merge_partitions(
-    states: list[dict[str, Any]], reducers: Reducers, rest: Any
-) -> dict[str, Any]:
+def merge_partitions(states: list[dict[str, Any]], reducers: Reducers, rest: Any) -> dict[str, Any]:
     """The partitions' final states, in partition order, combined into the whole job's:
     reduced keys by their reducers, the other keys by ``rest(state, part)``."""
     whole: dict[str, Any] = {key: reducer.start() for key, reducer in reducers.items()}
