@@ -997,16 +997,27 @@ class Engine(ItemFlow):
     ) -> None:
         ctx = self.ctx
         item = None
+        first = True  # the first slice (one item) looks at what the handler returns
         for it in slices:
-            if self.slow:
+            if self.slow or first:
+                first = False
                 for item in it:
-                    self.one_item(item, handler)
+                    if self.slow:
+                        self.one_item(item, handler)
+                        continue
+                    try:
+                        returned = handler(item, ctx)
+                    except Exception as exc:
+                        if not self.item_failed(item, exc, handler):
+                            raise
+                        continue
+                    if returned is not None:
+                        check_result(returned)  # an awaitable: its work never ran
                 continue
             while True:
                 try:
                     for item in it:
-                        if (returned := handler(item, ctx)) is not None:
-                            check_result(returned)  # an awaitable: the work never ran
+                        handler(item, ctx)
                 except Exception as exc:
                     if not self.item_failed(item, exc, handler):
                         raise
