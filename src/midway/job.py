@@ -55,7 +55,9 @@ class Job:
     ``workers=N`` handles N items at a time (``executor``: ``"thread"``, ``"process"`` for
     CPU-bound handlers, ``"async"`` for ``async def`` handlers on one event loop); the
     checkpoint is the watermark, at most ``window`` items run ahead of it, and each item's
-    ``ctx.state`` is its own contribution, merged as items finish (``merge=``). ``rate``
+    ``ctx.state`` is its own contribution, combined as items finish by the reducers declared
+    in ``state=`` (``midway.Sum()``, ``Max``, ``Min``, ``Last``, ``Append``) or by
+    ``merge=``. ``rate``
     (``"50/s"``, ``"600/m"``) caps how fast items start.
 
     ``partitions=N``: for ``run(..., distributed=True)``, the source is split in N parts
@@ -199,8 +201,10 @@ class Job:
         :mod:`midway.distributed`. Each partition starts from ``state``.
 
         ``state`` seeds ``ctx.state`` on a fresh start; a resumed run continues from the
-        saved state. An exception from the handler propagates after the checkpoint is saved
-        at the last finished item. SIGINT / SIGTERM stop after the item in hand and raise
+        saved state. A value that is a reducer (``{"imported": midway.Sum()}``) declares how
+        that key combines, so the final state is the same whatever ``workers`` is; see
+        :mod:`midway.reducers`. An exception from the handler propagates after the checkpoint
+        is saved at the last finished item. SIGINT / SIGTERM stop after the item in hand and raise
         :class:`midway.Stopped` (exit code 130 / 143 when uncaught).
         """
         source = as_source(source)

@@ -16,11 +16,13 @@ items handed out together are marked in one commit, with the checkpoint at the w
 and the ``done`` records of the items finished above it: a commit per item at most, fewer
 when several workers come free at once.
 
-``ctx.state`` under concurrency: each item's handler gets a ``ctx.state`` of its own, empty,
-and writes its *contribution* there; this thread merges contributions into the job's state
-as items finish (numbers add up, lists extend, dicts merge key by key, anything else is
-replaced), or with ``merge=fn(state, contribution)``. No two handlers ever touch the same
-dict, and the saved state always holds exactly the finished items' contributions.
+``ctx.state`` under concurrency: each item's handler gets a ``ctx.state`` of its own, holding
+each declared reducer's start value (``midway.Sum()``: 0, see :mod:`midway.reducers`), and
+writes its *contribution* there; this thread combines contributions into the job's state as
+items finish, by the reducers, and the keys without one by ``merge=fn(state, contribution)``.
+A key written without a reducer when there is no ``merge=`` stops the job at that item. No
+two handlers ever touch the same dict, and the saved state always holds exactly the finished
+items' contributions.
 """
 
 from __future__ import annotations
