@@ -294,7 +294,8 @@ def merge_partitions(states: list[dict[str, Any]], reducers: Reducers, rest: Any
     """The partitions' final states, in partition order, combined into the whole job's:
     reduced keys by their reducers, the other keys by ``rest(state, part)``."""
     whole: dict[str, Any] = {key: reducer.start() for key, reducer in reducers.items()}
-    for part in states:
+    for index, part in enumerate(states):
+        check_values(part, reducers, f"in partition {index}")
         for key, reducer in reducers.items():
             if key in part:
                 whole[key] = reducer.combine(whole[key], part[key])
