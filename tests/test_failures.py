@@ -297,7 +297,7 @@ def test_policy_options_are_checked() -> None:
     with pytest.raises(midway.ConfigError):
         midway.Job("x", skip_on="ValueError")  # type: ignore[arg-type]
     with pytest.raises(midway.ConfigError, match=r"job\.run"):
-        midway.Job("x", max_failures=3).loop([1, 2])
+        midway.Job("x", retry=midway.Retry(attempts=2)).loop([1, 2])
 
 
 def test_a_malformed_csv_row_is_a_failing_item(store_url: str, tmp_path: Path) -> None:

@@ -32,7 +32,7 @@ def test_workers_handle_every_item_once_and_merge_state(store_url: str, executor
         progress=False,
         quiet=True,
     )
-    result = job.run(range(300), slow_square)
+    result = job.run(range(300), slow_square, state={"sum": midway.Sum(), "count": midway.Sum()})
     assert result.status == "completed"
     assert result.succeeded == 300
     assert result.state == {"sum": sum(n * n for n in range(300)), "count": 300}
@@ -67,7 +67,7 @@ def test_async_handlers_share_one_event_loop(store_url: str) -> None:
 
     result = midway.Job(
         "async", store=store_url, workers=20, executor="async", progress=False, quiet=True
-    ).run(range(100), handle)
+    ).run(range(100), handle, state={"items": midway.Append()})
     assert len(loops) == 1
     assert sorted(result.state["items"]) == list(range(100))
 
@@ -89,7 +89,7 @@ def test_failures_with_workers_go_to_the_ledger(store_url: str) -> None:
         quiet=True,
         retry=midway.Retry(attempts=2, on=(TimeoutError,), backoff=0),
     )
-    result = job.run(range(100), handle)
+    result = job.run(range(100), handle, state={"ok": midway.Sum()})
     assert (result.succeeded, result.failed) == (90, 10)
     assert result.state == {"ok": 90}
     assert result.status == "completed_with_failures"
@@ -103,14 +103,14 @@ def test_a_failure_without_tolerance_stops_at_the_watermark(store_url: str) -> N
 
     job = midway.Job("par-stop", store=store_url, workers=4, progress=False, quiet=True)
     with pytest.raises(KeyError):
-        job.run(range(200), handle)
+        job.run(range(200), handle, state={"n": midway.Sum()})
     info = job.info()
     assert info is not None
     assert info.checkpoint is not None
     assert info.checkpoint.position == 50  # the watermark: item 50 is not done
     seen: list[int] = []
     result = midway.Job("par-stop", store=store_url, progress=False, quiet=True).run(
-        range(200), lambda item, ctx: seen.append(item)
+        range(200), lambda item, ctx: seen.append(item), state={"n": midway.Sum()}
     )
     # Items finished above the watermark are not handled again, even by a sequential run.
     assert seen[0] == 50
@@ -179,7 +179,7 @@ def test_at_most_once_with_workers_marks_each_start_and_leaves_nothing(store_url
         quiet=True,
         on_checkpoint=lambda info: marks.append(1),
     )
-    result = job.run(range(200), handle)
+    result = job.run(range(200), handle, state={"sum": midway.Sum()})
     assert result.status == "completed"
     assert sorted(calls) == list(range(200))  # each once
     assert result.state == {"sum": sum(range(200))}

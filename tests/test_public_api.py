@@ -12,16 +12,20 @@ from midway import errors
 from midway.result import RunResult
 
 EXPECTED_ALL = [
+    "Append",
     "ConfigError",
     "Context",
     "InputDrift",
     "ItemRecord",
     "Job",
     "JobNotFound",
+    "Last",
     "LeaseHeld",
     "LeaseLost",
     "Loop",
+    "Max",
     "MidwayError",
+    "Min",
     "RefusedError",
     "Retry",
     "RetryAfter",
@@ -33,6 +37,7 @@ EXPECTED_ALL = [
     "StoreNotFound",
     "StoreTooNew",
     "StoreUnavailable",
+    "Sum",
     "TooManyFailures",
     "__version__",
     "sources",

@@ -27,21 +27,26 @@ from midway.errors import (
 from midway.failures import Retry, RetryAfter, TooManyFailures
 from midway.job import Job, Loop
 from midway.ledger import ItemRecord
+from midway.reducers import Append, Last, Max, Min, Sum
 from midway.result import RunResult
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Append",
     "ConfigError",
     "Context",
     "InputDrift",
     "ItemRecord",
     "Job",
     "JobNotFound",
+    "Last",
     "LeaseHeld",
     "LeaseLost",
     "Loop",
+    "Max",
     "MidwayError",
+    "Min",
     "RefusedError",
     "Retry",
     "RetryAfter",
@@ -53,6 +58,7 @@ __all__ = [
     "StoreNotFound",
     "StoreTooNew",
     "StoreUnavailable",
+    "Sum",
     "TooManyFailures",
     "__version__",
     "sources",

@@ -17,8 +17,9 @@ are fenced, so a worker that was paused past its lease and wakes up cannot write
 partition another worker has since taken.
 
 When every partition has completed, each worker returns the whole job's result: the
-partitions' counters added up, and their states merged with ``merge=`` (by default numbers
-add up, lists extend, dicts merge). A completed distributed job stays completed: to run it
+partitions' counters added up, and their states combined in partition order: keys with a
+declared reducer (``midway.Sum()``, ...) by it, the others with ``merge=`` (by default
+numbers add up, lists extend, dicts merge). A completed distributed job stays completed: to run it
 again from the start, ``midway reset`` it (which forgets its partitions and plan too).
 """
 
@@ -38,6 +39,7 @@ from midway.errors import ConfigError, InputDrift, LeaseLost, RefusedError
 from midway.jsonutil import JSONValue
 from midway.owner import Owner
 from midway.parallel import merge_state
+from midway.reducers import Reducers, merge_partitions, split_state
 from midway.result import RunResult
 from midway.sources.base import Source
 from midway.stores import JobRecord, Store, open_store
@@ -175,15 +177,20 @@ def run_distributed(
                 continue
             handled += result.processed_this_run
         records = [store.get_job(key) for key in keys]
-        return _whole(job, records, handled, time.monotonic() - started)
+        return _whole(job, records, handled, time.monotonic() - started, split_state(state)[1])
     finally:
         store.close()
 
 
-def _whole(job: Job, records: list[JobRecord | None], handled: int, elapsed: float) -> RunResult:
+def _whole(
+    job: Job,
+    records: list[JobRecord | None],
+    handled: int,
+    elapsed: float,
+    reducers: Reducers,
+) -> RunResult:
     counters = Counters()
-    state: dict[str, Any] = {}
-    merge = job.merge or merge_state
+    states: list[dict[str, Any]] = []
     for record in records:
         summary = (record.summary if record is not None else None) or {}
         part = Counters.from_dict(summary.get("counters") or {})
@@ -191,7 +198,8 @@ def _whole(job: Job, records: list[JobRecord | None], handled: int, elapsed: flo
             setattr(counters, name, getattr(counters, name) + getattr(part, name))
         part_state = summary.get("state")
         if isinstance(part_state, dict):
-            merge(state, part_state)
+            states.append(part_state)
+    state = merge_partitions(states, reducers, job.merge or merge_state)
     status = "completed_with_failures" if counters.failed or counters.in_doubt else "completed"
     return RunResult(
         job=job.key,

@@ -45,6 +45,7 @@ from midway.console import logging_configured, say, say_from_signal_handler
 from midway.context import Context
 from midway.errors import InputDrift, LeaseLost, MidwayError, RefusedError, Stopped
 from midway.failures import describe
+from midway.handlers import check_result
 from midway.identity import partition_of
 from midway.itemflow import ItemFlow
 from midway.jsonutil import JSONValue
@@ -53,6 +54,7 @@ from midway.owner import Owner, describe_age, hostname, iso
 from midway.parallel import Parallel, RateLimit
 from midway.progress import Silent, reporter
 from midway.redaction import redact_argv, redact_text, redact_url, resume_note
+from midway.reducers import Combiner, split_state
 from midway.result import RunResult
 from midway.sources.base import Chunk, Cursor, Source
 from midway.stores import Lease, RunRecord, Store, open_store
@@ -95,7 +97,8 @@ class Engine(ItemFlow):
         self.source = source
         self.key = job.id.key
         self.counters = Counters()
-        self.state: dict[str, Any] = dict(initial_state or {})
+        self.state, reducers = split_state(initial_state)
+        self.combiner = Combiner(reducers)
         self.version = 0
         self.resumed_from: dict[str, JSONValue] | None = None
         self.ctx = Context(self)
@@ -189,6 +192,7 @@ class Engine(ItemFlow):
         records = store.list_items(self.key, ALL)
         if checkpoint is not None:
             self._resume_from(checkpoint, now)
+            self.combiner.resume(self.key, checkpoint.extra, self.state, self.counters.processed)
             self.main_done = bool(checkpoint.extra.get("main_done"))
         elif not self._after_completion(store, records):
             if job.guarantee == "at-most-once":
@@ -557,6 +561,7 @@ class Engine(ItemFlow):
         store, lease, run = self._parts()
         if self._lease_lost:
             raise LeaseLost(lost_message(lease))
+        extra = self.combiner.extra(self.state, self.parallel)
         state_json = jsonutil.dumps_state(self.state)
         now = time.time()
         ledger = self.ledger_pending
@@ -580,7 +585,7 @@ class Engine(ItemFlow):
             state_json=state_json,
             ledger=ledger,
             sample=sample,
-            extra={"main_done": True} if self.main_done else {},
+            extra={"main_done": True, **extra} if self.main_done else extra,
         )
         keeper = self._keeper
         try:
@@ -997,10 +1002,22 @@ class Engine(ItemFlow):
     ) -> None:
         ctx = self.ctx
         item = None
+        first = True  # the first slice (one item) looks at what the handler returns
         for it in slices:
-            if self.slow:
+            if self.slow or first:
+                first = False
                 for item in it:
-                    self.one_item(item, handler)
+                    if self.slow:
+                        self.one_item(item, handler)
+                        continue
+                    try:
+                        returned = handler(item, ctx)
+                    except Exception as exc:
+                        if not self.item_failed(item, exc, handler):
+                            raise
+                        continue
+                    if returned is not None:
+                        check_result(returned)  # an awaitable: its work never ran
                 continue
             while True:
                 try:

@@ -24,6 +24,7 @@ from midway import faults, jsonutil
 from midway.console import logging_configured, say
 from midway.errors import ConfigError, MidwayError, SourceError
 from midway.failures import TooManyFailures, describe, short_traceback
+from midway.handlers import check_result
 from midway.jsonutil import JSONValue
 from midway.ledger import (
     DONE,
@@ -161,14 +162,31 @@ class ItemFlow:
             return
         raise exc
 
-    def check_loop_item(self) -> None:
-        """``job.loop``: a record the source could not read stops the loop (fail fast)."""
+    def check_loop_item(self, item: Any) -> bool:
+        """``job.loop``: False when the item in hand is a record the source could not read.
+        With ``skip_on`` / ``max_failures`` it is recorded (skipped, or failed) and the loop
+        goes on without it; without a failure policy it stops the loop (fail fast)."""
         chunk, index = self._slice_chunk, self.current_index()
         errors = getattr(chunk, "errors", None)
-        if errors and chunk is not None and index is not None:
-            message = errors.get(self._slice_start + index)
-            if message is not None:
-                raise SourceError(message)
+        if not errors or chunk is None or index is None:
+            return True
+        i = self._slice_start + index
+        message = errors.get(i)
+        if message is None:
+            return True
+        exc = SourceError(message)
+        policy = self.policy
+        skip = policy is not None and policy.skips(exc)
+        if policy is None or not (skip or policy.tolerant):
+            raise exc
+        text = getattr(item, "text", None)
+        self.settle(
+            chunk.key(i), SKIPPED if skip else FAILED, exc, 1, chunk.position_before(i), text
+        )
+        if not skip and policy.exceeded(self.counters.failed, self.processed_now(), self.total):
+            self.stop_error = TooManyFailures(self.too_many_message())
+            self._interrupt()
+        return False
 
     def run_one(
         self,
@@ -233,7 +251,8 @@ class ItemFlow:
         so a failing item's writes go and the finished items' stay."""
         conn = self.transaction
         if conn is None:
-            handler(item, self.ctx)
+            if (returned := handler(item, self.ctx)) is not None:
+                check_result(returned)
             return
         if not self.tx_open:
             store, lease, _ = self._parts()
@@ -241,7 +260,8 @@ class ItemFlow:
             self.tx_open = True
         conn.execute("SAVEPOINT midway_item")
         try:
-            handler(item, self.ctx)
+            if (returned := handler(item, self.ctx)) is not None:
+                check_result(returned)
         except BaseException:
             conn.execute("ROLLBACK TO SAVEPOINT midway_item")
             conn.execute("RELEASE SAVEPOINT midway_item")

@@ -12,6 +12,7 @@ from midway.distributed import run_distributed, worker_mode
 from midway.engine import Engine
 from midway.errors import ConfigError
 from midway.failures import FailurePolicy, Retry, check_max_failures, check_skip_on
+from midway.handlers import prepare as prepare_handler
 from midway.identity import JobId, make_job_id
 from midway.ledger import ItemRecord
 from midway.parallel import EXECUTORS, RateLimit
@@ -56,7 +57,9 @@ class Job:
     ``workers=N`` handles N items at a time (``executor``: ``"thread"``, ``"process"`` for
     CPU-bound handlers, ``"async"`` for ``async def`` handlers on one event loop); the
     checkpoint is the watermark, at most ``window`` items run ahead of it, and each item's
-    ``ctx.state`` is its own contribution, merged as items finish (``merge=``). ``rate``
+    ``ctx.state`` is its own contribution, combined as items finish by the reducers declared
+    in ``state=`` (``midway.Sum()``, ``Max``, ``Min``, ``Last``, ``Append``) or by
+    ``merge=``. ``rate``
     (``"50/s"``, ``"600/m"``) caps how fast items start.
 
     ``partitions=N``: for ``run(..., distributed=True)``, the source is split in N parts
@@ -200,15 +203,23 @@ class Job:
         :mod:`midway.distributed`. Each partition starts from ``state``.
 
         ``state`` seeds ``ctx.state`` on a fresh start; a resumed run continues from the
-        saved state. An exception from the handler propagates after the checkpoint is saved
-        at the last finished item. SIGINT / SIGTERM stop after the item in hand and raise
+        saved state. A value that is a reducer (``{"imported": midway.Sum()}``) declares how
+        that key combines, so the final state is the same whatever ``workers`` is; see
+        :mod:`midway.reducers`. An exception from the handler propagates after the checkpoint
+        is saved at the last finished item. SIGINT / SIGTERM stop after the item in hand and raise
         :class:`midway.Stopped` (exit code 130 / 143 when uncaught).
         """
-        if distributed or worker_mode():
-            return run_distributed(self, as_source(source), handler, state)
-        engine = Engine(self, as_source(source), state)
-        engine.start()
-        return engine.run_handler(handler)
+        source = as_source(source)
+        handler, owned = prepare_handler(self, handler)
+        try:
+            if distributed or worker_mode():
+                return run_distributed(self, source, handler, state)
+            engine = Engine(self, source, state)
+            engine.start()
+            return engine.run_handler(handler)
+        finally:
+            if owned is not None:
+                owned.close()
 
     def partition_job(self, index: int, count: int | None = None) -> Job:
         """Partition ``index`` of ``count`` (default: ``partitions``): a job of its own."""
@@ -221,6 +232,10 @@ class Job:
 
         An item counts as done when the loop asks for the next one. If the body raises, or
         breaks out, the checkpoint keeps every item before the one in hand.
+
+        A record the source cannot read never reaches the body: it stops the loop, or, with
+        ``max_failures=`` (or ``skip_on=`` naming ``midway.SourceError``), it is recorded as
+        failed (skipped) and the loop goes on. An exception from the body always stops it.
         """
         if self.guarantee != "at-least-once":
             raise ConfigError(
@@ -231,10 +246,11 @@ class Job:
             raise ConfigError(
                 "workers= needs job.run(source, handler): a loop body runs on your thread"
             )
-        if self.failure_policy() is not None:
+        if self.retry is not None:
             raise ConfigError(
-                "retry=, skip_on= and max_failures= need job.run(source, handler): a loop "
-                "body cannot be run again for a retry; use a handler function"
+                "retry= needs job.run(source, handler): a loop body cannot be run again for "
+                "a retry; use a handler function (skip_on= and max_failures= do work with a "
+                "loop: they let it pass records the source cannot read)"
             )
         return Loop(self, as_source(source), state)
 
@@ -295,8 +311,8 @@ def _walk(engine: Engine) -> Iterator[Any]:
         for it in slices:
             if engine.slow:  # a chunk with records the source could not read
                 for item in it:
-                    engine.check_loop_item()
-                    yield item
+                    if engine.check_loop_item(item):
+                        yield item
             else:
                 yield from it
     except GeneratorExit:  # the body raised or broke out: the item in hand is not done

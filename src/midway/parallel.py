@@ -16,18 +16,19 @@ items handed out together are marked in one commit, with the checkpoint at the w
 and the ``done`` records of the items finished above it: a commit per item at most, fewer
 when several workers come free at once.
 
-``ctx.state`` under concurrency: each item's handler gets a ``ctx.state`` of its own, empty,
-and writes its *contribution* there; this thread merges contributions into the job's state
-as items finish (numbers add up, lists extend, dicts merge key by key, anything else is
-replaced), or with ``merge=fn(state, contribution)``. No two handlers ever touch the same
-dict, and the saved state always holds exactly the finished items' contributions.
+``ctx.state`` under concurrency: each item's handler gets a ``ctx.state`` of its own, holding
+each declared reducer's start value (``midway.Sum()``: 0, see :mod:`midway.reducers`), and
+writes its *contribution* there; this thread combines contributions into the job's state as
+items finish, by the reducers, and the keys without one by ``merge=fn(state, contribution)``.
+A key written without a reducer when there is no ``merge=`` stops the job at that item. No
+two handlers ever touch the same dict, and the saved state always holds exactly the finished
+items' contributions.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
-import inspect
 import queue
 import threading
 import time
@@ -39,8 +40,10 @@ from typing import TYPE_CHECKING, Any
 from midway import jsonutil
 from midway.errors import ConfigError, SourceError
 from midway.failures import FailurePolicy, describe, short_traceback
+from midway.handlers import check_result
 from midway.jsonutil import JSONValue
 from midway.ledger import DONE, FAILED, IN_DOUBT, SKIPPED, STARTED, ItemRecord, drop
+from midway.reducers import undeclared_message
 from midway.sources.base import Chunk
 
 if TYPE_CHECKING:
@@ -52,16 +55,37 @@ EXECUTORS = ("thread", "process", "async")
 class WorkerContext:
     """``ctx`` inside a parallel handler: about this item only."""
 
-    __slots__ = ("attempt", "idempotency_key", "job", "key", "position", "state", "transaction")
+    __slots__ = (
+        "attempt",
+        "idempotency_key",
+        "job",
+        "key",
+        "position",
+        "seed",
+        "state",
+        "transaction",
+    )
 
-    def __init__(self, job: str, key: JSONValue, position: JSONValue, idem: str) -> None:
+    def __init__(
+        self,
+        job: str,
+        key: JSONValue,
+        position: JSONValue,
+        idem: str,
+        seed: dict[str, Any] | None = None,
+    ) -> None:
         self.job = job
+        self.seed = seed or {}
         self.key = key
         self.position = position
         self.idempotency_key = idem
         self.attempt = 1
-        self.state: dict[str, Any] = {}
+        self.state: dict[str, Any] = self.fresh()
         self.transaction = None
+
+    def fresh(self) -> dict[str, Any]:
+        """A new contribution: each declared reducer's key at its start (lists new)."""
+        return {k: list(v) if isinstance(v, list) else v for k, v in self.seed.items()}
 
     def step(self, name: str, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         raise ConfigError("ctx.step() is not available with workers= in this version")
@@ -88,10 +112,9 @@ def attempt_item(
     """One item, with its retries, in a worker (a thread, or a process of the pool)."""
     first = time.time()
     while True:
-        ctx.state = {}
+        ctx.state = ctx.fresh()
         try:
-            handler(item, ctx)
-            return Outcome("succeeded", ctx.state, attempts=ctx.attempt)
+            returned = handler(item, ctx)
         except Exception as exc:
             if policy is not None and policy.skips(exc):
                 return _failed(SKIPPED, exc, ctx.attempt)
@@ -105,6 +128,9 @@ def attempt_item(
             outcome = _failed("raise", exc, ctx.attempt)
             outcome.exception = exc
             return outcome
+        if returned is not None:
+            check_result(returned)  # raises: the job stops, this item not done
+        return Outcome("succeeded", ctx.state, attempts=ctx.attempt)
 
 
 async def attempt_item_async(
@@ -117,7 +143,7 @@ async def attempt_item_async(
     async with limit:
         first = time.time()
         while True:
-            ctx.state = {}
+            ctx.state = ctx.fresh()
             try:
                 await handler(item, ctx)
                 return Outcome("succeeded", ctx.state, attempts=ctx.attempt)
@@ -195,6 +221,7 @@ class Slot:
     chunk: Chunk
     index: int
     key: JSONValue
+    at: int = 0  # its place in the input (for ``Last``)
     future: Any = None
     done: bool = False
     logged: bool = False  # it has a record in the ledger (``done``, ``started`` or its own)
@@ -218,7 +245,10 @@ class Parallel:
         self.pending: dict[Any, Slot] = {}
         self.finished: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.logged: set[str] = set()
-        self.merge = job.merge or merge_state
+        self.merge = job.merge
+        self.combiner = engine.combiner
+        self.seed = self.combiner.seed()
+        self.at = engine.combiner.seen  # the place in the input of the next item read
         self.rate = RateLimit(job.rate) if job.rate else None
         self.failure: BaseException | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -227,10 +257,6 @@ class Parallel:
         # item marked started has started (or is about to).
         self.limit = self.workers if self.at_most_once else None
         self.is_async = job.executor == "async"
-        if self.is_async and not inspect.iscoroutinefunction(handler):
-            raise ConfigError("executor='async' needs an `async def` handler")
-        if not self.is_async and inspect.iscoroutinefunction(handler):
-            raise ConfigError("an `async def` handler needs executor='async'")
 
     # -- pool ---------------------------------------------------------------------------
 
@@ -317,7 +343,8 @@ class Parallel:
                 if self._stopped():
                     return  # what is queued was neither marked nor handed out
                 key = chunk.key(i)
-                slot = Slot(chunk, i, key)
+                slot = Slot(chunk, i, key, self.at)
+                self.at += 1
                 name = jsonutil.dumps(key) if prior else ""
                 if prior and name in prior:
                     if queued:  # the window stays in the source's order
@@ -342,7 +369,8 @@ class Parallel:
                         queued = []
                     if not self.rate.wait(self._stopped):
                         return
-                ctx = WorkerContext(engine.key, key, chunk.position_before(i), ident(key))
+                position = chunk.position_before(i)
+                ctx = WorkerContext(engine.key, key, position, ident(key), self.seed)
                 queued.append((slot, item, ctx))
                 if self.limit is None:
                     self._launch(pool, queued)
@@ -430,9 +458,9 @@ class Parallel:
         engine = self.engine
         counters = engine.counters
         if outcome.status == "succeeded":
+            if outcome.state and not self._combine(slot, outcome.state):
+                return  # the job stops; this item is not done
             counters.succeeded += 1
-            if outcome.state:
-                self.merge(engine.state, outcome.state)
             slot.done = True
             return
         if outcome.status == "raise":  # no tolerance: the job stops
@@ -456,6 +484,26 @@ class Parallel:
         hook = engine.job.on_item_failed
         if hook is not None:
             engine.call_hook("on_item_failed", hook, record, None)
+
+    def _combine(self, slot: Slot, part: dict[str, Any]) -> bool:
+        """The item's contribution into the job's state: declared keys by their reducers,
+        the others by ``merge=``. False (the job stops) when it cannot be combined."""
+        engine = self.engine
+        combiner = self.combiner
+        reducers = combiner.reducers
+        problem = combiner.refuse(part)
+        others = {k: v for k, v in part.items() if k not in reducers}
+        if problem is None and others and self.merge is None:
+            problem = undeclared_message(next(iter(others)), reducers, self.workers)
+        if problem is not None:
+            if self.failure is None:
+                self.failure = ConfigError(problem)
+            return False
+        if reducers:
+            combiner.combine(engine.state, part, slot.at)
+        if others and self.merge is not None:
+            self.merge(engine.state, others)
+        return True
 
     def _record(
         self,
@@ -493,6 +541,7 @@ class Parallel:
         while window and window[0].done:
             slot = window.popleft()
             engine._mark_chunk, engine._mark_index = slot.chunk, slot.index + 1
+            self.combiner.seen = slot.at + 1
             if slot.logged:
                 name = jsonutil.dumps(slot.key)
                 if name in self.logged:

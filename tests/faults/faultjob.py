@@ -62,7 +62,7 @@ def handle(item: int, ctx: Any) -> None:
     elif fate == "insert":
         ctx.transaction.execute("INSERT INTO sent (n) VALUES (?)", (item,))
     state = ctx.state
-    if cfg["workers"] > 1:  # a contribution of this item alone, merged by adding
+    if cfg["workers"] > 1:  # a contribution of this item alone, declared midway.Sum()
         state["count"] = 1
         state["sum"] = item
         return
@@ -89,7 +89,9 @@ def main(argv: list[str]) -> int:
 
 def run() -> int:
     options: dict[str, Any] = {}
+    state = None
     if cfg["workers"] > 1:
+        state = {"count": midway.Sum(), "sum": midway.Sum()}
         options["workers"] = cfg["workers"]
         options["executor"] = cfg["executor"]
     job = midway.Job(
@@ -105,7 +107,7 @@ def run() -> int:
         **options,
     )
     try:
-        result = job.run(range(cfg["n"]), handle)
+        result = job.run(range(cfg["n"]), handle, state=state)
     except midway.MidwayError as err:
         if isinstance(err, SystemExit):
             raise

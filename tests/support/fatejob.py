@@ -68,7 +68,7 @@ job = midway.Job(
     **options,
 )
 try:
-    result = job.run(list(range(cfg["n"])), handle)
+    result = job.run(list(range(cfg["n"])), handle, state={"handled": midway.Sum()})
 except midway.MidwayError as err:
     print(f"fatejob: {type(err).__name__}: {err}", file=sys.stderr, flush=True)
     sys.exit(err.exit_code)
