@@ -508,7 +508,8 @@ Example:
     metavar="URL",
     envvar="MIDWAY_STORE",
     default=None,
-    help="Store URL (default: $MIDWAY_STORE, else sqlite:///.midway/state.db).",
+    help="Store URL (default: $MIDWAY_STORE, else the nearest .midway/state.db at or above "
+    "the working directory).",
 )
 def each_command(
     name: str,

@@ -49,6 +49,7 @@ from midway.identity import partition_of
 from midway.itemflow import ItemFlow
 from midway.jsonutil import JSONValue
 from midway.ledger import ALL, RETRY
+from midway.location import fresh_at_most_once
 from midway.owner import Owner, describe_age, hostname, iso
 from midway.parallel import Parallel, RateLimit
 from midway.progress import Silent, reporter
@@ -351,11 +352,16 @@ class Engine(ItemFlow):
                 f"; the {len(records):,} item record(s) it kept (failed, skipped, in doubt) are "
                 "forgotten as every item is handled again"
             )
-        say(
-            f"starting job {self.key!r} from the beginning of {self.source.describe()} "
-            f"(no checkpoint in {self.job.store_url}{last})",
-            quiet=self.job.quiet,
-        )
+        never_ran = not records and not store.list_runs(self.key, limit=1)
+        if never_ran and self.job.guarantee == "at-most-once":
+            message = fresh_at_most_once(self.key, store.url, self.source.describe())
+            say(message, quiet=self.job.quiet)
+        else:
+            say(
+                f"starting job {self.key!r} from the beginning of {self.source.describe()} "
+                f"(no checkpoint in {store.url}{last})",
+                quiet=self.job.quiet,
+            )
         # params are part of a job's identity: a changed param silently starts a new job,
         # so point out unfinished work under the same name.
         base = self.job.id.base_key

@@ -19,7 +19,7 @@ from midway.result import RunResult
 from midway.sources.base import Source
 from midway.sources.iterable import iterable
 from midway.sources.sequence import sequence
-from midway.stores import default_url, open_store
+from midway.stores import absolute_url, default_url, open_store
 from midway.stores.base import JobRecord
 
 Guarantee = Literal["at-least-once", "at-most-once", "exactly-once"]
@@ -95,7 +95,8 @@ class Job:
         partitions: int = 1,
     ) -> None:
         self.id: JobId = make_job_id(name, params)
-        self.store_url = store or default_url()
+        # absolute now: the same store wherever the process goes, and in every message
+        self.store_url = absolute_url(store or default_url())
         self.every = _positive_int("every", every)
         self.every_seconds = _positive_float("every_seconds", every_seconds)
         if self.every is None and self.every_seconds is None:
