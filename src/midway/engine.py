@@ -246,17 +246,21 @@ class Engine(ItemFlow):
             return checkpoint
         policy = self.job.on_drift
         details = "\n".join(f"    {line}" for line in drift)
+
+        def option(value: str) -> str:
+            return self.job.option_text("on_drift", value)
+
         if policy == "restart":
             say(
                 f"the input of job {self.key!r} changed since its checkpoint:\n{details}\n"
-                "starting again from the beginning, as on_drift='restart' asks",
+                f"starting again from the beginning, as {option('restart')} asks",
                 quiet=self.job.quiet,
             )
             return None
         if policy == "continue":
             say(
                 f"the input of job {self.key!r} changed since its checkpoint:\n{details}\n"
-                "resuming at the saved position anyway, as on_drift='continue' asks",
+                f"resuming at the saved position anyway, as {option('continue')} asks",
                 quiet=self.job.quiet,
             )
             return checkpoint
@@ -264,8 +268,8 @@ class Engine(ItemFlow):
             f"the input of job {self.key!r} changed since its checkpoint was saved "
             f"({describe_age(time.time() - checkpoint.updated_at)}):\n{details}\n"
             "Resuming could skip or repeat the wrong items, so midway refuses. Restore the "
-            "original input, or pass on_drift='restart' to start over from the beginning, or "
-            "on_drift='continue' to resume at the saved position anyway, or forget the "
+            f"original input, or pass {option('restart')} to start over from the beginning, "
+            f"or {option('continue')} to resume at the saved position anyway, or forget the "
             f"checkpoint with: midway reset {shlex.quote(self.key)} --yes",
             saved=checkpoint.fingerprint,
             current=self.fingerprint,

@@ -162,6 +162,10 @@ class Job:
             cap = self.lease_ttl / 2
             self.every_seconds = min(self.every_seconds or cap, cap)
 
+    def option_text(self, name: str, value: str) -> str:
+        """How a message tells the user to set an option: ``on_drift='restart'``."""
+        return f"{name}={value!r}"
+
     def failure_policy(self) -> FailurePolicy | None:
         """None when nothing was asked for: the first failure stops the job (fail fast)."""
         if self.retry is None and not self.skip_on and self.max_failures is None:
