@@ -25,7 +25,7 @@ from midway.identity import partition_of
 from midway.jsonutil import JSONValue
 from midway.ledger import DROP, FAILED, IN_DOUBT, RETRY, SKIPPED
 from midway.owner import Owner, describe_age, iso
-from midway.stores import Store, default_url, open_store
+from midway.stores import Store, absolute_url, default_url, open_store
 from midway.web.command import ui
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -104,7 +104,7 @@ def status(store_url: str | None, as_json: bool) -> None:
             _print_json([])
         else:
             click.echo(
-                f"No jobs yet: there is no store at {store_url or default_url()}. "
+                f"No jobs yet: there is no store at {absolute_url(store_url or default_url())}. "
                 "Run a job, or try: midway demo"
             )
         return

@@ -450,7 +450,8 @@ Kill it, run the same command line again: it resumes at its last checkpoint (eve
 (--guarantee at-most-once runs none twice). Ctrl-C or SIGTERM lets the command in hand
 finish, saves a checkpoint and exits 130 / 143; a second one is passed on to the
 command and exits at once. The job is NAME plus the command and FILE: a changed
-command line starts a new job.
+command line starts a new job. If midway itself is killed, its commands die with it (Linux),
+and the next run stops what they started before it runs their records again.
 
 Exit codes: 0 all records done; 1 a record failed; 2 bad usage; 3 refused (the job is
 running elsewhere, or FILE changed since the checkpoint); 130 / 143 stopped.
