@@ -1,12 +1,15 @@
 """The ``midway`` command: thin; it parses, calls the library, and prints.
 
-Exit codes: 0 done; 1 failed; 2 bad usage; 3 refused (lease held, input drift, corrupt
-store); 130 / 143 stopped by a signal with a checkpoint written.
+Exit codes: 0 done; 1 failed (also: a file that cannot be read or written, or an
+unexpected error, each shown as one line; MIDWAY_DEBUG=1 shows the traceback); 2 bad usage;
+3 refused (lease held, input drift, corrupt store); 130 / 143 stopped by a signal with a
+checkpoint written. No error prints a traceback, except a worker script's own.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -20,13 +23,13 @@ from rich.text import Text
 from midway import overview
 from midway.console import printable
 from midway.each import each_command
-from midway.errors import MidwayError, StoreNotFound
+from midway.errors import EXIT_FAILED, MidwayError, StoreNotFound
 from midway.identity import partition_of
 from midway.jsonutil import JSONValue
 from midway.ledger import DROP, FAILED, IN_DOUBT, RETRY, SKIPPED
 from midway.owner import Owner, describe_age, iso
 from midway.redaction import redact_url
-from midway.stores import Store, default_url, open_store
+from midway.stores import Store, absolute_url, default_url, open_store
 from midway.web.command import ui
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -48,7 +51,8 @@ def store_option(fn: F) -> F:
         metavar="URL",
         envvar="MIDWAY_STORE",
         default=None,
-        help="Store URL (default: $MIDWAY_STORE, else sqlite:///.midway/state.db).",
+        help="Store URL (default: $MIDWAY_STORE, else the nearest .midway/state.db at or above "
+        "the working directory).",
     )(fn)
 
 
@@ -114,7 +118,8 @@ def status(store_url: str | None, as_json: bool) -> None:
             _print_json([])
         else:
             click.echo(
-                f"No jobs yet: there is no store at {redact_url(store_url or default_url())}. "
+                "No jobs yet: there is no store at "
+                f"{redact_url(absolute_url(store_url or default_url()))}. "
                 "Run a job, or try: midway demo"
             )
         return
@@ -575,9 +580,10 @@ def worker(target: str) -> None:
       midway worker send_invoices.py            # runs the script
       midway worker send_invoices.py:main       # calls main()
     """
-    import os
     import runpy
+    import traceback
 
+    from midway import location
     from midway.distributed import WORKER_ENV
 
     script, _, function = target.partition(":")
@@ -585,14 +591,21 @@ def worker(target: str) -> None:
         raise click.UsageError(f"{script!r} is not a file: give the job's script, SCRIPT.py")
     os.environ[WORKER_ENV] = "1"
     sys.argv = [script]
-    if not function:
-        runpy.run_path(script, run_name="__main__")
-        return
-    names = runpy.run_path(script, run_name="__midway_worker__")
-    fn = names.get(function)
-    if not callable(fn):
-        raise click.UsageError(f"{script} has no function {function!r}")
-    fn()
+    location.use_script(script)  # the script's default store, as when it runs by itself
+    try:
+        if not function:
+            runpy.run_path(script, run_name="__main__")
+            return
+        names = runpy.run_path(script, run_name="__midway_worker__")
+        fn = names.get(function)
+        if not callable(fn):
+            raise click.UsageError(f"{script} has no function {function!r}")
+        fn()
+    except (MidwayError, click.ClickException):
+        raise
+    except Exception:  # the script's own error: its traceback, as Python would show it
+        traceback.print_exc()
+        sys.exit(EXIT_FAILED)
 
 
 def _reset_partitions(store: Store, job: str, yes: bool) -> bool:
@@ -679,7 +692,15 @@ cli.add_command(ui)
 
 
 def main() -> None:
-    """Entry point: maps midway's errors to their exit codes with a one-paragraph message."""
+    """Entry point: every error is a message and an exit code, never a traceback.
+
+    midway's errors exit with their ``exit_code`` (2 bad usage, 3 refused, else 1); a file
+    that cannot be opened or written (OSError) and anything unexpected exit 1 with one line
+    (``MIDWAY_DEBUG=1`` shows the traceback of an unexpected one). ``Stopped`` exits 130 / 143.
+    """
+    from midway import location
+
+    location.use_working_directory()  # the default store: found from where the user is
     try:
         code = cli.main(prog_name="midway", standalone_mode=False)
     except click.exceptions.Abort:
@@ -691,4 +712,27 @@ def main() -> None:
     except MidwayError as exc:
         click.echo(f"midway: error: {printable(str(exc), lines=True)}", err=True)
         sys.exit(exc.exit_code)
+    except OSError as exc:
+        click.echo(f"midway: error: {describe_os_error(exc)}", err=True)
+        sys.exit(EXIT_FAILED)
+    except Exception as exc:  # a bug in midway: one line, the traceback on request
+        if os.environ.get("MIDWAY_DEBUG"):
+            raise
+        click.echo(
+            f"midway: error: unexpected {type(exc).__name__}: {exc}. This is a bug in midway: "
+            "run again with MIDWAY_DEBUG=1 to see the traceback, and report it",
+            err=True,
+        )
+        sys.exit(EXIT_FAILED)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def describe_os_error(exc: OSError) -> str:
+    """``cannot use /missing/x.html: No such file or directory; check ...`` on one line."""
+    why = exc.strerror or str(exc)
+    if exc.filename is None:
+        return f"{why}; check the paths and permissions given on the command line"
+    return (
+        f"cannot use {exc.filename}: {why}; check that the path is right, that its folder "
+        "exists, and that you may write there"
+    )

@@ -35,7 +35,7 @@ from typing import Any
 
 import click
 
-from midway import child, jsonutil, placeholders
+from midway import child, jsonutil, leftovers, placeholders
 from midway.console import printable, say
 from midway.context import Context
 from midway.errors import ConfigError, Stopped
@@ -58,7 +58,14 @@ from midway.result import RunResult
 SHELL = "/bin/sh"
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _ENV_PREFIXES = ("MIDWAY_FIELD_",)
-_ENV_OWN = ("MIDWAY_RECORD", "MIDWAY_KEY", "MIDWAY_JOB", "MIDWAY_IDEMPOTENCY_KEY", "MIDWAY_ATTEMPT")
+_ENV_OWN = (
+    "MIDWAY_RECORD",
+    "MIDWAY_KEY",
+    "MIDWAY_JOB",
+    "MIDWAY_IDEMPOTENCY_KEY",
+    "MIDWAY_ATTEMPT",
+    leftovers.TAG_ENV,
+)
 
 __all__ = ["CommandFailed", "CommandInterrupted", "RecordError", "each_command"]
 
@@ -196,8 +203,13 @@ class Runner:
         use_stdin: bool,
         use_env: bool,
         passthrough: bool,
+        timeout: float | None = None,
+        job: Job | None = None,
     ) -> None:
         self.template = template
+        self.timeout = timeout
+        # what a dead runner of the job left running goes before a record runs again
+        self.sweeper = leftovers.Sweeper(job.store_url, job.key) if job is not None else None
         self.fmt = fmt
         self.shell = shell
         self.use_stdin = use_stdin
@@ -228,6 +240,8 @@ class Runner:
         env["MIDWAY_KEY"] = key if isinstance(key, str) else jsonutil.dumps(key)
         env["MIDWAY_IDEMPOTENCY_KEY"] = ctx.idempotency_key
         env["MIDWAY_ATTEMPT"] = str(ctx.attempt)
+        if self.sweeper is not None:
+            env[leftovers.TAG_ENV] = self.sweeper.tag
         if self.use_env:
             env["MIDWAY_RECORD"] = record.whole()
             names: dict[str, str] = {}
@@ -244,18 +258,32 @@ class Runner:
 
     def handle(self, item: Any, ctx: Context) -> None:
         self.relay.install()
+        if self.sweeper is not None:
+            self.sweeper.sweep()
         record = self.fmt.record(item)
         argv = self.command_for(record)
         env = self.env_for(record, ctx)
         data = record.stdin() if self.use_stdin else None
         try:
             outcome = child.run(
-                argv, stdin=data, env=env, children=self.children, passthrough=self.passthrough
+                argv,
+                stdin=data,
+                env=env,
+                children=self.children,
+                passthrough=self.passthrough,
+                timeout=self.timeout,
             )
         except OSError as exc:
             raise CommandFailed.not_started(argv, exc) from None
         except ValueError as exc:  # a NUL byte, which no argument or variable can hold
             raise RecordError(f"the record cannot be passed to a command: {exc}") from None
+        if outcome.timed_out:
+            raise CommandFailed(
+                f"timed out after {self.timeout:g} s (its process group was killed)\n"
+                f"command: {_show(argv)}",
+                argv=argv,
+                returncode=outcome.returncode,
+            )
         if outcome.returncode:
             stop = self.relay.received
             if stop is not None:
@@ -348,6 +376,9 @@ def run_each(
     every: int = 100,
     store: str | None = None,
     progress: bool | None = None,
+    timeout: float | None = None,
+    rate: str | None = None,
+    on_drift: str = "refuse",
 ) -> RunResult:
     """The command's work, callable from Python: raises as ``job.run`` does."""
     path = path.expanduser().absolute()
@@ -356,12 +387,14 @@ def run_each(
     params: dict[str, Any] = {"command": redact_argv(argv), "input": str(path)}
     if shell:
         params["shell"] = True
-    job = Job(
+    job = EachJob(
         name,
         store=store,
         every=every,
         params=params,
         progress=progress,
+        rate=rate,
+        on_drift=on_drift,  # type: ignore[arg-type]  # checked by Job
         **job_options(jobs, retries, guarantee, max_failures, backoff),
     )
     runner = Runner(
@@ -371,8 +404,17 @@ def run_each(
         use_stdin=use_stdin,
         use_env=use_env,
         passthrough=passthrough,
+        timeout=timeout,
+        job=job,
     )
     return job.run(fmt.source(), runner.handle)
+
+
+class EachJob(Job):
+    """The job of a command line: its messages name the command's options."""
+
+    def option_text(self, name: str, value: str) -> str:
+        return f"--{name.replace('_', '-')} {value}"
 
 
 HELP = """Run COMMAND once per record of FILE, resumably. Put -- before COMMAND.
@@ -410,7 +452,8 @@ Kill it, run the same command line again: it resumes at its last checkpoint (eve
 (--guarantee at-most-once runs none twice). Ctrl-C or SIGTERM lets the command in hand
 finish, saves a checkpoint and exits 130 / 143; a second one is passed on to the
 command and exits at once. The job is NAME plus the command and FILE: a changed
-command line starts a new job.
+command line starts a new job. If midway itself is killed, its commands die with it (Linux),
+and the next run stops what they started before it runs their records again.
 
 Exit codes: 0 all records done; 1 a record failed; 2 bad usage; 3 refused (the job is
 running elsewhere, or FILE changed since the checkpoint); 130 / 143 stopped.
@@ -505,12 +548,34 @@ Example:
     help="Checkpoint every N records (and every 10 s).",
 )
 @click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="SECONDS",
+    help="Kill a command (its whole process group) that runs longer; its record fails with "
+    "'timed out after N s' (and is retried with --retries).",
+)
+@click.option(
+    "--rate",
+    metavar="N/s|N/m",
+    help="Start at most this many commands a second (50/s) or minute (600/m).",
+)
+@click.option(
+    "--on-drift",
+    type=click.Choice(["refuse", "restart", "continue"]),
+    default="refuse",
+    show_default=True,
+    help="When FILE changed since the checkpoint: refuse, restart from the first record, "
+    "or continue at the saved position anyway.",
+)
+@click.option(
     "--store",
     "store_url",
     metavar="URL",
     envvar="MIDWAY_STORE",
     default=None,
-    help="Store URL (default: $MIDWAY_STORE, else sqlite:///.midway/state.db).",
+    help="Store URL (default: $MIDWAY_STORE, else the nearest .midway/state.db at or above "
+    "the working directory).",
 )
 def each_command(
     name: str,
@@ -528,6 +593,9 @@ def each_command(
     shell: bool,
     passthrough: bool,
     every: int,
+    timeout: float | None,
+    rate: str | None,
+    on_drift: str,
     store_url: str | None,
 ) -> None:
     try:
@@ -548,6 +616,9 @@ def each_command(
             passthrough=passthrough,
             every=every,
             store=store_url,
+            timeout=timeout,
+            rate=rate,
+            on_drift=on_drift,
             # the commands' output and a redrawn bar would garble each other on a terminal
             progress=False if passthrough and sys.stderr.isatty() else None,
         )

@@ -50,6 +50,7 @@ from midway.identity import partition_of
 from midway.itemflow import ItemFlow
 from midway.jsonutil import JSONValue
 from midway.ledger import ALL, RETRY
+from midway.location import fresh_at_most_once
 from midway.owner import Owner, describe_age, hostname, iso
 from midway.parallel import Parallel, RateLimit
 from midway.progress import Silent, reporter
@@ -250,17 +251,21 @@ class Engine(ItemFlow):
             return checkpoint
         policy = self.job.on_drift
         details = "\n".join(f"    {line}" for line in drift)
+
+        def option(value: str) -> str:
+            return self.job.option_text("on_drift", value)
+
         if policy == "restart":
             say(
                 f"the input of job {self.key!r} changed since its checkpoint:\n{details}\n"
-                "starting again from the beginning, as on_drift='restart' asks",
+                f"starting again from the beginning, as {option('restart')} asks",
                 quiet=self.job.quiet,
             )
             return None
         if policy == "continue":
             say(
                 f"the input of job {self.key!r} changed since its checkpoint:\n{details}\n"
-                "resuming at the saved position anyway, as on_drift='continue' asks",
+                f"resuming at the saved position anyway, as {option('continue')} asks",
                 quiet=self.job.quiet,
             )
             return checkpoint
@@ -268,8 +273,8 @@ class Engine(ItemFlow):
             f"the input of job {self.key!r} changed since its checkpoint was saved "
             f"({describe_age(time.time() - checkpoint.updated_at)}):\n{details}\n"
             "Resuming could skip or repeat the wrong items, so midway refuses. Restore the "
-            "original input, or pass on_drift='restart' to start over from the beginning, or "
-            "on_drift='continue' to resume at the saved position anyway, or forget the "
+            f"original input, or pass {option('restart')} to start over from the beginning, "
+            f"or {option('continue')} to resume at the saved position anyway, or forget the "
             f"checkpoint with: midway reset {shlex.quote(self.key)} --yes",
             saved=checkpoint.fingerprint,
             current=self.fingerprint,
@@ -356,11 +361,17 @@ class Engine(ItemFlow):
                 f"; the {len(records):,} item record(s) it kept (failed, skipped, in doubt) are "
                 "forgotten as every item is handled again"
             )
-        say(
-            f"starting job {self.key!r} from the beginning of {self.source.describe()} "
-            f"(no checkpoint in {redact_url(self.job.store_url)}{last})",
-            quiet=self.job.quiet,
-        )
+        never_ran = not records and not store.list_runs(self.key, limit=1)
+        where = redact_url(store.url)
+        if never_ran and self.job.guarantee == "at-most-once":
+            message = fresh_at_most_once(self.key, where, self.source.describe())
+            say(message, quiet=self.job.quiet)
+        else:
+            say(
+                f"starting job {self.key!r} from the beginning of {self.source.describe()} "
+                f"(no checkpoint in {where}{last})",
+                quiet=self.job.quiet,
+            )
         # params are part of a job's identity: a changed param silently starts a new job,
         # so point out unfinished work under the same name.
         base = self.job.id.base_key

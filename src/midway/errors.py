@@ -1,7 +1,29 @@
 """The exception tree: one root, ``MidwayError``; every message says what to do next.
 
-Each class carries the process exit code the command line (and ``Stopped``, when it is
-left uncaught) uses for it: 1 failed, 2 bad usage, 3 refused, 130 / 143 stopped by a signal.
+Each class carries the process exit code the command line uses for it (``exit_code``):
+1 failed, 2 bad usage, 3 refused, 130 / 143 stopped by a signal. ::
+
+    BaseException
+    +-- SystemExit
+    |   +-- Stopped                 a SIGINT / SIGTERM stop, checkpoint written (130 / 143)
+    +-- Exception
+        +-- MidwayError             exit 1
+            +-- ConfigError         exit 2
+            |   +-- StoreNotFound
+            +-- JobNotFound         exit 2
+            +-- RefusedError        exit 3
+            |   +-- LeaseHeld
+            |   +-- LeaseLost
+            |   +-- InputDrift
+            |   +-- StoreCorrupt
+            |   +-- StoreTooNew
+            |   +-- StoreUnavailable
+            +-- StateNotSerializable
+            +-- SourceError
+
+``Stopped`` is not an error: like ``KeyboardInterrupt`` it passes through ``except
+Exception:`` and ``except midway.MidwayError:``, so that a script wrapping a job in
+either still ends with 130 / 143 (what a container orchestrator expects of a stop).
 """
 
 from __future__ import annotations
@@ -89,15 +111,18 @@ class SourceError(MidwayError):
     """The input could not be read (missing file, unreadable record)."""
 
 
-class Stopped(MidwayError, SystemExit):
+class Stopped(SystemExit):
     """The run stopped on SIGINT / SIGTERM after writing a checkpoint.
 
-    It is also a ``SystemExit`` carrying 130 or 143, so a script that does not catch it ends
-    with that exit code and no traceback; the line saying where it stopped is already printed.
+    A ``SystemExit`` carrying 130 or 143 and not a ``MidwayError`` (nor an ``Exception``): a
+    stop is not a failure. A script that does not catch it ends with that exit code and no
+    traceback; the line saying where it stopped is already printed. Catch it by name.
     """
 
+    exit_code: int
+
     def __init__(self, message: str, *, signal_number: int, result: RunResult) -> None:
-        MidwayError.__init__(self, message)
+        super().__init__(message)
         self.code = 128 + signal_number
         self.exit_code = self.code
         self.signal_number = signal_number

@@ -22,7 +22,7 @@ from midway.sources._input import refuse_unordered, wrap_frame
 from midway.sources.base import Source
 from midway.sources.iterable import iterable
 from midway.sources.sequence import sequence
-from midway.stores import default_url, open_store
+from midway.stores import absolute_url, default_url, open_store
 from midway.stores.base import JobRecord
 
 Guarantee = Literal["at-least-once", "at-most-once", "exactly-once"]
@@ -100,7 +100,8 @@ class Job:
         partitions: int = 1,
     ) -> None:
         self.id: JobId = make_job_id(name, params)
-        self.store_url = store or default_url()
+        # absolute now: the same store wherever the process goes, and in every message
+        self.store_url = absolute_url(store or default_url())
         self.every = _positive_int("every", every)
         self.every_seconds = _positive_float("every_seconds", every_seconds)
         if self.every is None and self.every_seconds is None:
@@ -165,6 +166,10 @@ class Job:
             # commits it: checkpoint well within the lease, so the heartbeat gets through.
             cap = self.lease_ttl / 2
             self.every_seconds = min(self.every_seconds or cap, cap)
+
+    def option_text(self, name: str, value: str) -> str:
+        """How a message tells the user to set an option: ``on_drift='restart'``."""
+        return f"{name}={value!r}"
 
     def failure_policy(self) -> FailurePolicy | None:
         """None when nothing was asked for: the first failure stops the job (fail fast)."""

@@ -307,8 +307,8 @@ class CsvFormat:
     def __init__(self, path: Path, key: str | None) -> None:
         self.path = path
         self.key = key
-        self._source = csv_source(path, key=key)
-        header = self._source.fingerprint().get("header")
+        # the header is read without the key, so that a wrong --key is named as an option
+        header = csv_source(path).fingerprint().get("header")
         self.header: list[str] = [str(name) for name in header] if isinstance(header, list) else []
         if key is not None:
             self.check_fields([key], "--key")

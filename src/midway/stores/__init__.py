@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from urllib.parse import unquote
 
+from midway import location
 from midway.errors import ConfigError, StoreNotFound
 from midway.ledger import ItemRecord
 from midway.redaction import redact_url
 from midway.stores.base import JobRecord, Lease, LeaseInfo, RunRecord, Store
 
-DEFAULT_STORE = "sqlite:///.midway/state.db"
+DEFAULT_STORE = "sqlite:///.midway/state.db"  # found from the script's folder: see location
 
 __all__ = [
     "DEFAULT_STORE",
@@ -21,14 +21,34 @@ __all__ = [
     "LeaseInfo",
     "RunRecord",
     "Store",
+    "absolute_url",
     "default_url",
     "open_store",
 ]
 
 
 def default_url() -> str:
-    """``MIDWAY_STORE`` if set, else ``sqlite:///.midway/state.db`` in the working directory."""
-    return os.environ.get("MIDWAY_STORE") or DEFAULT_STORE
+    """``MIDWAY_STORE`` if set, else the nearest ``.midway/state.db`` at or above the
+    running script's folder (see :mod:`midway.location`), as an absolute URL."""
+    return absolute_url(location.default_url())
+
+
+def absolute_url(url: str) -> str:
+    """``url`` with a relative SQLite or file path made absolute (from the working
+    directory, now), so that it names the same store wherever it is used or shown later.
+
+    ``sqlite:///rel.db`` becomes ``sqlite:////cwd/rel.db``, ``file:rel/dir``
+    ``file:///cwd/rel/dir``, a bare ``rel.db`` ``sqlite:////cwd/rel.db``; other URLs are
+    returned as they are."""
+    scheme, _, rest = url.partition(":")
+    scheme = scheme.lower()
+    if scheme in ("sqlite", "sqlite3"):
+        return f"sqlite:///{_path_of(url, rest, sqlalchemy=True)}"
+    if scheme == "file":
+        return f"file://{_path_of(url, rest, sqlalchemy=False)}"
+    if "://" not in url and url.endswith((".db", ".sqlite", ".sqlite3")):
+        return f"sqlite:///{Path(url).expanduser().absolute()}"
+    return url
 
 
 def _path_of(url: str, rest: str, *, sqlalchemy: bool) -> Path:
@@ -74,15 +94,15 @@ def open_store(url: str | None = None, *, durable: bool = True, create: bool = T
     if scheme in ("sqlite", "sqlite3"):
         from midway.stores.sqlite import SQLiteStore
 
-        return SQLiteStore(
-            _existing(url, _path_of(url, rest, sqlalchemy=True), create), url, durable=durable
-        )
+        path = _path_of(url, rest, sqlalchemy=True)
+        url = f"sqlite:///{path}"  # absolute: every message names the store it means
+        return SQLiteStore(_existing(url, path, create), url, durable=durable)
     if scheme == "file":
         from midway.stores.filesystem import FileStore
 
-        return FileStore(
-            _existing(url, _path_of(url, rest, sqlalchemy=False), create), url, durable=durable
-        )
+        path = _path_of(url, rest, sqlalchemy=False)
+        url = f"file://{path}"
+        return FileStore(_existing(url, path, create), url, durable=durable)
     if scheme in ("postgresql", "postgres"):
         from midway.stores.postgresql import PostgreSQLStore  # ConfigError without psycopg
 
@@ -90,8 +110,9 @@ def open_store(url: str | None = None, *, durable: bool = True, create: bool = T
     if "://" not in url and url.endswith((".db", ".sqlite", ".sqlite3")):
         from midway.stores.sqlite import SQLiteStore
 
-        path = _existing(url, Path(url).expanduser().absolute(), create)
-        return SQLiteStore(path, f"sqlite:///{url}", durable=durable)
+        path = Path(url).expanduser().absolute()
+        url = f"sqlite:///{path}"
+        return SQLiteStore(_existing(url, path, create), url, durable=durable)
     raise ConfigError(
         f"store {redact_url(url)!r} is not a store URL midway knows. Use sqlite:///path.db "
         "(embedded, the default), postgresql://user:password@host/db (shared), or "
