@@ -663,8 +663,11 @@ def test_a_second_runner_is_refused_with_exit_3(tmp_path: Path) -> None:
     source = tmp_path / "in.txt"
     source.write_text("a\nb\n", encoding="utf-8")
     store = f"sqlite:///{tmp_path / 'state.db'}"
-    cmd = ["sh", "-c", "touch started; sleep 5", "_", "{}"]
+    # The first command waits while the file "hold" exists: the first runner is surely
+    # still running when the second starts.
+    cmd = ["sh", "-c", "touch started; while [ -e hold ]; do sleep 0.02; done", "_", "{}"]
     args = [sys.executable, "-m", "midway", "each", "busy", "--input", str(source)]
+    Path("hold").touch()
     first = subprocess.Popen([*args, "--store", store, "--", *cmd], stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 30
@@ -678,6 +681,7 @@ def test_a_second_runner_is_refused_with_exit_3(tmp_path: Path) -> None:
     finally:
         first.kill()
         first.wait()
+        Path("hold").unlink()
 
 
 # -- the engine's options ----------------------------------------------------------------
@@ -748,7 +752,10 @@ def test_at_most_once_reports_a_command_cut_short_in_doubt(tmp_path: Path) -> No
     source = tmp_path / "in.txt"
     source.write_text("a\nslow\nc\n", encoding="utf-8")
     store = f"sqlite:///{tmp_path / 'state.db'}"
-    script = 'echo "$1" >> ran.log; [ "$1" != slow ] || sleep 30'
+    # The slow record's command waits while the file "hold" exists: it is in hand when
+    # its runner is killed.
+    script = 'echo "$1" >> ran.log; [ "$1" != slow ] || while [ -e hold ]; do sleep 0.02; done'
+    Path("hold").touch()
     cmd = ["sh", "-c", script, "_", "{}"]
     args = [sys.executable, "-m", "midway", "each", "amo", "--input", str(source)]
     args += ["--store", store, "--guarantee", "at-most-once", "--every", "1", "--", *cmd]
@@ -759,6 +766,7 @@ def test_at_most_once_reports_a_command_cut_short_in_doubt(tmp_path: Path) -> No
         time.sleep(0.02)
     first.kill()
     first.wait()
+    Path("hold").unlink()
     again = midway_each("amo", source, cmd, "--guarantee", "at-most-once", store=store)
     assert again.returncode == 1, "a record in doubt is not done"
     assert "in doubt" in again.stderr

@@ -230,10 +230,9 @@ class Engine(ItemFlow):
         self._item_seconds = 0.0
         self._t0 = time.monotonic()
         self.ctx.state = self.state
-        # every=1 promises each item durable before the next starts: no group commit then.
-        # Nor when the handler writes in the checkpoint's transaction, or an at-most-once
-        # item's mark must be on disk before its handler runs.
-        self._group_commit = job.every != 1 and job.guarantee == "at-least-once"
+        # No group commit with every=1 or max_lag=0 (no item runs past a checkpoint not on
+        # disk), exactly-once (one transaction) or at-most-once (marks on disk first).
+        self._group_commit = job.every != 1 and job.guarantee == "at-least-once" and job.max_lag > 0
         self._marks = job.guarantee == "at-most-once"
         if job.guarantee == "exactly-once":
             self.transaction = store.begin_transaction(lease)

@@ -67,7 +67,8 @@ class Job:
 
     Checkpoints are committed in the background (group commit); ``max_lag`` bounds how far
     the loop may run ahead of the last checkpoint on disk: one interval plus that many
-    seconds' worth of items, after which it waits for the store. ``every=1`` always waits.
+    seconds' worth of items, after which it waits for the store. ``every=1`` and
+    ``max_lag=0`` always wait: each checkpoint is on disk before the next item starts.
     """
 
     def __init__(

@@ -165,7 +165,7 @@ def test_sequence_survives_many_kills(store_url: str, tmp_path: Path) -> None:
     seed = pick_seed()
     n, every = 1500, 40
     job = CrashJob(tmp_path / "job", Spec(store=store_url, n=n, every=every, pause=0.001))
-    report = job.kill_loop(seed=seed, kills=12, max_delay=0.12)
+    report = job.kill_loop(seed=seed, kills=12)
     source_keys = [str(i) for i in range(n)]
     reworks = check_kill_report(report, job, source_keys, every=every, min_kills=10, pause=0.001)
     print(f"seed={seed} kills={report.kills} reworks={reworks}")
@@ -190,7 +190,7 @@ def test_csv_survives_kills_and_handles_each_geonameid(
         pause_every=20,
     )
     job = CrashJob(tmp_path / "job", spec, total=len(source_keys))
-    report = job.kill_loop(seed=seed, kills=6, max_delay=0.2)
+    report = job.kill_loop(seed=seed, kills=6)
     # One pause per 20 rows: most rows cost only their parsing, so max_lag covers many.
     check_kill_report(report, job, source_keys, every=every, min_kills=5, pause=0.001 / 20)
     assert set(report.keys) == set(source_keys), report.describe()
@@ -207,7 +207,7 @@ def test_time_based_checkpoints_resume_without_loss(store_url: str, tmp_path: Pa
     n = 1000
     spec = Spec(store=store_url, n=n, every=None, every_seconds=0.05, pause=0.001)
     job = CrashJob(tmp_path / "job", spec)
-    report = job.kill_loop(seed=seed, kills=8, max_delay=0.25)
+    report = job.kill_loop(seed=seed, kills=8)
     check_kill_report(report, job, [str(i) for i in range(n)], every=None, min_kills=6)
     saved = [o for o in report.outcomes if o.killed and o.processed_after > o.processed_before]
     assert saved, f"no run saved progress by time before its kill\n{report.describe()}"
@@ -221,7 +221,7 @@ def test_every_item_checkpoint_redoes_at_most_the_item_in_hand(
     seed = pick_seed()
     n, every = 300, 1
     job = CrashJob(tmp_path / "job", Spec(store=store_url, n=n, every=every, pause=0.002))
-    report = job.kill_loop(seed=seed, kills=5, max_delay=0.1)
+    report = job.kill_loop(seed=seed, kills=5)
     # Each item is committed before the next starts: the bound is exact, even with a writer.
     keys = [str(i) for i in range(n)]
     check_kill_report(report, job, keys, every=every, min_kills=4, bound=every)

@@ -85,6 +85,19 @@ def pause_between_writes(proc: subprocess.Popen[bytes], store_url: str) -> None:
     raise AssertionError(f"pid {proc.pid} held the store's lock every time it was stopped")
 
 
+def pause_holding_a_partition(proc: subprocess.Popen[bytes], store_url: str) -> str | None:
+    """Pause ``proc`` between writes at a moment it holds a partition's lease (not while it
+    goes from one partition to the next); returns that partition."""
+    for _ in range(200):
+        pause_between_writes(proc, store_url)
+        held = partition_of(store_url, proc.pid)
+        if held is not None:
+            return held
+        proc.send_signal(signal.SIGCONT)
+        time.sleep(0.01)
+    return None
+
+
 def status(store_url: str) -> list[dict[str, Any]]:
     store = open_store(store_url)
     try:
@@ -144,8 +157,7 @@ def test_workers_share_partitions_and_survive_kill_and_pause(
     assert all(0 <= r["lease_expires_in_seconds"] <= 1.05 for r in held_now), (held_now, why)
     killed, paused, steady = workers
     killed.kill()
-    pause_between_writes(paused, store_url)
-    held = partition_of(store_url, paused.pid)
+    held = pause_holding_a_partition(paused, store_url)
     assert held is not None, why
     # Past the paused worker's 1 s lease, another worker takes its partition over (once it
     # has nothing else to do); then the paused one wakes up.

@@ -39,7 +39,8 @@ from midway.identity import make_job_id
 from midway.stores import open_store
 from support.crashjob import pick_seed
 
-LOG_COMMAND = ["sh", "-c", 'echo "$1 $PPID" >> "$0"']
+# Logs the record and its midway's pid; then waits while a file hold-<record> exists.
+LOG_COMMAND = ["sh", "-c", 'echo "$1 $PPID" >> "$0"; while [ -e "hold-$1" ]; do sleep 0.01; done']
 MAX_LAG = 0.05  # the Job default, which `midway each` keeps
 MIN_COMMAND_SECONDS = 0.001  # a fork and exec of /bin/sh takes at least this long
 ORPHANED = 1  # the parent pid a command sees once its midway is gone
@@ -179,40 +180,57 @@ def reap() -> Iterator[list[subprocess.Popen[bytes]]]:
             proc.wait()
 
 
+HOLD_AHEAD = 40  # a run to be killed holds this many records past its planned kill point
+
+
 def kill_loop(
     job: EachJob,
     seed: int,
     kills: int,
     reap: list[subprocess.Popen[bytes]],
-    max_delay: float = 0.6,
 ) -> None:
-    """Start, SIGKILL after a random delay, restart, ``kills`` times; then let it finish."""
+    """Start, SIGKILL, restart, ``kills`` times; then let it finish.
+
+    Most kills land once the run has handled a random number of records (the kills spread
+    over the whole input whatever the machine's speed) plus a few milliseconds; some in
+    start-up, a random moment after the start. A run to be killed holds at a record
+    ``HOLD_AHEAD`` past its kill point (the command waits while ``hold-<record>`` exists,
+    see ``LOG_COMMAND``) until it is killed, so that every planned kill lands, however
+    slowly this process is scheduled; then the hold is lifted (the command ends)."""
     print(f"each kill loop: seed={seed} (replay with MIDWAY_TEST_SEED={seed})")
     rng = random.Random(seed)
     n = len(job.records)
-    stop_within = max(n // 8, 3 * job.every)
     while True:
         assert len(job.runs) < 3 * kills + 5, f"too many runs\n{job.describe(seed)}"
+        landed = sum(r.killed for r in job.runs)
+        cp = job.checkpoint()
+        left = n - (cp.counters.processed if cp else 0)
+        hold: Path | None = None
+        if landed < kills:
+            target = rng.randint(1, max(1, min(left, 2 * left // (kills - landed + 1))))
+            hold = job.folder / f"hold-{job.records[min(n - 1, n - left + target + HOLD_AHEAD)]}"
+            hold.touch()
         run = job.start()
         reap.append(run.proc)
-        landed = sum(r.killed for r in job.runs)
-        if landed < kills:
+        if hold is not None:
             if rng.random() < 0.2:  # in start-up: imports, store, lease, the first command
                 delay = rng.uniform(0, 0.4)
                 run.plan = f"{delay:.3f} s after start"
+                time.sleep(delay)
             else:
-                deadline = time.monotonic() + 30
-                while not job.handled_by(run.proc.pid) and run.proc.poll() is None:
+                deadline = time.monotonic() + 60
+                while len(job.handled_by(run.proc.pid)) < target and run.proc.poll() is None:
                     assert time.monotonic() < deadline, job.describe(seed)
-                    time.sleep(0.005)
-                delay = rng.uniform(0, max_delay)
-                run.plan = f"{delay:.3f} s after its first record"
-            time.sleep(delay)
-            near_end = run.start + len(job.handled_by(run.proc.pid)) >= n - stop_within
-            if run.proc.poll() is None and not near_end:
+                    time.sleep(0.002)
+                jitter = rng.uniform(0, 0.02)
+                run.plan = f"after {target} records + {jitter * 1000:.0f} ms"
+                time.sleep(jitter)
+            if run.proc.poll() is None:
                 run.proc.send_signal(signal.SIGKILL)
                 run.killed = True
         code = run.proc.wait(120)
+        if hold is not None:
+            hold.unlink()  # the command held there (orphaned by the kill) ends
         run.after = job.checkpoint()
         if run.killed:
             assert code == -signal.SIGKILL, f"{run.stderr()}\n{job.describe(seed)}"
@@ -328,7 +346,7 @@ def test_each_over_world_cities_survives_sigkill(
         input_file=world_cities,
         options=("--key", "geonameid"),
     )
-    kill_loop(job, seed, kills=8, reap=reap, max_delay=10)
+    kill_loop(job, seed, kills=8, reap=reap)
     reworks = check_runs(job, seed, rework_bound(every), min_kills=6)
     print(f"seed={seed} kills={len(reworks)} reworks={reworks}")
 

@@ -1,8 +1,9 @@
 """The e-mail example: 1,000 personalised messages to a real SMTP server, at most once each,
-with the sender SIGKILLed part-way several times."""
+with the sender SIGKILLed part-way several times (after a number of messages received)."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import socket
 import sys
@@ -25,11 +26,29 @@ COUNT = 1000
 
 
 class Mailbox:
-    """What the server accepted: one entry per message, with its recipients."""
+    """What the server accepted: one entry per message, with its recipients.
+
+    It is also the kill tests' gate (``support.killer.Gate``): held at a count, it keeps
+    the sender waiting for its reply to that message until released, so that a sender
+    meant to be killed cannot finish before its kill lands."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.messages: list[tuple[str, str]] = []
+        self.hold_at: int | None = None
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.messages)
+
+    def hold(self, count: int) -> dict[str, str]:
+        with self.lock:
+            self.hold_at = len(self.messages) + count
+        return {}
+
+    def release(self) -> None:
+        with self.lock:
+            self.hold_at = None
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         text = envelope.content.decode("utf-8", "replace")
@@ -44,6 +63,11 @@ class Mailbox:
         with self.lock:
             for rcpt in envelope.rcpt_tos:
                 self.messages.append((rcpt, message_id))
+            held = self.hold_at is not None and len(self.messages) >= self.hold_at
+        while held:  # received, but the sender gets no reply while held
+            await asyncio.sleep(0.005)
+            with self.lock:
+                held = self.hold_at is not None
         return "250 Message accepted for delivery"
 
 
@@ -100,7 +124,14 @@ def test_newsletter_goes_out_at_most_once_through_kills(
             store.close()
 
     report = kill_until_done(
-        argv, seed=seed, cwd=tmp_path, delays=(0.3, 1.5), kills=6, finished=finished
+        argv,
+        seed=seed,
+        cwd=tmp_path,
+        kills=6,
+        progress=mailbox.count,
+        after=(20, 250),
+        finished=finished,
+        gate=mailbox,
     )
     why = report.describe()
     assert finished(), why

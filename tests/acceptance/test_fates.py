@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from midway.cli import cli
 from midway.stores import open_store
 from support.crashjob import pick_seed, reap_runners
-from support.killer import Killings, kill_until_done
+from support.killer import FileGate, Killings, kill_until_done
 
 SCRIPT = Path(__file__).resolve().parents[1] / "support" / "fatejob.py"
 
@@ -111,6 +111,7 @@ def test_failures_under_kills_then_retry_only_the_failed(store_url: str, tmp_pat
         cwd=tmp_path,
         log=tmp_path / "calls.log",
         finished=completed(store_url),
+        gate=FileGate(tmp_path),
         after=(200, 2500),
     )
     result = final_result(report, store_url)
@@ -207,6 +208,7 @@ def test_at_most_once_never_sends_twice(store_url: str, tmp_path: Path, workers:
         kills=10,
         log=tmp_path / "calls.log",
         finished=completed(store_url),
+        gate=FileGate(tmp_path),
         after=(20, 400),
     )
     result = final_result(report, store_url)
@@ -300,6 +302,7 @@ def test_exactly_once_into_the_store_database(app_database: str, tmp_path: Path)
         kills=10,
         log=tmp_path / "calls.log",
         finished=completed(store_url),
+        gate=FileGate(tmp_path),
         after=(100, 2500),
     )
     result = final_result(report, store_url)
@@ -327,6 +330,7 @@ def test_sixteen_threads_killed_lose_nothing(store_url: str, tmp_path: Path) -> 
         cwd=tmp_path,
         log=tmp_path / "calls.log",
         finished=completed(store_url),
+        gate=FileGate(tmp_path),
         after=(100, 1000),
     )
     result = final_result(report, store_url)

@@ -42,7 +42,11 @@ def test_live_runner_refuses_a_second_and_a_killed_one_is_taken_over(
     job = CrashJob(
         tmp_path / "job", Spec(store=store_url, n=N, every=20, pause=0.01, lease_ttl=60.0)
     )
-    first = job.start()
+    # The first runner holds the lease and waits at its 5th item (while the hold file
+    # exists) until it is killed: the second surely starts while the first runs.
+    gate = tmp_path / "hold"
+    gate.touch()
+    first = job.start(hold_at=5, hold_file=str(gate))
     first.wait_for_keys(5)
 
     second = job.run(timeout=30)

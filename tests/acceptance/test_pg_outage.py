@@ -66,7 +66,10 @@ def test_a_job_outlives_postgresql_dropping_its_connections(
             pytest.fail(why)  # in CI every PostgreSQL test runs
         pytest.skip(why)
     job = CrashJob(tmp_path / "job", Spec(store=postgresql_url, n=N, every=10, pause=0.002))
-    runner = job.start()
+    # It waits at item 1,000 until the cuts are done: it cannot finish before them.
+    gate = tmp_path / "hold"
+    gate.touch()
+    runner = job.start(hold_at=1000, hold_file=str(gate))
     cuts = 0
     runner.wait_for_keys(100)
     for _ in range(3):
@@ -78,6 +81,7 @@ def test_a_job_outlives_postgresql_dropping_its_connections(
             pg_server.terminate(postgresql_url)
         cuts += 1
         runner.wait_for_keys(runner.count() + 150)
+    gate.unlink()
     outcomes = [runner.wait(120)]
     assert cuts >= 2, f"the job ended before the store could be cut: {outcomes[0].describe()}"
     finish_and_check(job, outcomes, f"{how} x{cuts}")

@@ -8,6 +8,9 @@ table ``sent`` through ``ctx.transaction``. Last, the item is folded into ``ctx.
 (count, sum and, one item at a time, an order-sensitive digest), so a checkpoint's state
 can be checked against its position. ``fill_at``: when that item is handled, the handler
 first fills the disk at ``fill_path`` until it is full (a disk that fills up mid-run).
+``hold_at``: when that item is handled (right after its call is logged), the handler waits
+for as long as the file ``hold_file`` exists: a run the harness means to kill cannot finish
+before the kill lands, however slow the harness is to send it.
 
 On completion it prints one line of JSON; a ``MidwayError`` is printed on stderr and ends
 the process with the error's exit code. Anything else escapes as a traceback (exit 1),
@@ -51,6 +54,9 @@ def fill_disk(path: str) -> None:
 
 def handle(item: int, ctx: Any) -> None:
     os.write(fds["log"], f"{item} {ctx.attempt}\n".encode())
+    if item == cfg.get("hold_at"):
+        while os.path.exists(cfg["hold_file"]):
+            time.sleep(0.005)
     if item == cfg["fill_at"]:
         fill_disk(cfg["fill_path"])
     if cfg["pause"]:

@@ -417,8 +417,11 @@ class FaultJob:
         ``kills`` runs are SIGKILLed from here, at a random moment: most once the run has
         handled a random number of items (about ``n / kills`` on average, so the kills
         spread over the whole job whatever the machine's speed) plus a few milliseconds;
-        some (``early_chance``) ``[0, early_max)`` s after the start, in start-up. A kill
-        may land at any moment, the completion included. ``faults(rng, run_index)`` arms
+        some (``early_chance``) ``[0, early_max)`` s after the start, in start-up. A run
+        to be killed holds at an item ``HOLD_AHEAD`` items past its kill point until it
+        is killed (see ``faultjob.py``), so that every planned kill lands, however slowly
+        this process is scheduled on a busy machine (the completion's own moments are the
+        fault points' business). ``faults(rng, run_index)`` arms
         the injection points of a run (the process then kills itself there, which counts
         as a kill too). The loop ends when a run exits 0 or the store says the job
         completed, or at the first run that ends any other way (``check`` says why)."""
@@ -432,12 +435,18 @@ class FaultJob:
         for _ in range(max_runs):
             armed = faults(rng, len(report.runs)) if faults is not None else ""
             before = self.snapshot()
-            left = max(1, n - before.position)
+            due = pending(before, n)
             early = rng.random() < early_chance
             delay = rng.uniform(0, early_max)
-            calls = rng.randint(1, max(1, min(left, span)))
+            calls = rng.randint(1, max(1, min(len(due), span)))
             jitter = rng.uniform(0, 0.02)
-            proc = self.start(armed)
+            hold: dict[str, Any] = {}
+            if harness_kills < kills and due:
+                hold_file = self.folder / "runs" / f"{self._runs:03d}.hold"
+                hold_file.touch()
+                hold = {"hold_at": due[min(len(due) - 1, calls - 1 + HOLD_AHEAD)]}
+                hold["hold_file"] = str(hold_file)
+            proc = self.start(armed, **hold)
             plan = "no kill"
             if harness_kills < kills:
                 if early:
@@ -450,6 +459,8 @@ class FaultJob:
                 proc.kill()
                 harness_kills += proc.killed_here
             run = self.finish(proc, before, armed, plan, timeout)
+            if hold:
+                Path(hold["hold_file"]).unlink()
             report.runs.append(run)
             if run.after.error is not None:
                 return report  # the store is unreadable: check() says so
@@ -458,6 +469,15 @@ class FaultJob:
             if run.returncode == 0 or run.after.completed:
                 return report
         return report
+
+
+HOLD_AHEAD = 40  # a run to be killed holds this many items past its planned kill point
+
+
+def pending(before: Snapshot, n: int) -> list[int]:
+    """The keys the next run will hand to the handler, in order: those from the position
+    on that have no record (a record there is an item done by workers, or one in doubt)."""
+    return [key for key in range(before.position, n) if key not in before.ledger]
 
 
 @contextlib.contextmanager

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from faults import summary
-from faults.harness import FaultJob, Proc, Report, Setup, Snapshot, check
+from faults.harness import HOLD_AHEAD, FaultJob, Proc, Report, Setup, Snapshot, check, pending
 from faults.stores import kind_of
 
 
@@ -122,9 +122,13 @@ RACES = [
 @pytest.mark.parametrize("races", RACES)
 def test_two_runners_started_at_once(races: int, store_url: str, seed: int, tmp_path: Path) -> None:
     """Promise 6 under kills: two runners of the same at-most-once job start together,
-    again and again; the one that got the job is killed at a random moment. Exactly one
-    may handle items at a time, so no item is ever sent twice; the other is refused
-    (exit 3, LeaseHeld) or, if it came late, takes the dead runner's job over."""
+    again and again; the one that got the job is killed after a random number of items.
+    Exactly one may handle items at a time, so no item is ever sent twice; the other is
+    refused (exit 3, LeaseHeld) or, if it came late, takes the dead runner's job over.
+
+    Both hold at an item past the kill point until the one that got the job is dead (see
+    ``faultjob.py``): it cannot finish the job before its kill, however slowly this process
+    is scheduled; the race for the job itself is left to the two processes."""
     rng = random.Random(seed)
     setup = Setup(store=store_url, guarantee="at-most-once", fate="send", every=1, pause=0.0)
     setup.n = 150 * (races + 1)
@@ -133,10 +137,14 @@ def test_two_runners_started_at_once(races: int, store_url: str, seed: int, tmp_
     together = Snapshot(error="started together with another run: no single 'before'")
     patient = 0
     for race in range(races):
-        left = setup.n - job.snapshot().position
-        if left < setup.n // 10:
+        due = pending(job.snapshot(), setup.n)
+        if len(due) < setup.n // 10:
             break  # the end runs alone: a run that starts after the completion starts afresh
-        procs = [job.start(), job.start()]
+        calls = rng.randint(1, min(len(due) // 2, setup.n // races))
+        gate = tmp_path / f"race{race}.hold"
+        gate.touch()
+        hold = {"hold_at": due[min(len(due) - 1, calls - 1 + HOLD_AHEAD)], "hold_file": str(gate)}
+        procs = [job.start(**hold), job.start(**hold)]
         owner = wait_for_owner(procs)
         if owner is not None and (race == 0 or rng.random() < 0.5):
             # Patient: the kill waits until the other runner has tried (and been refused),
@@ -146,9 +154,11 @@ def test_two_runners_started_at_once(races: int, store_url: str, seed: int, tmp_
                 if proc is not owner:
                     proc.wait(60)
         if owner is not None:
-            owner.wait_for_calls(rng.randint(1, min(left // 2, setup.n // races)), timeout=60)
+            owner.wait_for_calls(calls, timeout=60)
             time.sleep(rng.uniform(0, 0.01))
             owner.kill()
+            owner.wait(60)
+        gate.unlink()  # the other, if it took the job over, goes past the held item
         for proc in procs:
             run = job.finish(proc, together, "", "started together", timeout=90)
             if run.returncode == 3 and "LeaseHeld" in run.stderr:

@@ -12,9 +12,11 @@ A ``MidwayError`` other than ``Stopped`` is printed on stderr and ends the scrip
 error's ``exit_code`` (``LeaseHeld`` / ``LeaseLost``: 3); ``Stopped`` is left uncaught, so the
 process ends with 130 / 143 as a user's script would.
 
-:meth:`CrashJob.kill_loop` runs the job, SIGKILLs it after a random delay (from a seeded
-``random.Random``), reads the checkpoint the kill left behind, and starts it again, until the
-job exits 0. Everything it saw comes back as a :class:`KillReport`.
+:meth:`CrashJob.kill_loop` runs the job, SIGKILLs it after a random number of logged keys
+(from a seeded ``random.Random``), reads the checkpoint the kill left behind, and starts it
+again, until the job exits 0. Everything it saw comes back as a :class:`KillReport`. A run
+given ``hold_at`` and ``hold_file`` waits at its ``hold_at``-th item for as long as that
+file exists: a run meant to be killed cannot finish first.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from midway.stores import JobRecord, open_store
 from support import pg
 
 POLL = 0.005
+HOLD_AHEAD = 40  # a run to be killed holds this many items past its planned kill point
 _STARTED: list[subprocess.Popen[bytes]] = []
 
 
@@ -102,6 +105,9 @@ def handle(item, ctx):
     key = key_of(item)
     os.write(log_fd, (key + "\\n").encode())
     handled += 1
+    if handled == cfg.get("hold_at"):
+        while os.path.exists(cfg["hold_file"]):
+            time.sleep(0.005)
     if key == slow_key:
         time.sleep(slow_for)
     elif pause and handled % pause_every == 0:
@@ -457,24 +463,24 @@ class CrashJob:
         *,
         seed: int,
         kills: int,
-        max_delay: float,
         early_chance: float = 0.15,
         early_max: float = 0.3,
-        stop_within: int | None = None,
         max_runs: int | None = None,
         timeout: float = 60.0,
     ) -> KillReport:
         """Run, SIGKILL, restart, ``kills`` times, then let the job finish.
 
-        Most kills wait for the run's first logged key, then a random ``[0, max_delay)`` s.
-        With ``early_chance`` a kill lands instead at a random ``[0, early_max)`` s after
-        the process started (in start-up: imports, the store, the lease, the first slice).
-        No kill is sent once the run is within ``stop_within`` items of the end (so that
-        a kill never lands between the job's completion and the process's exit).
+        Most kills land once the run has logged a random number of keys (the kills spread
+        over the whole input, whatever the machine's speed) plus a few milliseconds. With
+        ``early_chance`` a kill lands instead at a random ``[0, early_max)`` s after the
+        process started (in start-up: imports, the store, the lease, the first slice).
+        A run to be killed holds at its item ``HOLD_AHEAD`` past the kill point for as long
+        as its hold file exists (see the script's ``hold_at``): it cannot finish before the
+        kill lands, however slowly this process is scheduled; nor can a kill land between
+        the job's completion and the process's exit.
         """
         print(f"crashjob: kill loop seed={seed} (replay with MIDWAY_TEST_SEED={seed})")
         rng = random.Random(seed)
-        stop_within = self.total // 10 if stop_within is None else stop_within
         max_runs = max_runs if max_runs is not None else 3 * kills + 5
         report = KillReport(seed)
         while True:
@@ -483,20 +489,31 @@ class CrashJob:
                     f"the job did not finish in {max_runs} runs\n{report.describe()}"
                 )
             early = rng.random() < early_chance
-            delay = rng.uniform(0, early_max if early else max_delay)
-            runner = self.start()
-            if report.kills < kills:
+            delay = rng.uniform(0, early_max)
+            jitter = rng.uniform(0, 0.02)
+            before = self.read_checkpoint()
+            left = self.total - (before.counters.processed if before is not None else 0)
+            kill = report.kills < kills and left > 0
+            hold: dict[str, Any] = {}
+            target = 0
+            if kill:
+                target = rng.randint(1, max(1, min(left, 2 * left // (kills - report.kills + 1))))
+                gate = self.folder / "runs" / f"{self._runs:03d}.hold"
+                gate.touch()
+                hold = {"hold_at": min(left, target + HOLD_AHEAD), "hold_file": str(gate)}
+            runner = self.start(**hold)
+            if kill:
                 if early:
                     plan = f"{delay:.3f} s after start"
                     time.sleep(delay)
                 else:
-                    plan = f"{delay:.3f} s after its first key"
-                    runner.wait_for_keys(1, timeout)
-                    time.sleep(delay)
-                near_end = runner.processed_estimate() >= self.total - stop_within
-                if not near_end:
-                    runner.kill(plan)
+                    plan = f"after {target} keys + {jitter * 1000:.0f} ms"
+                    runner.wait_for_keys(target, timeout)
+                    time.sleep(jitter)
+                runner.kill(plan)
             outcome = runner.wait(timeout)
+            if hold:
+                Path(hold["hold_file"]).unlink()
             report.outcomes.append(outcome)
             if outcome.killed:
                 continue

@@ -9,8 +9,12 @@ loses no call that happened. What the handler does with an item is its *fate*:
   two attempts, then works; ``fixed`` makes every item work.
 - ``send`` (at-most-once): "sends" the item by appending it to ``sent`` with fsync.
 - ``insert`` (exactly-once): inserts the item into table ``sent`` through ctx.transaction.
+
+A run meant to be killed holds at its ``MIDWAY_TEST_HOLD_AT``-th handler call for as long as
+the file ``MIDWAY_TEST_HOLD_FILE`` exists (``support.killer.FileGate``).
 """
 
+import itertools
 import json
 import os
 import sys
@@ -26,11 +30,17 @@ if len(sys.argv) > 2:
 log_fd = os.open(cfg["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 sent_fd = os.open(cfg["sent"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 fate, pause = cfg["fate"], cfg["pause"]
+HOLD_AT = int(os.environ.get("MIDWAY_TEST_HOLD_AT", "0"))
+HOLD_FILE = os.environ.get("MIDWAY_TEST_HOLD_FILE", "")
+calls = itertools.count(1)
 MARK = "%s" if cfg["store"].startswith("postgres") else "?"  # the driver's placeholder
 
 
 def handle(item, ctx):
     os.write(log_fd, f"{item} {ctx.attempt}\n".encode())
+    if next(calls) == HOLD_AT:
+        while os.path.exists(HOLD_FILE):
+            time.sleep(0.005)
     if pause:
         time.sleep(pause)
     if fate == "mixed":
