@@ -220,8 +220,9 @@ def undeclared_message(key: str, reducers: Reducers, workers: int) -> str:
         f"the handler wrote ctx.state[{key!r}], which has no reducer (declared: {declared}). "
         f"With workers={workers}, each item's handler sees only its own contribution, so "
         "midway cannot know how to combine them (adding would turn a maximum into a sum). "
-        f"Declare one: job.run(source, handler, state={{{key!r}: midway.Sum()}}) (or "
-        f"{NAMES}), or pass Job(..., merge=fn(state, contribution)). The job stopped at this "
+        f"Declare one in the initial state, e.g. job.run(source, handler, state={{{key!r}: "
+        f"midway.Max()}}) to keep the largest or midway.Sum() to add up (all: {NAMES}), or "
+        "pass Job(..., merge=fn(state, contribution)). The job stopped at this "
         "item; it is handled again on the next run"
     )
 
