@@ -29,10 +29,12 @@ class JsonFiles:
         """Refuse a folder of the store that is a link or that other users may write to."""
         why = fileguard.unsafe_folder(folder, follow=follow)
         if why is not None:
-            fix = f"chmod 700 {folder}" if "mode" in why else f"replace {folder} by a folder"
+            if "mode" in why:
+                fix = f"Make it private (chmod 700 {folder}) and run again."
+            else:
+                fix = "Remove the link (and find out who put it there), then run again."
             raise StoreUnavailable(
-                f"store {self.url}: refusing {folder}: {why}. Nothing was written. Make it "
-                f"private ({fix}) and run again."
+                f"store {self.url}: refusing {folder}: {why}. Nothing was written. {fix}"
             )
 
     def _read(self, path: Path) -> Any:
