@@ -25,9 +25,9 @@ import pytest
 from midway.stores import open_store
 from support.crashjob import CrashJob, Runner, Spec, clean_state, pick_seed, reap_runners
 
-N = 300
+N = 200
 TTL = 2.0
-SLACK = 10.0  # seconds past the lease's expiry the new runner may take to finish (CPU load)
+SLACK = 15.0  # seconds past the lease's expiry the new runner may take (under CPU load)
 
 
 @pytest.fixture(autouse=True)
@@ -102,6 +102,7 @@ def test_a_paused_runner_is_taken_over_and_writes_nothing_when_woken(
     new = job.start()
     took = new.wait(timeout=60)
     finished = time.time()
+    print(f"the new runner finished {finished - expires:.1f} s after the lease expired")
     assert took.returncode == 0, took.stderr
     assert f"took job 'crashjob' over from pid {old.pid}" in took.stderr, took.stderr
     assert finished - expires < SLACK, (
