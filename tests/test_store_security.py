@@ -13,6 +13,7 @@ import os
 import stat
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,9 @@ def target(tmp_path: Path) -> Path:
     return path
 
 
-def run_job(url: str, n: int = 20, handle=None) -> midway.RunResult:  # type: ignore[no-untyped-def]
+def run_job(
+    url: str, n: int = 20, handle: Callable[[int, midway.Context], object] | None = None
+) -> midway.RunResult:
     job = midway.Job("sec", store=url, every=1, progress=False)
     return job.run(range(n), handle or (lambda item, ctx: None))
 
@@ -258,7 +261,7 @@ def test_a_stricter_umask_still_wins(tmp_path: Path) -> None:
     assert stat.S_IMODE(marker.stat().st_mode) == 0o600
 
 
-def test_reset_and_retry_leave_the_folders_private(tmp_path: Path) -> None:
+def test_a_reset_and_a_new_run_leave_everything_private(tmp_path: Path) -> None:
     root = tmp_path / "store"
     url = f"file://{root}"
     run_job(url)
