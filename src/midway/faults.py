@@ -2,9 +2,10 @@
 
 ``MIDWAY_FAULTS="checkpoint.before_commit@3"`` kills the process with SIGKILL the third time
 it reaches that point; ``...@3:enospc`` raises ``OSError(ENOSPC)`` there instead, as a full
-disk would. Several faults are separated by commas. The points sit on paths that run once
-per checkpoint or per run, never per item, and each is guarded by the module flag
-``ACTIVE``, so a run without the variable pays one global lookup per checkpoint.
+disk would; ``...@3:stop`` stops it with SIGSTOP there (a runner paused mid-write, until
+something sends SIGCONT). Several faults are separated by commas. The points sit on paths
+that run once per checkpoint or per run, never per item, and each is guarded by the module
+flag ``ACTIVE``, so a run without the variable pays one global lookup per checkpoint.
 
 Points: ``checkpoint.before_commit`` / ``checkpoint.after_commit`` (SQLite; the file store's
 ``file.before_rename``), ``item.after_handler`` (at-most-once and exactly-once items, after
@@ -57,4 +58,7 @@ def hit(point: str) -> None:
         return
     if action == "enospc":
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    if action == "stop":
+        os.kill(os.getpid(), signal.SIGSTOP)
+        return
     os.kill(os.getpid(), signal.SIGKILL)

@@ -7,18 +7,25 @@ Layout, one folder per job::
     dir/jobs/<job>/checkpoint.json   the checkpoint and its item ledger, written as one file
     dir/jobs/<job>/lease.json        who owns the job, until when, with which fencing token
     dir/jobs/<job>/runs/<id>.json    one file per run
-    dir/jobs/<job>/lock              flock(2) target that serialises writers
+    dir/jobs/<job>/lock              flock(2) target: one process at a time takes the job over
+                                     or changes it without holding its lease (retry, reset)
+    dir/jobs/<job>/.w-<token>-<...>/ the lease holder's write folder (see ``fileguard``)
     dir/plans/<job>.json             how a distributed job is split (written once)
 
 Every file is replaced atomically: written to a temporary file, fsynced, renamed over the old
 one, and the folder fsynced (the fsyncs are skipped with ``durable=False``). A reader sees the
-old file or the new one, never a mix. Locks are flock(2): one machine, local disks.
+old file or the new one, never a mix. The lease holder holds no lock across processes: its
+temporary files are made in its write folder, which a takeover renames away first, so a
+runner paused at any moment neither holds up the takeover nor writes after it. Files are
+0600, folders 0700, and no link inside the store is followed. Locks are flock(2): one
+machine, local disks.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,13 +33,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from midway import faults, jsonutil, ledger
+from midway import jsonutil, ledger
 from midway.checkpoint import Checkpoint, Counters
 from midway.errors import ConfigError, LeaseLost, StoreCorrupt, StoreTooNew, StoreUnavailable
 from midway.identity import JobId
 from midway.jsonutil import JSONValue
 from midway.ledger import DROP, ItemRecord
 from midway.owner import Owner
+from midway.stores import fileguard
 from midway.stores.base import (
     FINISHED,
     JOB_FIELDS,
@@ -48,18 +56,22 @@ from midway.stores.base import (
     lost_message,
     plan_from_text,
 )
+from midway.stores.jsonfiles import JsonFiles
 
 FORMAT = "midway-file-store"
 SCHEMA_VERSION = 1
 LOCK_TIMEOUT = 30.0
+FILE_MODE = fileguard.FILE_MODE
 
 
-class FileStore:
+class FileStore(JsonFiles):
     def __init__(self, root: Path, url: str, *, durable: bool = True) -> None:
         self.url = url
         self.root = root
         self.durable = durable
         self._lock_fds: dict[str, int] = {}
+        self._checked: set[str] = set()  # jobs whose folders were checked (links, modes)
+        self._write_dirs: dict[tuple[str, int], Path] = {}  # (job, token): write folder
         self._open()
 
     def _open(self) -> None:
@@ -70,8 +82,11 @@ class FileStore:
                     f"store {self.url}: {self.root} is a file, not a folder; a file:// store "
                     "is a folder of JSON files. Point --store at a folder."
                 )
-            (self.root / "jobs").mkdir(parents=True, exist_ok=True)
-            if not marker.exists():
+            fileguard.make_dirs(self.root)
+            self._check_folder(self.root, follow=True)  # the root given may be a link
+            fileguard.make_dirs(self.root / "jobs")
+            self._check_folder(self.root / "jobs")
+            if not os.path.lexists(marker):
                 self._write(marker, {"format": FORMAT, "schema": SCHEMA_VERSION})
         except PermissionError as exc:
             raise StoreUnavailable(
@@ -97,67 +112,31 @@ class FileStore:
     def _dir(self, job: str) -> Path:
         return self.root / "jobs" / job
 
-    def _read(self, path: Path) -> Any:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return None
-        except UnicodeDecodeError:
-            raise StoreCorrupt(self._damaged(path, "it is not UTF-8 text")) from None
-        except OSError as exc:
-            raise StoreUnavailable(f"cannot read {path}: {exc.strerror}") from None
-        try:
-            return jsonutil.loads(text)
-        except ValueError as exc:
-            raise StoreCorrupt(self._damaged(path, f"it is not complete JSON ({exc})")) from None
-
-    def _damaged(self, path: Path, why: str) -> str:
-        return (
-            f"store {self.url}: {path} is damaged: {why}. Nothing was changed. Restore it from "
-            "a backup, or `midway reset` the job to start it again."
-        )
-
-    def _write(self, path: Path, data: JSONValue, text: str | None = None) -> None:
-        """Replace ``path`` atomically (and durably unless the store was opened otherwise)."""
-        body = (text if text is not None else jsonutil.dumps(data)).encode("utf-8")
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    def _job_folder(self, job: str) -> Path:
+        """The job's folder and its runs folder, created 0700 and checked once a process."""
+        folder = self._dir(job)
+        if job not in self._checked:
             try:
-                view = memoryview(body)
-                while view:
-                    view = view[os.write(fd, view) :]
-                if self.durable:
-                    os.fsync(fd)
-            finally:
-                os.close(fd)
-            if faults.ACTIVE:
-                faults.hit("file.before_rename")
-            os.replace(tmp, path)
-            if self.durable:
-                dfd = os.open(path.parent, os.O_RDONLY)
-                try:
-                    os.fsync(dfd)
-                finally:
-                    os.close(dfd)
-        except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            raise StoreUnavailable(
-                f"cannot write {path}: {exc.strerror}. The previous version is intact; free "
-                "some disk space or fix the permissions, then run again."
-            ) from None
+                for sub in (folder, folder / "runs"):
+                    fileguard.make_dirs(sub)
+                    self._check_folder(sub)
+            except OSError as exc:
+                raise StoreUnavailable(f"cannot open {folder}: {exc.strerror}") from None
+            self._checked.add(job)
+        return folder
 
     @contextmanager
     def _locked(self, job: str) -> Iterator[Path]:
-        folder = self._dir(job)
+        """What changes a job without holding its lease (taking it over, retry, reset,
+        notes): one process at a time, through the job folder's ``lock``. The lease holder
+        never takes this lock, so a paused runner holds up nobody."""
+        folder = self._job_folder(job)
         fd = self._lock_fds.get(job)
         if fd is None:
             try:
-                folder.mkdir(parents=True, exist_ok=True)
-                (folder / "runs").mkdir(exist_ok=True)
-                fd = os.open(folder / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+                fd = os.open(folder / "lock", fileguard.open_flags(write=True), FILE_MODE)
             except OSError as exc:
-                raise StoreUnavailable(f"cannot open {folder}: {exc.strerror}") from None
+                raise StoreUnavailable(f"cannot open {folder / 'lock'}: {exc.strerror}") from None
             self._lock_fds[job] = fd
         self._lock(fd, job)
         try:
@@ -166,22 +145,47 @@ class FileStore:
             fcntl.flock(fd, fcntl.LOCK_UN)
 
     def _lock(self, fd: int, job: str) -> None:
-        """flock(2) has no timeout: poll, so that a writer paused mid-write (SIGSTOP) makes
-        others fail after LOCK_TIMEOUT seconds, as SQLite's busy timeout does, not hang."""
-        deadline = time.monotonic() + LOCK_TIMEOUT
-        delay = 0.001
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise StoreUnavailable(
-                        f"store {self.url}: job {job!r} stayed locked by another process for "
-                        f"{LOCK_TIMEOUT:.0f} s; look for a stuck or paused midway process"
-                    ) from None
-                time.sleep(delay)
-                delay = min(delay * 2, 0.05)
+        if not fileguard.flock_within(fd, LOCK_TIMEOUT):
+            raise StoreUnavailable(
+                f"store {self.url}: job {job!r} stayed locked by another process for "
+                f"{LOCK_TIMEOUT:.0f} s; look for a stuck or paused midway process"
+            )
+
+    def _revoke(self, folder: Path, job: str, me: Owner) -> None:
+        """Fence out whoever last held the job's lease (unless it is ``me``, still live)."""
+        current = self._lease_info(job)
+        keep = None
+        if current is not None and current.owner == me and current.is_live():
+            keep = fileguard.find_write_dir(folder, current.token)
+        try:
+            fileguard.revoke(folder, keep)
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot write in {folder}: {exc.strerror}") from None
+
+    @contextmanager
+    def _owning(self, lease: Lease) -> Iterator[tuple[Path, Path, LeaseInfo]]:
+        """The lease holder's writes: (job folder, write folder, lease as stored). Its own
+        threads take turns on a lock inside its write folder; LeaseLost once taken over."""
+        folder = self._dir(lease.job)
+        wdir = self._write_dirs.get((lease.job, lease.token))
+        if wdir is None:
+            wdir = fileguard.find_write_dir(folder, lease.token)
+            if wdir is None:
+                raise LeaseLost(lost_message(lease))
+            self._write_dirs[(lease.job, lease.token)] = wdir
+        try:
+            fd = os.open(wdir / "lock", fileguard.open_flags(write=True), FILE_MODE)
+        except FileNotFoundError:
+            raise LeaseLost(lost_message(lease)) from None
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot open {wdir / 'lock'}: {exc.strerror}") from None
+        try:
+            self._lock(fd, lease.job)
+            yield folder, wdir, self._holds(lease)
+        except fileguard.Revoked:
+            raise LeaseLost(lost_message(lease)) from None
+        finally:
+            os.close(fd)
 
     def close(self) -> None:
         for fd in self._lock_fds.values():
@@ -202,6 +206,7 @@ class FileStore:
     def _put_lease(
         self,
         folder: Path,
+        wdir: Path,
         job: str,
         token: int,
         owner: Owner | None,
@@ -219,6 +224,7 @@ class FileStore:
                 "since": since,
                 "expires_at": expires_at,
             },
+            via=wdir,
         )
 
     def acquire_lease(self, job: JobId, owner: Owner, ttl: float) -> Lease:
@@ -228,8 +234,15 @@ class FileStore:
             check_lease_free(job.key, current, owner, now)
             took_over = current if current is not None and current.owner is not None else None
             token = (current.token if current else 0) + 1
-            self._put_lease(folder, job.key, token, owner, now, now + ttl)
-            self._sweep(folder)
+            try:
+                fileguard.revoke(folder)  # every earlier holder: its renames fail from now on
+                fileguard.sweep(folder)
+                fileguard.sweep(folder / "runs")
+                wdir = fileguard.new_write_dir(folder, token)
+            except OSError as exc:
+                raise StoreUnavailable(f"cannot write in {folder}: {exc.strerror}") from None
+            self._write_dirs[(job.key, token)] = wdir
+            self._put_lease(folder, wdir, job.key, token, owner, now, now + ttl)
             if self._read(folder / "job.json") is None:
                 self._write(
                     folder / "job.json",
@@ -242,15 +255,9 @@ class FileStore:
                         "updated_at": now,
                         "summary": None,
                     },
+                    via=wdir,
                 )
         return Lease(job.key, token, owner, ttl, took_over)
-
-    def _sweep(self, folder: Path) -> None:
-        """Remove the temporary files of writers killed before their rename. Called by the
-        new owner under the job's lock: every other writer checks the lease first, and
-        fails, so none of these files is being written."""
-        for stale in (*folder.glob(".*.tmp"), *folder.glob("runs/.*.tmp")):
-            stale.unlink(missing_ok=True)
 
     def _holds(self, lease: Lease) -> LeaseInfo:
         info = self._lease_info(lease.job)
@@ -259,21 +266,35 @@ class FileStore:
         return info
 
     def renew_lease(self, lease: Lease) -> bool:
-        with self._locked(lease.job) as folder:
-            try:
-                info = self._holds(lease)
-            except LeaseLost:
-                return False
-            self._put_lease(
-                folder, lease.job, lease.token, lease.owner, info.since, time.time() + lease.ttl
-            )
-            return True
+        try:
+            with self._owning(lease) as (folder, wdir, info):
+                self._put_lease(
+                    folder,
+                    wdir,
+                    lease.job,
+                    lease.token,
+                    lease.owner,
+                    info.since,
+                    time.time() + lease.ttl,
+                )
+        except LeaseLost:
+            return False
+        return True
 
     def release_lease(self, lease: Lease) -> None:
-        with self._locked(lease.job) as folder:
-            info = self._lease_info(lease.job)
-            if info is not None and info.token == lease.token:
-                self._put_lease(folder, lease.job, lease.token, None, info.since, 0.0)
+        try:
+            with self._owning(lease) as (folder, wdir, info):
+                self._put_lease(folder, wdir, lease.job, lease.token, None, info.since, 0.0)
+        except LeaseLost:
+            return
+        self._drop_write_dir(lease)
+
+    def _drop_write_dir(self, lease: Lease) -> None:
+        """The lease was given back: its write folder goes (the next holder's revoke would
+        remove it too)."""
+        wdir = self._write_dirs.pop((lease.job, lease.token), None)
+        if wdir is not None:
+            shutil.rmtree(wdir, ignore_errors=True)
 
     # -- checkpoints and runs -----------------------------------------------------------
 
@@ -286,19 +307,18 @@ class FileStore:
 
     def write_checkpoint(self, lease: Lease, checkpoint: Checkpoint) -> None:
         text = checkpoint.to_json_text()
-        with self._locked(lease.job) as folder:
-            self._holds(lease)
+        with self._owning(lease) as (folder, wdir, _):
             items = self._ledger(folder)
             if items or checkpoint.ledger:
                 _apply(items, checkpoint.ledger)
                 rows = ",".join(jsonutil.dumps(r.to_store()) for r in items.values())
                 text = text[:-1] + ',"items":[' + rows + "]}"
-            self._write(folder / "checkpoint.json", None, text)
-            (folder / "ledger.json").unlink(missing_ok=True)  # now in checkpoint.json
+            self._write(folder / "checkpoint.json", None, text, via=wdir)
+            self._unlink(folder / "ledger.json", wdir)  # now in checkpoint.json
             if checkpoint.sample:
                 point = {"at": checkpoint.updated_at, "run_id": checkpoint.run_id}
                 point.update(version=checkpoint.version, **checkpoint.counters.as_dict())
-                self._append(folder / "history.jsonl", point, sync=False)
+                self._append(folder / "history.jsonl", point, sync=False, via=wdir)
 
     def _ledger(self, folder: Path) -> dict[str, ItemRecord]:
         """The job's item ledger: inside checkpoint.json while there is one (so both are
@@ -313,21 +333,22 @@ class FileStore:
         records = [ItemRecord.from_store(row) for row in rows if isinstance(row, dict)]
         return {jsonutil.dumps(r.key): r for r in records}
 
-    def _save_ledger(self, folder: Path, items: dict[str, ItemRecord]) -> None:
+    def _save_ledger(
+        self, folder: Path, items: dict[str, ItemRecord], via: Path | None = None
+    ) -> None:
         rows: list[JSONValue] = [r.to_store() for r in items.values()]
         data = self._read(folder / "checkpoint.json")
         if isinstance(data, dict):
             data["items"] = rows
-            self._write(folder / "checkpoint.json", data)
+            self._write(folder / "checkpoint.json", data, via=via)
         else:
-            self._write(folder / "ledger.json", rows)
+            self._write(folder / "ledger.json", rows, via=via)
 
     def write_items(self, lease: Lease, records: list[ItemRecord]) -> None:
-        with self._locked(lease.job) as folder:
-            self._holds(lease)
+        with self._owning(lease) as (folder, wdir, _):
             items = self._ledger(folder)
             _apply(items, records)
-            self._save_ledger(folder, items)
+            self._save_ledger(folder, items, wdir)
 
     def change_items(
         self,
@@ -345,6 +366,7 @@ class FileStore:
         with self._locked(job) as folder:
             now = time.time()
             check_lease_free(job, self._lease_info(job), me, now)
+            self._revoke(folder, job, me)
             items = self._ledger(folder)
             chosen = [
                 r
@@ -376,7 +398,7 @@ class FileStore:
         if isinstance(summary, dict):
             counters = Counters.from_dict(summary.get("counters") or {})
             summary["counters"] = counters.moved(chosen, count_as).as_dict()
-            self._update_job(folder, summary=summary)
+            self._update_job(folder, None, summary=summary)
 
     def begin_transaction(self, lease: Lease) -> Any:
         raise ConfigError(
@@ -404,40 +426,11 @@ class FileStore:
         points = [HistoryPoint.from_store(row, where) for row in rows]
         return [point for point in points if point is not None]
 
-    def _append(self, path: Path, row: dict[str, JSONValue], *, sync: bool) -> None:
-        """Add a line; a line torn by a crash is skipped when read back."""
-        try:
-            with open(path, "a", encoding="utf-8") as out:
-                out.write(jsonutil.dumps(row) + "\n")
-                if sync and self.durable:
-                    out.flush()
-                    os.fsync(out.fileno())
-        except OSError as exc:
-            raise StoreUnavailable(f"cannot write {path}: {exc.strerror}") from None
-
-    def _read_lines(self, path: Path) -> list[dict[str, Any]]:
-        try:
-            text = path.read_text(encoding="utf-8", errors="replace")
-        except FileNotFoundError:
-            return []
-        except OSError as exc:
-            raise StoreUnavailable(f"cannot read {path}: {exc.strerror}") from None
-        rows = []
-        for line in text.splitlines():
-            try:
-                row = jsonutil.loads(line)
-            except ValueError:
-                continue  # a line torn by a crash
-            if isinstance(row, dict):
-                rows.append(row)
-        return rows
-
     def _run_path(self, folder: Path, run: RunRecord) -> Path:
         return folder / "runs" / f"{run.run_id}.json"
 
     def begin_run(self, lease: Lease, run: RunRecord) -> None:
-        with self._locked(lease.job) as folder:
-            self._holds(lease)
+        with self._owning(lease) as (folder, wdir, _):
             for stale in self._runs(lease.job):
                 if stale.status == "running":
                     stale.status = "crashed"
@@ -445,9 +438,9 @@ class FileStore:
                     stale.message = (
                         "the runner ended without a word: killed, crashed, or the machine went down"
                     )
-                    self._write(self._run_path(folder, stale), self._run_json(stale))
-            self._write(self._run_path(folder, run), self._run_json(run))
-            self._update_job(folder, status=run.status, updated_at=run.started_at)
+                    self._write(self._run_path(folder, stale), self._run_json(stale), via=wdir)
+            self._write(self._run_path(folder, run), self._run_json(run), via=wdir)
+            self._update_job(folder, wdir, status=run.status, updated_at=run.started_at)
 
     def end_run(
         self,
@@ -457,41 +450,34 @@ class FileStore:
         completed: bool,
         summary: dict[str, JSONValue] | None,
     ) -> None:
-        with self._locked(lease.job) as folder:
-            info = self._holds(lease)
+        with self._owning(lease) as (folder, wdir, info):
             now = run.ended_at or time.time()
             changes: dict[str, JSONValue] = {"status": run.status, "updated_at": now}
             if summary is not None:
                 changes["summary"] = summary
-            self._write(self._run_path(folder, run), self._run_json(run))
-            self._update_job(folder, **changes)
-            self._put_lease(folder, lease.job, lease.token, None, info.since, 0.0)
+            self._write(self._run_path(folder, run), self._run_json(run), via=wdir)
+            self._update_job(folder, wdir, **changes)
             if completed:
                 # After the job file says so: a crash in between leaves a checkpoint at the
                 # end of the input, from which the next run finishes at once. The ledger's
                 # kept records move to ledger.json first (both may exist for a moment; the
                 # checkpoint's copy wins).
                 kept = [r for r in self._ledger(folder).values() if r.status in ledger.KEPT]
-                self._write(folder / "ledger.json", [r.to_store() for r in kept])
-                (folder / "checkpoint.json").unlink(missing_ok=True)
+                self._write(folder / "ledger.json", [r.to_store() for r in kept], via=wdir)
+                self._unlink(folder / "checkpoint.json", wdir)
                 self._fsync_dir(folder)
+            # Last: while it holds the lease, nobody else changes the job's files.
+            self._put_lease(folder, wdir, lease.job, lease.token, None, info.since, 0.0)
+        self._drop_write_dir(lease)
 
-    def _fsync_dir(self, folder: Path) -> None:
-        if self.durable:
-            dfd = os.open(folder, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
-
-    def _update_job(self, folder: Path, **changes: JSONValue) -> None:
+    def _update_job(self, folder: Path, via: Path | None, **changes: JSONValue) -> None:
         path = folder / "job.json"
         data = self._read(path)
         if not isinstance(data, dict):
             raise StoreCorrupt(self._damaged(path, "it is missing or not an object"))
         checked(data, JOB_FIELDS, f"store {self.url}: {path}")
         data.update(changes)
-        self._write(folder / "job.json", data)
+        self._write(folder / "job.json", data, via=via)
 
     @staticmethod
     def _run_json(run: RunRecord) -> dict[str, JSONValue]:
@@ -540,7 +526,7 @@ class FileStore:
     def list_jobs(self) -> list[JobRecord]:
         records = []
         for folder in sorted((self.root / "jobs").iterdir()):
-            if folder.is_dir():
+            if folder.is_dir() and not folder.is_symlink():
                 record = self._job_record(folder.name)
                 if record is not None:
                     records.append(record)
@@ -548,6 +534,8 @@ class FileStore:
         return records
 
     def get_job(self, job: str) -> JobRecord | None:
+        if (self.root / "jobs" / job).is_symlink():
+            raise StoreCorrupt(self._linked(self.root / "jobs" / job))
         if not (self.root / "jobs" / job).is_dir():
             return None
         return self._job_record(job)
@@ -572,6 +560,7 @@ class FileStore:
             return False
         with self._locked(job):
             check_lease_free(job, self._lease_info(job), me, time.time())
+            self._revoke(folder, job, me)
             found = (folder / "job.json").exists()
             for name in (
                 "checkpoint.json",
@@ -597,9 +586,10 @@ class FileStore:
         path = self._plan_path(job)
         if not path.exists():
             try:
-                path.parent.mkdir(exist_ok=True)
-                tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-                self._write(tmp, plan)
+                fileguard.make_dirs(path.parent)
+                self._check_folder(path.parent)
+                body = jsonutil.dumps(plan).encode("utf-8")
+                tmp = fileguard.write_temp(path.parent, path.name, body, durable=self.durable)
                 try:
                     os.link(tmp, path)
                 except FileExistsError:

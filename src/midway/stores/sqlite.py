@@ -21,7 +21,7 @@ from midway.identity import JobId
 from midway.jsonutil import JSONValue
 from midway.ledger import DROP, ItemRecord
 from midway.owner import Owner
-from midway.stores import sqlfiles
+from midway.stores import fileguard, sqlfiles
 from midway.stores.base import (
     JOB_FIELDS,
     HistoryPoint,
@@ -48,7 +48,10 @@ class SQLiteStore:
         self.durable = durable
         with self._errors("open"):
             try:
-                path.parent.mkdir(parents=True, exist_ok=True)
+                # 0700 folders and a 0600 file (SQLite gives its -wal and -shm files the
+                # database file's mode): the state and params are nobody else's to read.
+                fileguard.make_dirs(path.parent)
+                fileguard.create_private(path)
             except OSError as exc:
                 raise StoreUnavailable(
                     f"cannot create the folder for store {url}: {exc.strerror}; "
