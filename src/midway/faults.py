@@ -1,16 +1,18 @@
 """Fault injection for the fault suite: off (and free) unless ``MIDWAY_FAULTS`` is set.
 
-``MIDWAY_FAULTS="checkpoint.before_commit@3"`` kills the process with SIGKILL the third time
-it reaches that point; ``...@3:enospc`` raises ``OSError(ENOSPC)`` there instead, as a full
-disk would; ``...@3:stop`` stops it with SIGSTOP there (a runner paused mid-write, until
-something sends SIGCONT). Several faults are separated by commas. The points sit on paths
-that run once per checkpoint or per run, never per item, and each is guarded by the module
-flag ``ACTIVE``, so a run without the variable pays one global lookup per checkpoint.
+``MIDWAY_FAULTS="checkpoint.before_commit@3"`` kills the process with SIGKILL the third time it
+reaches that point; ``...@3:enospc`` raises ``OSError(ENOSPC)`` there instead, as a full disk
+would; ``...@3:stop`` stops it with SIGSTOP there (a runner paused mid-write, until something
+sends SIGCONT); ``...@3:stall`` blocks the thread that reached it for an hour (a write that
+hangs on a stalled disk), while the process's other threads go on. Several faults are separated
+by commas. The points sit on paths that run once per checkpoint or per run, never per item, and
+each is guarded by the module flag ``ACTIVE``, so a run without the variable pays one global
+lookup per checkpoint.
 
 Points: ``checkpoint.before_commit`` / ``checkpoint.after_commit`` (SQLite; the file store's
-``file.before_rename``), ``item.after_handler`` (at-most-once and exactly-once items, after
-the handler returned, before anything records it), ``lease.after_acquire``,
-``migrate.between`` (between a migration's statements), ``complete.before_commit``.
+``file.before_rename``), ``item.after_handler`` (at-most-once and exactly-once items, after the
+handler returned, before anything records it), ``lease.after_acquire``, ``migrate.between``
+(between a migration's statements), ``complete.before_commit``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import errno
 import os
 import signal
+import time
 from collections import Counter
 
 POINTS = (
@@ -60,5 +63,8 @@ def hit(point: str) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
     if action == "stop":
         os.kill(os.getpid(), signal.SIGSTOP)
+        return
+    if action == "stall":
+        time.sleep(3600)
         return
     os.kill(os.getpid(), signal.SIGKILL)

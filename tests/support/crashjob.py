@@ -564,13 +564,31 @@ def store_is_busy(url: str, job_key: str) -> bool:
     raise ValueError(f"no lock peek for store {url}")
 
 
+def wait_until_blocked(runner: Runner, quiet: float = 0.5, timeout: float = 60.0) -> int:
+    """Wait until ``runner`` logs nothing more for ``quiet`` seconds (it waits for the
+    store); return how many keys it logged. A run that is merely slow to be scheduled is
+    killed sooner than it need be, which makes its rework smaller, never larger."""
+    deadline = time.monotonic() + timeout
+    seen, since = runner.count(), time.monotonic()
+    while runner.alive() and time.monotonic() < deadline:
+        time.sleep(0.02)
+        now = runner.count()
+        if now != seen:
+            seen, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            break
+    return seen
+
+
 @contextmanager
 def store_write_lock(url: str, job_key: str) -> Iterator[None]:
     """Hold the store's write lock from this process: commits of others wait meanwhile.
 
-    SQLite: an open ``BEGIN IMMEDIATE`` transaction; file store: the job folder's flock;
-    PostgreSQL: a transaction holding a SHARE lock on the checkpoints table.
-    It plays a store that is slow to commit (a busy disk, a slow network filesystem).
+    SQLite: an open ``BEGIN IMMEDIATE`` transaction; PostgreSQL: a transaction holding a
+    SHARE lock on the checkpoints table. It plays a store that is slow to commit (a busy
+    disk, a slow network filesystem). The file store's runner takes no lock another process
+    could hold against it (a paused runner must not block the store): stall its commit from
+    inside instead, with ``MIDWAY_FAULTS=file.before_rename@N:stall``.
     """
     if url.startswith("sqlite:///"):
         conn = sqlite3.connect(url[len("sqlite:///") :], timeout=30, isolation_level=None)
@@ -582,18 +600,6 @@ def store_write_lock(url: str, job_key: str) -> Iterator[None]:
                 conn.execute("ROLLBACK")
         finally:
             conn.close()
-        return
-    if url.startswith("file://"):
-        lock = Path(url[len("file://") :]) / "jobs" / job_key / "lock"
-        fd = os.open(lock, os.O_RDWR)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
         return
     if url.startswith(("postgresql:", "postgres:")):
         with pg.write_lock(url):
