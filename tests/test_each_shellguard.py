@@ -67,8 +67,23 @@ DEMONSTRATED = [
     # bash evaluates array subscripts in names (when /bin/sh is bash, as on some systems)
     ("declare {}=1", SUBSCRIPT, "bash", "name given to declare"),
     ("printf -v {} x", SUBSCRIPT, "bash", "printf -v"),
-    ("x={}; echo $((x))", SUBSCRIPT, "bash", "arithmetic"),
-    ("x={}; [[ $x -eq 1 ]]", SUBSCRIPT, "bash", "arithmetic"),
+    ("x={}; echo $((x))", SUBSCRIPT, "bash", "evaluates as code"),
+    ("x={}; [[ $x -eq 1 ]]", SUBSCRIPT, "bash", "evaluates as code"),
+    ("s=abc; x={}; echo ${{s:x}}", SUBSCRIPT, "bash", "evaluates as code"),
+    ("x={}; echo ${{!x}}", SUBSCRIPT, "bash", "evaluates as code"),
+    ("x={}; echo ${{x@P}}", "$(touch pwned)", "bash", "evaluates as code"),
+    ("x={}; echo $[x]", SUBSCRIPT, "bash", "evaluates as code"),
+    ("x={}; a[x]=1", SUBSCRIPT, "bash", "evaluates as code"),
+    ("y={}; echo ${{x:-$(eval $y)}}", TOUCH, "sh", "evaluates as code"),
+    ("declare -i x; x={}", SUBSCRIPT, "bash", "declare -i or -n"),
+    ('declare -n r={}; echo "$r"', SUBSCRIPT, "bash", "declare -i or -n"),
+    # more ways of reaching a command: keywords, process substitution, backticks
+    ("time -p eval {}", TOUCH, "bash", "argument of eval"),
+    ("{{ eval {}; }}", TOUCH, "sh", "argument of eval"),
+    ("cat <(eval {})", TOUCH, "bash", "argument of eval"),
+    ("x={}; `\\$x`", TOUCH, "sh", "as the command itself"),
+    ("printf '%s\\n' {} | bash /dev/stdin", TOUCH, "sh", "bash reads as its script"),
+    ("printf '%s\\n' {} | sh -c 'sh'", TOUCH, "sh", "sh reads as its script"),
 ]
 
 # refused too; showing them run needs more than a shell (a network, a second user)
@@ -84,7 +99,7 @@ REFUSED = [
     ("read {}", "argument of read"),
     ("LD_PRELOAD={} ls", "in LD_PRELOAD"),
     ("export PATH={}", "in PATH"),
-    ("a[1]={}", "array element"),
+    ("a[1]={}", "evaluates as code"),
     ("sh {}", "script file sh runs"),
     ("sh < {}", "sh reads as its script"),
     ("env -S {}", "env -S"),

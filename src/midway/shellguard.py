@@ -18,126 +18,56 @@ from collections.abc import Sequence
 
 from midway.shellsyntax import HOLE, POSITIONAL, Command, Script, Unsafe, Word, read_script
 
-RUNS_CODE = frozenset(
-    [
-        "eval",
-        "let",
-        "trap",
-        "alias",
-        "source",
-        ".",
-        "fc",
-        "watch",
-        "su",
-        "runuser",
-        "ssh",
-        "parallel",
-        "complete",
-        "compgen",
-        "bind",
-        "script",
-        "enable",
-    ]
+
+def _names(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+RUNS_CODE = _names(
+    "eval let trap alias source . fc watch su runuser ssh parallel complete compgen bind "
+    "script enable"
 )
-NAMES_VARIABLES = frozenset(["read", "unset", "getopts", "mapfile", "readarray", "wait"])
-DECLARES = frozenset(["export", "declare", "typeset", "local", "readonly"])
-SHELLS = frozenset(
-    [
-        "sh",
-        "bash",
-        "dash",
-        "zsh",
-        "ksh",
-        "ksh93",
-        "mksh",
-        "ash",
-        "yash",
-        "posh",
-        "rbash",
-        "fish",
-        "csh",
-        "tcsh",
-        "busybox",
-    ]
-)
-_SHELL_VALUES = frozenset(["-o", "+o", "-O", "+O", "--rcfile", "--init-file"])
+NAMES_VARIABLES = _names("read unset getopts mapfile readarray wait")
+DECLARES = _names("export declare typeset local readonly")
+SHELLS = _names("sh bash dash zsh ksh ksh93 mksh ash yash posh rbash fish csh tcsh busybox")
+_SHELL_VALUES = _names("-o +o -O +O --rcfile --init-file")
 # interpreter: (options whose value is code, options that take a value)
 INTERPRETERS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
-    "python": (frozenset(["-c", "-m"]), frozenset(["-W", "-X", "-Q"])),
-    "perl": (frozenset(["-e", "-E", "-M", "-m"]), frozenset(["-I"])),
-    "ruby": (frozenset(["-e", "-r"]), frozenset(["-I", "-C"])),
-    "node": (
-        frozenset(["-e", "--eval", "-p", "--print", "-r", "--require", "--import"]),
-        frozenset(),
-    ),
-    "php": (frozenset(["-r"]), frozenset(["-d", "-c"])),
-    "lua": (frozenset(["-e", "-l"]), frozenset()),
-    "Rscript": (frozenset(["-e"]), frozenset()),
-    "awk": (frozenset(["-e", "--source"]), frozenset(["-F", "-v", "-f", "--file"])),
-    "sed": (frozenset(["-e", "--expression"]), frozenset(["-f", "--file", "-l"])),
+    "python": (_names("-c -m"), _names("-W -X -Q")),
+    "perl": (_names("-e -E -M -m"), _names("-I")),
+    "ruby": (_names("-e -r"), _names("-I -C")),
+    "node": (_names("-e --eval -p --print -r --require --import"), frozenset()),
+    "php": (_names("-r"), _names("-d -c")),
+    "lua": (_names("-e -l"), frozenset()),
+    "Rscript": (_names("-e"), frozenset()),
+    "awk": (_names("-e --source"), _names("-F -v -f --file")),
+    "sed": (_names("-e --expression"), _names("-f --file -l")),
 }
 _ALIASES = {"nodejs": "node", "gawk": "awk", "mawk": "awk", "nawk": "awk", "gsed": "sed"}
 _PROGRAM_FILES = {"awk": ("-f", "--file"), "sed": ("-f", "--file")}
 # wrapper: (options that take a value, operands before the command it runs)
 WRAPPERS: dict[str, tuple[frozenset[str], int]] = {
-    "exec": (frozenset(["-a"]), 0),
+    "exec": (_names("-a"), 0),
     "command": (frozenset(), 0),
     "builtin": (frozenset(), 0),
     "nohup": (frozenset(), 0),
     "setsid": (frozenset(), 0),
     "unbuffer": (frozenset(), 0),
-    "nice": (frozenset(["-n", "--adjustment"]), 0),
-    "timeout": (frozenset(["-s", "--signal", "-k", "--kill-after"]), 1),
-    "env": (frozenset(["-u", "--unset", "-C", "--chdir"]), 0),
-    "sudo": (
-        frozenset(
-            [
-                "-u",
-                "-g",
-                "-C",
-                "-D",
-                "-h",
-                "-p",
-                "-r",
-                "-t",
-                "-U",
-                "-T",
-                "-R",
-                "--user",
-                "--group",
-                "--chdir",
-            ]
-        ),
-        0,
-    ),
-    "doas": (frozenset(["-u", "-C"]), 0),
-    "pkexec": (frozenset(["--user"]), 0),
-    "stdbuf": (frozenset(["-i", "-o", "-e"]), 0),
-    "ionice": (frozenset(["-c", "-n", "-p", "-P", "-u", "--class", "--classdata"]), 0),
+    "nice": (_names("-n --adjustment"), 0),
+    "timeout": (_names("-s --signal -k --kill-after"), 1),
+    "env": (_names("-u --unset -C --chdir"), 0),
+    "sudo": (_names("-u -g -C -D -h -p -r -t -U -T -R --user --group --chdir"), 0),
+    "doas": (_names("-u -C"), 0),
+    "pkexec": (_names("--user"), 0),
+    "stdbuf": (_names("-i -o -e"), 0),
+    "ionice": (_names("-c -n -p -P -u --class --classdata"), 0),
     "chrt": (frozenset(), 1),
     "taskset": (frozenset(), 1),
-    "chroot": (frozenset(["--userspec", "--groups"]), 1),
-    "xargs": (
-        frozenset(
-            [
-                "-I",
-                "-n",
-                "-L",
-                "-P",
-                "-s",
-                "-d",
-                "-E",
-                "-a",
-                "--arg-file",
-                "--delimiter",
-                "--max-args",
-            ]
-        ),
-        0,
-    ),
-    "time": (frozenset(["-f", "-o", "--format", "--output"]), 0),
-    "flock": (frozenset(["-w", "-E", "--timeout"]), 1),
-    "strace": (frozenset(["-o", "-e", "-p", "-s", "-u"]), 0),
+    "chroot": (_names("--userspec --groups"), 1),
+    "xargs": (_names("-I -n -L -P -s -d -E -a --arg-file --delimiter --max-args"), 0),
+    "time": (_names("-f -o --format --output"), 0),
+    "flock": (_names("-w -E --timeout"), 1),
+    "strace": (_names("-o -e -p -s -u"), 0),
 }
 # options of a wrapper that hand the rest of its arguments to a shell
 _WRAPPER_SHELLS = {
@@ -145,40 +75,30 @@ _WRAPPER_SHELLS = {
     "flock": ("-c", "--command"),
     "sudo": ("-s", "-i", "--shell", "--login"),
 }
-_SENSITIVE = frozenset(
-    [
-        "PATH",
-        "IFS",
-        "ENV",
-        "BASH_ENV",
-        "CDPATH",
-        "FPATH",
-        "PS0",
-        "PS1",
-        "PS2",
-        "PS3",
-        "PS4",
-        "PROMPT_COMMAND",
-        "SHELLOPTS",
-        "BASHOPTS",
-        "GLOBIGNORE",
-        "HISTFILE",
-    ]
+# variables that decide what code runs: the shell's own, and the dynamic loader's
+_SENSITIVE = _names(
+    "PATH IFS ENV BASH_ENV CDPATH FPATH PS0 PS1 PS2 PS3 PS4 PROMPT_COMMAND SHELLOPTS BASHOPTS "
+    "GLOBIGNORE HISTFILE"
 )
 _SENSITIVE_PREFIX = ("LD_", "DYLD_", "BASH_FUNC_")
+_STDIN = ("-", "/dev/stdin", "/dev/fd/0", "/proc/self/fd/0")
 _PYTHON = re.compile(r"python[0-9.]*|pypy[0-9.]*")
 
 
-def check(script: Script, seed: frozenset[str] = frozenset()) -> None:
+def check(script: Script, seed: frozenset[str] = frozenset(), stdin: bool = False) -> None:
     """Raise :class:`Unsafe` where a value would be run as code; see the module's text.
 
-    ``seed`` names the variables that already hold a value (for a script inside a script)."""
-    if any(_program(command.words[0]) == "alias" for command in script.commands if command.words):
-        raise Unsafe(-1, "an alias definition", "syntax")
-    tainted = _tainted(script, seed)
-    if tainted and script.arithmetic:
-        raise Unsafe(-1, "in a variable that arithmetic ((( )), $(( )) or [[ ]]) reads", "code")
-    carries = _Carries(tainted)
+    For a script inside a script: ``seed`` names the variables that already hold a value,
+    ``stdin`` says whether its input carries one."""
+    _check_bash_evaluation(script)
+    tainted = _tainted(script, seed, stdin)
+    if tainted and script.evaluating:
+        where = (
+            "in a variable that bash evaluates as code where the script reads it ((( )), "
+            "$(( )), [[ ]], an array subscript, ${!x}, ${x@P} ...)"
+        )
+        raise Unsafe(-1, where, "code")
+    carries = _Carries(tainted, stdin)
     for command in script.commands:
         for name, value in command.assigns:
             _check_assignment(name, value, carries)
@@ -194,11 +114,28 @@ def check(script: Script, seed: frozenset[str] = frozenset()) -> None:
         _check_run(_program(head), args, carries, receives)
 
 
+def _check_bash_evaluation(script: Script) -> None:
+    """Refuse aliases and ``declare -i``/``-n`` (code the check cannot follow); note names
+    with subscripts given to builtins as places where bash evaluates variables."""
+    for command in script.commands:
+        if not command.words:
+            continue
+        name, args = _program(command.words[0]), command.words[1:]
+        if name == "alias":
+            raise Unsafe(-1, "an alias definition", "syntax")
+        options = "".join(a.text for a in args if a.text.startswith(("-", "+")))
+        if name in DECLARES and ("i" in options or "n" in options):
+            raise Unsafe(-1, f"{name} -i or -n, whose variables bash evaluates as code", "syntax")
+        if name in NAMES_VARIABLES | DECLARES | {"printf", "test", "["}:
+            script.evaluating.extend(a.start for a in args if "[" in a.text)
+
+
 class _Carries:
     """Whether a word holds a value: a placeholder, or a variable that was given one."""
 
-    def __init__(self, tainted: set[str]) -> None:
+    def __init__(self, tainted: set[str], stdin: bool = False) -> None:
         self.tainted = tainted
+        self.stdin = stdin  # the script's own input holds a value
 
     def __call__(self, word: Word) -> bool:
         if word.hole is not None or word.refs & self.tainted:
@@ -219,7 +156,7 @@ def _program(word: Word) -> str:
 
 def _receives(command: Command, script: Script, carries: _Carries) -> bool:
     """Whether a value reaches the command's input: piped in, or a file it reads."""
-    if any(carries(word) for word in command.inputs):
+    if any(carries(word) for word in command.inputs) or (carries.stdin and command.stage == 0):
         return True
     return any(
         other.pipeline == command.pipeline
@@ -229,11 +166,11 @@ def _receives(command: Command, script: Script, carries: _Carries) -> bool:
     )
 
 
-def _tainted(script: Script, seed: frozenset[str]) -> set[str]:
+def _tainted(script: Script, seed: frozenset[str], stdin: bool) -> set[str]:
     """The variables that may hold a value, followed until nothing new is found."""
     tainted: set[str] = set(seed)
     while True:
-        carries = _Carries(tainted)
+        carries = _Carries(tainted, stdin)
         found = set(tainted)
         for command in script.commands:
             found |= {name.rstrip("[") for name, value in command.assigns if carries(value)}
@@ -256,12 +193,7 @@ def _tainted(script: Script, seed: frozenset[str]) -> set[str]:
 
 
 def _check_assignment(name: str, value: Word, carries: _Carries) -> None:
-    if not carries(value):
-        return
-    if name.endswith("["):
-        where = "in an array element's assignment, whose subscript bash evaluates as code"
-        raise Unsafe(_at(value), where, "code")
-    if name in _SENSITIVE or name.startswith(_SENSITIVE_PREFIX):
+    if carries(value) and (name in _SENSITIVE or name.startswith(_SENSITIVE_PREFIX)):
         where = f"in {name}, which decides what code the shell or its programs run"
         raise Unsafe(_at(value), where, "code")
 
@@ -273,7 +205,7 @@ def _check_run(name: str, args: Sequence[Word], carries: _Carries, receives: boo
     if name in RUNS_CODE and (carried or receives):
         raise Unsafe(first, f"as an argument of {name}, which runs its arguments as code", "code")
     if name in ("eval", "trap") and carries.tainted:
-        _check_inner(" ".join(arg.text for arg in args), carries.tainted, name, -1)
+        _check_inner(" ".join(arg.text for arg in args), carries.tainted, name, -1, False)
     if name in NAMES_VARIABLES and carried:
         where = f"as an argument of {name}, which takes variable names (bash evaluates an "
         raise Unsafe(first, where + "array subscript in a name as code)", "code")
@@ -344,17 +276,17 @@ def _check_interpreter(
         kind = "code" if shell_code else "script file"
         raise Unsafe(_at(operand), f"as the {kind} {name} runs", "code")
     rest = [arg for arg in args[index + 1 :] if carries(arg)]
-    if operand is not None and shell_code and (rest or carries.tainted):
+    if operand is not None and shell_code and (rest or carries.tainted or receives):
         seed = carries.tainted | ({POSITIONAL} if rest else set())
-        _check_inner(operand.text, seed, f"{name} -c", _at(rest[0]) if rest else -1)
-    if receives and not shell_code and (operand is None or operand.text == "-"):
+        _check_inner(operand.text, seed, f"{name} -c", _at(rest[0]) if rest else -1, receives)
+    if receives and not shell_code and (operand is None or operand.text in _STDIN):
         raise Unsafe(-1, f"in a pipe or file that {name} reads as its script", "code")
 
 
-def _check_inner(code: str, seed: set[str], runner: str, pos: int) -> None:
+def _check_inner(code: str, seed: set[str], runner: str, pos: int, stdin: bool) -> None:
     """The code that ``eval`` or ``sh -c`` runs, where the ``seed`` variables hold a value."""
     try:
-        check(read_script(code), frozenset(seed))
+        check(read_script(code), frozenset(seed), stdin)
     except Unsafe as unsafe:
         where = f"in a variable or argument that {runner} uses {unsafe.where}"
         if unsafe.kind == "syntax":

@@ -10,6 +10,7 @@ unbalanced quotes). What the commands then do with their words is for :mod:`midw
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 HOLE = "\x00"  # no argv element can hold a NUL, so it cannot clash with the template's text
@@ -19,10 +20,11 @@ _NAME_START = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_"
 _NAME = _NAME_START + "0123456789"
 _SPECIAL = "@*#?-$!0123456789"
 POSITIONAL = "@"  # the name :attr:`Word.refs` uses for $1, $@, $* and the like
-_KEEP_START = frozenset(["!", "{", "if", "then", "else", "elif", "do", "while", "until", "time"])
-_KEEP_START |= {"fi", "done", "}", "coproc"}
+_KEEP_START = frozenset(["!", "{", "if", "then", "else", "elif", "do", "while", "until"])
+_KEEP_START |= {"fi", "done", "}", "coproc"}  # time is read as a program (time -p CMD)
 _NOT_FOLLOWED = {"case": "a case statement", "function": "a function definition"}
 _NOT_FOLLOWED |= {"select": "a select loop"}
+_EVALUATES = re.compile(r"^!|[\[@$`]|:[^-=?+]")
 _REDIRECTIONS = ("<<<", "<<-", "<<", ">>", "<&", ">&", "<>", ">|", "<", ">")
 
 
@@ -76,7 +78,8 @@ class Command:
 @dataclass
 class Script:
     commands: list[Command] = field(default_factory=list)
-    arithmetic: list[int] = field(default_factory=list)  # positions of (( )), $(( )), [[ ]]
+    # where bash evaluates a variable's text as code: (( )), $(( )), [[ ]], ${a[i]}, ${!x} ...
+    evaluating: list[int] = field(default_factory=list)
 
 
 def read_script(text: str) -> Script:
@@ -190,6 +193,8 @@ class _Reader:
             name = _assigned(word) if start else None
             if name:
                 command.assigns.append((name, word))
+                if name.endswith("["):  # bash evaluates the subscript as arithmetic
+                    self.script.evaluating.append(word.start)
                 continue
             start = False
             command.words.append(word)
@@ -214,7 +219,7 @@ class _Reader:
         if end < 0:
             raise Unsafe(start, "an unclosed [[", "syntax")
         self.refuse_holes(start, end, "inside [[ ]], whose arithmetic tests evaluate words as code")
-        self.script.arithmetic.append(start)
+        self.script.evaluating.append(start)
         self.pos = end + 2
 
     def read_arithmetic(self, skip: int) -> None:
@@ -229,7 +234,7 @@ class _Reader:
             self.pos += 1
         where = "inside (( )) arithmetic, which evaluates words as code"
         self.refuse_holes(start, self.pos, where)
-        self.script.arithmetic.append(start)
+        self.script.evaluating.append(start)
 
     def read_redirection(self, command: Command) -> None:
         operator = next(op for op in _REDIRECTIONS if self.src.startswith(op, self.pos))
@@ -334,10 +339,11 @@ class _Reader:
         if end >= len(self.src):
             raise Unsafe(start, "an unclosed `", "syntax")
         self.refuse_holes(start, end, "inside `...` (use $(...) instead)")
-        inner = _Reader(self.src[start + 1 : end])
+        text = re.sub(r"\\([$`\\])", r"\1", self.src[start + 1 : end])  # as sh reads it
+        inner = _Reader(text)
         inner.read_list(None)
         self.script.commands.extend(inner.script.commands)
-        self.script.arithmetic.extend(inner.script.arithmetic)
+        self.script.evaluating.extend(inner.script.evaluating)
         word.dynamic = True
         self.pos = end + 1
 
@@ -346,7 +352,9 @@ class _Reader:
         following = self.peek(1)
         if following == HOLE:
             raise Unsafe(self.pos + 1, "right after a $", "quote")
-        word.dynamic = word.dynamic or (bool(following) and following in "({'\"" + _NAME + _SPECIAL)
+        word.dynamic = word.dynamic or (
+            bool(following) and following in "({['\"" + _NAME + _SPECIAL
+        )
         if self.src.startswith("$((", self.pos):
             self.read_arithmetic(3)
         elif following == "(":
@@ -363,8 +371,17 @@ class _Reader:
             if end < 0:
                 raise Unsafe(start, "an unclosed ${", "syntax")
             self.refuse_holes(start, end, "inside ${...}")
-            name = self.src[self.pos + 2 : end].lstrip("#!")
-            word.refs.add(_name_of(name))
+            body = self.src[self.pos + 2 : end]
+            word.refs.add(_name_of(body.lstrip("#!")))
+            if _EVALUATES.search(body):  # ${a[i]}, ${s:i}, ${!x}, ${x@P}, ${x:-$(...)}
+                self.script.evaluating.append(start)
+            self.pos = end + 1
+        elif following == "[":  # bash's old $[ arithmetic ]
+            end = self.src.find("]", self.pos)
+            if end < 0:
+                raise Unsafe(start, "an unclosed $[", "syntax")
+            self.refuse_holes(start, end, "inside $[ ] arithmetic, which evaluates words as code")
+            self.script.evaluating.append(start)
             self.pos = end + 1
         elif following == "'" and not self.double:  # bash's $'...'
             self.pos += 1
