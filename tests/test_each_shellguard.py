@@ -77,6 +77,13 @@ DEMONSTRATED = [
     ("y={}; echo ${{x:-$(eval $y)}}", TOUCH, "sh", "evaluates as code"),
     ("declare -i x; x={}", SUBSCRIPT, "bash", "declare -i or -n"),
     ('declare -n r={}; echo "$r"', SUBSCRIPT, "bash", "declare -i or -n"),
+    # a word that expands to nothing moves the value into the code's place
+    ("sh -c $y {}", TOUCH, "sh", "may expand to no word"),
+    ('set --; sh -c "$@" {}', TOUCH, "sh", "may expand to no word"),
+    ("python3 -c $y {}", "open('pwned', 'w')", "sh", "may expand to no word"),
+    ("env $y sh -c {}", TOUCH, "sh", "may expand to no word"),
+    ("find . -maxdepth 0 -exec $y sh -c {} ';'", TOUCH, "sh", "find -exec"),
+    ("x={}; $e declare a[x]=1", SUBSCRIPT, "bash", "name is itself an expansion"),
     # more ways of reaching a command: keywords, process substitution, backticks
     ("time -p eval {}", TOUCH, "bash", "argument of eval"),
     ("{{ eval {}; }}", TOUCH, "sh", "argument of eval"),

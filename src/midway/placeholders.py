@@ -166,8 +166,8 @@ def check_shell_safe(template: Template) -> None:
     try:
         shellguard.check(shellsyntax.read_script(script))
     except shellsyntax.Unsafe as unsafe:
-        part = fields[script.count(shellsyntax.HOLE, 0, unsafe.pos)] if unsafe.pos >= 0 else None
-        part = part or fields[0]
+        before = script.count(shellsyntax.HOLE, 0, unsafe.pos) if unsafe.pos >= 0 else 0
+        part = fields[min(before, len(fields) - 1)]
         tail = _TAILS[unsafe.kind].format(part=part)
         if unsafe.kind == "syntax":
             message = f"the --shell command uses {unsafe.where}, {tail}."

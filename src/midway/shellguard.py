@@ -107,9 +107,10 @@ def check(script: Script, seed: frozenset[str] = frozenset(), stdin: bool = Fals
         head, args = command.words[0], command.words[1:]
         if carries(head):
             raise Unsafe(_at(head), "as the command itself, which would name the program", "code")
-        if head.dynamic and any(carries(arg) for arg in args):
+        if head.dynamic and (tainted or any(carries(arg) for arg in args)):
             where = "in a command whose name is itself an expansion ($E, $(...), `...`, a glob)"
-            raise Unsafe(_at(next(arg for arg in args if carries(arg))), where, "code")
+            carried = [arg for arg in args if carries(arg)]
+            raise Unsafe(_at(carried[0]) if carried else -1, where, "code")
         receives = _receives(command, script, carries)
         _check_run(_program(head), args, carries, receives)
 
@@ -220,7 +221,9 @@ def _check_run(name: str, args: Sequence[Word], carries: _Carries, receives: boo
         raise Unsafe(first, "in printf -v, whose variable's subscript bash evaluates", "code")
     elif name in ("test", "[") and carried and any(a.text in ("-v", "-R") for a in args):
         raise Unsafe(first, f"in {name} -v, whose variable's subscript bash evaluates", "code")
-    elif name in SHELLS:
+    if name in SHELLS | WRAPPERS.keys() | INTERPRETERS.keys():
+        _check_shifts(name, args, carries)
+    if name in SHELLS:
         _check_interpreter(name, args, carries, receives, frozenset(["-c"]), _SHELL_VALUES)
     elif name in INTERPRETERS:
         _check_interpreter(name, args, carries, receives, *INTERPRETERS[name])
@@ -228,6 +231,21 @@ def _check_run(name: str, args: Sequence[Word], carries: _Carries, receives: boo
         _check_wrapper(name, args, carries, receives)
     elif name == "find":
         _check_find(args, carries)
+
+
+def _check_shifts(name: str, args: Sequence[Word], carries: _Carries) -> None:
+    """A word that may expand to no word or several moves the words after it: a value after
+    it could land where the program takes code (``sh -c $opts {}`` with $opts empty)."""
+    for index, arg in enumerate(args):
+        if arg.shifts:
+            later = next((word for word in args[index + 1 :] if carries(word)), None)
+            if later is not None:
+                where = (
+                    f"after a word of {name} that may expand to no word or several (quote it: "
+                    f'"$x"), so the value could land where {name} takes code'
+                )
+                raise Unsafe(_at(later), where, "code")
+            return
 
 
 def _check_interpreter(
@@ -351,5 +369,8 @@ def _check_find(args: Sequence[Word], carries: _Carries) -> None:
             command = args[index + 1 : end]
             if command and carries(command[0]):
                 raise Unsafe(_at(command[0]), "as the command find -exec runs", "code")
+            if command and command[0].shifts and any(map(carries, command)):
+                where = "in a command run by find -exec whose name is an expansion"
+                raise Unsafe(-1, where, "code")
             if command:
                 _check_run(_program(command[0]), command[1:], carries, False)

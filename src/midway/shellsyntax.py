@@ -52,6 +52,7 @@ class Word:
     hole_at: int | None = None  # the script position of its first placeholder
     quoted: bool = False
     dynamic: bool = False  # its text is known only when it runs: $x, $(...), `...`, globs
+    shifts: bool = False  # it may expand to no word or several ($x unquoted, "$@", globs)
     refs: set[str] = field(default_factory=set)  # the variables it expands
     inner: list[Word] = field(default_factory=list)  # the words of its $(...) substitutions
 
@@ -295,6 +296,7 @@ class _Reader:
                 continue
             lead = False
         word.dynamic = word.dynamic or _expands(word.bare)
+        word.shifts = word.shifts or _expands(word.bare)
         return word
 
     def read_single(self) -> str:
@@ -339,6 +341,7 @@ class _Reader:
         if end >= len(self.src):
             raise Unsafe(start, "an unclosed `", "syntax")
         self.refuse_holes(start, end, "inside `...` (use $(...) instead)")
+        word.shifts = word.shifts or not self.double
         text = re.sub(r"\\([$`\\])", r"\1", self.src[start + 1 : end])  # as sh reads it
         inner = _Reader(text)
         inner.read_list(None)
@@ -352,6 +355,8 @@ class _Reader:
         following = self.peek(1)
         if following == HOLE:
             raise Unsafe(self.pos + 1, "right after a $", "quote")
+        unquoted = not self.double and bool(following) and following in "({[" + _NAME + _SPECIAL
+        word.shifts = word.shifts or unquoted or following == "@"
         word.dynamic = word.dynamic or (
             bool(following) and following in "({['\"" + _NAME + _SPECIAL
         )
@@ -373,6 +378,7 @@ class _Reader:
             self.refuse_holes(start, end, "inside ${...}")
             body = self.src[self.pos + 2 : end]
             word.refs.add(_name_of(body.lstrip("#!")))
+            word.shifts = word.shifts or "@" in body  # "${@}", "${a[@]}"
             if _EVALUATES.search(body):  # ${a[i]}, ${s:i}, ${!x}, ${x@P}, ${x:-$(...)}
                 self.script.evaluating.append(start)
             self.pos = end + 1
