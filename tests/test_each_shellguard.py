@@ -7,6 +7,8 @@ and run hostile values as plain data."""
 
 from __future__ import annotations
 
+import contextlib
+import random
 import shutil
 import subprocess
 import sys
@@ -212,3 +214,50 @@ def test_the_command_line_refuses_before_any_record_runs(tmp_path: Path) -> None
         assert "Traceback" not in done.stderr
         assert not (tmp_path / "pwned").exists()
         assert not store.exists(), "nothing was written before the refusal"
+
+
+# The words a generated template is made of (separated by ¦): commands, wrappers, quoting,
+# expansions.
+def _pieces(text: str) -> list[str]:
+    return text.split("¦")
+
+
+PIECES = _pieces(
+    '{}¦echo¦eval¦sh¦bash¦-c¦\'¦"¦`¦$(¦)¦$¦;¦|¦&&¦\n¦<¦>¦x={}¦$x¦"$x"¦\\¦for x in¦do¦done¦if¦'
+    'then¦fi¦env¦xargs¦-0¦time¦-p¦command¦exec¦printf¦%s¦set --¦"$1"¦$1¦$@¦_¦read¦-r¦y¦$y¦'
+    "while¦trap¦EXIT¦cat¦x=$(printf %s {})¦{{¦}}¦E=eval¦$E¦true¦!¦declare¦-n¦-i¦${{!x}}¦"
+    "$((x))¦[[¦]]¦a[x]=1¦${{x@P}}¦printf -v¦local¦export¦find . -maxdepth 0 -exec¦\\;¦"
+    "'eval \"$1\"'¦eval\\ ¦ev\\al¦'ev'al¦`echo eval`¦xargs -0 sh -c¦python3 -c¦awk¦nice¦"
+    'timeout 1¦source¦.¦/dev/stdin¦-s¦<(¦$[x]¦$(eval¦"$("'
+)
+
+
+def test_generated_templates_that_pass_never_run_the_value(tmp_path: Path) -> None:
+    """Random templates from shell pieces (a fixed seed): each one the check lets through is
+    run with hostile values in dash and bash, and none may run them."""
+    generator = random.Random(20261207)
+    shells = [shell for shell in ("dash", "bash") if shutil.which(shell)]
+    accepted = 0
+    while accepted < 100:
+        template = " ".join(generator.choice(PIECES) for _ in range(generator.randint(2, 7)))
+        try:
+            parsed = placeholders.parse([template + " {}"])
+            placeholders.check_shell_safe(parsed)
+        except TemplateError:
+            continue
+        accepted += 1
+        for value in (TOUCH, "$(touch pwned)", SUBSCRIPT):
+            folder = tmp_path / f"t{accepted}"
+            folder.mkdir(exist_ok=True)
+            for shell in shells:
+                script = parsed.shell(lambda field: value)  # noqa: B023 (used at once)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    subprocess.run(
+                        [shell, "-c", script],
+                        cwd=folder,
+                        stdin=subprocess.DEVNULL,
+                        capture_output=True,
+                        timeout=10,
+                        check=False,
+                    )
+                assert not (folder / "pwned").exists(), (shell, template, value)
