@@ -89,6 +89,7 @@ DEMONSTRATED = [
     # more ways of reaching a command: keywords, process substitution, backticks
     ("time -p eval {}", TOUCH, "bash", "argument of eval"),
     ("{{ eval {}; }}", TOUCH, "sh", "argument of eval"),
+    ("set -- a; for x do eval {}; done", TOUCH, "sh", "argument of eval"),
     ("cat <(eval {})", TOUCH, "bash", "argument of eval"),
     ("x={}; `\\$x`", TOUCH, "sh", "as the command itself"),
     ("printf '%s\\n' {} | bash /dev/stdin", TOUCH, "sh", "bash reads as its script"),

@@ -211,6 +211,9 @@ class _Reader:
             if not self.peek() or self.peek() in _META:
                 return
             word = self.read_word()
+            if word.text == "do" and not word.quoted:  # for x do ...: the body starts
+                self.pos = word.start
+                return
             if word.text != "in" or word.quoted:
                 command.assigns.append((name.text, word))
 
