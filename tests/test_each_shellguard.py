@@ -117,6 +117,8 @@ REFUSED = [
     ("sed {} file.txt", "program sed runs"),
     ("sed -e {} file.txt", "code sed -e runs"),
     ("python3 -m {}", "code python -m runs"),
+    ("touch {}; sh -c *", "glob or unquoted expansion as the code sh runs"),  # a file name
+    ("touch {}; eval *", "glob or unquoted expansion as the code of eval"),
     ('echo "{}"', 'inside "..." quotes'),
     ("echo '{}'", "inside '...' quotes"),
     ('echo "$(echo {})"', 'inside "..." quotes'),

@@ -205,6 +205,9 @@ def _check_run(name: str, args: Sequence[Word], carries: _Carries, receives: boo
     first = _at(carried[0]) if carried else -1
     if name in RUNS_CODE and (carried or receives):
         raise Unsafe(first, f"as an argument of {name}, which runs its arguments as code", "code")
+    if name in ("eval", "trap", "source", ".") and any(arg.shifts for arg in args):
+        where = f"a glob or unquoted expansion as the code of {name} (a file name, known only then)"
+        raise Unsafe(-1, where, "syntax")
     if name in ("eval", "trap") and carries.tainted:
         _check_inner(" ".join(arg.text for arg in args), carries.tainted, name, -1, False)
     if name in NAMES_VARIABLES and carried:
@@ -293,6 +296,12 @@ def _check_interpreter(
     if operand is not None and carries(operand):
         kind = "code" if shell_code else "script file"
         raise Unsafe(_at(operand), f"as the {kind} {name} runs", "code")
+    if operand is not None and operand.shifts:
+        kind = "code" if shell_code else "script file"
+        where = (
+            f"a glob or unquoted expansion as the {kind} {name} runs (a file name, known only then)"
+        )
+        raise Unsafe(-1, where, "syntax")
     rest = [arg for arg in args[index + 1 :] if carries(arg)]
     if operand is not None and shell_code and (rest or carries.tainted or receives):
         seed = carries.tainted | ({POSITIONAL} if rest else set())
