@@ -88,6 +88,7 @@ DEMONSTRATED = [
     ("x={}; $e declare a[x]=1", SUBSCRIPT, "bash", "name is itself an expansion"),
     # more ways of reaching a command: keywords, process substitution, backticks
     ("time -p eval {}", TOUCH, "bash", "argument of eval"),
+    ("time e=1 eval {}", TOUCH, "bash", "argument of eval"),
     ("{{ eval {}; }}", TOUCH, "sh", "argument of eval"),
     ("set -- a; for x do eval {}; done", TOUCH, "sh", "argument of eval"),
     ("cat <(eval {})", TOUCH, "bash", "argument of eval"),

@@ -334,7 +334,8 @@ def _check_wrapper(name: str, args: Sequence[Word], carries: _Carries, receives:
     index = 0
     while index < len(args):
         arg, text = args[index], args[index].text
-        if name == "env" and "=" in arg.lead and not text.startswith("-"):
+        # NAME=value: env's, or bash's after its time keyword; a program so named is unlikely
+        if re.match(r"[A-Za-z_][A-Za-z0-9_]*=", arg.lead):
             _check_assignment(arg.lead.split("=")[0], arg, carries)
             index += 1
             continue
