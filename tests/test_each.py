@@ -197,8 +197,8 @@ def test_the_quote_check_is_needed(tmp_path: Path) -> None:
         (["echo", "$((", "{v}", "+", "1", "))"], "arithmetic"),
         (["((", "x", "=", "{v}", "))"], "arithmetic"),
         (["[[", "1", "-eq", "{v}", "]]"], "[[ ]]"),
-        (["eval", "echo", "{v}"], "eval or let"),
-        (["true;", "let", "x={v}"], "eval or let"),
+        (["eval", "echo", "{v}"], "argument of eval"),
+        (["true;", "let", "x={v}"], "argument of let"),
     ],
 )
 def test_shell_refuses_unsafe_places(command: list[str], where: str) -> None:

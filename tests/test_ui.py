@@ -147,7 +147,7 @@ def test_watch_a_running_job_then_reset_it_after_its_crash(
     runner = job.start()
     runner.wait_for_keys(5)
     with serve(store_url) as served:
-        page.goto(served.url)
+        page.goto(served.sign_in())
         row = page.locator(f'tr[data-job="{job.key}"]')
         expect(row.locator('[data-field="status"]')).to_have_text("running")
         expect(row.locator('[data-field="owner"]')).to_have_text(re.compile(rf":{runner.pid}$"))
@@ -225,6 +225,29 @@ def test_sign_in_with_the_token_link(tmp_path: Path, page: Page) -> None:
         assert all("s3cret" not in c["value"] for c in cookies)
 
 
+def test_the_link_printed_at_start_signs_in(tmp_path: Path, page: Page) -> None:
+    """No --token given: `midway ui` makes one and prints the link; opening it is enough."""
+    from playwright.sync_api import expect
+
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    job = CrashJob(tmp_path / "job", Spec(store=url, n=30, every=5, pause=0.0))
+    assert job.run().returncode == 0
+    with serve(url) as served:
+        match = re.search(r"open (http://\S+) once to sign in", served.banner)
+        assert match, served.banner
+        link = match.group(1)
+        response = page.goto(served.url)
+        assert response is not None
+        assert response.status == 401, "without the link, no way in"
+        page.goto(link)
+        assert page.url == served.url, "the token does not stay in the address bar"
+        row = page.locator(f'tr[data-job="{job.key}"]')
+        expect(row.locator('[data-field="status"]')).to_have_text("completed")
+        expect(page.locator("#live")).to_contain_text("live")
+        assert served.token is not None
+        assert all(served.token not in c["value"] for c in page.context.cookies())
+
+
 def test_retry_a_failed_item_and_add_a_note_through_the_page(
     tmp_path: Path, page: Page, item_jobs: list[ItemJob]
 ) -> None:
@@ -241,7 +264,7 @@ def test_retry_a_failed_item_and_add_a_note_through_the_page(
     first = job.start()
     with serve(url) as served:
         job.wait_for(0, 0)
-        page.goto(f"{served.url}jobs/{job.key}")
+        page.goto(served.sign_in(f"jobs/{job.key}"))
         status = page.locator('#job [data-field="status"]').first
         succeeded = page.locator('[data-field="succeeded"]')
         expect(status).to_have_text("running")
@@ -340,7 +363,7 @@ def test_resolve_an_in_doubt_item_through_the_page(
     assert "item 12 was refused on purpose" in stopped.stderr
     assert ledger(url, job.key)[12].status == "in_doubt"
     with serve(url) as served:
-        page.goto(f"{served.url}jobs/{job.key}")
+        page.goto(served.sign_in(f"jobs/{job.key}"))
         expect(page.locator('[data-field="in_doubt"]')).to_have_text("1")
         row = page.locator('.items tr[data-key="12"]')
         expect(row.locator(".status")).to_have_text("in_doubt")

@@ -26,7 +26,7 @@ from midway.owner import Owner, hostname, process_start_ticks
 from midway.stores import RunRecord, open_store
 from midway.web import formatting
 from midway.web.app import create_app
-from midway.web.security import Guard, host_name, is_loopback
+from midway.web.security import Guard, is_loopback, parse_host
 from support.uiserver import serve
 
 with warnings.catch_warnings():
@@ -242,6 +242,8 @@ def test_without_a_token_only_loopback_host_names_are_answered(store_url: str) -
         rebound = http.get("/api/jobs", headers={"Host": "evil.example:8737"})
         assert rebound.status_code == 403
         assert "answers only to" in rebound.json()["error"]
+        for host in ("127.0.0.1:8737@evil.example", "localhost:8737@evil.example", "127.0.0.1:80"):
+            assert http.get("/api/jobs", headers={"Host": host}).status_code == 403, host
 
 
 def test_host_helpers() -> None:
@@ -254,9 +256,11 @@ def test_host_helpers() -> None:
     assert not is_loopback("::")
     assert not is_loopback("192.168.1.5")
     assert not is_loopback("example.com")
-    assert host_name("[::1]:8737") == "::1"
-    assert host_name("localhost:80") == "localhost"
-    assert host_name("127.0.0.1") == "127.0.0.1"
+    assert parse_host("[::1]:8737") == ("::1", 8737)
+    assert parse_host("localhost:80") == ("localhost", 80)
+    assert parse_host("127.0.0.1") == ("127.0.0.1", None)
+    assert parse_host("127.0.0.1:8737@evil.example") is None
+    assert parse_host("127.0.0.1:") is None
 
 
 # -- which POSTs count --------------------------------------------------------------------
@@ -351,10 +355,10 @@ def run_ui(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
 def test_no_token_no_exposure(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'state.db'}"
     for host in ("0.0.0.0", "::", "192.0.2.10"):
-        result = run_ui("--host", host, "--port", "0", "--store", url)
+        result = run_ui("--host", host, "--port", "0", "--store", url, "--no-token")
         assert result.returncode == 2, (host, result.stderr)
         assert f"refusing to serve the dashboard on {host} without a token" in result.stderr
-        assert "MIDWAY_UI_TOKEN" in result.stderr
+        assert "Drop --no-token" in result.stderr
         assert result.stdout == ""
 
 

@@ -433,9 +433,10 @@ A record without a field its command needs fails with a clear error.
 
 Each argument stays one argument whatever the values hold: no shell is involved. With
 --shell, the arguments are joined into one /bin/sh script and every value is quoted for
-the shell (placeholders inside quotes, backticks or heredocs are refused: a value there
-could run code). A command that evaluates its arguments again (eval, ssh, sh -c) is
-still yours to guard: pass values with --env and check them.
+the shell. A placeholder must stay a plain argument: it is refused inside quotes, as the
+command itself, as the code of eval, trap, source, sh -c and the like (also behind env,
+sudo, xargs ...), in a variable that is then run, or piped into a shell. A program of
+yours that runs its arguments as code is still yours to guard: pass values with --env.
 
 --stdin feeds the record to the command's input (CSV: the header and the row); otherwise
 its input is empty. --env adds MIDWAY_RECORD and MIDWAY_FIELD_<NAME> (upper case, other

@@ -5,15 +5,12 @@ A template is the command's argv with placeholders in any element: ``{}`` is the
 element stays one argument, whatever the values hold, and no shell ever sees them. With
 ``--shell`` the elements are joined by spaces into one script for ``/bin/sh -c`` and every
 value is quoted with :func:`shlex.quote`. A quoted value is one safe word only where the shell
-reads it as a plain word, so :func:`check_shell_safe` refuses a placeholder in any place where
-the shell would read the quoting differently (inside quotes, backticks, comments, heredocs,
-after a backslash or ``$``) or evaluate the word as code again (arithmetic, ``[[ ]]``,
-``eval``, ``let``).
+reads it as a plain argument, so :func:`check_shell_safe` reads the script as the shell does
+and refuses a placeholder anywhere else (see :mod:`midway.shellguard`).
 """
 
 from __future__ import annotations
 
-import re
 import shlex
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -140,135 +137,42 @@ def parse_element(text: str) -> tuple[Part, ...]:
 
 # -- the shell-safety check ---------------------------------------------------------------
 
-_WORD_END = frozenset(" \t\n;&|()<>")
-_EVAL_WORDS = re.compile(r"(?:^|[\s;&|(])(eval|let)(?=\s)")
 _USE_ENV = "pass such values with --env (as $MIDWAY_FIELD_...) or --stdin instead"
+_TAILS = {
+    "quote": "where a quoted value would not stay one plain word (a hostile value could run "
+    "commands). --shell quotes every value for you: write {part} bare, outside quotes; or "
+    + _USE_ENV,
+    "code": "a hostile value could run any command. Give values only as arguments of "
+    "commands that do not run them; or " + _USE_ENV + ", to a script that checks them",
+    "syntax": "which midway does not follow to check where {part} goes (a hostile value "
+    "could run commands). Put that logic in a script file that takes the values as its "
+    "arguments; or " + _USE_ENV,
+}
 
 
 def check_shell_safe(template: Template) -> None:
-    """Refuse placeholders where a ``shlex.quote``-d value would not be one plain word.
+    """Refuse placeholders where the shell would not take a ``shlex.quote``-d value as one
+    plain argument (see :mod:`midway.shellguard`). A template without placeholders puts no
+    value in the script and is not checked."""
+    from midway import shellguard, shellsyntax
 
-    A small scanner of POSIX shell syntax: it follows quotes, backslashes, backticks,
-    comments and heredocs through the literal text, and looks at the state each placeholder
-    lands in. It is deliberately strict: a refusal names the place and the way out."""
-    scanner = _Scanner()
-    for part in template.shell_parts():
-        if isinstance(part, str):
-            scanner.feed(part)
-            continue
-        where = scanner.unsafe_place()
-        if where:
-            raise TemplateError(
-                f"placeholder {part} sits {where} in the --shell command, where a quoted value "
-                "would not stay one plain word (a hostile value could run commands). --shell "
-                f"quotes every value for you: write {part} bare, outside quotes; or {_USE_ENV}."
-            )
-        scanner.value()
-
-
-class _Scanner:
-    def __init__(self) -> None:
-        self.state = "plain"  # plain, single, double, backtick, comment
-        self.escaped = False
-        self.heredoc = False
-        self.word_start = True
-        self.after_dollar = False
-        self.arith = 0  # unclosed (( of arithmetic
-        self.cond = 0  # unclosed [[
-        self.evaluates = False  # an eval or let word was seen
-        self.plain_text: list[str] = []  # the text read in the plain state, for word checks
-
-    def feed(self, text: str) -> None:
-        for char in text:
-            self._char(char)
-
-    def value(self) -> None:
-        """A quoted value was inserted here: a plain word, in the plain state."""
-        self.word_start = False
-        self.after_dollar = False
-        self.escaped = False
-        self.plain_text.append("x")
-
-    def unsafe_place(self) -> str:
-        if self.state == "single":
-            return "inside '...' quotes"
-        if self.state == "double":
-            return 'inside "..." quotes'
-        if self.state == "backtick":
-            return "inside `...` (use $(...) instead)"
-        if self.state == "comment":
-            return "in a # comment"
-        if self.escaped:
-            return "right after a backslash"
-        if self.after_dollar:
-            return "right after a $"
-        if self.heredoc:
-            return "after a << heredoc"
-        if self.arith > 0:
-            return "inside (( )) arithmetic, which evaluates words as code"
-        if self.cond > 0:
-            return "inside [[ ]], whose arithmetic tests evaluate words as code"
-        if self.evaluates or _EVAL_WORDS.search("".join(self.plain_text)):
-            self.evaluates = True
-            return "in a command with eval or let, which run their words as code"
-        return ""
-
-    def _char(self, char: str) -> None:
-        state = self.state
-        if state == "single":
-            if char == "'":
-                self.state = "plain"
-            return
-        if state == "comment":
-            if char == "\n":
-                self.state = "plain"
-                self.word_start = True
-            return
-        if self.escaped:
-            self.escaped = False
-            if state == "plain":
-                self.plain_text.append("_")
-                self.word_start = False
-            return
-        if char == "\\":
-            self.escaped = True
-            self.after_dollar = False
-            return
-        if state == "double":
-            if char == '"':
-                self.state = "plain"
-            return
-        if state == "backtick":
-            if char == "`":
-                self.state = "plain"
-            return
-        # the plain state
-        self.plain_text.append(char)
-        text = "".join(self.plain_text[-3:])
-        if char == "'":
-            self.state = "single"
-        elif char == '"':
-            self.state = "double"
-        elif char == "`":
-            self.state = "backtick"
-        elif char == "#" and self.word_start:
-            self.state = "comment"
-        elif text.endswith("<<"):  # a heredoc; or bash's <<< here-string, which dash lacks
-            self.heredoc = True
-        elif text.endswith("(("):
-            self.arith += 1
-            self.plain_text.append(" ")  # so that ((( counts once per pair
-        elif text.endswith("))") and self.arith:
-            self.arith -= 1
-            self.plain_text.append(" ")
-        elif text.endswith("[[") and self.word_start_before(2):
-            self.cond += 1
-        elif text.endswith("]]") and self.cond:
-            self.cond -= 1
-        self.after_dollar = char == "$"
-        self.word_start = char in _WORD_END
-
-    def word_start_before(self, length: int) -> bool:
-        """Whether the last ``length`` plain characters began a word."""
-        before = self.plain_text[-length - 1] if len(self.plain_text) > length else " "
-        return before in _WORD_END
+    parts = template.shell_parts()
+    fields = [part for part in parts if isinstance(part, Field)]
+    if not fields:
+        return
+    if any(isinstance(part, str) and shellsyntax.HOLE in part for part in parts):
+        raise TemplateError("a --shell command cannot hold a NUL character")
+    script = "".join(shellsyntax.HOLE if isinstance(part, Field) else part for part in parts)
+    try:
+        shellguard.check(shellsyntax.read_script(script))
+    except shellsyntax.Unsafe as unsafe:
+        before = script.count(shellsyntax.HOLE, 0, unsafe.pos) if unsafe.pos >= 0 else 0
+        part = fields[min(before, len(fields) - 1)]
+        tail = _TAILS[unsafe.kind].format(part=part)
+        if unsafe.kind == "syntax":
+            message = f"the --shell command uses {unsafe.where}, {tail}."
+        elif unsafe.kind == "code":
+            message = f"placeholder {part} in the --shell command sits {unsafe.where}: {tail}."
+        else:
+            message = f"placeholder {part} sits {unsafe.where} in the --shell command, {tail}."
+        raise TemplateError(message) from None

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import IO
 
 ADDRESS = re.compile(r"serving (http://\S+/)")
+SIGN_IN = re.compile(r"open (http://\S+/)\?token=(\S+) once to sign in")
 
 
 @dataclass
@@ -22,6 +23,16 @@ class Served:
     url: str  # http://127.0.0.1:<port>/
     proc: subprocess.Popen[bytes]
     banner: str  # what the command printed on start
+    token: str | None  # the token in the sign-in link it printed (None with --no-token)
+
+    def sign_in(self, path: str = "") -> str:
+        """The address of ``path`` with the token, which signs a browser in on the way."""
+        return f"{self.url}{path}?token={self.token}" if self.token else self.url + path
+
+    @property
+    def auth(self) -> dict[str, str]:
+        """The header that admits a script's request."""
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
 
 def read_banner(proc: subprocess.Popen[bytes], errors: IO[bytes], timeout: float = 30.0) -> str:
@@ -72,7 +83,8 @@ def serve(
             assert match is not None
             # A wildcard bind prints the machine's name; reach it through loopback.
             url = re.sub(r"//[^/]+:", "//127.0.0.1:", match.group(1))
-            yield Served(url, proc, banner)
+            sign_in = SIGN_IN.search(banner)
+            yield Served(url, proc, banner, sign_in.group(2) if sign_in else None)
         finally:
             if proc.poll() is None:
                 proc.terminate()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import secrets
 import socket
 
 import click
@@ -25,20 +26,29 @@ def require_extra() -> None:
         )
 
 
-def check_exposure(host: str, token: str | None) -> None:
-    """Refuse a bind that other machines can reach unless a token guards it."""
+def choose_token(host: str, token: str | None, no_token: bool) -> str | None:
+    """The dashboard's token: the one given, else a new random one; None for --no-token,
+    which only a loopback bind may have."""
     from midway.web.security import is_loopback
 
     if token is not None and not token.strip():
         raise ConfigError("--token (or MIDWAY_UI_TOKEN) is empty; give a token, or leave it out")
-    if token is None and not is_loopback(host):
+    if no_token and token is not None:
+        raise ConfigError(
+            "--no-token and a token (--token or MIDWAY_UI_TOKEN) contradict each other: "
+            "drop one of them"
+        )
+    if no_token and not is_loopback(host):
         raise ConfigError(
             f"refusing to serve the dashboard on {host} without a token: anyone who can reach "
             "this machine could read every job's state, and reset jobs or resolve their items. "
-            "Pass --token T (or set "
-            "MIDWAY_UI_TOKEN), or keep the default --host 127.0.0.1 and reach it through an "
-            "SSH tunnel (ssh -L 8737:127.0.0.1:8737 this-host)."
+            "Drop --no-token (a token is made for you, or set MIDWAY_UI_TOKEN), or keep the "
+            "default --host 127.0.0.1 and reach it through an SSH tunnel "
+            "(ssh -L 8737:127.0.0.1:8737 this-host)."
         )
+    if no_token:
+        return None
+    return token if token is not None else secrets.token_urlsafe(32)
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -76,7 +86,7 @@ def _address_for_people(host: str, port: int) -> str:
     "--host",
     default="127.0.0.1",
     show_default=True,
-    help="Address to listen on. Anything but loopback needs --token.",
+    help="Address to listen on (anything but loopback always has a token).",
 )
 @click.option(
     "--port",
@@ -90,9 +100,14 @@ def _address_for_people(host: str, port: int) -> str:
     envvar="MIDWAY_UI_TOKEN",
     default=None,
     help=(
-        "Require this token on every request (default: $MIDWAY_UI_TOKEN, which, unlike a "
-        "command-line argument, other users cannot see in ps)."
+        "The token every request must carry (default: $MIDWAY_UI_TOKEN, which, unlike a "
+        "command-line argument, other users cannot see in ps; else a new random one)."
     ),
+)
+@click.option(
+    "--no-token",
+    is_flag=True,
+    help="No token: every user of this machine may use the dashboard (loopback only).",
 )
 @click.option(
     "--store",
@@ -102,12 +117,14 @@ def _address_for_people(host: str, port: int) -> str:
     default=None,
     help="Store URL (default: $MIDWAY_STORE, else sqlite:///.midway/state.db).",
 )
-def ui(host: str, port: int, token: str | None, store_url: str | None) -> None:
+def ui(host: str, port: int, token: str | None, no_token: bool, store_url: str | None) -> None:
     """Serve a dashboard of the store's jobs: live progress, each job's details,
     throughput chart and report; retry failed items, resolve in-doubt ones, add notes, reset.
 
-    It listens on 127.0.0.1 unless told otherwise; any other address needs a token,
-    which people then pass once as /?token=... (or as 'Authorization: Bearer ...').
+    It listens on 127.0.0.1 unless told otherwise, and needs a token, as Jupyter does: a
+    new random one at each start unless --token or MIDWAY_UI_TOKEN gives one. Open the
+    link it prints (/?token=...) once to sign the browser in; scripts send
+    'Authorization: Bearer ...'. --no-token lets every user of this machine in.
     Needs the ui extra: pip install 'midway[ui]'.
 
     \b
@@ -115,9 +132,10 @@ def ui(host: str, port: int, token: str | None, store_url: str | None) -> None:
       midway ui
       midway ui --port 9000 --store sqlite:///jobs.db
       MIDWAY_UI_TOKEN=$(openssl rand -hex 16) midway ui --host 0.0.0.0
+      midway ui --no-token        # a machine of one's own
     """
     require_extra()
-    check_exposure(host, token)
+    token = choose_token(host, token, no_token)
     url = store_url or default_url()
     try:
         open_store(url, create=False).close()
@@ -132,12 +150,14 @@ def ui(host: str, port: int, token: str | None, store_url: str | None) -> None:
 
     sock = bind(host, port)
     port = sock.getsockname()[1]
-    app = create_app(url, Guard(token=token, port=port))
+    app = create_app(url, Guard(token=token, port=port, host=host))
     address = _address_for_people(host, port)
     shown = redact_url(url)
     banner = [f"midway ui: serving {address} for the jobs in {shown} (Ctrl-C stops it)"]
     if token is not None:
         banner.append(f"  open {address}?token={token} once to sign in")
+    else:
+        banner.append("  no token (--no-token): every user of this machine can open it")
     if waiting:
         banner.append(f"  no store at {shown} yet: jobs appear once one runs")
     click.echo("\n".join(banner))  # one write: a reader sees all of it or none

@@ -1,9 +1,12 @@
 """Who may use the dashboard, and which POSTs really come from it.
 
-- Access. With a token set, every request carries it: an ``Authorization: Bearer`` header, or
-  the cookie that opening ``/?token=...`` sets. Without a token (allowed on loopback only) a
-  request must name a loopback host, so that a page on another site cannot reach the dashboard
-  by pointing its own domain at 127.0.0.1 (DNS rebinding).
+- Access. ``midway ui`` has a token unless told ``--no-token`` (loopback only): every request
+  carries it, as an ``Authorization: Bearer`` header or the cookie that opening
+  ``/?token=...`` sets.
+- Host. Every request names this dashboard in its ``Host`` header, parsed strictly: a loopback
+  name or address (or the ``--host`` it listens on), and the port it listens on if any. So a
+  page on another site cannot reach it by pointing its own domain at 127.0.0.1 (DNS
+  rebinding), and ``127.0.0.1:8737@evil.example`` is not mistaken for a loopback name.
 - Actions. POST only; the form carries a CSRF token bound to the browser's session cookie; and
   a request the browser marks as coming from another site (``Sec-Fetch-Site``, ``Origin``) is
   refused whatever it carries.
@@ -14,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import re
 import secrets
 from dataclasses import dataclass, field
 from urllib.parse import urlencode, urlsplit
@@ -47,11 +51,18 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def host_name(host_header: str) -> str:
-    """The name part of a Host header: ``[::1]:8737`` -> ``::1``, ``a.b:80`` -> ``a.b``."""
-    if host_header.startswith("["):
-        return host_header[1 : host_header.find("]")] if "]" in host_header else host_header
-    return host_header.rsplit(":", 1)[0] if host_header.count(":") == 1 else host_header
+# a name (letters, digits, dots, dashes) or a bracketed IPv6 address, and an optional port
+_HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::([0-9]{1,5}))?")
+WILDCARDS = ("", "0.0.0.0", "::", "[::]")
+
+
+def parse_host(header: str) -> tuple[str, int | None] | None:
+    """``(name, port)`` of a Host header, or None when it is anything but ``name[:port]``."""
+    match = _HOST.fullmatch(header)
+    if match is None:
+        return None
+    name = match.group(1).strip("[]").rstrip(".").lower()
+    return name, int(match.group(2)) if match.group(2) else None
 
 
 def _digest(key: bytes, text: str) -> str:
@@ -68,6 +79,7 @@ class Guard:
 
     token: str | None
     port: int
+    host: str = "127.0.0.1"  # the address it listens on
     secret: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
 
     @property
@@ -86,9 +98,37 @@ class Guard:
     def token_matches(self, given: str) -> bool:
         return self.token is not None and hmac.compare_digest(given.encode(), self.token.encode())
 
+    def host_refusal(self, header: str) -> str | None:
+        """Why a request naming ``header`` as its host is not for this dashboard, or None."""
+        parsed = parse_host(header)
+        if parsed is None:
+            return f"the request's Host header {header!r} is not a host name and port"
+        name, port = parsed
+        if port is not None and port != self.port:
+            return (
+                f"the request named port {port}, but this dashboard listens on {self.port} "
+                "(an SSH tunnel must use the same port on both ends)"
+            )
+        if is_loopback(name):
+            return None
+        if self.host.lower() in WILDCARDS and self.token is not None:
+            return None  # reachable by any of the machine's names; the token guards it
+        if name == self.host.strip("[]").rstrip(".").lower():
+            return None
+        return (
+            f"this dashboard answers only to {self.address_names()} (the request named host "
+            f"{header!r})"
+        )
+
+    def address_names(self) -> str:
+        names = "http://127.0.0.1 or http://localhost"
+        if not is_loopback(self.host) and self.host.lower() not in WILDCARDS:
+            names += f" or http://{self.host}"
+        return names
+
     def admits(self, request: Request) -> bool:
         if self.token is None:
-            return is_loopback(host_name(request.headers.get("host", "")))
+            return True
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() == "bearer" and self.token_matches(given.strip()):
             return True
@@ -153,7 +193,12 @@ class Gatekeeper:
             await send(message)
 
         request = Request(scope)
-        response = self._login(request) or self._refusal(request)
+        hosts = request.headers.getlist("host")
+        wrong_host = self.guard.host_refusal(hosts[0] if len(hosts) == 1 else "")
+        if wrong_host is not None:
+            response: Response | None = self._deny(request, wrong_host, status=403)
+        else:
+            response = self._login(request) or self._refusal(request)
         if response is not None:
             await response(scope, receive, send_with_headers)
             return
@@ -181,13 +226,6 @@ class Gatekeeper:
     def _refusal(self, request: Request) -> Response | None:
         if self.guard.admits(request):
             return None
-        if self.guard.token is None:
-            return self._deny(
-                request,
-                "this dashboard answers only to http://127.0.0.1 or http://localhost "
-                f"(the request named host {request.headers.get('host', '')!r})",
-                status=403,
-            )
         return self._deny(
             request,
             "this dashboard needs its token: open the address `midway ui` printed (it ends "
