@@ -17,12 +17,9 @@ import functools
 import inspect
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
 from midway.errors import ConfigError
-
-if TYPE_CHECKING:
-    from midway.job import Job
 
 Handler = Callable[[Any, Any], Any]
 
@@ -53,7 +50,9 @@ def check_result(result: object) -> None:
         )
 
 
-def prepare(job: Job, handler: Handler) -> tuple[Handler, AsyncOneByOne | None]:
+def prepare(
+    handler: Handler, *, workers: int, executor: str
+) -> tuple[Handler, AsyncOneByOne | None]:
     """The handler as the engine calls it, or a ``ConfigError`` before anything starts. The
     second value, when not None, owns an event loop to close when the run ends."""
     if not callable(handler):
@@ -61,24 +60,24 @@ def prepare(job: Job, handler: Handler) -> tuple[Handler, AsyncOneByOne | None]:
             f"the handler must be a function handler(item, ctx), not {type(handler).__name__}"
         )
     asynchronous = is_async(handler)
-    if job.executor == "process":
+    if executor == "process":
         if asynchronous:
             raise ConfigError(
                 "an `async def` handler runs on an event loop: use executor='async' "
                 "(executor='process' is for CPU-bound plain functions)"
             )
-        if job.workers > 1:
+        if workers > 1:
             check_importable(handler)
-    if asynchronous and job.workers == 1:
+    if asynchronous and workers == 1:
         one = AsyncOneByOne(handler)
         return one, one
-    if job.workers > 1:
-        if asynchronous and job.executor != "async":
+    if workers > 1:
+        if asynchronous and executor != "async":
             raise ConfigError(
                 "an `async def` handler with workers= needs executor='async' "
-                f"(Job(..., workers={job.workers}, executor='async'))"
+                f"(Job(..., workers={workers}, executor='async'))"
             )
-        if not asynchronous and job.executor == "async":
+        if not asynchronous and executor == "async":
             raise ConfigError(
                 "executor='async' runs `async def` handlers; this handler is a plain function "
                 "(use executor='thread' for it)"

@@ -216,7 +216,7 @@ class Job:
         :class:`midway.Stopped` (exit code 130 / 143 when uncaught).
         """
         source = as_source(source)
-        handler, owned = prepare_handler(self, handler)
+        handler, owned = prepare_handler(handler, workers=self.workers, executor=self.executor)
         try:
             if distributed or worker_mode():
                 return run_distributed(self, source, handler, state)

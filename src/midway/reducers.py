@@ -89,10 +89,14 @@ class Max(Reducer):
 
     name = "max"
 
+    @staticmethod
+    def wins(part: Any, total: Any) -> bool:
+        return bool(part > total)
+
     def combine(self, total: Any, part: Any) -> Any:
         if part is None:
             return total
-        return part if total is None or part > total else total
+        return part if total is None or self.wins(part, total) else total
 
     def accepts(self, value: object) -> bool:
         return value is None or _number(value) or isinstance(value, str)
@@ -106,10 +110,9 @@ class Min(Max):
 
     name = "min"
 
-    def combine(self, total: Any, part: Any) -> Any:
-        if part is None:
-            return total
-        return part if total is None or part < total else total
+    @staticmethod
+    def wins(part: Any, total: Any) -> bool:
+        return bool(part < total)
 
 
 class Last(Reducer):

@@ -219,12 +219,19 @@ class _Reader:
 
     def read_condition(self, start: int) -> None:
         """``[[ ... ]]``: bash evaluates words of its arithmetic tests as code."""
-        end = self.src.find("]]", self.pos)
+        self.read_evaluating(
+            start, "[[", "]]", "inside [[ ]], whose arithmetic tests evaluate words as code"
+        )
+
+    def read_evaluating(self, start: int, opener: str, closer: str, why: str) -> None:
+        """From ``pos`` to ``closer``: a stretch the shell evaluates as code, where no
+        placeholder may stand."""
+        end = self.src.find(closer, self.pos)
         if end < 0:
-            raise Unsafe(start, "an unclosed [[", "syntax")
-        self.refuse_holes(start, end, "inside [[ ]], whose arithmetic tests evaluate words as code")
+            raise Unsafe(start, f"an unclosed {opener}", "syntax")
+        self.refuse_holes(start, end, why)
         self.script.evaluating.append(start)
-        self.pos = end + 2
+        self.pos = end + len(closer)
 
     def read_arithmetic(self, skip: int) -> None:
         """``((`` or ``$((`` at ``pos``: to the matching ``))``."""
@@ -386,12 +393,9 @@ class _Reader:
                 self.script.evaluating.append(start)
             self.pos = end + 1
         elif following == "[":  # bash's old $[ arithmetic ]
-            end = self.src.find("]", self.pos)
-            if end < 0:
-                raise Unsafe(start, "an unclosed $[", "syntax")
-            self.refuse_holes(start, end, "inside $[ ] arithmetic, which evaluates words as code")
-            self.script.evaluating.append(start)
-            self.pos = end + 1
+            self.read_evaluating(
+                start, "$[", "]", "inside $[ ] arithmetic, which evaluates words as code"
+            )
         elif following == "'" and not self.double:  # bash's $'...'
             self.pos += 1
             word.text += self.read_single()
