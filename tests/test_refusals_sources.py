@@ -79,6 +79,14 @@ def test_unordered_inputs_are_refused_by_run_and_loop(tmp_path: Path, items: Any
     assert not (tmp_path / "s.db").exists()
 
 
+@pytest.mark.parametrize("items", [{3, 1, 2}, frozenset({1, 2}), {"a": 1}])
+def test_sources_sequence_refuses_what_it_cannot_read_by_position(items: Any) -> None:
+    """``sources.sequence`` reads by index: a set (unordered) or a mapping was a raw
+    TypeError at the first item, after the run had been recorded."""
+    with pytest.raises(ConfigError, match="needs a list, tuple or range"):
+        sources.sequence(items)
+
+
 def test_a_sorted_set_and_a_dicts_keys_are_accepted(tmp_path: Path) -> None:
     job = midway.Job("j", store=f"sqlite:///{tmp_path / 's.db'}", progress=False)
     seen: list[Any] = []

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any
 
-from midway.errors import SourceError
+from midway.errors import ConfigError, SourceError
 from midway.jsonutil import JSONValue
 from midway.sources.base import Chunk, KeySpec, NumberedChunk, key_function, position_as_count
 
@@ -127,5 +128,23 @@ class SharedList(NumberedChunk):
 
 
 def sequence(items: Sequence[Any], key: KeySpec = None, *, name: str = "") -> SequenceSource:
-    """A list, tuple or range. The position is the index; ``key=`` names an item's identity."""
+    """A list, tuple or range. The position is the index; ``key=`` names an item's identity.
+
+    Anything it cannot index by position is refused before a run starts: a set above all,
+    whose order is not the same in the next process."""
+    if not (hasattr(items, "__getitem__") and hasattr(items, "__len__")) or isinstance(
+        items, AbstractSet | Mapping
+    ):
+        what = type(items).__name__
+        if isinstance(items, AbstractSet):
+            how = (
+                "its order is not the same in the next process (it depends on the hash seed), "
+                "so a resumed run would skip items and repeat others. Pass sorted(...) of it"
+            )
+        else:
+            how = "pass a list of its items, or use sources.iterable() for a stream"
+        raise ConfigError(
+            f"sources.sequence() needs a list, tuple or range, which it reads by position; "
+            f"it was given a {what}: {how}"
+        )
     return SequenceSource(items, key, name=name)
