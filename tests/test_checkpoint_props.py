@@ -16,10 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from midway import StateNotSerializable
-from midway.checkpoint import COUNTER_NAMES, Checkpoint, Counters
-from midway.identity import JobId
-from midway.jsonutil import dumps, dumps_state
-from midway.owner import Owner
+from midway._model.checkpoint import COUNTER_NAMES, Checkpoint, Counters
+from midway._model.identity import JobId
+from midway._model.jsonutil import dumps, dumps_state
+from midway._model.owner import Owner
 from midway.stores import open_store
 
 JSON_SCALARS = (

@@ -17,9 +17,9 @@ import pytest
 from click.testing import CliRunner, Result
 
 import midway
-from midway.cli import cli
-from midway.identity import JobId
-from midway.owner import Owner, hostname
+from midway._model.identity import JobId
+from midway._model.owner import Owner, hostname
+from midway.cli.commands import cli
 from midway.stores import RunRecord, open_store
 
 STATUS_FIELDS = {

@@ -17,12 +17,11 @@ from typing import Any
 
 import pytest
 
-from midway import child, placeholders
-from midway.each import CommandFailed, job_options
-from midway.errors import ConfigError
-from midway.identity import make_job_id
-from midway.placeholders import Field, Template, TemplateError
-from midway.records import (
+from midway._model.identity import make_job_id
+from midway.each import child, placeholders
+from midway.each.command import CommandFailed, job_options
+from midway.each.placeholders import Field, Template, TemplateError
+from midway.each.records import (
     CsvRecord,
     JsonRecord,
     LineRecord,
@@ -30,6 +29,7 @@ from midway.records import (
     detect_format,
     env_name,
 )
+from midway.errors import ConfigError
 from midway.stores import open_store
 
 HOSTILE = [

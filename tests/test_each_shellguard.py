@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from midway import placeholders
-from midway.placeholders import TemplateError
+from midway.each import placeholders
+from midway.each.placeholders import TemplateError
 
 TOUCH = "touch pwned"
 SUBSCRIPT = "a[$(touch pwned)]"  # bash evaluates an array subscript found in a variable name

@@ -16,8 +16,8 @@ import pytest
 from click.testing import CliRunner
 
 import midway
-from midway.cli import cli
-from midway.failures import Retry, retry_after
+from midway.cli.commands import cli
+from midway.run.failures import Retry, retry_after
 from midway.stores import open_store
 
 FAST = midway.Retry(attempts=3, on=(TimeoutError,), backoff=0)

@@ -16,9 +16,9 @@ import pytest
 
 import midway
 from midway import ConfigError, InputDrift, RefusedError, StoreCorrupt, sources
-from midway.distributed import settle_plan
-from midway.identity import make_job_id
-from midway.owner import Owner
+from midway._model.identity import make_job_id
+from midway._model.owner import Owner
+from midway.distributed.plan import settle_plan
 from midway.sources import Source
 from midway.stores import open_store
 from test_sources import TRICKY_ROWS, assert_resumes_everywhere, walk, write_tricky_csv

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 
 import midway
-from midway.checkpoint import Checkpoint, Counters
-from midway.identity import JobId
-from midway.owner import Owner
+from midway._model.checkpoint import Checkpoint, Counters
+from midway._model.identity import JobId
+from midway._model.owner import Owner
 from midway.stores import RunRecord, Store, open_store, sqlfiles
 from midway.stores.pgconnection import redact
 from midway.stores.postgresql import SCHEMA_VERSION, PostgreSQLStore

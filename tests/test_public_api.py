@@ -9,7 +9,7 @@ import pytest
 
 import midway
 from midway import errors
-from midway.result import RunResult
+from midway._model.result import RunResult
 
 EXPECTED_ALL = [
     "Append",

@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 import midway
-from midway import engine
-from midway.cli import cli
+from midway.cli.commands import cli
+from midway.run import engine
 
 
 @pytest.fixture

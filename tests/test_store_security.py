@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 import midway
-from midway.identity import make_job_id
-from midway.owner import Owner
+from midway._model.identity import make_job_id
+from midway._model.owner import Owner
 from midway.stores import open_store
 
 PRECIOUS = b"precious: not midway's to write\n"

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 
 import midway
-from midway.checkpoint import Checkpoint, Counters
-from midway.identity import JobId
-from midway.owner import Owner, hostname
+from midway._model.checkpoint import Checkpoint, Counters
+from midway._model.identity import JobId
+from midway._model.owner import Owner, hostname
 from midway.stores import RunRecord, Store, open_store, sqlfiles
 
 OTHER_HOST = "elsewhere.invalid"

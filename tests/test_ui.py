@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from midway.ledger import ATTENTION, ItemRecord
+from midway._model.ledger import ATTENTION, ItemRecord
 from midway.stores import JobRecord, open_store
 from support.crashjob import CrashJob, Spec, reap_runners
 from support.itemjob import ItemJob, ItemSpec

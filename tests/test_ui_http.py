@@ -20,9 +20,9 @@ import pytest
 from click.testing import CliRunner
 
 import midway
-from midway.cli import cli
-from midway.identity import JobId
-from midway.owner import Owner, hostname, process_start_ticks
+from midway._model.identity import JobId
+from midway._model.owner import Owner, hostname, process_start_ticks
+from midway.cli.commands import cli
 from midway.stores import RunRecord, open_store
 from midway.web import formatting
 from midway.web.app import create_app
@@ -378,7 +378,7 @@ def test_a_wildcard_bind_with_a_token_from_the_environment(store_url: str) -> No
 def test_missing_extra_says_how_to_install_it(tmp_path: Path) -> None:
     code = (
         "import sys; sys.modules['uvicorn'] = None\n"
-        "from midway.cli import main\n"
+        "from midway.cli.commands import main\n"
         "sys.argv = ['midway', 'ui', '--port', '0']\n"
         "main()\n"
     )

@@ -127,7 +127,7 @@ def test_a_state_value_that_is_not_unicode_names_its_key(store_url: str) -> None
 
 def test_a_state_key_that_is_not_unicode_is_named_too() -> None:
     with pytest.raises(StateNotSerializable, match="key that is not valid Unicode"):
-        midway.jsonutil.dumps_state({"ok": 1, BAD: 2})
+        midway._model.jsonutil.dumps_state({"ok": 1, BAD: 2})
 
 
 def test_at_most_once_marks_such_a_key(store_url: str) -> None:

@@ -7,7 +7,8 @@ Kill it at item 7,000, run it again, and it resumes at the last checkpoint.
 """
 
 from midway import sources
-from midway.context import Context
+from midway._model.ledger import ItemRecord
+from midway._model.result import RunResult
 from midway.errors import (
     ConfigError,
     InputDrift,
@@ -24,11 +25,10 @@ from midway.errors import (
     StoreTooNew,
     StoreUnavailable,
 )
-from midway.failures import Retry, RetryAfter, TooManyFailures
 from midway.job import Job, Loop
-from midway.ledger import ItemRecord
-from midway.reducers import Append, Last, Max, Min, Sum
-from midway.result import RunResult
+from midway.run.context import Context
+from midway.run.failures import Retry, RetryAfter, TooManyFailures
+from midway.run.reducers import Append, Last, Max, Min, Sum
 
 __version__ = "0.1.0"
 

@@ -1,3 +1,3 @@
-from midway.cli import main
+from midway.cli.commands import main
 
 main()

@@ -31,7 +31,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from midway.result import RunResult
+    from midway._model.result import RunResult
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2

@@ -7,17 +7,17 @@ import math
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Literal
 
-from midway.context import Context
-from midway.distributed import run_distributed, worker_mode
-from midway.engine import Engine
+from midway._model.identity import JobId, make_job_id
+from midway._model.ledger import ItemRecord
+from midway._model.redaction import redact_url
+from midway._model.result import RunResult
+from midway.distributed.plan import run_distributed, worker_mode
 from midway.errors import ConfigError
-from midway.failures import FailurePolicy, Retry, check_max_failures, check_skip_on
-from midway.handlers import prepare as prepare_handler
-from midway.identity import JobId, make_job_id
-from midway.ledger import ItemRecord
-from midway.parallel import EXECUTORS, RateLimit
-from midway.redaction import redact_url
-from midway.result import RunResult
+from midway.run.context import Context
+from midway.run.engine import Engine
+from midway.run.failures import FailurePolicy, Retry, check_max_failures, check_skip_on
+from midway.run.handlers import prepare as prepare_handler
+from midway.run.parallel import EXECUTORS, RateLimit
 from midway.sources._input import refuse_unordered, wrap_frame
 from midway.sources.base import Source
 from midway.sources.iterable import iterable
@@ -206,12 +206,12 @@ class Job:
 
         ``distributed=True`` (or running under ``midway worker``): this process is one of any
         number of workers sharing the job's ``partitions`` through the store; see
-        :mod:`midway.distributed`. Each partition starts from ``state``.
+        :mod:`midway.distributed.plan`. Each partition starts from ``state``.
 
         ``state`` seeds ``ctx.state`` on a fresh start; a resumed run continues from the
         saved state. A value that is a reducer (``{"imported": midway.Sum()}``) declares how
         that key combines, so the final state is the same whatever ``workers`` is; see
-        :mod:`midway.reducers`. An exception from the handler propagates after the checkpoint
+        :mod:`midway.run.reducers`. An exception from the handler propagates after the checkpoint
         is saved at the last finished item. SIGINT / SIGTERM stop after the item in hand and raise
         :class:`midway.Stopped` (exit code 130 / 143 when uncaught).
         """

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from midway import overview
 from midway.stores import open_store
+from midway.views import overview
 from support.crashjob import pick_seed, reap_runners, store_is_busy
 from support.killer import LineCounter
 

@@ -34,8 +34,8 @@ from pathlib import Path
 
 import pytest
 
-from midway.checkpoint import Checkpoint
-from midway.identity import make_job_id
+from midway._model.checkpoint import Checkpoint
+from midway._model.identity import make_job_id
 from midway.stores import open_store
 from support.crashjob import pick_seed
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 import midway
-from midway.identity import make_job_id
-from midway.owner import Owner, hostname
+from midway._model.identity import make_job_id
+from midway._model.owner import Owner, hostname
 from midway.stores import open_store
 from support.crashjob import CrashJob, Spec, clean_state, pause_between_writes, reap_runners
 

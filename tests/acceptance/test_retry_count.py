@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from midway.ledger import RETRYING
+from midway._model.ledger import RETRYING
 from midway.stores import open_store
 from support.crashjob import reap_runners
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import midway
-from midway.result import RunResult
+from midway._model.result import RunResult
 
 SCRIPT = """
 import sys, time

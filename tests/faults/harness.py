@@ -26,10 +26,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from midway.checkpoint import Checkpoint
+from midway._model.checkpoint import Checkpoint
+from midway._model.identity import make_job_id
+from midway._model.ledger import DONE, IN_DOUBT, STARTED
 from midway.errors import MidwayError
-from midway.identity import make_job_id
-from midway.ledger import DONE, IN_DOUBT, STARTED
 from midway.stores import open_store
 
 SCRIPT = Path(__file__).with_name("faultjob.py")

@@ -27,7 +27,7 @@ import pytest
 from faults import summary
 from faults.harness import FaultJob, Report, Run, Setup, check
 from faults.stores import KINDS, kind_of
-from midway.ledger import IN_DOUBT
+from midway._model.ledger import IN_DOUBT
 from midway.stores import sqlfiles
 
 LEASE_TTL = 30.0  # a takeover that waited for the lease to expire would show

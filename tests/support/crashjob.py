@@ -37,8 +37,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from midway.checkpoint import Checkpoint
-from midway.identity import make_job_id
+from midway._model.checkpoint import Checkpoint
+from midway._model.identity import make_job_id
 from midway.stores import JobRecord, open_store
 from support import pg
 

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from midway.identity import make_job_id
+from midway._model.identity import make_job_id
 
 SCRIPT = '''\
 """A midway job run by tests/support/itemjob.py; it refuses the items it is told to."""
@@ -27,11 +27,11 @@ import sys
 import time
 
 import midway
-import midway.engine
+import midway.run.engine
 
 cfg = json.loads(sys.argv[1])
 # The history keeps a point every few seconds of a run; a short test run wants several.
-midway.engine.HISTORY_SECONDS = cfg["history_seconds"]
+midway.run.engine.HISTORY_SECONDS = cfg["history_seconds"]
 refuse = set(cfg["refuse"])
 hold = set(cfg["hold"])
 log_fd = os.open(cfg["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)

@@ -21,8 +21,8 @@ from bisect import bisect_left
 from collections.abc import Iterator
 from typing import Any
 
+from midway._model.jsonutil import JSONValue
 from midway.errors import SourceError
-from midway.jsonutil import JSONValue
 from midway.sources import _files
 
 

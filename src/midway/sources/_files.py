@@ -9,8 +9,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from midway._model.jsonutil import JSONValue
 from midway.errors import SourceError
-from midway.jsonutil import JSONValue
 from midway.sources.base import Malformed, screen
 
 HEAD_BYTES = 64 * 1024

@@ -28,8 +28,8 @@ from bisect import bisect_right
 from pathlib import Path
 from typing import IO, Any
 
+from midway._model.jsonutil import JSONValue
 from midway.errors import SourceError
-from midway.jsonutil import JSONValue
 
 READ = 64 * 1024
 MAX_OUT = 1024 * 1024  # decompressed bytes per step: bounds memory for very compressible data

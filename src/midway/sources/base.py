@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any, Protocol, runtime_checkable
 
+from midway._model.jsonutil import JSONValue
 from midway.errors import ConfigError, SourceError
-from midway.jsonutil import JSONValue
 
 KeySpec = str | Callable[[Any], JSONValue] | None
 """``key=``: a field name, a function of the item, or None for the item's number."""

@@ -7,8 +7,8 @@ import os
 from collections.abc import Iterator
 from typing import IO, Any
 
+from midway._model.jsonutil import JSONValue
 from midway.errors import ConfigError, SourceError
-from midway.jsonutil import JSONValue
 from midway.sources import _files
 from midway.sources.base import Chunk, FieldKey, KeySpec, Malformed, key_function, refuse_key
 

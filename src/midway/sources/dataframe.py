@@ -13,8 +13,8 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any, overload
 
+from midway._model.jsonutil import JSONValue
 from midway.errors import ConfigError, SourceError
-from midway.jsonutil import JSONValue
 from midway.sources.base import FieldKey, KeySpec, refuse_key
 from midway.sources.sequence import SequenceSource
 

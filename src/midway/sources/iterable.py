@@ -6,7 +6,7 @@ import itertools
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from midway.jsonutil import JSONValue
+from midway._model.jsonutil import JSONValue
 from midway.sources._input import refuse_unordered
 from midway.sources.base import Chunk, KeySpec, NumberedChunk, key_function, position_as_count
 

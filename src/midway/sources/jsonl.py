@@ -8,7 +8,7 @@ import os
 from collections.abc import Callable, Iterator
 from typing import IO, Any
 
-from midway.jsonutil import JSONValue
+from midway._model.jsonutil import JSONValue
 from midway.sources import _files
 from midway.sources.base import Chunk, KeySpec, key_function
 

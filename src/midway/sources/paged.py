@@ -13,8 +13,8 @@ import json
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from midway._model.jsonutil import JSONValue
 from midway.errors import ConfigError, SourceError
-from midway.jsonutil import JSONValue
 from midway.sources.base import KeySpec, key_function, screen
 
 FetchPage = Callable[[Any], tuple[Iterable[Any], Any]]

@@ -8,8 +8,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from typing import Any
 
+from midway._model.jsonutil import JSONValue
 from midway.errors import ConfigError, SourceError
-from midway.jsonutil import JSONValue
 from midway.sources.base import Chunk, KeySpec, NumberedChunk, key_function, position_as_count
 
 CHUNK = 4096

@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
+from midway._model.jsonutil import JSONValue
 from midway.errors import ConfigError, SourceError
-from midway.jsonutil import JSONValue
 from midway.sources.base import refuse_key
 
 _QUERY = re.compile(r"\s*(?:(?:--[^\n]*\n|/\*.*?\*/)\s*)*(select|with|values)\b", re.I | re.S)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import unquote
 
-from midway import location
+from midway._model.ledger import ItemRecord
+from midway._model.redaction import redact_url
 from midway.errors import ConfigError, StoreNotFound
-from midway.ledger import ItemRecord
-from midway.redaction import redact_url
+from midway.stores import location
 from midway.stores.base import JobRecord, Lease, LeaseInfo, RunRecord, Store
 
 DEFAULT_STORE = "sqlite:///.midway/state.db"  # found from the script's folder: see location
@@ -29,7 +29,7 @@ __all__ = [
 
 def default_url() -> str:
     """``MIDWAY_STORE`` if set, else the nearest ``.midway/state.db`` at or above the
-    running script's folder (see :mod:`midway.location`), as an absolute URL."""
+    running script's folder (see :mod:`midway.stores.location`), as an absolute URL."""
     return absolute_url(location.default_url())
 
 

@@ -13,13 +13,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from midway import jsonutil
-from midway.checkpoint import Checkpoint, Counters
+from midway._model import jsonutil
+from midway._model.checkpoint import Checkpoint, Counters
+from midway._model.identity import JobId
+from midway._model.jsonutil import JSONValue
+from midway._model.ledger import ItemRecord
+from midway._model.owner import Owner, describe_age, iso
 from midway.errors import LeaseHeld, StoreCorrupt
-from midway.identity import JobId
-from midway.jsonutil import JSONValue
-from midway.ledger import ItemRecord
-from midway.owner import Owner, describe_age, iso
 
 LIVE = "running"
 FINISHED = ("completed", "completed_with_failures")

@@ -33,13 +33,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from midway import jsonutil, ledger
-from midway.checkpoint import Checkpoint, Counters
+from midway._model import jsonutil, ledger
+from midway._model.checkpoint import Checkpoint, Counters
+from midway._model.identity import JobId
+from midway._model.jsonutil import JSONValue
+from midway._model.ledger import DROP, ItemRecord
+from midway._model.owner import Owner
 from midway.errors import ConfigError, LeaseLost, StoreCorrupt, StoreTooNew, StoreUnavailable
-from midway.identity import JobId
-from midway.jsonutil import JSONValue
-from midway.ledger import DROP, ItemRecord
-from midway.owner import Owner
 from midway.stores import fileguard
 from midway.stores.base import (
     FINISHED,

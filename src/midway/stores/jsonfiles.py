@@ -11,9 +11,10 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
-from midway import faults, jsonutil
+from midway import faults
+from midway._model import jsonutil
+from midway._model.jsonutil import JSONValue
 from midway.errors import StoreCorrupt, StoreUnavailable
-from midway.jsonutil import JSONValue
 from midway.stores import fileguard
 
 FILE_MODE = fileguard.FILE_MODE

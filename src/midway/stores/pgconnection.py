@@ -18,8 +18,8 @@ from collections.abc import Callable
 from typing import TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from midway._model.redaction import redact_url
 from midway.errors import ConfigError, MidwayError, StoreCorrupt, StoreUnavailable
-from midway.redaction import redact_url
 
 try:
     import psycopg

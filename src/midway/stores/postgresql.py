@@ -34,13 +34,14 @@ import contextlib
 import time
 from typing import Any
 
-from midway import faults, jsonutil, ledger
-from midway.checkpoint import Checkpoint, Counters
+from midway import faults
+from midway._model import jsonutil, ledger
+from midway._model.checkpoint import Checkpoint, Counters
+from midway._model.identity import JobId
+from midway._model.jsonutil import JSONValue
+from midway._model.ledger import DROP, ItemRecord
+from midway._model.owner import Owner
 from midway.errors import LeaseLost, StoreNotFound, StoreTooNew
-from midway.identity import JobId
-from midway.jsonutil import JSONValue
-from midway.ledger import DROP, ItemRecord
-from midway.owner import Owner
 from midway.stores import sqlfiles
 from midway.stores.base import (
     HistoryPoint,

@@ -14,13 +14,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from midway import faults, jsonutil, ledger
-from midway.checkpoint import Checkpoint, Counters
+from midway import faults
+from midway._model import jsonutil, ledger
+from midway._model.checkpoint import Checkpoint, Counters
+from midway._model.identity import JobId
+from midway._model.jsonutil import JSONValue
+from midway._model.ledger import DROP, ItemRecord
+from midway._model.owner import Owner
 from midway.errors import LeaseLost, StoreCorrupt, StoreTooNew, StoreUnavailable
-from midway.identity import JobId
-from midway.jsonutil import JSONValue
-from midway.ledger import DROP, ItemRecord
-from midway.owner import Owner
 from midway.stores import fileguard, sqlfiles
 from midway.stores.base import (
     JOB_FIELDS,

@@ -16,10 +16,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from midway._model.jsonutil import JSONValue
+from midway._model.ledger import DROP, FAILED, IN_DOUBT, RETRY, ItemRecord, matches
+from midway._model.owner import Owner
 from midway.errors import EXIT_USAGE, MidwayError, RefusedError
-from midway.jsonutil import JSONValue
-from midway.ledger import DROP, FAILED, IN_DOUBT, RETRY, ItemRecord, matches
-from midway.owner import Owner
 from midway.stores import JobRecord, Store
 
 # A note travels in the confirmation page's address: 1,000 characters of any script stay

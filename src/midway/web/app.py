@@ -1,6 +1,6 @@
 """The dashboard's web application: pages, JSON endpoints and actions over one store.
 
-Every request opens the store, reads it through the library (:mod:`midway.overview`, the same
+Every request opens the store, reads it through the library (:mod:`midway.views.overview`, the same
 objects ``midway status --json`` and ``midway show --json`` print) and closes it again, so the
 dashboard works on every store kind and never holds a lock between requests.
 
@@ -35,12 +35,12 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from midway import overview, report
+from midway._model.jsonutil import JSONValue
+from midway._model.owner import describe_age
+from midway._model.redaction import redact_url
 from midway.errors import JobNotFound, MidwayError, RefusedError, StoreNotFound
-from midway.jsonutil import JSONValue
-from midway.owner import describe_age
-from midway.redaction import redact_url
 from midway.stores import Store, open_store
+from midway.views import overview, report
 from midway.web import formatting
 from midway.web.actions import (
     ACTIONS,

@@ -8,9 +8,9 @@ import socket
 
 import click
 
+from midway._model.owner import hostname
+from midway._model.redaction import redact_url
 from midway.errors import ConfigError, StoreNotFound
-from midway.owner import hostname
-from midway.redaction import redact_url
 from midway.stores import default_url, open_store
 
 EXTRA = ("starlette", "jinja2", "uvicorn")

@@ -20,16 +20,16 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from midway import overview
+from midway._model.identity import partition_of
+from midway._model.jsonutil import JSONValue
+from midway._model.ledger import DROP, FAILED, IN_DOUBT, RETRY, SKIPPED
+from midway._model.owner import Owner, describe_age, iso
+from midway._model.redaction import redact_url
 from midway.console import printable
-from midway.each import each_command
+from midway.each.command import each_command
 from midway.errors import EXIT_FAILED, MidwayError, StoreNotFound
-from midway.identity import partition_of
-from midway.jsonutil import JSONValue
-from midway.ledger import DROP, FAILED, IN_DOUBT, RETRY, SKIPPED
-from midway.owner import Owner, describe_age, iso
-from midway.redaction import redact_url
 from midway.stores import Store, absolute_url, default_url, open_store
+from midway.views import overview
 from midway.web.command import ui
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -544,7 +544,7 @@ def report(job: str, fmt: str, output: str | None, store_url: str | None) -> Non
       midway report import-contacts > handoff.md
       midway report import-contacts --format html -o handoff.html
     """
-    from midway import report as report_module
+    from midway.views import report as report_module
 
     store = _open(store_url)
     try:
@@ -583,8 +583,8 @@ def worker(target: str) -> None:
     import runpy
     import traceback
 
-    from midway import location
-    from midway.distributed import WORKER_ENV
+    from midway.distributed.plan import WORKER_ENV
+    from midway.stores import location
 
     script, _, function = target.partition(":")
     if not os.path.isfile(script):
@@ -631,7 +631,7 @@ def _reset_partitions(store: Store, job: str, yes: bool) -> bool:
 def _author() -> str:
     import getpass
 
-    from midway.owner import hostname
+    from midway._model.owner import hostname
 
     try:
         user = getpass.getuser()
@@ -670,7 +670,7 @@ def demo(
       midway demo
       midway demo --count 2000 --crash-at 1500 --dir demo-files
     """
-    from midway import demo as demo_module
+    from midway.cli import demo as demo_module
 
     if count < 10 or every < 1:
         raise click.UsageError("--count must be at least 10 and --every at least 1")
@@ -698,7 +698,7 @@ def main() -> None:
     that cannot be opened or written (OSError) and anything unexpected exit 1 with one line
     (``MIDWAY_DEBUG=1`` shows the traceback of an unexpected one). ``Stopped`` exits 130 / 143.
     """
-    from midway import location
+    from midway.stores import location
 
     location.use_working_directory()  # the default store: found from where the user is
     try:

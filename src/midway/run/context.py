@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from midway.jsonutil import JSONValue
+from midway._model.jsonutil import JSONValue
 
 if TYPE_CHECKING:
-    from midway.engine import Engine
+    from midway.run.engine import Engine
 
 
 class Context:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from midway._model.jsonutil import JSONValue, dumps, dumps_state
+from midway._model.ledger import ItemRecord
 from midway.errors import StoreCorrupt
-from midway.jsonutil import JSONValue, dumps, dumps_state
-from midway.ledger import ItemRecord
 
 COUNTER_NAMES = ("succeeded", "failed", "skipped", "in_doubt")
 

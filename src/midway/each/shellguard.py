@@ -1,6 +1,6 @@
 """Where a record's value may go in a ``--shell`` command of ``midway each``.
 
-The template is read as ``sh`` reads it (:mod:`midway.shellsyntax`: quotes removed, ``$(...)``
+The template is read as ``sh`` reads it (:mod:`midway.each.shellsyntax`: quotes removed, ``$(...)``
 followed), and a value, which midway inserts ``shlex.quote``-d, may only be an argument of a
 command that does not run its arguments as code. Refused: a value as the command itself; as an
 argument of ``eval``, ``trap``, ``source``, ``sh -c`` and the like (also behind ``exec``,
@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from midway.shellsyntax import HOLE, POSITIONAL, Command, Script, Unsafe, Word, read_script
+from midway.each.shellsyntax import HOLE, POSITIONAL, Command, Script, Unsafe, Word, read_script
 
 
 def _names(text: str) -> frozenset[str]:

@@ -32,15 +32,15 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from midway.checkpoint import Counters, describe_drift
+from midway._model.checkpoint import Counters, describe_drift
+from midway._model.jsonutil import JSONValue
+from midway._model.owner import Owner
+from midway._model.result import RunResult
 from midway.console import say
-from midway.engine import Engine, PartitionDone
 from midway.errors import ConfigError, InputDrift, LeaseLost, RefusedError
-from midway.jsonutil import JSONValue
-from midway.owner import Owner
-from midway.parallel import merge_state
-from midway.reducers import Reducers, merge_partitions, split_state
-from midway.result import RunResult
+from midway.run.engine import Engine, PartitionDone
+from midway.run.parallel import merge_state
+from midway.run.reducers import Reducers, merge_partitions, split_state
 from midway.sources.base import Source
 from midway.stores import JobRecord, Store, open_store
 

@@ -25,9 +25,9 @@ import re
 from pathlib import Path
 from typing import Any, Protocol
 
-from midway import jsonutil
+from midway._model import jsonutil
+from midway._model.jsonutil import JSONValue
 from midway.errors import ConfigError, SourceError
-from midway.jsonutil import JSONValue
 from midway.sources.base import Source
 from midway.sources.csvfile import csv as csv_source
 from midway.sources.jsonl import LineRecordSource

@@ -3,7 +3,25 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
+
+
+class RunStatus(StrEnum):
+    """How a run (and so its job) stands. The values are what the store keeps and what
+    ``--json`` prints; a member compares equal to its string."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    COMPLETED_WITH_FAILURES = "completed_with_failures"
+    STOPPED = "stopped"
+    FAILED = "failed"
+    CRASHED = "crashed"
+    """A run whose process died without a word: found by the next run or by ``status``."""
+
+
+FINISHED_OK = (RunStatus.COMPLETED, RunStatus.COMPLETED_WITH_FAILURES)
+"""A run that reached the end of its input."""
 
 
 @dataclass
@@ -29,4 +47,4 @@ class RunResult:
 
     @property
     def ok(self) -> bool:
-        return self.status in ("completed", "completed_with_failures")
+        return self.status in FINISHED_OK

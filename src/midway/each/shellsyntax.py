@@ -5,7 +5,7 @@ backslashes are removed from words, ``$(...)`` is read as a script of its own, a
 a flat list of simple commands. It raises :class:`Unsafe` where a quoted value would not stay
 one plain word (inside quotes, backticks, ``${...}``, arithmetic, comments, heredocs, after a
 backslash or ``$``) or where the script uses something it does not follow (functions, ``case``,
-unbalanced quotes). What the commands then do with their words is for :mod:`midway.shellguard`.
+unbalanced quotes). What the commands then do with their words is for :mod:`midway.each.shellguard`.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ Decisions worth knowing:
   checkpoint and exits 130 / 143. A second signal is passed on to the running command and
   midway exits at once; the record in hand runs again on resume.
 - A non-zero exit is an item failure (:class:`CommandFailed`), as is a record the command
-  cannot be given (:class:`~midway.records.RecordError`); neither is a ``MidwayError``.
+  cannot be given (:class:`~midway.each.records.RecordError`); neither is a ``MidwayError``.
 """
 
 from __future__ import annotations
@@ -35,14 +35,13 @@ from typing import Any
 
 import click
 
-from midway import child, jsonutil, leftovers, placeholders
+from midway._model import jsonutil
+from midway._model.redaction import redact_argv, redact_text
+from midway._model.result import RunResult
 from midway.console import printable, say
-from midway.context import Context
-from midway.errors import ConfigError, Stopped
-from midway.failures import Retry
-from midway.job import Job
-from midway.placeholders import Field, Template
-from midway.records import (
+from midway.each import child, leftovers, placeholders
+from midway.each.placeholders import Field, Template
+from midway.each.records import (
     FORMATS,
     CsvFormat,
     Format,
@@ -52,8 +51,10 @@ from midway.records import (
     env_name,
     open_format,
 )
-from midway.redaction import redact_argv, redact_text
-from midway.result import RunResult
+from midway.errors import ConfigError, Stopped
+from midway.job import Job
+from midway.run.context import Context
+from midway.run.failures import Retry
 
 SHELL = "/bin/sh"
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)

@@ -17,7 +17,7 @@ and the ``done`` records of the items finished above it: a commit per item at mo
 when several workers come free at once.
 
 ``ctx.state`` under concurrency: each item's handler gets a ``ctx.state`` of its own, holding
-each declared reducer's start value (``midway.Sum()``: 0, see :mod:`midway.reducers`), and
+each declared reducer's start value (``midway.Sum()``: 0, see :mod:`midway.run.reducers`), and
 writes its *contribution* there; this thread combines contributions into the job's state as
 items finish, by the reducers, and the keys without one by ``merge=fn(state, contribution)``.
 A key written without a reducer when there is no ``merge=`` stops the job at that item. No
@@ -37,17 +37,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from midway import jsonutil
+from midway._model import jsonutil
+from midway._model.jsonutil import JSONValue
+from midway._model.ledger import DONE, FAILED, IN_DOUBT, SKIPPED, STARTED, ItemRecord, drop
 from midway.errors import ConfigError, SourceError
-from midway.failures import FailurePolicy, describe, short_traceback
-from midway.handlers import check_result
-from midway.jsonutil import JSONValue
-from midway.ledger import DONE, FAILED, IN_DOUBT, SKIPPED, STARTED, ItemRecord, drop
-from midway.reducers import undeclared_message
+from midway.run.failures import FailurePolicy, describe, short_traceback
+from midway.run.handlers import check_result
+from midway.run.reducers import undeclared_message
 from midway.sources.base import Chunk
 
 if TYPE_CHECKING:
-    from midway.engine import Engine
+    from midway.run.engine import Engine
 
 EXECUTORS = ("thread", "process", "async")
 
@@ -478,7 +478,7 @@ class Parallel:
         if outcome.status == FAILED and policy is not None:
             policy.note(record.error_type or FAILED, jsonutil.dumps(slot.key))
             if policy.exceeded(counters.failed, counters.processed, engine.total):
-                from midway.failures import TooManyFailures
+                from midway.run.failures import TooManyFailures
 
                 engine.stop_error = TooManyFailures(engine.too_many_message())
         hook = engine.job.on_item_failed

@@ -14,13 +14,40 @@ not yet finished). A record whose status is :data:`DROP` deletes the row.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 
-from midway.jsonutil import JSONValue
-from midway.owner import iso
+from midway._model.jsonutil import JSONValue
+from midway._model.owner import iso
 
-DROP = "-"
-FAILED, SKIPPED, IN_DOUBT, RETRY = "failed", "skipped", "in_doubt", "retry"
-STARTED, RETRYING, STEPS, DONE = "started", "retrying", "steps", "done"
+
+class ItemStatus(StrEnum):
+    """An item record's status; the values are what the store keeps."""
+
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    IN_DOUBT = "in_doubt"
+    RETRY = "retry"
+    STARTED = "started"
+    RETRYING = "retrying"
+    STEPS = "steps"
+    DONE = "done"
+    DROP = "-"
+    """Not kept: a record with this status deletes the item's row."""
+
+
+DROP = ItemStatus.DROP
+FAILED, SKIPPED, IN_DOUBT, RETRY = (
+    ItemStatus.FAILED,
+    ItemStatus.SKIPPED,
+    ItemStatus.IN_DOUBT,
+    ItemStatus.RETRY,
+)
+STARTED, RETRYING, STEPS, DONE = (
+    ItemStatus.STARTED,
+    ItemStatus.RETRYING,
+    ItemStatus.STEPS,
+    ItemStatus.DONE,
+)
 ATTENTION = (FAILED, SKIPPED, IN_DOUBT, RETRY)
 """What ``midway show`` lists: records a person may act on."""
 KEPT = (FAILED, SKIPPED, IN_DOUBT, RETRY)

@@ -16,12 +16,12 @@ import time
 from collections import Counter
 from typing import Any
 
+from midway._model.ledger import FAILED, IN_DOUBT, RETRY, SKIPPED, ItemRecord
+from midway._model.owner import describe_age, iso
 from midway.console import printable
-from midway.ledger import FAILED, IN_DOUBT, RETRY, SKIPPED, ItemRecord
-from midway.overview import job_detail
-from midway.owner import describe_age, iso
 from midway.stores import JobRecord, Store
 from midway.stores.base import HistoryPoint
+from midway.views.overview import job_detail
 
 BAR_WIDTH = 30
 EXAMPLE_KEYS = 3

@@ -3,7 +3,7 @@
 Each command runs in a process group of its own, so a Ctrl-C at the terminal reaches midway
 only: midway lets the command in hand finish, then stops with a checkpoint. On Linux the
 command is killed when midway dies, even by ``kill -9`` (``PR_SET_PDEATHSIG``); what the
-command started is found and killed by the next run (see ``midway.leftovers``). A command
+command started is found and killed by the next run (see ``midway.each.leftovers``). A command
 given a ``timeout`` has its process group killed when it runs past it. ``Children``
 keeps the commands running now, so that a second stop signal can be passed on to them.
 

@@ -20,13 +20,10 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from midway import faults, jsonutil
-from midway.console import logging_configured, say
-from midway.errors import ConfigError, MidwayError, SourceError
-from midway.failures import TooManyFailures, describe, short_traceback
-from midway.handlers import check_result
-from midway.jsonutil import JSONValue
-from midway.ledger import (
+from midway import faults
+from midway._model import jsonutil
+from midway._model.jsonutil import JSONValue
+from midway._model.ledger import (
     DONE,
     FAILED,
     IN_DOUBT,
@@ -38,13 +35,17 @@ from midway.ledger import (
     ItemRecord,
     drop,
 )
+from midway.console import logging_configured, say
+from midway.errors import ConfigError, MidwayError, SourceError
+from midway.run.failures import TooManyFailures, describe, short_traceback
+from midway.run.handlers import check_result
 
 if TYPE_CHECKING:
-    from midway.checkpoint import Counters
-    from midway.context import Context
-    from midway.failures import FailurePolicy
+    from midway._model.checkpoint import Counters
     from midway.job import Job
-    from midway.parallel import RateLimit
+    from midway.run.context import Context
+    from midway.run.failures import FailurePolicy
+    from midway.run.parallel import RateLimit
     from midway.sources.base import Chunk, Source
     from midway.stores import Lease, RunRecord, Store
 
@@ -55,7 +56,7 @@ WAIT_TICK = 0.05
 
 
 class ItemFlow:
-    """Mixed into :class:`midway.engine.Engine`; see the module docstring. What it uses of
+    """Mixed into :class:`midway.run.engine.Engine`; see the module docstring. What it uses of
     the engine is declared here."""
 
     job: Job

@@ -5,12 +5,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from midway._model.identity import partition_of
+from midway._model.jsonutil import JSONValue
+from midway._model.ledger import ATTENTION
+from midway._model.owner import iso
+from midway._model.redaction import redact_text, resume_note
 from midway.errors import JobNotFound
-from midway.identity import partition_of
-from midway.jsonutil import JSONValue
-from midway.ledger import ATTENTION
-from midway.owner import iso
-from midway.redaction import redact_text, resume_note
 from midway.stores import JobRecord, Store
 
 LEDGER_STATUSES = ATTENTION

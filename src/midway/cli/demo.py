@@ -1,6 +1,6 @@
 """``midway demo``: a 10,000-contact import that kills itself midway, resumes and verifies.
 
-The parent process narrates; each import runs in a child process (``python -m midway.demo``)
+The parent process narrates; each import runs in a child process (``python -m midway.cli.demo``)
 so that the crash is a real ``SIGKILL``, not an exception.
 """
 
@@ -23,8 +23,8 @@ from typing import Any
 from rich.console import Console
 
 import midway
-from midway.owner import Owner
-from midway.redaction import redact_url
+from midway._model.owner import Owner
+from midway._model.redaction import redact_url
 from midway.stores import open_store
 
 JOB = "demo-import-contacts"
@@ -164,7 +164,7 @@ def _child(
     cmd = [
         sys.executable,
         "-m",
-        "midway.demo",
+        "midway.cli.demo",
         "--store",
         store_url,
         "--csv",
@@ -294,7 +294,7 @@ def _verify(
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m midway.demo", description="One import run of `midway demo`."
+        prog="python -m midway.cli.demo", description="One import run of `midway demo`."
     )
     parser.add_argument("--store", required=True)
     parser.add_argument("--csv", required=True)

@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from midway.checkpoint import Checkpoint
+from midway._model.checkpoint import Checkpoint
 from midway.errors import LeaseLost, MidwayError
 from midway.stores import Lease, Store, open_store
 from midway.stores.base import lost_message

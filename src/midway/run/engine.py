@@ -39,29 +39,30 @@ from collections.abc import Callable, Generator, Iterator
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from midway import faults, jsonutil
-from midway.checkpoint import Checkpoint, Counters, describe_drift
+from midway import faults
+from midway._model import jsonutil
+from midway._model.checkpoint import Checkpoint, Counters, describe_drift
+from midway._model.identity import partition_of
+from midway._model.jsonutil import JSONValue
+from midway._model.ledger import ALL, RETRY
+from midway._model.owner import Owner, describe_age, hostname, iso
+from midway._model.redaction import redact_argv, redact_text, redact_url, resume_note
+from midway._model.result import RunResult
 from midway.console import logging_configured, say, say_from_signal_handler
-from midway.context import Context
 from midway.errors import InputDrift, LeaseLost, MidwayError, RefusedError, Stopped
-from midway.failures import describe
-from midway.handlers import check_result
-from midway.identity import partition_of
-from midway.itemflow import ItemFlow
-from midway.jsonutil import JSONValue
-from midway.ledger import ALL, RETRY
-from midway.location import fresh_at_most_once
-from midway.owner import Owner, describe_age, hostname, iso
-from midway.parallel import Parallel, RateLimit
-from midway.progress import Silent, reporter
-from midway.redaction import redact_argv, redact_text, redact_url, resume_note
-from midway.reducers import Combiner, split_state
-from midway.result import RunResult
+from midway.run.context import Context
+from midway.run.failures import describe
+from midway.run.handlers import check_result
+from midway.run.itemflow import ItemFlow
+from midway.run.parallel import Parallel, RateLimit
+from midway.run.progress import Silent, reporter
+from midway.run.reducers import Combiner, split_state
+from midway.run.transaction import TransactionConnection
+from midway.run.writer import Keeper
 from midway.sources.base import Chunk, Cursor, Source
 from midway.stores import Lease, RunRecord, Store, open_store
 from midway.stores.base import FINISHED, lost_message
-from midway.transaction import TransactionConnection
-from midway.writer import Keeper
+from midway.stores.location import fresh_at_most_once
 
 if TYPE_CHECKING:
     from midway.job import Job

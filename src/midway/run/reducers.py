@@ -26,8 +26,8 @@ import math
 import shlex
 from typing import Any
 
+from midway._model.jsonutil import JSONValue
 from midway.errors import ConfigError, RefusedError
-from midway.jsonutil import JSONValue
 
 
 class Reducer:

@@ -6,7 +6,7 @@ element stays one argument, whatever the values hold, and no shell ever sees the
 ``--shell`` the elements are joined by spaces into one script for ``/bin/sh -c`` and every
 value is quoted with :func:`shlex.quote`. A quoted value is one safe word only where the shell
 reads it as a plain argument, so :func:`check_shell_safe` reads the script as the shell does
-and refuses a placeholder anywhere else (see :mod:`midway.shellguard`).
+and refuses a placeholder anywhere else (see :mod:`midway.each.shellguard`).
 """
 
 from __future__ import annotations
@@ -152,9 +152,9 @@ _TAILS = {
 
 def check_shell_safe(template: Template) -> None:
     """Refuse placeholders where the shell would not take a ``shlex.quote``-d value as one
-    plain argument (see :mod:`midway.shellguard`). A template without placeholders puts no
+    plain argument (see :mod:`midway.each.shellguard`). A template without placeholders puts no
     value in the script and is not checked."""
-    from midway import shellguard, shellsyntax
+    from midway.each import shellguard, shellsyntax
 
     parts = template.shell_parts()
     fields = [part for part in parts if isinstance(part, Field)]

@@ -19,9 +19,9 @@ from typing import Any
 
 import tenacity
 
+from midway._model.jsonutil import escape_text
+from midway._model.redaction import redact_text
 from midway.errors import ConfigError, MidwayError
-from midway.jsonutil import escape_text
-from midway.redaction import redact_text
 
 TRACEBACK_LINES = 12
 MAX_ERROR = 2000

@@ -1,0 +1,5 @@
+"""The ``midway`` command line."""
+
+from midway.cli.commands import cli, main
+
+__all__ = ["cli", "main"]

@@ -1,0 +1,1 @@
+"""Distributed runs: the shared plan of partitions and the loop each worker runs."""

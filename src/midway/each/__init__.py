@@ -1,0 +1,1 @@
+"""``midway each``: a shell command per record, its templates, its guard and its children."""

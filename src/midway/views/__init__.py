@@ -1,0 +1,1 @@
+"""Typed read models of the store (status, detail, report) for every screen."""
