@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import importlib.resources
+import json
+import re
 import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -66,6 +70,79 @@ def test_all_is_pinned() -> None:
     """Adding or removing a public name is a decision: change this list with it."""
     assert midway.__all__ == EXPECTED_ALL
     assert sorted(midway.__all__) == midway.__all__, "keep __all__ sorted"
+
+
+def run_fresh(code: str) -> str:
+    """Run ``code`` in a new interpreter (nothing of midway imported yet); its output."""
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_public_names_are_exactly_all() -> None:
+    """What ``import midway`` offers is ``__all__``, no more: no submodule (``midway.job``,
+    ``midway.stores``...) shows up as if it were public. Checked in a fresh interpreter, as
+    a user's script sees it (this test process has imported more)."""
+    names = json.loads(run_fresh("import json, midway; print(json.dumps(list(vars(midway))))"))
+    included_private = ["__version__"]
+    public = sorted(n for n in names if not n.startswith("_") or n in included_private)
+    assert public == EXPECTED_ALL
+
+
+def test_submodules_stay_importable_by_full_name() -> None:
+    """The submodules are not public names, but code that names them in full keeps working."""
+    out = run_fresh(
+        "import midway\n"
+        "import midway.stores\n"
+        "from midway import errors\n"
+        "from midway.stores import open_store\n"
+        "assert midway.stores.open_store is open_store\n"
+        "assert errors.MidwayError is midway.MidwayError\n"
+        "assert midway.job.Job is midway.Job\n"
+        "print(type(midway.sources).__name__)\n"
+        "try:\n"
+        "    midway.no_such_name\n"
+        "except AttributeError as exc:\n"
+        "    print(exc)\n"
+    )
+    assert out.splitlines() == ["module", "module 'midway' has no attribute 'no_such_name'"]
+
+
+# A line of the tree in errors.py's docstring: where the name starts tells its depth.
+TREE_LINE = re.compile(r"^(?P<lead>[ |+-]*)(?P<name>[A-Z]\w+)(?:\s+(?P<code>\d+(?: / \d+)?))?")
+
+
+def drawn_tree() -> dict[str, tuple[str | None, str | None]]:
+    """``{class name: (parent drawn above it, exit code drawn)}`` from errors' docstring."""
+    doc = errors.__doc__ or ""
+    block = doc.split("::", 1)[1].split("\n\n")[1]
+    tree: dict[str, tuple[str | None, str | None]] = {}
+    at_depth: dict[int, str] = {}
+    for line in block.splitlines():
+        match = TREE_LINE.match(line)
+        assert match, f"not a line of the tree: {line!r}"
+        depth = len(match["lead"]) // 4
+        at_depth[depth] = match["name"]
+        tree[match["name"]] = (at_depth.get(depth - 1), match["code"])
+    return tree
+
+
+def test_the_exception_tree_drawn_in_errors_is_the_real_one() -> None:
+    """The drawing is how a reader learns the tree: every exception, its parent, its code."""
+    tree = drawn_tree()
+    assert sorted(n for n in tree if n not in ("BaseException", "Exception", "SystemExit")) == (
+        sorted(EXCEPTIONS)
+    )
+    for name in EXCEPTIONS:
+        cls = getattr(midway, name)
+        parent, code = tree[name]
+        assert cls.__bases__[0].__name__ == parent, name
+        if cls is midway.Stopped:
+            assert code == "130 / 143"
+        else:
+            assert code == str(cls.exit_code), name
 
 
 @pytest.mark.parametrize("name", EXPECTED_ALL)

@@ -4,7 +4,15 @@
     result = job.run(midway.sources.csv("contacts.csv", key="id"), handle)
 
 Kill it at item 7,000, run it again, and it resumes at the last checkpoint.
+
+The names on ``midway`` are exactly ``__all__``. The submodules the imports below load stay
+importable by their full names (``import midway.stores``, ``from midway import errors``) but
+are not names of the package: see the end of this file.
 """
+
+import importlib as _importlib
+import typing as _typing
+from types import ModuleType as _ModuleType
 
 from midway import sources
 from midway._model.ledger import ItemRecord
@@ -63,3 +71,39 @@ __all__ = [
     "__version__",
     "sources",
 ]
+
+
+_SUBMODULES = frozenset(
+    {
+        "cli",
+        "console",
+        "distributed",
+        "each",
+        "errors",
+        "faults",
+        "job",
+        "run",
+        "stores",
+        "views",
+        "web",
+    }
+)
+"""The submodules reachable as ``midway.<name>`` without being public names: loaded on use."""
+
+
+if not _typing.TYPE_CHECKING:  # hidden from type checkers, which would take any name as valid
+
+    def __getattr__(name: str) -> _ModuleType:
+        """``midway.stores`` after ``import midway.stores`` (whose name the package no longer
+        holds once the first import of it has run: see below)."""
+        if name in _SUBMODULES:
+            return _importlib.import_module(f"midway.{name}")
+        raise AttributeError(f"module 'midway' has no attribute {name!r}")
+
+
+# Importing a submodule binds its name in the package (``midway.job``, ``midway.run``...):
+# unbind those that are not in __all__, so that what ``midway`` offers is only the public API.
+for _name, _value in list(globals().items()):
+    if isinstance(_value, _ModuleType) and _name not in __all__ and not _name.startswith("_"):
+        del globals()[_name]
+del _name, _value

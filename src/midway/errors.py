@@ -1,37 +1,38 @@
 """The exception tree: one root, ``MidwayError``; every message says what to do next.
 
 Each class carries the process exit code the command line uses for it (``exit_code``):
-1 failed, 2 bad usage, 3 refused, 130 / 143 stopped by a signal. ::
+1 failed, 2 bad usage, 3 refused, 128 + the signal for a stop. The whole tree, with the
+exit code of each class (a test checks this drawing against the classes)::
 
     BaseException
     +-- SystemExit
-    |   +-- Stopped                 a SIGINT / SIGTERM stop, checkpoint written (130 / 143)
+    |   +-- Stopped                   130 / 143  a SIGINT / SIGTERM stop, checkpoint written
     +-- Exception
-        +-- MidwayError             exit 1
-            +-- ConfigError         exit 2
-            |   +-- StoreNotFound
-            +-- JobNotFound         exit 2
-            +-- RefusedError        exit 3
-            |   +-- LeaseHeld
-            |   +-- LeaseLost
-            |   +-- InputDrift
-            |   +-- StoreCorrupt
-            |   +-- StoreTooNew
-            |   +-- StoreUnavailable
-            +-- StateNotSerializable
-            +-- SourceError
+        +-- MidwayError               1    the root of every midway error
+            +-- ConfigError           2    an option that cannot work
+            |   +-- StoreNotFound     2    a read-only command named a missing store
+            +-- JobNotFound           2    the store does not know the job
+            +-- RefusedError          3    going on could lose or corrupt work
+            |   +-- LeaseHeld         3    another live runner owns the job
+            |   +-- LeaseLost         3    this runner's lease was taken over
+            |   +-- InputDrift        3    the input changed since the checkpoint
+            |   +-- StoreCorrupt      3    the store is damaged
+            |   +-- StoreTooNew       3    a newer midway wrote the store
+            |   +-- StoreUnavailable  3    the store cannot be opened or written
+            +-- StateNotSerializable  1    ``ctx.state`` holds a value JSON cannot hold
+            +-- SourceError           1    the input could not be read
+            +-- TooManyFailures       1    more items failed than ``max_failures`` allows
 
 ``Stopped`` is not an error: like ``KeyboardInterrupt`` it passes through ``except
 Exception:`` and ``except midway.MidwayError:``, so that a script wrapping a job in
 either still ends with 130 / 143 (what a container orchestrator expects of a stop).
+
+This module imports nothing of midway: every layer may import it.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from midway._model.result import RunResult
+from typing import Any
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -117,11 +118,15 @@ class Stopped(SystemExit):
     A ``SystemExit`` carrying 130 or 143 and not a ``MidwayError`` (nor an ``Exception``): a
     stop is not a failure. A script that does not catch it ends with that exit code and no
     traceback; the line saying where it stopped is already printed. Catch it by name.
+
+    ``result`` is the run's :class:`midway.RunResult` (typed ``Any`` here so that this
+    module imports nothing of midway).
     """
 
     exit_code: int
+    result: Any
 
-    def __init__(self, message: str, *, signal_number: int, result: RunResult) -> None:
+    def __init__(self, message: str, *, signal_number: int, result: Any) -> None:
         super().__init__(message)
         self.code = 128 + signal_number
         self.exit_code = self.code

@@ -13,8 +13,9 @@ not yet finished). A record whose status is :data:`DROP` deletes the row.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
+from types import UnionType
 
 from midway._model.jsonutil import JSONValue
 from midway._model.owner import iso
@@ -74,14 +75,10 @@ class ItemRecord:
         return self.error.split(":", 1)[0].strip()
 
     def to_json(self) -> dict[str, JSONValue]:
-        return {
-            "key": self.key,
-            "status": self.status,
-            "error": self.error,
-            "attempts": self.attempts,
-            "position": self.position,
-            "updated_at": iso(self.updated_at),
-        }
+        """What a person is shown (``midway show --json``, the dashboard, the report)."""
+        body = {name: getattr(self, name) for name in _SHOWN}
+        body["updated_at"] = iso(self.updated_at)
+        return body
 
     def to_export(self) -> dict[str, JSONValue]:
         """Everything, for ``midway failed --export``."""
@@ -92,35 +89,32 @@ class ItemRecord:
         return body
 
     def to_store(self) -> dict[str, JSONValue]:
-        return {
-            "key": self.key,
-            "status": self.status,
-            "error": self.error,
-            "traceback": self.traceback,
-            "attempts": self.attempts,
-            "position": self.position,
-            "item": self.item,
-            "updated_at": self.updated_at,
-            "steps": self.steps,
-        }
+        """Every field, as the file store keeps it (read back by :meth:`from_store`)."""
+        return {name: getattr(self, name) for name in _STORED}
 
     @classmethod
     def from_store(cls, data: dict[str, JSONValue]) -> ItemRecord:
-        steps = data.get("steps")
-        attempts = data.get("attempts")
-        updated_at = data.get("updated_at")
-        error, traceback = data.get("error"), data.get("traceback")
+        """Lenient: a field of the wrong type reads as its default (the record stays usable)."""
+
+        def typed(name: str, kind: type | UnionType, default: JSONValue) -> JSONValue:
+            value = data.get(name)
+            return value if isinstance(value, kind) else default
+
         return cls(
             key=data.get("key"),
             status=str(data.get("status")),
-            error=error if isinstance(error, str) else None,
-            traceback=traceback if isinstance(traceback, str) else None,
-            attempts=attempts if isinstance(attempts, int) else 0,
+            error=typed("error", str, None),
+            traceback=typed("traceback", str, None),
+            attempts=typed("attempts", int, 0),
             position=data.get("position"),
             item=data.get("item"),
-            updated_at=float(updated_at) if isinstance(updated_at, int | float) else 0.0,
-            steps=steps if isinstance(steps, dict) else {},
+            updated_at=float(typed("updated_at", int | float, 0.0)),
+            steps=typed("steps", dict, {}),
         )
+
+
+_STORED = tuple(f.name for f in fields(ItemRecord))
+_SHOWN = ("key", "status", "error", "attempts", "position", "updated_at")
 
 
 def drop(key: JSONValue) -> ItemRecord:

@@ -66,16 +66,18 @@ class Owner:
         return started is not None and started != self.pid_started
 
 
+_AGE_UNITS = ((90, 1, "s", 0), (90 * 60, 60, "min", 0), (36 * 3600, 3600, "h", 1))
+"""(below how many seconds, seconds in the unit, its name, decimals); past them, days."""
+
+
 def describe_age(seconds: float) -> str:
+    """``just now``, ``45 s ago``, ``12 min ago``, ``3.5 h ago``, ``2.0 days ago``."""
     seconds = max(0.0, seconds)
     if seconds < 1:
         return "just now"
-    if seconds < 90:
-        return f"{seconds:.0f} s ago"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} min ago"
-    if seconds < 36 * 3600:
-        return f"{seconds / 3600:.1f} h ago"
+    for below, unit, name, decimals in _AGE_UNITS:
+        if seconds < below:
+            return f"{seconds / unit:.{decimals}f} {name} ago"
     return f"{seconds / 86400:.1f} days ago"
 
 
