@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import shlex
 import time
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from midway._model.checkpoint import describe_drift
+from midway._model.identity import JobId
 from midway._model.jsonutil import JSONValue
 from midway._model.owner import Owner
 from midway.console import say
@@ -26,20 +28,25 @@ from midway.sources.base import Sharded, Source, Splittable
 from midway.stores import Store
 
 
-class PlanOptions(Protocol):
-    """What the plan reads of the job (a :class:`midway.Job` has it)."""
+class DistributedJob(Protocol):
+    """What a distributed run reads of the job (a :class:`midway.Job` has it): the plan its
+    key, ``partitions``, ``on_drift`` and ``quiet``; the worker loop the rest."""
+
+    id: JobId
+    store_url: str
+    partitions: int
+    quiet: bool
+    durable: bool
+    lease_ttl: float
+    merge: Callable[[dict[str, Any], dict[str, Any]], Any] | None
 
     @property
     def key(self) -> str: ...
     @property
-    def partitions(self) -> int: ...
-    @property
     def on_drift(self) -> str: ...
-    @property
-    def quiet(self) -> bool: ...
 
 
-def settle_plan(store: Store, job: PlanOptions, source: Source) -> dict[str, JSONValue]:
+def settle_plan(store: Store, job: DistributedJob, source: Source) -> dict[str, JSONValue]:
     """The job's plan as recorded in the store (recording this worker's if it is the
     first), checked against this worker's input and ``partitions=``."""
     if not isinstance(source, Splittable):
@@ -80,7 +87,7 @@ def settle_plan(store: Store, job: PlanOptions, source: Source) -> dict[str, JSO
 
 
 def _check_plan(
-    job: PlanOptions,
+    job: DistributedJob,
     plan: dict[str, JSONValue],
     count: int,
     fingerprint: dict[str, JSONValue],

@@ -25,14 +25,14 @@ import os
 import random
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from midway._model.checkpoint import COUNTER_NAMES, Counters
 from midway._model.identity import JobId
 from midway._model.owner import Owner
 from midway._model.result import RunResult, RunStatus
 from midway.console import say
-from midway.distributed.plan import PlanOptions, settle_plan
+from midway.distributed.plan import DistributedJob, settle_plan
 from midway.errors import LeaseLost
 from midway.run.engine import PartitionDone
 from midway.run.reducers import Reducers, merge_partitions, split_state
@@ -49,28 +49,13 @@ def worker_mode() -> bool:
     return os.environ.get(WORKER_ENV) == "1"
 
 
-class WorkerOptions(PlanOptions, Protocol):
-    """What the worker loop reads of the job (a :class:`midway.Job` has it)."""
-
-    @property
-    def id(self) -> JobId: ...
-    @property
-    def store_url(self) -> str: ...
-    @property
-    def durable(self) -> bool: ...
-    @property
-    def lease_ttl(self) -> float: ...
-    @property
-    def merge(self) -> Callable[[dict[str, Any], dict[str, Any]], Any] | None: ...
-
-
 RunPartition = Callable[[int, int, Source, Lease, Store], RunResult]
 """Runs partition ``index`` of ``count`` (its source, the lease this worker claimed on it,
 the store) to its end, as a job of its own; the job provides it."""
 
 
 def run_distributed(
-    job: WorkerOptions,
+    job: DistributedJob,
     source: Source,
     run_partition: RunPartition,
     state: dict[str, Any] | None,
@@ -97,7 +82,7 @@ def run_distributed(
 
 
 def _work(
-    job: WorkerOptions,
+    job: DistributedJob,
     store: Store,
     ids: list[JobId],
     run_one: Callable[[int, Lease], RunResult],
@@ -132,36 +117,24 @@ def _work(
 
 
 def _whole(
-    job: WorkerOptions,
+    job: DistributedJob,
     records: list[JobRecord | None],
     handled: int,
     elapsed: float,
     reducers: Reducers,
 ) -> RunResult:
     """The whole job's result: the partitions' counters added up, their states combined."""
-    counters = Counters()
+    whole = RunResult(job.key, RunStatus.COMPLETED, processed_this_run=handled, elapsed=elapsed)
     states: list[dict[str, Any]] = []
     for record in records:
         summary = (record.summary if record is not None else None) or {}
         part = Counters.from_dict(summary.get("counters") or {})
         for name in COUNTER_NAMES:
-            setattr(counters, name, getattr(counters, name) + getattr(part, name))
+            setattr(whole, name, getattr(whole, name) + getattr(part, name))
         part_state = summary.get("state")
         if isinstance(part_state, dict):
             states.append(part_state)
-    state = merge_partitions(states, reducers, job.merge or merge_state)
-    failures = counters.failed or counters.in_doubt
-    return RunResult(
-        job=job.key,
-        status=RunStatus.COMPLETED_WITH_FAILURES if failures else RunStatus.COMPLETED,
-        succeeded=counters.succeeded,
-        failed=counters.failed,
-        skipped=counters.skipped,
-        in_doubt=counters.in_doubt,
-        state=state,
-        resumed_from=None,
-        run_id="",
-        processed_this_run=handled,
-        elapsed=elapsed,
-        position=None,
-    )
+    whole.state = merge_partitions(states, reducers, job.merge or merge_state)
+    if whole.failed or whole.in_doubt:
+        whole.status = RunStatus.COMPLETED_WITH_FAILURES
+    return whole
