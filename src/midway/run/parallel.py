@@ -42,14 +42,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from midway._model import jsonutil
 from midway._model.jsonutil import JSONValue
-from midway._model.ledger import DONE, FAILED, IN_DOUBT, STARTED, ItemRecord, drop
+from midway._model.ledger import DONE, FAILED, IN_DOUBT, STARTED, ItemRecord, ItemStatus, drop
 from midway.errors import ConfigError, SourceError, TooManyFailures
 from midway.run.failures import FAIL, STOP, FailurePolicy
 from midway.run.ratelimit import RateLimit
 from midway.run.reducers import undeclared_message
 from midway.run.workers import (
-    STOP_JOB,
-    SUCCEEDED,
     Outcome,
     WorkerContext,
     attempt_item,
@@ -175,9 +173,9 @@ Queued = tuple[Slot, Any, WorkerContext]
 class Parallel:
     """Runs a job's items on a pool; see the module docstring."""
 
-    def __init__(self, run: ParallelHost, handler: Callable[[Any, Any], Any]) -> None:
-        job = run.job
-        self.run_ = run
+    def __init__(self, host: ParallelHost, handler: Callable[[Any, Any], Any]) -> None:
+        job = host.job
+        self.host = host
         self.handler = handler
         self.workers = job.workers
         self.window: deque[Slot] = deque()
@@ -186,13 +184,13 @@ class Parallel:
         self.finished: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.logged: set[str] = set()
         self.merge = job.merge
-        self.combiner = run.combiner
+        self.combiner = host.combiner
         self.seed = self.combiner.seed()
-        self.at = run.combiner.seen  # the place in the input of the next item read
+        self.at = host.combiner.seen  # the place in the input of the next item read
         self.rate = RateLimit(job.rate) if job.rate else None
         self.failure: BaseException | None = None
         # No policy: no retry, no skip, no tolerance (a failure stops the job).
-        self.policy = run.policy or FailurePolicy(retry=None, skip_on=(), max_failures=None)
+        self.policy = host.policy or FailurePolicy(retry=None, skip_on=(), max_failures=None)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.at_most_once = job.guarantee == "at-most-once"
         # At-most-once: hand out an item only when a worker is free to start it, so that an
@@ -203,7 +201,7 @@ class Parallel:
     # -- pool ---------------------------------------------------------------------------
 
     def _start_pool(self) -> cf.Executor | None:
-        executor = self.run_.job.executor
+        executor = self.host.job.executor
         if executor == "thread":
             return cf.ThreadPoolExecutor(self.workers, thread_name_prefix="midway-worker")
         if executor == "process":
@@ -251,19 +249,19 @@ class Parallel:
         if self.failure is not None:
             raise self.failure
         if not self._stopped():
-            self.run_.input_finished()
+            self.host.input_finished()
 
     def _stopped(self) -> bool:
-        return self.failure is not None or self.run_.stop_requested()
+        return self.failure is not None or self.host.stop_requested()
 
     def _feed(self, pool: cf.Executor | None) -> None:
         """Read the input and hand its items out, the window and the pool permitting."""
-        run = self.run_
+        host = self.host
         # What runs before a crash left: ``done`` (finished above the watermark: skip it)
         # and ``started`` (an at-most-once item in flight: in doubt, not run again).
-        prior = {n: r for n, r in run.prior.items() if r.status in (DONE, STARTED)}
+        prior = {n: r for n, r in host.prior.items() if r.status in (DONE, STARTED)}
         queued: list[Queued] = []
-        for chunk in run.chunks():
+        for chunk in host.chunks():
             for i, item in enumerate(chunk.items):
                 while self._full(len(queued)):
                     if queued:
@@ -295,7 +293,7 @@ class Parallel:
                     if not self.rate.wait(self._stopped):
                         return
                 position = chunk.position_before(i)
-                ctx = WorkerContext(run.key, key, position, run.idempotency_key(key), self.seed)
+                ctx = WorkerContext(host.key, key, position, host.idempotency_key(key), self.seed)
                 queued.append((slot, item, ctx))
                 if self.limit is None:
                     self._launch(pool, queued)
@@ -318,7 +316,7 @@ class Parallel:
             return
         if self.at_most_once:
             now = time.time()
-            self.run_.add_records(
+            self.host.add_records(
                 ItemRecord(slot.key, STARTED, attempts=1, position=ctx.position, updated_at=now)
                 for slot, _, ctx in queued
             )
@@ -368,18 +366,19 @@ class Parallel:
             self._finish(self.pending.pop(future), future.result())
         self._advance()
         self._maybe_checkpoint()
-        self.run_.show_progress()
+        self.host.show_progress()
 
     def _finish(self, slot: Slot, outcome: Outcome) -> None:
-        run = self.run_
-        counters = run.counters
-        if outcome.status == SUCCEEDED:
+        host = self.host
+        counters = host.counters
+        if outcome.decision is None:  # it succeeded
             if outcome.state and not self._combine(slot, outcome.state):
                 return  # the job stops; this item is not done
             counters.succeeded += 1
             slot.done = True
             return
-        if outcome.status == STOP_JOB:  # no tolerance: the job stops
+        status = outcome.decision.record
+        if status is None:  # no tolerance: the job stops
             if self.failure is None:
                 self.failure = outcome.exception
             if not self.at_most_once:
@@ -387,21 +386,19 @@ class Parallel:
             # At-most-once, it ran and raised: whether it took effect is unknown.
             self._record(slot, IN_DOUBT, outcome.error, outcome.traceback, outcome.attempts)
             return
-        record = self._record(
-            slot, outcome.status, outcome.error, outcome.traceback, outcome.attempts
-        )
+        record = self._record(slot, status, outcome.error, outcome.traceback, outcome.attempts)
         policy = self.policy
-        if outcome.status == FAILED:
+        if status is FAILED:
             policy.note(record.error_type or FAILED, jsonutil.dumps(slot.key))
             # The worker decided without the counts: the tolerance is judged here.
-            if policy.exceeded(counters.failed, counters.processed, run.total):
-                run.stop_with(TooManyFailures(run.too_many_message()))
-        run.report_item_failed(record)
+            if policy.exceeded(counters.failed, counters.processed, host.total):
+                host.stop_with(TooManyFailures(host.too_many_message()))
+        host.report_item_failed(record)
 
     def _combine(self, slot: Slot, part: dict[str, Any]) -> bool:
         """The item's contribution into the job's state: declared keys by their reducers,
         the others by ``merge=``. False (the job stops) when it cannot be combined."""
-        state = self.run_.state
+        state = self.host.state
         combiner = self.combiner
         reducers = combiner.reducers
         problem = combiner.refuse(part)
@@ -421,7 +418,7 @@ class Parallel:
     def _record(
         self,
         slot: Slot,
-        status: str,
+        status: ItemStatus,
         error: str | None,
         traceback: str | None,
         attempts: int,
@@ -438,8 +435,8 @@ class Parallel:
             item=None,
             updated_at=time.time(),
         )
-        self.run_.add_records([record])
-        counters = self.run_.counters
+        self.host.add_records([record])
+        counters = self.host.counters
         setattr(counters, status, getattr(counters, status) + 1)
         slot.done = slot.logged = True
         slot.started = False
@@ -448,29 +445,29 @@ class Parallel:
 
     def _advance(self) -> None:
         """Move the watermark past the finished items at the start of the window."""
-        run = self.run_
+        host = self.host
         window = self.window
         while window and window[0].done:
             slot = window.popleft()
-            run.advance_to(slot.chunk, slot.index + 1)
+            host.advance_to(slot.chunk, slot.index + 1)
             self.combiner.seen = slot.at + 1
             if slot.logged:
                 name = jsonutil.dumps(slot.key)
                 if name in self.logged:
                     self.logged.discard(name)
-                    run.add_records([drop(slot.key)])
+                    host.add_records([drop(slot.key)])
 
     def _maybe_checkpoint(self) -> None:
-        run = self.run_
-        due = run.checkpoint_due()
-        run.keep_up()  # the store is behind: wait rather than run ahead
+        host = self.host
+        due = host.checkpoint_due()
+        host.keep_up()  # the store is behind: wait rather than run ahead
         if due:
             self.checkpoint()
 
     def checkpoint(self, *, wait: bool = False) -> None:
         """Write the ``done`` records of the items finished above the watermark, with it."""
         self.keep_done_records()
-        self.run_.checkpoint(wait=wait)
+        self.host.checkpoint(wait=wait)
 
     def keep_done_records(self) -> None:
         """The run ends: items that finished above the watermark get their ``done`` record
@@ -482,4 +479,4 @@ class Parallel:
                 slot.logged, slot.started = True, False
                 self.logged.add(jsonutil.dumps(slot.key))
                 done.append(ItemRecord(slot.key, DONE, position=None, updated_at=now))
-        self.run_.add_records(done)
+        self.host.add_records(done)

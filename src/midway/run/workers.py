@@ -19,10 +19,6 @@ from midway.errors import ConfigError
 from midway.run.failures import Action, Decision, FailurePolicy, describe, short_traceback
 from midway.run.handlers import check_result
 
-SUCCEEDED = "succeeded"
-STOP_JOB = "raise"
-"""An :class:`Outcome` status: no tolerance, the job stops on the handler's error."""
-
 
 class WorkerContext:
     """``ctx`` inside a parallel handler: about this item only."""
@@ -65,14 +61,17 @@ class WorkerContext:
 
 @dataclass
 class Outcome:
-    """What a worker sends back: the contribution to merge, or why the item failed."""
+    """What a worker sends back: the item's contribution to merge, or the policy's decision
+    on its last failure and what to record of it."""
 
-    status: str  # SUCCEEDED, FAILED, SKIPPED, or STOP_JOB (no tolerance: stop the job)
     state: dict[str, Any] = field(default_factory=dict)
+    attempts: int = 1
+    decision: Decision | None = None
+    """None: the handler succeeded."""
     error: str | None = None
     traceback: str | None = None
-    attempts: int = 1
     exception: BaseException | None = None
+    """The handler's error, when it stops the job (``decision.record`` is None)."""
 
 
 def attempt_item(
@@ -96,7 +95,7 @@ def attempt_item(
             continue
         if returned is not None:
             check_result(returned)  # raises: the job stops, this item not done
-        return Outcome(SUCCEEDED, ctx.state, attempts=ctx.attempt)
+        return Outcome(ctx.state, ctx.attempt)
 
 
 async def attempt_item_async(
@@ -113,7 +112,7 @@ async def attempt_item_async(
             ctx.state = ctx.fresh()
             try:
                 await handler(item, ctx)
-                return Outcome(SUCCEEDED, ctx.state, attempts=ctx.attempt)
+                return Outcome(ctx.state, ctx.attempt)
             except Exception as exc:
                 decision = policy.decide(exc, ctx.attempt, first, time.time())
                 if decision.action is not Action.RETRY:
@@ -125,9 +124,8 @@ async def attempt_item_async(
 def gave_up(decision: Decision, exc: BaseException, attempts: int) -> Outcome:
     """The outcome of an item that will not be tried again: recorded (skipped, failed) and
     the run goes on, or the job stops on ``exc``."""
-    status = decision.record or STOP_JOB
-    outcome = Outcome(status, {}, describe(exc), short_traceback(exc), attempts)
-    if status == STOP_JOB:
+    outcome = Outcome({}, attempts, decision, describe(exc), short_traceback(exc))
+    if decision.record is None:
         outcome.exception = exc
     return outcome
 
