@@ -3,9 +3,9 @@
 The happy path never comes here: the engine's loop calls the handler with no wrapper, and
 only an exception leads into :class:`FailurePolicy`, whose :meth:`FailurePolicy.decide`
 is the one place that says what happens next (a :class:`Decision`: retry after a wait, skip,
-record as failed and go on, or stop the job). Every path asks it: the sequential one, and a
-parallel run's workers (threads, processes, coroutines). What to *record* for the item when
-the job stops is the guarantee's business (at-most-once: in doubt), not the policy's.
+record as failed and go on, or stop the job), for the item path of one worker as for the
+workers of a parallel run (threads, processes, coroutines). What to *record* for the item
+when the job stops is the guarantee's business (at-most-once: in doubt), not the policy's.
 
 The wait before a retry is :func:`backoff_delay`, a pure function of the attempt. midway
 keeps the attempt count itself durable, so a poison item is not retried for ever across
