@@ -112,6 +112,11 @@ class SourceError(MidwayError):
     """The input could not be read (missing file, unreadable record)."""
 
 
+class TooManyFailures(MidwayError):
+    """More items failed than ``max_failures`` tolerates: the job stopped (exit 1) with a
+    checkpoint; fix the cause, then run it again (and ``midway retry`` the failed items)."""
+
+
 class Stopped(SystemExit):
     """The run stopped on SIGINT / SIGTERM after writing a checkpoint.
 

@@ -11,7 +11,7 @@ from midway._model.identity import JobId, make_job_id
 from midway._model.ledger import ItemRecord
 from midway._model.redaction import redact_url
 from midway._model.result import RunResult
-from midway.distributed.plan import run_distributed, worker_mode
+from midway.distributed.worker import RunPartition, run_distributed, worker_mode
 from midway.errors import ConfigError
 from midway.run.context import Context
 from midway.run.engine import Engine
@@ -22,7 +22,7 @@ from midway.sources._input import refuse_unordered, wrap_frame
 from midway.sources.base import Source
 from midway.sources.iterable import iterable
 from midway.sources.sequence import sequence
-from midway.stores import absolute_url, default_url, open_store
+from midway.stores import Lease, Store, absolute_url, default_url, open_store
 from midway.stores.base import JobRecord
 
 Guarantee = Literal["at-least-once", "at-most-once", "exactly-once"]
@@ -206,7 +206,7 @@ class Job:
 
         ``distributed=True`` (or running under ``midway worker``): this process is one of any
         number of workers sharing the job's ``partitions`` through the store; see
-        :mod:`midway.distributed.plan`. Each partition starts from ``state``.
+        :mod:`midway.distributed.worker`. Each partition starts from ``state``.
 
         ``state`` seeds ``ctx.state`` on a fresh start; a resumed run continues from the
         saved state. A value that is a reducer (``{"imported": midway.Sum()}``) declares how
@@ -219,13 +219,27 @@ class Job:
         handler, owned = prepare_handler(handler, workers=self.workers, executor=self.executor)
         try:
             if distributed or worker_mode():
-                return run_distributed(self, source, handler, state)
+                return run_distributed(self, source, self._partition_runner(handler, state), state)
             engine = Engine(self, source, state)
             engine.start()
             return engine.run_handler(handler)
         finally:
             if owned is not None:
                 owned.close()
+
+    def _partition_runner(
+        self, handler: Callable[[Any, Context], Any], state: dict[str, Any] | None
+    ) -> RunPartition:
+        """How a distributed worker runs a partition it claimed: as a job of its own."""
+
+        def run_partition(
+            index: int, count: int, part: Source, lease: Lease, store: Store
+        ) -> RunResult:
+            engine = Engine(self.partition_job(index, count), part, state, lease=lease, store=store)
+            engine.start()
+            return engine.run_handler(handler)
+
+        return run_partition
 
     def partition_job(self, index: int, count: int | None = None) -> Job:
         """Partition ``index`` of ``count`` (default: ``partitions``): a job of its own."""

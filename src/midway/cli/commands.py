@@ -583,7 +583,7 @@ def worker(target: str) -> None:
     import runpy
     import traceback
 
-    from midway.distributed.plan import WORKER_ENV
+    from midway.distributed.worker import WORKER_ENV
     from midway.stores import location
 
     script, _, function = target.partition(":")

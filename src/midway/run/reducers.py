@@ -34,6 +34,8 @@ class Reducer:
     """A declared way of combining one ``ctx.state`` key."""
 
     name = ""
+    expects = "any JSON value"
+    """What a contribution to the key must be, as a message says it."""
 
     def start(self) -> JSONValue:
         """The key's value before any item, and what a worker's contribution starts at."""
@@ -44,9 +46,6 @@ class Reducer:
 
     def accepts(self, value: object) -> bool:
         return True
-
-    def expects(self) -> str:
-        return "any JSON value"
 
     def __eq__(self, other: object) -> bool:
         return type(other) is type(self)
@@ -70,6 +69,7 @@ class Sum(Reducer):
     """Numbers that add up (counts, totals); starts at 0."""
 
     name = "sum"
+    expects = "a number"
 
     def start(self) -> JSONValue:
         return 0
@@ -80,14 +80,12 @@ class Sum(Reducer):
     def accepts(self, value: object) -> bool:
         return _number(value)
 
-    def expects(self) -> str:
-        return "a number"
-
 
 class Max(Reducer):
     """The largest value seen; None until the first."""
 
     name = "max"
+    expects = "a number or a string (or None)"
 
     @staticmethod
     def wins(part: Any, total: Any) -> bool:
@@ -100,9 +98,6 @@ class Max(Reducer):
 
     def accepts(self, value: object) -> bool:
         return value is None or _number(value) or isinstance(value, str)
-
-    def expects(self) -> str:
-        return "a number or a string (or None)"
 
 
 class Min(Max):
@@ -128,6 +123,7 @@ class Append(Reducer):
     """A list every item's values are appended to; starts empty."""
 
     name = "append"
+    expects = "a list"
 
     def start(self) -> JSONValue:
         return []
@@ -138,9 +134,6 @@ class Append(Reducer):
 
     def accepts(self, value: object) -> bool:
         return isinstance(value, list)
-
-    def expects(self) -> str:
-        return "a list"
 
 
 REDUCERS: dict[str, type[Reducer]] = {r.name: r for r in (Sum, Max, Min, Last, Append)}
@@ -212,7 +205,7 @@ def check_values(state: dict[str, Any], reducers: Reducers, where: str) -> None:
         if not reducer.accepts(value):
             raise ConfigError(
                 f"ctx.state[{key!r}] is {value!r} ({type(value).__name__}) {where}, but its "
-                f"reducer {reducer!r} combines {reducer.expects()}: store {reducer.expects()} "
+                f"reducer {reducer!r} combines {reducer.expects}: store {reducer.expects} "
                 "under that key, or declare another reducer for it"
             )
 
@@ -288,7 +281,7 @@ class Combiner:
                 value = part[key]
                 return (
                     f"ctx.state[{key!r}] was set to {value!r} ({type(value).__name__}), but "
-                    f"its reducer {reducer!r} combines {reducer.expects()}; the job stopped "
+                    f"its reducer {reducer!r} combines {reducer.expects}; the job stopped "
                     "at this item, which is handled again on the next run"
                 )
         return None
