@@ -30,7 +30,7 @@ def worker(target: str) -> None:
     import runpy
     import traceback
 
-    from midway.distributed.plan import WORKER_ENV
+    from midway._model.identity import WORKER_ENV
     from midway.stores import location
 
     script, _, function = target.partition(":")

@@ -33,6 +33,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from midway._model.checkpoint import Counters, describe_drift
+from midway._model.identity import WORKER_ENV
 from midway._model.jsonutil import JSONValue
 from midway._model.owner import Owner
 from midway._model.result import RunResult
@@ -47,7 +48,6 @@ from midway.stores import JobRecord, Store, open_store
 if TYPE_CHECKING:
     from midway.job import Job
 
-WORKER_ENV = "MIDWAY_WORKER"
 POLL_SECONDS = 0.2
 
 
