@@ -12,7 +12,7 @@ from midway._model.jsonutil import JSONValue
 from midway._model.ledger import DROP, FAILED, IN_DOUBT, RETRY, SKIPPED, ItemStatus
 from midway._model.owner import Owner, hostname
 from midway.cli.options import item_keys, store_option, user_name
-from midway.cli.output import open_for_reading
+from midway.cli.output import open_existing
 from midway.stores import Store
 from midway.views import overview
 
@@ -30,7 +30,7 @@ def reset(job: str, yes: bool, store_url: str | None) -> None:
     Example:
       midway reset import-contacts --yes
     """
-    store = open_for_reading(store_url)
+    store = open_existing(store_url)
     try:
         if store.get_job(job) is None and _reset_partitions(store, job, yes):
             return
@@ -63,7 +63,7 @@ def _change_items(
 ) -> tuple[str, int]:
     """``retry`` and ``resolve``: the store's ``change_items`` on the job named ``job``;
     returns the job's key and how many items changed."""
-    store = open_for_reading(store_url)
+    store = open_existing(store_url)
     try:
         record = overview.resolve(store, job)
         changed = store.change_items(
@@ -182,7 +182,7 @@ def note(job: str, text: str, author: str | None, store_url: str | None) -> None
     Example:
       midway note import-contacts "paused for the CRM upgrade; resume after 18:00"
     """
-    store = open_for_reading(store_url)
+    store = open_existing(store_url)
     try:
         record = overview.resolve(store, job)
         store.add_note(record.job, text, author or f"{user_name()}@{hostname()}")

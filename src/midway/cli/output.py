@@ -25,8 +25,9 @@ STATUS_STYLE: dict[str, str] = {
 }
 
 
-def open_for_reading(url: str | None) -> Store:
-    """Commands only read: a mistyped --store is an error, not a new empty store."""
+def open_existing(url: str | None) -> Store:
+    """The store a command works on, which must exist: a mistyped --store is an error,
+    not a new empty store."""
     return open_store(url or default_url(), create=False)
 
 

@@ -17,7 +17,7 @@ from midway.cli.output import (
     STATUS_STYLE,
     cell,
     clip,
-    open_for_reading,
+    open_existing,
     print_json,
     safe,
     terminal,
@@ -45,7 +45,7 @@ def status(store_url: str | None, as_json: bool) -> None:
       midway status --json --store sqlite:///jobs.db
     """
     try:
-        store = open_for_reading(store_url)
+        store = open_existing(store_url)
     except StoreNotFound:
         if as_json:
             print_json([])
@@ -125,7 +125,7 @@ def show(job: str, store_url: str | None, as_json: bool) -> None:
       midway show import-contacts
       midway show import-contacts --json
     """
-    store = open_for_reading(store_url)
+    store = open_existing(store_url)
     try:
         detail = overview.job_detail(store, overview.resolve(store, job))
     finally:
@@ -233,7 +233,7 @@ def failed(
       midway failed import-contacts --export failed.jsonl
     """
     statuses = (FAILED, RETRY, SKIPPED) if skipped else (FAILED, RETRY)
-    store = open_for_reading(store_url)
+    store = open_existing(store_url)
     try:
         record = overview.resolve(store, job)
         items = store.list_items(record.job, statuses)
@@ -295,7 +295,7 @@ def report(job: str, fmt: str, output: str | None, store_url: str | None) -> Non
     """
     from midway.views import report as report_module
 
-    store = open_for_reading(store_url)
+    store = open_existing(store_url)
     try:
         data = report_module.gather(store, overview.resolve(store, job))
     finally:
