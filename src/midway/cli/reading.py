@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import click
+from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
@@ -26,7 +27,7 @@ from midway.console import printable
 from midway.errors import StoreNotFound
 from midway.stores import absolute_url, default_url
 from midway.views import overview
-from midway.views.models import StatusRow
+from midway.views.models import JobDetail, RunView, StatusRow
 
 
 @click.command()
@@ -134,6 +135,21 @@ def show(job: str, store_url: str | None, as_json: bool) -> None:
         print_json(detail.to_json())
         return
     console = terminal()
+    _print_facts(console, detail)
+    if detail.items:
+        _print_items(console, detail)
+    if detail.notes:
+        console.print("[bold]notes[/]")
+        for entry in detail.notes:
+            console.print(
+                printable(f"  {entry['at']}  {entry['author']}: {entry['text']}"), markup=False
+            )
+    if detail.runs:
+        _print_runs(console, detail.runs[:10])
+
+
+def _print_facts(console: Console, detail: JobDetail) -> None:
+    """``show``'s heading and its lines of label and value."""
     style = STATUS_STYLE.get(detail.status, "")
     console.print(f"[bold]{safe(detail.job)}[/]  [{style}]{safe(detail.status)}[/]")
     lines = [
@@ -164,56 +180,53 @@ def show(job: str, store_url: str | None, as_json: bool) -> None:
             lines.append(("", detail.resume_note))
     for label, value in lines:
         console.print(f"  [dim]{label:>10}[/]  {safe(value)}", markup=True)
-    if detail.items:
-        items = Table(title="items needing attention", title_justify="left")
-        for column in ("key", "status", "attempts", "when", "error"):
-            items.add_column(column)
-        for item in detail.items[:50]:
-            items.add_row(
-                cell(json.dumps(item["key"])),
-                cell(item["status"]),
-                str(item["attempts"]),
-                cell(item["updated_at"] or ""),
-                cell(clip(item["error"] or "", 100)),
-            )
-        if len(detail.items) > 50:
-            console.print(
-                f"  ... and {len(detail.items) - 50:,} more: "
-                f"midway failed {safe(detail.job)} --export FILE (or show --json)"
-            )
-        console.print(items)
-        statuses = {item["status"] for item in detail.items}
-        if ItemStatus.FAILED in statuses:
-            console.print(f"  retry the failed items with: midway retry {safe(detail.job)}")
-        if ItemStatus.IN_DOUBT in statuses:
-            console.print(
-                f"  in doubt: check whether they took effect, then: midway resolve "
-                f"{safe(detail.job)} KEY... --done (or --retry)"
-            )
-    if detail.notes:
-        console.print("[bold]notes[/]")
-        for entry in detail.notes:
-            console.print(
-                printable(f"  {entry['at']}  {entry['author']}: {entry['text']}"), markup=False
-            )
-    if detail.runs:
-        runs = Table(title="runs (newest first)", title_justify="left")
-        for column in ("started", "status", "host:pid", "items", "note"):
-            runs.add_column(column)
-        for run in detail.runs[:10]:
-            done = (
-                ""
-                if run["processed"] is None
-                else f"{run['start_processed']:,} → {run['processed']:,}"
-            )
-            runs.add_row(
-                cell(run["started_at"] or ""),
-                cell(run["status"]),
-                cell(f"{run['host']}:{run['pid']}"),
-                done,
-                cell(clip(run["message"] or "", 80)),
-            )
-        console.print(runs)
+
+
+def _print_items(console: Console, detail: JobDetail) -> None:
+    """The items needing attention (the first 50), and what to do about them."""
+    items = Table(title="items needing attention", title_justify="left")
+    for column in ("key", "status", "attempts", "when", "error"):
+        items.add_column(column)
+    for item in detail.items[:50]:
+        items.add_row(
+            cell(json.dumps(item["key"])),
+            cell(item["status"]),
+            str(item["attempts"]),
+            cell(item["updated_at"] or ""),
+            cell(clip(item["error"] or "", 100)),
+        )
+    if len(detail.items) > 50:
+        console.print(
+            f"  ... and {len(detail.items) - 50:,} more: "
+            f"midway failed {safe(detail.job)} --export FILE (or show --json)"
+        )
+    console.print(items)
+    statuses = {item["status"] for item in detail.items}
+    if ItemStatus.FAILED in statuses:
+        console.print(f"  retry the failed items with: midway retry {safe(detail.job)}")
+    if ItemStatus.IN_DOUBT in statuses:
+        console.print(
+            f"  in doubt: check whether they took effect, then: midway resolve "
+            f"{safe(detail.job)} KEY... --done (or --retry)"
+        )
+
+
+def _print_runs(console: Console, runs: list[RunView]) -> None:
+    table = Table(title="runs (newest first)", title_justify="left")
+    for column in ("started", "status", "host:pid", "items", "note"):
+        table.add_column(column)
+    for run in runs:
+        done = (
+            "" if run["processed"] is None else f"{run['start_processed']:,} → {run['processed']:,}"
+        )
+        table.add_row(
+            cell(run["started_at"] or ""),
+            cell(run["status"]),
+            cell(f"{run['host']}:{run['pid']}"),
+            done,
+            cell(clip(run["message"] or "", 80)),
+        )
+    console.print(table)
 
 
 @click.command()

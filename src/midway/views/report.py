@@ -22,7 +22,15 @@ from midway._model.owner import describe_age, iso
 from midway.console import printable
 from midway.stores import JobRecord, Store
 from midway.stores.base import HistoryPoint
-from midway.views.models import ErrorCount, ItemView, Report, StatusRow, ThroughputPoint
+from midway.views.models import (
+    ErrorCount,
+    ItemView,
+    NoteView,
+    Report,
+    RunView,
+    StatusRow,
+    ThroughputPoint,
+)
 from midway.views.overview import job_detail
 
 BAR_WIDTH = 30
@@ -107,17 +115,30 @@ def _eta(row: StatusRow) -> str:
 
 
 def markdown(report: Report) -> str:
-    job = report.job
-    quoted = shlex.quote(job)
-    lines = [f"# Handoff: job `{job}`", ""]
-    lines += [
+    quoted = shlex.quote(report.job)
+    lines = [
+        f"# Handoff: job `{report.job}`",
+        "",
         f"Generated {report.generated_at}. Status: **{report.status}**.",
+        *_section("Where it stands", _md_standing(report)),
+        *_section("How to carry on", _md_carry_on(report, quoted)),
+        *_section("Throughput over time", _md_throughput(report.throughput)),
+        *_section("Most common errors", _md_errors(report.errors, quoted)),
+        *_section("In doubt", _md_in_doubt(report.in_doubt_items, quoted)),
+        *_section("Runs", _md_runs(report.runs)),
+        *_section("Notes", _md_notes(report.notes, quoted)),
         "",
-        "## Where it stands",
-        "",
-        "| | items |",
-        "|---|---:|",
     ]
+    # read in terminals (cat, less -R): the controls of keys, errors and notes shown escaped
+    return printable("\n".join(lines), lines=True)
+
+
+def _section(title: str, body: list[str]) -> list[str]:
+    return ["", f"## {title}", "", *body]
+
+
+def _md_standing(report: Report) -> list[str]:
+    lines = ["| | items |", "|---|---:|"]
     for label, count in _counts(report):
         lines.append(f"| {label} | {count:,} |")
     remaining = report.remaining
@@ -126,7 +147,8 @@ def markdown(report: Report) -> str:
         lines.append(f"| **total** | {report.total:,} |")
     lines += ["", "```", _bar(report.processed, report.total) or "(total unknown)", "```"]
     rate = report.rate_per_second
-    lines += [
+    return [
+        *lines,
         "",
         f"- Rate of the last run: {rate:,.1f} items/s" if rate else "- Rate: not measured yet",
         f"- ETA: {_eta(report)}",
@@ -134,65 +156,73 @@ def markdown(report: Report) -> str:
         f"- Position: `{json.dumps(report.position, ensure_ascii=False)}`",
         f"- Owner now: {report.owner or 'nobody'}",
     ]
-    lines += ["", "## How to carry on", ""]
-    command = report.resume_command
-    if report.checkpoint is not None:
-        lines += [
+
+
+def _md_carry_on(report: Report, quoted: str) -> list[str]:
+    if report.checkpoint is None:
+        lines = ["The job has no checkpoint: its last run completed (or it never ran)."]
+    else:
+        lines = [
             "The job has a checkpoint; running the same command again resumes it:",
             "",
             "```sh",
-            command or "(the command was not recorded: run the job's script again)",
+            report.resume_command or "(the command was not recorded: run the job's script again)",
             "```",
         ]
         if report.resume_note:
             lines += ["", f"Note: {report.resume_note}."]
-    else:
-        lines.append("The job has no checkpoint: its last run completed (or it never ran).")
     if report.failed:
         lines += ["", f"Failed items go again with `midway retry {quoted}` and the same command."]
-    lines += ["", "## Throughput over time", ""]
-    points = report.throughput
-    if points:
-        lines += ["| time | items done | items/s |", "|---|---:|---:|"]
-        step = max(1, len(points) // 20)
-        for point in points[::step]:
-            lines.append(f"| {iso(point['at'])} | {point['processed']:,} | {point['rate']:,.1f} |")
-    else:
-        lines.append("Not enough checkpoints yet to draw it.")
-    lines += ["", "## Most common errors", ""]
-    if report.errors:
-        lines += ["| error | items | example keys | example |", "|---|---:|---|---|"]
-        for error in report.errors:
-            keys = ", ".join(f"`{json.dumps(k)}`" for k in error["example_keys"])
-            lines.append(
-                f"| {error['error']} | {error['count']:,} | {keys} | {_cell(error['example'])} |"
-            )
-        lines += ["", f"All of them: `midway failed {quoted} --export failed.jsonl`."]
-    else:
-        lines.append("None.")
-    lines += ["", "## In doubt", ""]
-    if report.in_doubt_items:
-        lines += [
-            "A crash came while these items' handlers ran: midway cannot know whether they "
-            "took effect. Check (the mail server's log, the payment provider), then:",
-            "",
-            "```sh",
-            f"midway resolve {quoted} KEY... --done    # they took effect",
-            f"midway resolve {quoted} KEY... --retry   # they did not: handle them again",
-            "```",
-            "",
-            "| key | since | note |",
-            "|---|---|---|",
-        ]
-        for item in report.in_doubt_items:
-            lines.append(
-                f"| `{json.dumps(item['key'])}` | {item['updated_at']} | {_cell(item['error'])} |"
-            )
-    else:
-        lines.append("None.")
-    lines += ["", "## Runs", "", "| started | ended | status | host:pid | items | note |"]
-    lines.append("|---|---|---|---|---|---|")
-    for run in report.runs:
+    return lines
+
+
+def _md_throughput(points: list[ThroughputPoint]) -> list[str]:
+    if not points:
+        return ["Not enough checkpoints yet to draw it."]
+    lines = ["| time | items done | items/s |", "|---|---:|---:|"]
+    step = max(1, len(points) // 20)
+    for point in points[::step]:
+        lines.append(f"| {iso(point['at'])} | {point['processed']:,} | {point['rate']:,.1f} |")
+    return lines
+
+
+def _md_errors(errors: list[ErrorCount], quoted: str) -> list[str]:
+    if not errors:
+        return ["None."]
+    lines = ["| error | items | example keys | example |", "|---|---:|---|---|"]
+    for error in errors:
+        keys = ", ".join(f"`{json.dumps(k)}`" for k in error["example_keys"])
+        lines.append(
+            f"| {error['error']} | {error['count']:,} | {keys} | {_cell(error['example'])} |"
+        )
+    return [*lines, "", f"All of them: `midway failed {quoted} --export failed.jsonl`."]
+
+
+def _md_in_doubt(items: list[ItemView], quoted: str) -> list[str]:
+    if not items:
+        return ["None."]
+    lines = [
+        "A crash came while these items' handlers ran: midway cannot know whether they "
+        "took effect. Check (the mail server's log, the payment provider), then:",
+        "",
+        "```sh",
+        f"midway resolve {quoted} KEY... --done    # they took effect",
+        f"midway resolve {quoted} KEY... --retry   # they did not: handle them again",
+        "```",
+        "",
+        "| key | since | note |",
+        "|---|---|---|",
+    ]
+    for item in items:
+        lines.append(
+            f"| `{json.dumps(item['key'])}` | {item['updated_at']} | {_cell(item['error'])} |"
+        )
+    return lines
+
+
+def _md_runs(runs: list[RunView]) -> list[str]:
+    lines = ["| started | ended | status | host:pid | items | note |", "|---|---|---|---|---|---|"]
+    for run in runs:
         items = (
             "" if run["processed"] is None else f"{run['start_processed']:,} → {run['processed']:,}"
         )
@@ -200,15 +230,13 @@ def markdown(report: Report) -> str:
             f"| {run['started_at']} | {run['ended_at'] or ''} | {run['status']} | "
             f"{run['host']}:{run['pid']} | {items} | {_cell(run['message'])} |"
         )
-    lines += ["", "## Notes", ""]
-    if report.notes:
-        for note in report.notes:
-            lines.append(f"- {note['at']}, {note['author']}: {note['text']}")
-    else:
-        lines.append(f'None yet. Add one with `midway note {quoted} "what you decided and why"`.')
-    lines.append("")
-    # read in terminals (cat, less -R): the controls of keys, errors and notes shown escaped
-    return printable("\n".join(line for line in lines if line is not None), lines=True)
+    return lines
+
+
+def _md_notes(notes: list[NoteView], quoted: str) -> list[str]:
+    if not notes:
+        return [f'None yet. Add one with `midway note {quoted} "what you decided and why"`.']
+    return [f"- {note['at']}, {note['author']}: {note['text']}" for note in notes]
 
 
 def _cell(text: str | None) -> str:
@@ -267,43 +295,11 @@ def html_page(report: Report) -> str:
     rows = "".join(_tr(label, f"{count:,}", numeric=1) for label, count in _counts(report))
     remaining = report.remaining
     rows += _tr("remaining", "?" if remaining is None else f"{remaining:,}", numeric=1)
-    errors = "".join(
-        _tr(
-            e(x["error"]),
-            f"{x['count']:,}",
-            e(", ".join(json.dumps(k) for k in x["example_keys"])),
-            e(x["example"]),
-            numeric=1,
-        )
-        for x in report.errors
-    )
-    doubts = "".join(
-        _tr(
-            f"<code>{e(json.dumps(i['key']))}</code>", e(i["updated_at"] or ""), e(i["error"] or "")
-        )
-        for i in report.in_doubt_items
-    )
-    runs = "".join(
-        _tr(
-            e(r["started_at"] or ""),
-            e(r["ended_at"] or ""),
-            e(r["status"]),
-            f"{e(r['host'])}:{r['pid']}",
-            e(r["message"] or ""),
-        )
-        for r in report.runs
-    )
+    errors, doubts, runs = _html_errors(report), _html_in_doubt(report), _html_runs(report)
     notes = "".join(
         f"<li>{e(n['at'] or '')}, {e(n['author'])}: {e(n['text'])}</li>" for n in report.notes
     )
-    command = report.resume_command
-    carry_on = (
-        "<p>Running the same command again resumes it:</p>"
-        f"<pre>{e(command or '(not recorded)')}</pre>"
-        + (f"<p>Note: {e(report.resume_note)}.</p>" if report.resume_note else "")
-        if report.checkpoint is not None
-        else "<p>The job has no checkpoint: its last run completed (or it never ran).</p>"
-    )
+    carry_on = _html_carry_on(report)
     quoted = e(shlex.quote(job))
     resolve_hint = (
         f"<p>Check whether they took effect, then <code>midway resolve {quoted} KEY... "
@@ -333,6 +329,55 @@ def html_page(report: Report) -> str:
 {f"<ul>{notes}</ul>" if notes else "<p>None yet.</p>"}
 </body></html>
 """)
+
+
+def _html_errors(report: Report) -> str:
+    e = html.escape
+    return "".join(
+        _tr(
+            e(x["error"]),
+            f"{x['count']:,}",
+            e(", ".join(json.dumps(k) for k in x["example_keys"])),
+            e(x["example"]),
+            numeric=1,
+        )
+        for x in report.errors
+    )
+
+
+def _html_in_doubt(report: Report) -> str:
+    e = html.escape
+    return "".join(
+        _tr(
+            f"<code>{e(json.dumps(i['key']))}</code>", e(i["updated_at"] or ""), e(i["error"] or "")
+        )
+        for i in report.in_doubt_items
+    )
+
+
+def _html_runs(report: Report) -> str:
+    e = html.escape
+    return "".join(
+        _tr(
+            e(r["started_at"] or ""),
+            e(r["ended_at"] or ""),
+            e(r["status"]),
+            f"{e(r['host'])}:{r['pid']}",
+            e(r["message"] or ""),
+        )
+        for r in report.runs
+    )
+
+
+def _html_carry_on(report: Report) -> str:
+    e = html.escape
+    if report.checkpoint is None:
+        return "<p>The job has no checkpoint: its last run completed (or it never ran).</p>"
+    return (
+        "<p>Running the same command again resumes it:</p>"
+        f"<pre>{e(report.resume_command or '(not recorded)')}</pre>"
+        + (f"<p>Note: {e(report.resume_note)}.</p>" if report.resume_note else "")
+    )
 
 
 def _page(text: str) -> str:
