@@ -19,7 +19,7 @@ from click.testing import CliRunner, Result
 import midway
 from midway._model.identity import JobId
 from midway._model.owner import Owner, hostname
-from midway.cli.commands import cli
+from midway.cli.app import cli
 from midway.stores import RunRecord, open_store
 
 STATUS_FIELDS = {

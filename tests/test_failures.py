@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 import midway
-from midway.cli.commands import cli
+from midway.cli.app import cli
 from midway.run.failures import Action, Decision, FailurePolicy, Retry, backoff_delay, retry_after
 from midway.stores import open_store
 

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 import midway
-from midway.cli.commands import cli
+from midway.cli.app import cli
 from midway.run import engine
 
 

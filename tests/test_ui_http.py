@@ -22,7 +22,7 @@ from click.testing import CliRunner
 import midway
 from midway._model.identity import JobId
 from midway._model.owner import Owner, hostname, process_start_ticks
-from midway.cli.commands import cli
+from midway.cli.app import cli
 from midway.stores import RunRecord, open_store
 from midway.web import formatting
 from midway.web.app import create_app
@@ -378,7 +378,7 @@ def test_a_wildcard_bind_with_a_token_from_the_environment(store_url: str) -> No
 def test_missing_extra_says_how_to_install_it(tmp_path: Path) -> None:
     code = (
         "import sys; sys.modules['uvicorn'] = None\n"
-        "from midway.cli.commands import main\n"
+        "from midway.cli.app import main\n"
         "sys.argv = ['midway', 'ui', '--port', '0']\n"
         "main()\n"
     )
@@ -423,7 +423,7 @@ def test_formatting_matches_the_cli_words() -> None:
     assert formatting.rate(None) == ""
     assert formatting.rate(2.345) == "2.3/s"
     assert formatting.rate(12345.6) == "12,346/s"
-    assert formatting.progress_text({"processed": 1234, "total": 10000}) == ("1,234 / 10,000 (12%)")
-    assert formatting.progress_text({"processed": 5, "total": None}) == "5"
+    assert formatting.progress_text(1234, 10000) == ("1,234 / 10,000 (12%)")
+    assert formatting.progress_text(5, None) == "5"
     assert formatting.as_json({"b": 1, "a": [1]}) == '{\n  "a": [\n    1\n  ],\n  "b": 1\n}'
     assert formatting.as_json("x" * 100, limit=10).endswith("…")

@@ -1,3 +1,3 @@
-from midway.cli.commands import main
+from midway.cli.app import main
 
 main()

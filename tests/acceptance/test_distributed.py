@@ -101,7 +101,7 @@ def pause_holding_a_partition(proc: subprocess.Popen[bytes], store_url: str) -> 
 def status(store_url: str) -> list[dict[str, Any]]:
     store = open_store(store_url)
     try:
-        return overview.status_rows(store)
+        return [row.to_json() for row in overview.status_rows(store)]
     finally:
         store.close()
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from midway.cli.commands import cli
+from midway.cli.app import cli
 from midway.stores import open_store
 from support.crashjob import pick_seed, reap_runners
 from support.killer import FileGate, Killings, kill_until_done

@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import midway
-from midway.cli.commands import cli
+from midway.cli.app import cli
 
 SHORT = settings(
     max_examples=25,

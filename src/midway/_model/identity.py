@@ -13,6 +13,10 @@ from midway.errors import ConfigError
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:+-]{0,199}$")
 _PART = re.compile(r"^p\d+of\d+$")
 
+WORKER_ENV = "MIDWAY_WORKER"
+"""Set to ``1`` by ``midway worker``: every ``job.run`` in its script runs one partition
+after another of a distributed job."""
+
 
 def partition_of(key: str) -> str | None:
     """The whole job's key for a partition's key (``spread~p03of16``: ``spread``), else None."""

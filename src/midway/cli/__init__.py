@@ -1,5 +1,4 @@
-"""The ``midway`` command line."""
+"""The ``midway`` command line: :mod:`midway.cli.app` is its entry point.
 
-from midway.cli.commands import cli, main
-
-__all__ = ["cli", "main"]
+This package imports nothing, so :mod:`midway.cli.options` stays light to import.
+"""

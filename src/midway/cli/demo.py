@@ -25,6 +25,7 @@ from rich.console import Console
 import midway
 from midway._model.owner import Owner
 from midway._model.redaction import redact_url
+from midway._model.result import RunStatus
 from midway.stores import open_store
 
 JOB = "demo-import-contacts"
@@ -276,7 +277,7 @@ def _verify(
         ),
         (left is None, "the resume checkpoint was removed: a new run would start fresh"),
         (
-            summary.get("status") == "completed",
+            summary.get("status") == RunStatus.COMPLETED,
             f"the job's summary stays in the store: `midway show {key}`",
         ),
         (

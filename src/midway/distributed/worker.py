@@ -28,7 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 from midway._model.checkpoint import COUNTER_NAMES, Counters
-from midway._model.identity import JobId
+from midway._model.identity import WORKER_ENV, JobId
 from midway._model.owner import Owner
 from midway._model.result import RunResult, RunStatus
 from midway.console import say
@@ -40,7 +40,6 @@ from midway.run.workers import merge_state
 from midway.sources.base import Source, Splittable
 from midway.stores import JobRecord, Lease, Store, open_store
 
-WORKER_ENV = "MIDWAY_WORKER"
 POLL_SECONDS = 0.2
 
 

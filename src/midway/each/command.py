@@ -38,6 +38,7 @@ import click
 from midway._model import jsonutil
 from midway._model.redaction import redact_argv, redact_text
 from midway._model.result import RunResult
+from midway.cli.options import store_option
 from midway.console import printable, say
 from midway.each import child, leftovers, placeholders
 from midway.each.placeholders import Field, Template
@@ -570,15 +571,7 @@ Example:
     help="When FILE changed since the checkpoint: refuse, restart from the first record, "
     "or continue at the saved position anyway.",
 )
-@click.option(
-    "--store",
-    "store_url",
-    metavar="URL",
-    envvar="MIDWAY_STORE",
-    default=None,
-    help="Store URL (default: $MIDWAY_STORE, else the nearest .midway/state.db at or above "
-    "the working directory).",
-)
+@store_option
 def each_command(
     name: str,
     command: tuple[str, ...],

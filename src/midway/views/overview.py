@@ -1,17 +1,20 @@
-"""Read-side views of the store for people: the objects behind ``status`` and ``show``."""
+"""Read-side views of the store for people: the status rows and job details that
+``status``, ``show`` and the dashboard show (:mod:`midway.views.models`)."""
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, cast
 
 from midway._model.identity import partition_of
 from midway._model.jsonutil import JSONValue
 from midway._model.ledger import ATTENTION
 from midway._model.owner import iso
 from midway._model.redaction import redact_text, resume_note
+from midway._model.result import FINISHED_OK, RunStatus
 from midway.errors import JobNotFound
 from midway.stores import JobRecord, Store
+from midway.views.models import ItemView, JobDetail, LeaseView, NoteView, RunView, StatusRow
 
 LEDGER_STATUSES = ATTENTION
 
@@ -43,7 +46,7 @@ def resolve(store: Store, name: str) -> JobRecord:
     )
 
 
-def job_summary(store: Store, record: JobRecord, now: float | None = None) -> dict[str, Any]:
+def job_summary(store: Store, record: JobRecord, now: float | None = None) -> StatusRow:
     """One job as ``midway status --json`` shows it."""
     now = time.time() if now is None else now
     cp = record.checkpoint
@@ -71,55 +74,55 @@ def job_summary(store: Store, record: JobRecord, now: float | None = None) -> di
             done = cp.counters.processed - run.start_processed
             if elapsed > 0 and done > 0:
                 rate = done / elapsed
-                if total is not None and status == "running":
+                if total is not None and status == RunStatus.RUNNING:
                     eta = max(0, total - processed) / rate
     lease = record.lease
     expires_in = None
     if lease is not None and lease.owner is not None:
         expires_in = round(lease.expires_at - now, 1)
-    return {
-        "job": record.job,
-        "name": record.name,
-        "params": record.params,
-        "status": status,
-        "processed": processed,
-        "succeeded": int(counters.get("succeeded", 0)),
-        "failed": int(counters.get("failed", 0)),
-        "skipped": int(counters.get("skipped", 0)),
-        "in_doubt": int(counters.get("in_doubt", 0)),
-        "total": total,
-        "position": position,
-        "state": state,
-        "checkpoint": None if cp is None else cp.version,
-        "updated_at": iso(updated_at),
-        "checkpoint_age_seconds": None if cp is None else round(now - cp.updated_at, 3),
-        "rate_per_second": None if rate is None else round(rate, 3),
-        "eta_seconds": None if eta is None else round(eta, 1),
-        "owner": lease.owner.label if lease and lease.owner and lease.is_live(now) else None,
-        "lease_expires_in_seconds": expires_in,
-        "partition_of": partition_of(record.job),
-    }
+    return StatusRow(
+        job=record.job,
+        name=record.name,
+        params=record.params,
+        status=status,
+        processed=processed,
+        succeeded=int(counters.get("succeeded", 0)),
+        failed=int(counters.get("failed", 0)),
+        skipped=int(counters.get("skipped", 0)),
+        in_doubt=int(counters.get("in_doubt", 0)),
+        total=total,
+        position=position,
+        state=state,
+        checkpoint=None if cp is None else cp.version,
+        updated_at=iso(updated_at),
+        checkpoint_age_seconds=None if cp is None else round(now - cp.updated_at, 3),
+        rate_per_second=None if rate is None else round(rate, 3),
+        eta_seconds=None if eta is None else round(eta, 1),
+        owner=lease.owner.label if lease and lease.owner and lease.is_live(now) else None,
+        lease_expires_in_seconds=expires_in,
+        partition_of=partition_of(record.job),
+    )
 
 
-def status_rows(store: Store, now: float | None = None) -> list[dict[str, Any]]:
+def status_rows(store: Store, now: float | None = None) -> list[StatusRow]:
     """``midway status --json``: every job; a distributed job as one row for the whole job
     (``partitions``, ``workers``) followed by a row for each of its partitions."""
     now = time.time() if now is None else now
-    order: list[dict[str, Any] | str] = []  # a job's row, or where a distributed job goes
-    groups: dict[str, list[dict[str, Any]]] = {}
+    order: list[StatusRow | str] = []  # a job's row, or where a distributed job goes
+    groups: dict[str, list[StatusRow]] = {}
     for record in store.list_jobs():
         row = job_summary(store, record, now)
-        base = row["partition_of"]
+        base = row.partition_of
         if base is None:
             order.append(row)
         else:
             if base not in groups:
                 order.append(base)
             groups.setdefault(base, []).append(row)
-    out: list[dict[str, Any]] = []
+    out: list[StatusRow] = []
     for entry in order:
         if isinstance(entry, str):
-            parts = sorted(groups[entry], key=lambda r: str(r["job"]))
+            parts = sorted(groups[entry], key=lambda r: r.job)
             out.append(distributed_summary(store, entry, parts))
             out.extend(parts)
         else:
@@ -127,71 +130,87 @@ def status_rows(store: Store, now: float | None = None) -> list[dict[str, Any]]:
     return out
 
 
-RANK = ("failed", "crashed", "stopped")
+RANK = (RunStatus.FAILED, RunStatus.CRASHED, RunStatus.STOPPED)
 
 
-def distributed_summary(store: Store, job: str, parts: list[dict[str, Any]]) -> dict[str, Any]:
+def distributed_summary(store: Store, job: str, parts: list[StatusRow]) -> StatusRow:
     """A distributed job as a whole: its partitions' counters added up, how many are in
     each state, and the workers holding them now."""
     plan = store.load_plan(job)
     planned = len(plan["parts"]) if plan and isinstance(plan["parts"], list) else len(parts)
     counts: dict[str, int] = {}
     for part in parts:
-        counts[part["status"]] = counts.get(part["status"], 0) + 1
+        counts[part.status] = counts.get(part.status, 0) + 1
     counts["waiting"] = max(0, planned - len(parts))
-    done = counts.get("completed", 0) + counts.get("completed_with_failures", 0)
-    if counts.get("running"):
-        status = "running"
-    elif done == planned:
-        status = "completed_with_failures" if counts.get("completed_with_failures") else "completed"
+    status: str
+    if counts.get(RunStatus.RUNNING):
+        status = RunStatus.RUNNING
+    elif sum(counts.get(s, 0) for s in FINISHED_OK) == planned:
+        status = (
+            RunStatus.COMPLETED_WITH_FAILURES
+            if counts.get(RunStatus.COMPLETED_WITH_FAILURES)
+            else RunStatus.COMPLETED
+        )
     else:
-        status = next((s for s in RANK if counts.get(s)), "stopped")
-    totals = [p["total"] for p in parts]
-    total = sum(totals) if len(parts) == planned and None not in totals else None
-    rates = [p["rate_per_second"] for p in parts if p["status"] == "running"]
+        status = next((s for s in RANK if counts.get(s)), RunStatus.STOPPED)
+    totals = [p.total for p in parts]
+    total = (
+        sum(t for t in totals if t is not None)
+        if len(parts) == planned and None not in totals
+        else None
+    )
+    rates = [p.rate_per_second for p in parts if p.status == RunStatus.RUNNING]
     rate = sum(r for r in rates if r) or None
-    processed = sum(p["processed"] for p in parts)
+    processed = sum(p.processed for p in parts)
     eta = None
-    if rate and total is not None and status == "running":
+    if rate and total is not None and status == RunStatus.RUNNING:
         eta = round(max(0, total - processed) / rate, 1)
-    ages = [p["checkpoint_age_seconds"] for p in parts if p["checkpoint_age_seconds"] is not None]
-    updated = [p["updated_at"] for p in parts if p["updated_at"]]
-    return {
-        "job": job,
-        "name": parts[0]["name"],
-        "params": parts[0]["params"],
-        "status": status,
-        "processed": processed,
-        **{k: sum(p[k] for p in parts) for k in ("succeeded", "failed", "skipped", "in_doubt")},
-        "total": total,
-        "position": None,
-        "state": None,
-        "checkpoint": None,
-        "updated_at": max(updated) if updated else None,
-        "checkpoint_age_seconds": min(ages) if ages else None,
-        "rate_per_second": None if rate is None else round(rate, 3),
-        "eta_seconds": eta,
-        "owner": None,
-        "lease_expires_in_seconds": None,
-        "partition_of": None,
-        "partitions": {"planned": planned, **dict(sorted(counts.items()))},
-        "workers": sorted({p["owner"] for p in parts if p["owner"]}),
-    }
+    ages = [p.checkpoint_age_seconds for p in parts if p.checkpoint_age_seconds is not None]
+    updated = [p.updated_at for p in parts if p.updated_at]
+    return StatusRow(
+        job=job,
+        name=parts[0].name,
+        params=parts[0].params,
+        status=status,
+        processed=processed,
+        succeeded=sum(p.succeeded for p in parts),
+        failed=sum(p.failed for p in parts),
+        skipped=sum(p.skipped for p in parts),
+        in_doubt=sum(p.in_doubt for p in parts),
+        total=total,
+        position=None,
+        state=None,
+        checkpoint=None,
+        updated_at=max(updated) if updated else None,
+        checkpoint_age_seconds=min(ages) if ages else None,
+        rate_per_second=None if rate is None else round(rate, 3),
+        eta_seconds=eta,
+        owner=None,
+        lease_expires_in_seconds=None,
+        partition_of=None,
+        partitions={"planned": planned, **dict(sorted(counts.items()))},
+        workers=sorted({p.owner for p in parts if p.owner}),
+    )
 
 
-def job_detail(store: Store, record: JobRecord) -> dict[str, Any]:
-    """One job as ``midway show --json`` shows it: the summary plus ledger, runs, lease."""
-    detail = job_summary(store, record)
-    detail["fingerprint"] = record.checkpoint.fingerprint if record.checkpoint else None
-    detail["items"] = [item.to_json() for item in store.list_items(record.job, LEDGER_STATUSES)]
-    detail["runs"] = [run.to_json() for run in store.list_runs(record.job, limit=20)]
-    for run in detail["runs"]:  # kept without a password since it is; older records too
-        if run.get("command"):
+def job_detail(store: Store, record: JobRecord) -> JobDetail:
+    """One job as ``midway show --json`` shows it: the summary plus ledger, runs, lease.
+
+    The store records' ``to_json()`` are the shapes of :mod:`midway.views.models`' rows."""
+    runs = [cast(RunView, run.to_json()) for run in store.list_runs(record.job, limit=20)]
+    for run in runs:  # kept without a password since it is; older records too
+        if run["command"]:
             run["command"] = redact_text(run["command"])
-    command = next((run["command"] for run in detail["runs"] if run.get("command")), None)
-    detail["resume_command"] = command
-    detail["resume_note"] = resume_note(command)
-    detail["notes"] = [note.to_json() for note in store.list_notes(record.job)]
-    detail["lease"] = record.lease.to_json() if record.lease else None
-    detail["created_at"] = iso(record.created_at)
-    return detail
+    command = next((run["command"] for run in runs if run["command"]), None)
+    items = store.list_items(record.job, LEDGER_STATUSES)
+    return JobDetail.extending(
+        job_summary(store, record),
+        fingerprint=record.checkpoint.fingerprint if record.checkpoint else None,
+        items=[cast(ItemView, item.to_json()) for item in items],
+        runs=runs,
+        resume_command=command,
+        resume_note=resume_note(command),
+        notes=[cast(NoteView, note.to_json()) for note in store.list_notes(record.job)],
+        lease=cast(LeaseView, record.lease.to_json()) if record.lease else None,
+        created_at=iso(record.created_at),
+    )

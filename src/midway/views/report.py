@@ -14,13 +14,23 @@ import json
 import shlex
 import time
 from collections import Counter
-from typing import Any
+from typing import cast
 
+from midway._model.jsonutil import JSONValue
 from midway._model.ledger import FAILED, IN_DOUBT, RETRY, SKIPPED, ItemRecord
 from midway._model.owner import describe_age, iso
 from midway.console import printable
 from midway.stores import JobRecord, Store
 from midway.stores.base import HistoryPoint
+from midway.views.models import (
+    ErrorCount,
+    ItemView,
+    NoteView,
+    Report,
+    RunView,
+    StatusRow,
+    ThroughputPoint,
+)
 from midway.views.overview import job_detail
 
 BAR_WIDTH = 30
@@ -28,22 +38,23 @@ EXAMPLE_KEYS = 3
 CHART_W, CHART_H, PAD = 640, 200, 36
 
 
-def gather(store: Store, record: JobRecord) -> dict[str, Any]:
-    """All the report says, as one JSON-able dict (also what ``--format json`` prints)."""
+def gather(store: Store, record: JobRecord) -> Report:
+    """All the report says (``to_json()``: what ``--format json`` prints)."""
     detail = job_detail(store, record)
     items = store.list_items(record.job, (FAILED, SKIPPED, IN_DOUBT, RETRY))
-    history = store.list_history(record.job)
-    detail["errors"] = common_errors(items)
-    detail["in_doubt_items"] = [i.to_json() for i in items if i.status == IN_DOUBT]
-    detail["throughput"] = throughput(history)
-    detail["generated_at"] = iso(time.time())
-    return detail
+    return Report.extending(
+        detail,
+        errors=common_errors(items),
+        in_doubt_items=[cast(ItemView, i.to_json()) for i in items if i.status == IN_DOUBT],
+        throughput=throughput(store.list_history(record.job)),
+        generated_at=iso(time.time()),
+    )
 
 
-def common_errors(items: list[ItemRecord]) -> list[dict[str, Any]]:
+def common_errors(items: list[ItemRecord]) -> list[ErrorCount]:
     """Error types by how often they occur, with a few example keys each."""
     counts: Counter[str] = Counter()
-    examples: dict[str, list[Any]] = {}
+    examples: dict[str, list[JSONValue]] = {}
     messages: dict[str, str] = {}
     for item in items:
         if item.status not in (FAILED, SKIPPED, RETRY):
@@ -55,12 +66,12 @@ def common_errors(items: list[ItemRecord]) -> list[dict[str, Any]]:
             examples[kind].append(item.key)
         messages.setdefault(kind, item.error or "")
     return [
-        {"error": kind, "count": count, "example_keys": examples[kind], "example": messages[kind]}
+        ErrorCount(error=kind, count=count, example_keys=examples[kind], example=messages[kind])
         for kind, count in counts.most_common()
     ]
 
 
-def throughput(history: list[HistoryPoint]) -> list[dict[str, Any]]:
+def throughput(history: list[HistoryPoint]) -> list[ThroughputPoint]:
     """Items per second between consecutive history points of the same run."""
     points = []
     for before, after in itertools.pairwise(history):
@@ -68,11 +79,11 @@ def throughput(history: list[HistoryPoint]) -> list[dict[str, Any]]:
             continue
         done = after.counters.processed - before.counters.processed
         points.append(
-            {
-                "at": after.at,
-                "processed": after.counters.processed,
-                "rate": max(done, 0) / (after.at - before.at),
-            }
+            ThroughputPoint(
+                at=after.at,
+                processed=after.counters.processed,
+                rate=max(done, 0) / (after.at - before.at),
+            )
         )
     return points
 
@@ -84,112 +95,134 @@ def _bar(done: int, total: int | None) -> str:
     return "█" * filled + "░" * (BAR_WIDTH - filled) + f" {100 * done / total:.1f}%"
 
 
-def _remaining(detail: dict[str, Any]) -> int | None:
-    total = detail.get("total")
-    return None if not total else max(total - detail["processed"], 0)
+def _counts(row: StatusRow) -> list[tuple[str, int]]:
+    """The table of where the job stands, before ``remaining``."""
+    return [
+        ("done", row.succeeded),
+        ("failed", row.failed),
+        ("skipped", row.skipped),
+        ("in doubt", row.in_doubt),
+    ]
 
 
-def _eta(detail: dict[str, Any]) -> str:
-    if detail.get("eta_seconds") is not None:
-        return describe_age(detail["eta_seconds"]).replace(" ago", "")
-    remaining, rate = _remaining(detail), detail.get("rate_per_second")
+def _eta(row: StatusRow) -> str:
+    if row.eta_seconds is not None:
+        return describe_age(row.eta_seconds).replace(" ago", "")
+    remaining, rate = row.remaining, row.rate_per_second
     if remaining and rate:
         return "about " + describe_age(remaining / rate).replace(" ago", "") + " of work"
     return "unknown"
 
 
-def markdown(detail: dict[str, Any]) -> str:
-    job = detail["job"]
-    quoted = shlex.quote(job)
-    lines = [f"# Handoff: job `{job}`", ""]
-    lines += [
-        f"Generated {detail['generated_at']}. Status: **{detail['status']}**.",
+def markdown(report: Report) -> str:
+    quoted = shlex.quote(report.job)
+    lines = [
+        f"# Handoff: job `{report.job}`",
         "",
-        "## Where it stands",
+        f"Generated {report.generated_at}. Status: **{report.status}**.",
+        *_section("Where it stands", _md_standing(report)),
+        *_section("How to carry on", _md_carry_on(report, quoted)),
+        *_section("Throughput over time", _md_throughput(report.throughput)),
+        *_section("Most common errors", _md_errors(report.errors, quoted)),
+        *_section("In doubt", _md_in_doubt(report.in_doubt_items, quoted)),
+        *_section("Runs", _md_runs(report.runs)),
+        *_section("Notes", _md_notes(report.notes, quoted)),
         "",
-        "| | items |",
-        "|---|---:|",
     ]
-    for label, key in (
-        ("done", "succeeded"),
-        ("failed", "failed"),
-        ("skipped", "skipped"),
-        ("in doubt", "in_doubt"),
-    ):
-        lines.append(f"| {label} | {detail[key]:,} |")
-    remaining = _remaining(detail)
+    # read in terminals (cat, less -R): the controls of keys, errors and notes shown escaped
+    return printable("\n".join(lines), lines=True)
+
+
+def _section(title: str, body: list[str]) -> list[str]:
+    return ["", f"## {title}", "", *body]
+
+
+def _md_standing(report: Report) -> list[str]:
+    lines = ["| | items |", "|---|---:|"]
+    for label, count in _counts(report):
+        lines.append(f"| {label} | {count:,} |")
+    remaining = report.remaining
     lines.append(f"| remaining | {remaining:,} |" if remaining is not None else "| remaining | ? |")
-    if detail["total"]:
-        lines.append(f"| **total** | {detail['total']:,} |")
-    lines += ["", "```", _bar(detail["processed"], detail["total"]) or "(total unknown)", "```"]
-    rate = detail.get("rate_per_second")
-    lines += [
+    if report.total:
+        lines.append(f"| **total** | {report.total:,} |")
+    lines += ["", "```", _bar(report.processed, report.total) or "(total unknown)", "```"]
+    rate = report.rate_per_second
+    return [
+        *lines,
         "",
         f"- Rate of the last run: {rate:,.1f} items/s" if rate else "- Rate: not measured yet",
-        f"- ETA: {_eta(detail)}",
-        f"- Params: `{json.dumps(detail['params'], ensure_ascii=False)}`",
-        f"- Position: `{json.dumps(detail['position'], ensure_ascii=False)}`",
-        f"- Owner now: {detail['owner'] or 'nobody'}",
+        f"- ETA: {_eta(report)}",
+        f"- Params: `{json.dumps(report.params, ensure_ascii=False)}`",
+        f"- Position: `{json.dumps(report.position, ensure_ascii=False)}`",
+        f"- Owner now: {report.owner or 'nobody'}",
     ]
-    lines += ["", "## How to carry on", ""]
-    command = detail.get("resume_command")
-    if detail["checkpoint"] is not None:
-        lines += [
+
+
+def _md_carry_on(report: Report, quoted: str) -> list[str]:
+    if report.checkpoint is None:
+        lines = ["The job has no checkpoint: its last run completed (or it never ran)."]
+    else:
+        lines = [
             "The job has a checkpoint; running the same command again resumes it:",
             "",
             "```sh",
-            command or "(the command was not recorded: run the job's script again)",
+            report.resume_command or "(the command was not recorded: run the job's script again)",
             "```",
         ]
-        if detail.get("resume_note"):
-            lines += ["", f"Note: {detail['resume_note']}."]
-    else:
-        lines.append("The job has no checkpoint: its last run completed (or it never ran).")
-    if detail["failed"]:
+        if report.resume_note:
+            lines += ["", f"Note: {report.resume_note}."]
+    if report.failed:
         lines += ["", f"Failed items go again with `midway retry {quoted}` and the same command."]
-    lines += ["", "## Throughput over time", ""]
-    points = detail["throughput"]
-    if points:
-        lines += ["| time | items done | items/s |", "|---|---:|---:|"]
-        step = max(1, len(points) // 20)
-        for point in points[::step]:
-            lines.append(f"| {iso(point['at'])} | {point['processed']:,} | {point['rate']:,.1f} |")
-    else:
-        lines.append("Not enough checkpoints yet to draw it.")
-    lines += ["", "## Most common errors", ""]
-    if detail["errors"]:
-        lines += ["| error | items | example keys | example |", "|---|---:|---|---|"]
-        for error in detail["errors"]:
-            keys = ", ".join(f"`{json.dumps(k)}`" for k in error["example_keys"])
-            lines.append(
-                f"| {error['error']} | {error['count']:,} | {keys} | {_cell(error['example'])} |"
-            )
-        lines += ["", f"All of them: `midway failed {quoted} --export failed.jsonl`."]
-    else:
-        lines.append("None.")
-    lines += ["", "## In doubt", ""]
-    if detail["in_doubt_items"]:
-        lines += [
-            "A crash came while these items' handlers ran: midway cannot know whether they "
-            "took effect. Check (the mail server's log, the payment provider), then:",
-            "",
-            "```sh",
-            f"midway resolve {quoted} KEY... --done    # they took effect",
-            f"midway resolve {quoted} KEY... --retry   # they did not: handle them again",
-            "```",
-            "",
-            "| key | since | note |",
-            "|---|---|---|",
-        ]
-        for item in detail["in_doubt_items"]:
-            lines.append(
-                f"| `{json.dumps(item['key'])}` | {item['updated_at']} | {_cell(item['error'])} |"
-            )
-    else:
-        lines.append("None.")
-    lines += ["", "## Runs", "", "| started | ended | status | host:pid | items | note |"]
-    lines.append("|---|---|---|---|---|---|")
-    for run in detail["runs"]:
+    return lines
+
+
+def _md_throughput(points: list[ThroughputPoint]) -> list[str]:
+    if not points:
+        return ["Not enough checkpoints yet to draw it."]
+    lines = ["| time | items done | items/s |", "|---|---:|---:|"]
+    step = max(1, len(points) // 20)
+    for point in points[::step]:
+        lines.append(f"| {iso(point['at'])} | {point['processed']:,} | {point['rate']:,.1f} |")
+    return lines
+
+
+def _md_errors(errors: list[ErrorCount], quoted: str) -> list[str]:
+    if not errors:
+        return ["None."]
+    lines = ["| error | items | example keys | example |", "|---|---:|---|---|"]
+    for error in errors:
+        keys = ", ".join(f"`{json.dumps(k)}`" for k in error["example_keys"])
+        lines.append(
+            f"| {error['error']} | {error['count']:,} | {keys} | {_cell(error['example'])} |"
+        )
+    return [*lines, "", f"All of them: `midway failed {quoted} --export failed.jsonl`."]
+
+
+def _md_in_doubt(items: list[ItemView], quoted: str) -> list[str]:
+    if not items:
+        return ["None."]
+    lines = [
+        "A crash came while these items' handlers ran: midway cannot know whether they "
+        "took effect. Check (the mail server's log, the payment provider), then:",
+        "",
+        "```sh",
+        f"midway resolve {quoted} KEY... --done    # they took effect",
+        f"midway resolve {quoted} KEY... --retry   # they did not: handle them again",
+        "```",
+        "",
+        "| key | since | note |",
+        "|---|---|---|",
+    ]
+    for item in items:
+        lines.append(
+            f"| `{json.dumps(item['key'])}` | {item['updated_at']} | {_cell(item['error'])} |"
+        )
+    return lines
+
+
+def _md_runs(runs: list[RunView]) -> list[str]:
+    lines = ["| started | ended | status | host:pid | items | note |", "|---|---|---|---|---|---|"]
+    for run in runs:
         items = (
             "" if run["processed"] is None else f"{run['start_processed']:,} → {run['processed']:,}"
         )
@@ -197,15 +230,13 @@ def markdown(detail: dict[str, Any]) -> str:
             f"| {run['started_at']} | {run['ended_at'] or ''} | {run['status']} | "
             f"{run['host']}:{run['pid']} | {items} | {_cell(run['message'])} |"
         )
-    lines += ["", "## Notes", ""]
-    if detail["notes"]:
-        for note in detail["notes"]:
-            lines.append(f"- {note['at']}, {note['author']}: {note['text']}")
-    else:
-        lines.append(f'None yet. Add one with `midway note {quoted} "what you decided and why"`.')
-    lines.append("")
-    # read in terminals (cat, less -R): the controls of keys, errors and notes shown escaped
-    return printable("\n".join(line for line in lines if line is not None), lines=True)
+    return lines
+
+
+def _md_notes(notes: list[NoteView], quoted: str) -> list[str]:
+    if not notes:
+        return [f'None yet. Add one with `midway note {quoted} "what you decided and why"`.']
+    return [f"- {note['at']}, {note['author']}: {note['text']}" for note in notes]
 
 
 def _cell(text: str | None) -> str:
@@ -213,7 +244,7 @@ def _cell(text: str | None) -> str:
     return value if len(value) <= 120 else value[:119] + "…"
 
 
-def svg_chart(points: list[dict[str, Any]]) -> str:
+def svg_chart(points: list[ThroughputPoint]) -> str:
     """Items per second over time, as an inline SVG (no script, no fetches)."""
     if len(points) < 2:
         return "<p>Not enough checkpoints yet to draw it.</p>"
@@ -222,7 +253,7 @@ def svg_chart(points: list[dict[str, Any]]) -> str:
     span = (t1 - t0) or 1.0
     w, h = CHART_W - 2 * PAD, CHART_H - 2 * PAD
 
-    def xy(p: dict[str, Any]) -> str:
+    def xy(p: ThroughputPoint) -> str:
         x = PAD + w * (p["at"] - t0) / span
         y = PAD + h * (1 - p["rate"] / top)
         return f"{x:.1f},{y:.1f}"
@@ -255,52 +286,20 @@ pre { padding: .6rem; overflow-x: auto; }
 """
 
 
-def html_page(detail: dict[str, Any]) -> str:
+def html_page(report: Report) -> str:
     """The same content as :func:`markdown`, as one page with its chart inline."""
     e = html.escape
-    job = detail["job"]
-    total = detail["total"]
-    share = min(detail["processed"] / total, 1.0) if total else 0.0
-    rows = "".join(
-        f"<tr><td>{label}</td><td class=n>{detail[key]:,}</td></tr>"
-        for label, key in (
-            ("done", "succeeded"),
-            ("failed", "failed"),
-            ("skipped", "skipped"),
-            ("in doubt", "in_doubt"),
-        )
-    )
-    remaining = _remaining(detail)
-    left = "?" if remaining is None else f"{remaining:,}"
-    rows += f"<tr><td>remaining</td><td class=n>{left}</td></tr>"
-    errors = "".join(
-        f"<tr><td>{e(x['error'])}</td><td class=n>{x['count']:,}</td>"
-        f"<td>{e(', '.join(json.dumps(k) for k in x['example_keys']))}</td>"
-        f"<td>{e(x['example'])}</td></tr>"
-        for x in detail["errors"]
-    )
-    doubts = "".join(
-        f"<tr><td><code>{e(json.dumps(i['key']))}</code></td><td>{e(i['updated_at'] or '')}</td>"
-        f"<td>{e(i['error'] or '')}</td></tr>"
-        for i in detail["in_doubt_items"]
-    )
-    runs = "".join(
-        f"<tr><td>{e(r['started_at'] or '')}</td><td>{e(r['ended_at'] or '')}</td>"
-        f"<td>{e(r['status'])}</td><td>{e(r['host'])}:{r['pid']}</td>"
-        f"<td>{e(r['message'] or '')}</td></tr>"
-        for r in detail["runs"]
-    )
+    job = report.job
+    total = report.total
+    share = min(report.processed / total, 1.0) if total else 0.0
+    rows = "".join(_tr(label, f"{count:,}", numeric=1) for label, count in _counts(report))
+    remaining = report.remaining
+    rows += _tr("remaining", "?" if remaining is None else f"{remaining:,}", numeric=1)
+    errors, doubts, runs = _html_errors(report), _html_in_doubt(report), _html_runs(report)
     notes = "".join(
-        f"<li>{e(n['at'] or '')}, {e(n['author'])}: {e(n['text'])}</li>" for n in detail["notes"]
+        f"<li>{e(n['at'] or '')}, {e(n['author'])}: {e(n['text'])}</li>" for n in report.notes
     )
-    command = detail.get("resume_command")
-    carry_on = (
-        "<p>Running the same command again resumes it:</p>"
-        f"<pre>{e(command or '(not recorded)')}</pre>"
-        + (f"<p>Note: {e(detail['resume_note'])}.</p>" if detail.get("resume_note") else "")
-        if detail["checkpoint"] is not None
-        else "<p>The job has no checkpoint: its last run completed (or it never ran).</p>"
-    )
+    carry_on = _html_carry_on(report)
     quoted = e(shlex.quote(job))
     resolve_hint = (
         f"<p>Check whether they took effect, then <code>midway resolve {quoted} KEY... "
@@ -312,14 +311,14 @@ def html_page(detail: dict[str, Any]) -> str:
 <title>Handoff: {e(job)}</title><style>{STYLE}</style></head>
 <body>
 <h1>Handoff: job <code>{e(job)}</code></h1>
-<p>Generated {e(detail["generated_at"] or "")}. Status: <strong>{e(detail["status"])}</strong>.</p>
+<p>Generated {e(report.generated_at or "")}. Status: <strong>{e(report.status)}</strong>.</p>
 <h2>Where it stands</h2>
 <table>{rows}</table>
 <div class="bar" role="progressbar" aria-valuenow="{100 * share:.1f}" aria-valuemin="0"
  aria-valuemax="100"><span style="width: {100 * share:.1f}%"></span></div>
-<p>{detail["processed"]:,} of {f"{total:,}" if total else "?"} items; ETA: {e(_eta(detail))}.</p>
+<p>{report.processed:,} of {f"{total:,}" if total else "?"} items; ETA: {e(_eta(report))}.</p>
 <h2>How to carry on</h2>{carry_on}
-<h2>Throughput over time</h2>{svg_chart(detail["throughput"])}
+<h2>Throughput over time</h2>{svg_chart(report.throughput)}
 <h2>Most common errors</h2>
 {_table(("error", "items", "example keys", "example"), errors)}
 <h2>In doubt</h2>
@@ -332,9 +331,67 @@ def html_page(detail: dict[str, Any]) -> str:
 """)
 
 
+def _html_errors(report: Report) -> str:
+    e = html.escape
+    return "".join(
+        _tr(
+            e(x["error"]),
+            f"{x['count']:,}",
+            e(", ".join(json.dumps(k) for k in x["example_keys"])),
+            e(x["example"]),
+            numeric=1,
+        )
+        for x in report.errors
+    )
+
+
+def _html_in_doubt(report: Report) -> str:
+    e = html.escape
+    return "".join(
+        _tr(
+            f"<code>{e(json.dumps(i['key']))}</code>", e(i["updated_at"] or ""), e(i["error"] or "")
+        )
+        for i in report.in_doubt_items
+    )
+
+
+def _html_runs(report: Report) -> str:
+    e = html.escape
+    return "".join(
+        _tr(
+            e(r["started_at"] or ""),
+            e(r["ended_at"] or ""),
+            e(r["status"]),
+            f"{e(r['host'])}:{r['pid']}",
+            e(r["message"] or ""),
+        )
+        for r in report.runs
+    )
+
+
+def _html_carry_on(report: Report) -> str:
+    e = html.escape
+    if report.checkpoint is None:
+        return "<p>The job has no checkpoint: its last run completed (or it never ran).</p>"
+    return (
+        "<p>Running the same command again resumes it:</p>"
+        f"<pre>{e(report.resume_command or '(not recorded)')}</pre>"
+        + (f"<p>Note: {e(report.resume_note)}.</p>" if report.resume_note else "")
+    )
+
+
 def _page(text: str) -> str:
     """The HTML page with the controls in the store's text shown escaped, as in Markdown."""
     return printable(text, lines=True)
+
+
+def _tr(*cells: str, numeric: int | None = None) -> str:
+    """A table row of ``cells`` (HTML: their text escaped already); the cell at index
+    ``numeric`` aligned right."""
+    tds = (
+        f"<td class=n>{c}</td>" if i == numeric else f"<td>{c}</td>" for i, c in enumerate(cells)
+    )
+    return f"<tr>{''.join(tds)}</tr>"
 
 
 def _table(headers: tuple[str, ...], rows: str) -> str:

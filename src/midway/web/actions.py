@@ -14,13 +14,15 @@ import json
 import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from midway._model.jsonutil import JSONValue
-from midway._model.ledger import DROP, FAILED, IN_DOUBT, RETRY, ItemRecord, matches
+from midway._model.ledger import DROP, FAILED, IN_DOUBT, RETRY, ItemRecord, ItemStatus, matches
 from midway._model.owner import Owner
+from midway._model.result import RunStatus
+from midway.cli.options import item_keys
 from midway.errors import EXIT_USAGE, MidwayError, RefusedError
 from midway.stores import JobRecord, Store
+from midway.views.models import ItemView, JobDetail
 
 # A note travels in the confirmation page's address: 1,000 characters of any script stay
 # within what the server reads of a request line (16 KiB) and of a form.
@@ -66,7 +68,7 @@ class Action:
     perform: Callable[[Store, JobRecord, Target], int]  # returns how many items it changed
     # Why the action does not apply to this job now (given its ``job_detail``), or None.
     # The job page asks it to show or grey out the button; the POST asks it again.
-    unavailable: Callable[[dict[str, Any]], str | None]
+    unavailable: Callable[[JobDetail], str | None]
     # Where the browser goes afterwards: "job" (its page) or "jobs" (the list).
     back_to: str = "job"
     # The ledger statuses it acts on: its target is ``key=...`` or ``all=1``, and the job
@@ -87,7 +89,7 @@ class Action:
             return _note_target(params.get("text", ""), params.get("author", ""), default_author)
         return Target()
 
-    def describe(self, detail: dict[str, Any], target: Target) -> str:
+    def describe(self, detail: JobDetail, target: Target) -> str:
         """The ``{what}`` of the question: ``item "c-17"``, ``all 3 failed items``."""
         if not self.statuses:
             return ""
@@ -98,27 +100,25 @@ class Action:
         return f"all {count:,} {noun} item{'' if count == 1 else 's'}"
 
 
-def offered(action: Action, detail: dict[str, Any]) -> bool:
+def offered(action: Action, detail: JobDetail) -> bool:
     """Whether the job page lists ``action`` at all: a ledger action only for a job that has
     such items (greyed out while a runner works), the note never (it has a form)."""
     if action.takes_note:
         return False
-    return not action.statuses or any(
-        item["status"] in action.statuses for item in detail.get("items", [])
-    )
+    return not action.statuses or any(item["status"] in action.statuses for item in detail.items)
 
 
-def concerned(action: Action, detail: dict[str, Any], target: Target) -> list[dict[str, Any]]:
+def concerned(action: Action, detail: JobDetail, target: Target) -> list[ItemView]:
     """The ledger items (as ``job_detail`` lists them) that ``target`` picks for ``action``."""
     return [
         item
-        for item in detail.get("items", [])
+        for item in detail.items
         if item["status"] in action.statuses
         and matches(ItemRecord(item["key"], item["status"]), target.keys, None)
     ]
 
 
-def target_unavailable(action: Action, detail: dict[str, Any], target: Target) -> str | None:
+def target_unavailable(action: Action, detail: JobDetail, target: Target) -> str | None:
     """Why ``action`` cannot apply to ``target`` now, or None: the whole job's reason, else
     (for one item) that the item is no longer in a status the action concerns."""
     reason = action.unavailable(detail)
@@ -144,13 +144,7 @@ def _item_target(keys: list[str], everything: bool) -> Target:
         return Target(keys=None)
     if not keys:
         raise ActionInputError("say which items: key=<the item's key, as JSON> or all=1")
-    parsed: list[JSONValue] = []
-    for text in keys:
-        try:  # as `midway retry --key` reads it: JSON, else the text itself
-            parsed.append(json.loads(text))
-        except ValueError:
-            parsed.append(text)
-    return Target(keys=parsed)
+    return Target(keys=item_keys(keys))  # as `midway retry --key` reads them
 
 
 def _one_line(text: str) -> str:
@@ -176,10 +170,10 @@ def _note_target(text: str, author: str, default_author: str) -> Target:
 # -- the actions ----------------------------------------------------------------------------
 
 
-def _runner_at_work(detail: dict[str, Any]) -> str | None:
-    if detail["status"] == "running":
+def _runner_at_work(detail: JobDetail) -> str | None:
+    if detail.status == RunStatus.RUNNING:
         return (
-            f"a runner ({detail['owner']}) is working on this job now; stop it first "
+            f"a runner ({detail.owner}) is working on this job now; stop it first "
             "(a crashed runner's lease expires on its own)"
         )
     return None
@@ -207,22 +201,31 @@ RESET = Action(
 )
 
 
-def _ledger_unavailable(statuses: tuple[str, ...]) -> Callable[[dict[str, Any]], str | None]:
-    def unavailable(detail: dict[str, Any]) -> str | None:
+def _ledger_action(
+    status: ItemStatus,
+    to_status: ItemStatus,
+    count_as: str | None,
+    *,
+    name: str,
+    label: str,
+    question: str,
+    consequences: str,
+    confirm: str,
+    done: str,
+    row_label: str,
+) -> Action:
+    """An action on the job's ``status`` items: the ``store.change_items`` call of ``midway
+    retry`` / ``midway resolve``, available while no runner works and the job has such
+    items."""
+    statuses = (status,)
+
+    def unavailable(detail: JobDetail) -> str | None:
         busy = _runner_at_work(detail)
         if busy is not None:
             return busy
-        if not any(item["status"] in statuses for item in detail.get("items", [])):
+        if not any(item["status"] in statuses for item in detail.items):
             return f"the job has no {' or '.join(s.replace('_', '-') for s in statuses)} items"
         return None
-
-    return unavailable
-
-
-def _changer(
-    statuses: tuple[str, ...], to_status: str, count_as: str | None
-) -> Callable[[Store, JobRecord, Target], int]:
-    """The ``store.change_items`` call of ``midway retry`` / ``midway resolve``."""
 
     def perform(store: Store, record: JobRecord, target: Target) -> int:
         changed = store.change_items(
@@ -242,10 +245,24 @@ def _changer(
             )
         return len(changed)
 
-    return perform
+    return Action(
+        name=name,
+        label=label,
+        question=question,
+        consequences=consequences,
+        confirm=confirm,
+        done=done,
+        perform=perform,
+        unavailable=unavailable,
+        statuses=statuses,
+        row_label=row_label,
+    )
 
 
-RETRY_FAILED = Action(
+RETRY_FAILED = _ledger_action(
+    FAILED,
+    RETRY,
+    None,
     name="retry",
     label="Retry failed items…",
     question="Retry {what} of job {job}?",
@@ -256,13 +273,13 @@ RETRY_FAILED = Action(
     ),
     confirm="Put them back",
     done="{count} failed item{s} of job {job} put back: the job's next run handles {them}.",
-    perform=_changer((FAILED,), RETRY, None),
-    unavailable=_ledger_unavailable((FAILED,)),
-    statuses=(FAILED,),
     row_label="Retry…",
 )
 
-RESOLVE_DONE = Action(
+RESOLVE_DONE = _ledger_action(
+    IN_DOUBT,
+    DROP,
+    "succeeded",
     name="resolve-done",
     label="Resolve in-doubt items: they took effect…",
     question="Count {what} of job {job} as done?",
@@ -274,13 +291,13 @@ RESOLVE_DONE = Action(
     ),
     confirm="They took effect: count them as done",
     done="{count} in-doubt item{s} of job {job} counted as done.",
-    perform=_changer((IN_DOUBT,), DROP, "succeeded"),
-    unavailable=_ledger_unavailable((IN_DOUBT,)),
-    statuses=(IN_DOUBT,),
     row_label="Done…",
 )
 
-RESOLVE_RETRY = Action(
+RESOLVE_RETRY = _ledger_action(
+    IN_DOUBT,
+    RETRY,
+    "failed",
     name="resolve-retry",
     label="Resolve in-doubt items: they did not…",
     question="Handle {what} of job {job} again?",
@@ -291,9 +308,6 @@ RESOLVE_RETRY = Action(
     ),
     confirm="They did not: handle them again",
     done="{count} in-doubt item{s} of job {job} put back for the next run.",
-    perform=_changer((IN_DOUBT,), RETRY, "failed"),
-    unavailable=_ledger_unavailable((IN_DOUBT,)),
-    statuses=(IN_DOUBT,),
     row_label="Retry…",
 )
 

@@ -16,10 +16,9 @@ dashboard works on every store kind and never holds a lock between requests.
 
 from __future__ import annotations
 
-import getpass
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -38,9 +37,11 @@ from starlette.staticfiles import StaticFiles
 from midway._model.jsonutil import JSONValue
 from midway._model.owner import describe_age
 from midway._model.redaction import redact_url
+from midway.cli.options import user_name
 from midway.errors import JobNotFound, MidwayError, RefusedError, StoreNotFound
 from midway.stores import Store, open_store
 from midway.views import overview, report
+from midway.views.models import JobDetail, StatusRow, ThroughputPoint
 from midway.web import formatting
 from midway.web.actions import (
     ACTIONS,
@@ -75,11 +76,7 @@ def item_url(job: str, action: str, key: JSONValue) -> str:
 
 def default_author() -> str:
     """Who wrote a note left without a name: the user the dashboard runs as."""
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "someone"
-    return f"{user} via dashboard"
+    return f"{user_name()} via dashboard"
 
 
 def chart(store: Store, job: str) -> Markup | None:
@@ -91,7 +88,7 @@ def chart(store: Store, job: str) -> Markup | None:
     return Markup(report.svg_chart(points))  # built here, its text escaped
 
 
-def _thin(points: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
+def _thin(points: list[ThroughputPoint], limit: int) -> list[ThroughputPoint]:
     """At most ``limit`` points, each the mean rate of a run of neighbours: a job that ran
     for days draws a line of a few hundred points, not of every checkpoint sampled."""
     if len(points) <= limit:
@@ -102,7 +99,7 @@ def _thin(points: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
         group = points[start : start + size]
         last = group[-1]
         rate = sum(p["rate"] for p in group) / len(group)
-        thinned.append({"at": last["at"], "processed": last["processed"], "rate": rate})
+        thinned.append(ThroughputPoint(at=last["at"], processed=last["processed"], rate=rate))
     return thinned
 
 
@@ -169,15 +166,15 @@ class Dashboard:
     def message(self, request: Request, title: str, text: str, status: int) -> Response:
         return self.render(request, "message.html", status, title=title, text=text)
 
-    def rows(self) -> list[dict[str, Any]]:
+    def rows(self) -> list[StatusRow]:
         with self.store() as store:
             return [overview.job_summary(store, record) for record in store.list_jobs()]
 
-    def detail(self, job: str) -> dict[str, Any]:
+    def detail(self, job: str) -> JobDetail:
         with self.store() as store:
             return overview.job_detail(store, overview.resolve(store, job))
 
-    def detail_and_chart(self, job: str) -> tuple[dict[str, Any], Markup | None]:
+    def detail_and_chart(self, job: str) -> tuple[JobDetail, Markup | None]:
         with self.store() as store:
             record = overview.resolve(store, job)
             return overview.job_detail(store, record), chart(store, record.job)
@@ -187,7 +184,7 @@ class Dashboard:
             svg = chart(store, overview.resolve(store, job).job)
         return {"svg": None if svg is None else str(svg)}
 
-    def summary(self, job: str) -> dict[str, Any]:
+    def summary(self, job: str) -> StatusRow:
         with self.store() as store:
             return overview.job_summary(store, overview.resolve(store, job))
 
@@ -223,7 +220,7 @@ class Dashboard:
             request,
             "job.html",
             job=detail,
-            items=detail["items"][:MAX_ITEMS_SHOWN],
+            items=detail.items[:MAX_ITEMS_SHOWN],
             actions=[(a, why) for a, why in actions if offered(a, detail)],
             # Per status, the actions offered on an item's row (none while a runner works).
             row_actions={
@@ -232,8 +229,8 @@ class Dashboard:
             },
             chart=svg,
             default_author=self.default_author,
-            resume=detail["resume_command"],
-            notice=_notice(done, detail["job"], request) if done else None,
+            resume=detail.resume_command,
+            notice=_notice(done, detail.job, request) if done else None,
         )
 
     def confirm_page(self, request: Request) -> Response:
@@ -320,7 +317,7 @@ class Dashboard:
         except MidwayError as exc:
             return self.message(request, "The store cannot be read", str(exc), 503)
         text = report.html_page(data) if fmt == "html" else report.markdown(data)
-        name = re.sub(r"[^A-Za-z0-9._-]+", "_", data["job"]).strip("._") or "job"
+        name = re.sub(r"[^A-Za-z0-9._-]+", "_", data.job).strip("._") or "job"
         headers = {
             "Cache-Control": "no-store",
             "Content-Disposition": f'attachment; filename="midway-report-{name}.{fmt}"',
@@ -331,23 +328,23 @@ class Dashboard:
 
     def api_jobs(self, request: Request) -> Response:
         try:
-            return _json(self.rows())
+            return _json([row.to_json() for row in self.rows()])
         except StoreNotFound:
             return _json([])
         except MidwayError as exc:
             return _json({"error": str(exc)}, 503)
 
     def api_job(self, request: Request) -> Response:
-        return self._api_one(request, self.detail)
+        return self._api_one(request, lambda job: self.detail(job).to_json())
 
     def api_summary(self, request: Request) -> Response:
-        return self._api_one(request, self.summary)
+        return self._api_one(request, lambda job: self.summary(job).to_json())
 
     def api_chart(self, request: Request) -> Response:
         return self._api_one(request, self.chart_of)
 
     @staticmethod
-    def _api_one(request: Request, read: Any) -> Response:
+    def _api_one(request: Request, read: Callable[[str], dict[str, Any]]) -> Response:
         try:
             return _json(read(request.path_params["job"]))
         except (JobNotFound, StoreNotFound) as exc:

@@ -10,6 +10,7 @@ import click
 
 from midway._model.owner import hostname
 from midway._model.redaction import redact_url
+from midway.cli.options import store_option
 from midway.errors import ConfigError, StoreNotFound
 from midway.stores import default_url, open_store
 
@@ -109,14 +110,7 @@ def _address_for_people(host: str, port: int) -> str:
     is_flag=True,
     help="No token: every user of this machine may use the dashboard (loopback only).",
 )
-@click.option(
-    "--store",
-    "store_url",
-    metavar="URL",
-    envvar="MIDWAY_STORE",
-    default=None,
-    help="Store URL (default: $MIDWAY_STORE, else sqlite:///.midway/state.db).",
-)
+@store_option
 def ui(host: str, port: int, token: str | None, no_token: bool, store_url: str | None) -> None:
     """Serve a dashboard of the store's jobs: live progress, each job's details,
     throughput chart and report; retry failed items, resolve in-doubt ones, add notes, reset.

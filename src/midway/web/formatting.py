@@ -8,23 +8,21 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
+from midway._model.owner import describe_age
+
 
 def count(value: int | None) -> str:
     return "" if value is None else f"{value:,}"
 
 
 def duration(seconds: float | None) -> str:
-    """``45 s``, ``12 min``, ``3.5 h``, ``2.0 days``; empty when unknown."""
+    """``45 s``, ``12 min``, ``3.5 h``, ``2.0 days``: ``describe_age``'s words without "ago"
+    (and ``0 s`` for under a second); empty when unknown."""
     if seconds is None:
         return ""
-    seconds = max(0.0, seconds)
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 36 * 3600:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} days"
+    if seconds < 1:
+        return f"{max(0.0, seconds):.0f} s"
+    return describe_age(seconds).removesuffix(" ago")
 
 
 def rate(per_second: float | None) -> str:
@@ -39,11 +37,11 @@ def percent(processed: int, total: int | None) -> str:
     return f"{100 * processed / total:.0f}%"
 
 
-def progress_text(row: dict[str, Any]) -> str:
+def progress_text(processed: int, total: int | None) -> str:
     """``1,234 / 10,000 (12%)``, or ``1,234`` when the source's size is unknown."""
-    text = count(row["processed"])
-    if row["total"]:
-        text += f" / {count(row['total'])} ({percent(row['processed'], row['total'])})"
+    text = count(processed)
+    if total:
+        text += f" / {count(total)} ({percent(processed, total)})"
     return text
 
 

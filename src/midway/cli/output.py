@@ -1,0 +1,53 @@
+"""How the commands print: JSON, and rich tables whose text from the store cannot inject
+markup or terminal controls."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.text import Text
+
+from midway._model.result import RunStatus
+from midway.console import printable
+from midway.stores import Store, default_url, open_store
+
+STATUS_STYLE: dict[str, str] = {
+    RunStatus.RUNNING: "bold green",
+    RunStatus.COMPLETED: "green",
+    RunStatus.COMPLETED_WITH_FAILURES: "yellow",
+    RunStatus.STOPPED: "yellow",
+    RunStatus.FAILED: "red",
+    RunStatus.CRASHED: "bold red",
+}
+
+
+def open_existing(url: str | None) -> Store:
+    """The store a command works on, which must exist: a mistyped --store is an error,
+    not a new empty store."""
+    return open_store(url or default_url(), create=False)
+
+
+def print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def terminal() -> Console:
+    return Console(highlight=False, soft_wrap=True)
+
+
+def cell(value: str) -> Text:
+    """Text from the store in a table: no rich markup read in it, its controls escaped."""
+    return Text(printable(value))
+
+
+def safe(value: str) -> str:
+    """Text from the store inside a rich markup string."""
+    return escape(printable(value))
+
+
+def clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
