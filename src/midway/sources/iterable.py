@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from midway._model.jsonutil import JSONValue
-from midway.sources._input import refuse_unordered
+from midway.sources._unordered import refuse_unordered
 from midway.sources.base import Chunk, KeySpec, NumberedChunk, key_function, position_as_count
 
 MAX_CHUNK = 1024
