@@ -26,12 +26,14 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
 from midway import RunResult
 from midway.console import printable, say
 from midway.each.launch import run_each
+from midway.each.options import EachOptions
 from midway.each.outcomes import CommandFailed, CommandInterrupted
 from midway.each.records import FORMATS, RecordError
 from midway.errors import Stopped
@@ -91,7 +93,7 @@ Example:
 """
 
 
-@click.command("each", help=HELP, no_args_is_help=True)
+@click.command("each", help=HELP, no_args_is_help=True, context_settings={"show_default": True})
 @click.argument("name")
 @click.argument(
     "command", nargs=-1, required=True, type=click.UNPROCESSED, metavar="-- COMMAND [ARGS]..."
@@ -108,14 +110,12 @@ Example:
     "-j",
     "--jobs",
     type=click.IntRange(min=1),
-    default=None,
     metavar="N",
     help="Run N commands at a time (default 1).",
 )
 @click.option(
     "--retries",
     type=click.IntRange(min=0),
-    default=None,
     metavar="K",
     help="Run a failing command up to K more times before the record fails.",
 )
@@ -124,14 +124,12 @@ Example:
     "backoff",
     type=click.FloatRange(min=0),
     default=0.5,
-    show_default=True,
     metavar="SECONDS",
     help="First wait before a retry; it doubles with each try (with jitter).",
 )
 @click.option(
     "--max-failures",
     type=str,
-    default=None,
     metavar="N|F",
     help="Record failed records and go on, stopping once more than N (a count) or F (a "
     "fraction, e.g. 0.05) have failed; `midway retry NAME` puts them back.",
@@ -140,7 +138,6 @@ Example:
     "--guarantee",
     type=click.Choice(["at-least-once", "at-most-once"]),
     default="at-least-once",
-    show_default=True,
     help="at-most-once: no command ever runs twice for a record; one cut short by a crash "
     "is reported in doubt.",
 )
@@ -148,7 +145,6 @@ Example:
     "--format",
     "fmt_name",
     type=click.Choice(FORMATS),
-    default=None,
     help="How to read FILE (default: from its extension).",
 )
 @click.option("--key", metavar="FIELD", help="The field that identifies a record (CSV / JSONL).")
@@ -166,14 +162,12 @@ Example:
     "--every",
     type=click.IntRange(min=1),
     default=100,
-    show_default=True,
     metavar="N",
     help="Checkpoint every N records (and every 10 s).",
 )
 @click.option(
     "--timeout",
     type=click.FloatRange(min=0, min_open=True),
-    default=None,
     metavar="SECONDS",
     help="Kill a command (its whole process group) that runs longer; its record fails with "
     "'timed out after N s' (and is retried with --retries).",
@@ -187,7 +181,6 @@ Example:
     "--on-drift",
     type=click.Choice(["refuse", "restart", "continue"]),
     default="refuse",
-    show_default=True,
     help="When FILE changed since the checkpoint: refuse, restart from the first record, "
     "or continue at the saved position anyway.",
 )
@@ -204,47 +197,17 @@ def each_command(
     name: str,
     command: tuple[str, ...],
     input_path: Path,
-    jobs: int | None,
-    retries: int | None,
-    backoff: float,
     max_failures: str | None,
-    guarantee: str,
-    fmt_name: str | None,
-    key: str | None,
-    use_stdin: bool,
-    use_env: bool,
-    shell: bool,
-    passthrough: bool,
-    every: int,
-    timeout: float | None,
-    rate: str | None,
-    on_drift: str,
     store_url: str | None,
+    **options: Any,
 ) -> None:
+    # the commands' output and a redrawn bar would garble each other on a terminal
+    progress = False if options["passthrough"] and sys.stderr.isatty() else None
+    settings = EachOptions(
+        max_failures=_tolerance(max_failures), store=store_url, progress=progress, **options
+    )
     try:
-        result = run_each(
-            name,
-            list(command),
-            input_path,
-            fmt_name=fmt_name,
-            key=key,
-            jobs=jobs,
-            retries=retries,
-            guarantee=guarantee,
-            max_failures=_tolerance(max_failures),
-            backoff=backoff,
-            use_stdin=use_stdin,
-            use_env=use_env,
-            shell=shell,
-            passthrough=passthrough,
-            every=every,
-            store=store_url,
-            timeout=timeout,
-            rate=rate,
-            on_drift=on_drift,
-            # the commands' output and a redrawn bar would garble each other on a terminal
-            progress=False if passthrough and sys.stderr.isatty() else None,
-        )
+        result = run_each(name, list(command), input_path, settings)
     except Stopped as exc:  # the engine said where it stopped and how to resume
         raise SystemExit(exc.code) from None
     except CommandInterrupted as exc:

@@ -14,6 +14,7 @@ from typing import Any
 from midway import Job, Retry, RunResult
 from midway._model.redaction import redact_argv
 from midway.each import placeholders
+from midway.each.options import EachOptions
 from midway.each.outcomes import CommandFailed
 from midway.each.placeholders import Template
 from midway.each.records import CsvFormat, Format, detect_format, env_name, open_format
@@ -80,56 +81,29 @@ def _check_program(template: Template) -> None:
         )
 
 
-def run_each(
-    name: str,
-    argv: list[str],
-    path: Path,
-    *,
-    fmt_name: str | None = None,
-    key: str | None = None,
-    jobs: int | None = None,
-    retries: int | None = None,
-    guarantee: str = "at-least-once",
-    max_failures: int | float | None = None,
-    backoff: float = 0.5,
-    use_stdin: bool = False,
-    use_env: bool = False,
-    shell: bool = False,
-    passthrough: bool = False,
-    every: int = 100,
-    store: str | None = None,
-    progress: bool | None = None,
-    timeout: float | None = None,
-    rate: str | None = None,
-    on_drift: str = "refuse",
-) -> RunResult:
+def run_each(name: str, argv: list[str], path: Path, options: EachOptions) -> RunResult:
     """The command's work, callable from Python: raises as ``job.run`` does."""
     path = path.expanduser().absolute()
-    template, fmt = prepare(argv, path, fmt_name, key, shell=shell, env=use_env)
+    template, fmt = prepare(
+        argv, path, options.fmt_name, options.key, shell=options.shell, env=options.use_env
+    )
     # the params are kept in the store: a password in the command line is not
     params: dict[str, Any] = {"command": redact_argv(argv), "input": str(path)}
-    if shell:
+    if options.shell:
         params["shell"] = True
     job = EachJob(
         name,
-        store=store,
-        every=every,
+        store=options.store,
+        every=options.every,
         params=params,
-        progress=progress,
-        rate=rate,
-        on_drift=on_drift,  # type: ignore[arg-type]  # checked by Job
-        **job_options(jobs, retries, guarantee, max_failures, backoff),
+        progress=options.progress,
+        rate=options.rate,
+        on_drift=options.on_drift,  # type: ignore[arg-type]  # checked by Job
+        **job_options(
+            options.jobs, options.retries, options.guarantee, options.max_failures, options.backoff
+        ),
     )
-    runner = Runner(
-        template,
-        fmt,
-        shell=shell,
-        use_stdin=use_stdin,
-        use_env=use_env,
-        passthrough=passthrough,
-        timeout=timeout,
-        job=job,
-    )
+    runner = Runner(template, fmt, options, job)
     return job.run(fmt.source(), runner.handle)
 
 

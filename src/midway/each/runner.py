@@ -9,6 +9,7 @@ from typing import Any
 from midway import Context, Job
 from midway._model import jsonutil
 from midway.each import child, leftovers
+from midway.each.options import EachOptions
 from midway.each.outcomes import CommandFailed, CommandInterrupted, describe_exit, show_argv
 from midway.each.placeholders import Field, Template
 from midway.each.records import Format, Record, RecordError, env_name
@@ -30,26 +31,13 @@ class Runner:
     """``handler(item, ctx)`` for the job: one command per record."""
 
     def __init__(
-        self,
-        template: Template,
-        fmt: Format,
-        *,
-        shell: bool,
-        use_stdin: bool,
-        use_env: bool,
-        passthrough: bool,
-        timeout: float | None = None,
-        job: Job | None = None,
+        self, template: Template, fmt: Format, options: EachOptions, job: Job | None = None
     ) -> None:
         self.template = template
-        self.timeout = timeout
+        self.fmt = fmt
+        self.options = options
         # what a dead runner of the job left running goes before a record runs again
         self.sweeper = leftovers.Sweeper(job.store_url, job.key) if job is not None else None
-        self.fmt = fmt
-        self.shell = shell
-        self.use_stdin = use_stdin
-        self.use_env = use_env
-        self.passthrough = passthrough
         self.children = child.Children()
         self.relay = SignalRelay(self.children)
         self.base_env = {
@@ -64,7 +52,7 @@ class Runner:
         def lookup(field: Field) -> str:
             return record.whole() if field.name is None else record.field(field.name)
 
-        if self.shell:
+        if self.options.shell:
             return [SHELL, "-c", self.template.shell(lookup)]
         return self.template.argv(lookup)
 
@@ -77,7 +65,7 @@ class Runner:
         env["MIDWAY_ATTEMPT"] = str(ctx.attempt)
         if self.sweeper is not None:
             env[leftovers.TAG_ENV] = self.sweeper.tag
-        if self.use_env:
+        if self.options.use_env:
             env["MIDWAY_RECORD"] = record.whole()
             names: dict[str, str] = {}
             for field, value in record.fields().items():
@@ -98,15 +86,15 @@ class Runner:
         record = self.fmt.record(item)
         argv = self.command_for(record)
         env = self.env_for(record, ctx)
-        data = record.stdin() if self.use_stdin else None
+        data = record.stdin() if self.options.use_stdin else None
         try:
             outcome = child.run(
                 argv,
                 stdin=data,
                 env=env,
                 children=self.children,
-                passthrough=self.passthrough,
-                timeout=self.timeout,
+                passthrough=self.options.passthrough,
+                timeout=self.options.timeout,
             )
         except OSError as exc:
             raise CommandFailed.not_started(argv, exc) from None
@@ -114,7 +102,7 @@ class Runner:
             raise RecordError(f"the record cannot be passed to a command: {exc}") from None
         if outcome.timed_out:
             raise CommandFailed(
-                f"timed out after {self.timeout:g} s (its process group was killed)\n"
+                f"timed out after {self.options.timeout:g} s (its process group was killed)\n"
                 f"command: {show_argv(argv)}",
                 argv=argv,
                 returncode=outcome.returncode,
