@@ -28,8 +28,8 @@ from typing import Any, Protocol
 from midway._model import jsonutil
 from midway._model.jsonutil import JSONValue
 from midway.errors import ConfigError, SourceError
-from midway.sources.base import Source
-from midway.sources.csvfile import csv as csv_source
+from midway.sources import Source
+from midway.sources import csv as csv_source
 from midway.sources.jsonl import LineRecordSource
 
 FORMATS = ("lines", "csv", "jsonl")

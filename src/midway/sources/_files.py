@@ -21,6 +21,9 @@ SKIP = object()
 """Yielded by a record reader for input that holds no record (a blank line), or, with
 ``feed.malformed`` set, for a record that could not be read."""
 
+FilePath = str | os.PathLike[str]
+"""A path as the file sources take it."""
+
 Anchor = Callable[[int], list[int]]
 """For a compressed input: the resume anchor (see ``_gzip``) for an uncompressed offset."""
 

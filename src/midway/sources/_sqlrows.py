@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, time
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 from midway._model.jsonutil import JSONValue
 from midway.errors import SourceError
@@ -29,36 +30,30 @@ def jsonable(value: Any) -> JSONValue:
     )
 
 
+@dataclass(slots=True)
 class RowChunk:
-    """One page of rows; the position before a row is the key of the row before it."""
+    """One page of rows; the position before a row is the key of the row before it.
 
-    __slots__ = ("_after", "_json", "first", "items", "lasts")
-    shared = False
-    errors: dict[int, str] | None = None
+    ``lasts``: each row's key values; ``after``: the key before the first row (None: the
+    first row of all); ``first``: the rows before it; ``to_json``: a key as JSON."""
 
-    def __init__(
-        self,
-        items: list[dict[str, Any]],
-        lasts: list[Any],
-        after: JSONValue,
-        first: int,
-        to_json: Callable[[Any], JSONValue],
-    ) -> None:
-        self.items = items
-        self.lasts = lasts
-        self._after = after
-        self.first = first
-        self._json = to_json
+    items: list[dict[str, Any]]
+    lasts: list[Any]
+    after: JSONValue
+    first: int
+    to_json: Callable[[Any], JSONValue]
+    shared: ClassVar[bool] = False
+    errors: ClassVar[dict[int, str] | None] = None
 
     def key(self, index: int) -> JSONValue:
-        return self._json(self.lasts[index])
+        return self.to_json(self.lasts[index])
 
     def position_before(self, index: int) -> JSONValue:
         if index == 0:
-            if self._after is None:
+            if self.after is None:
                 return None
-            return {"last": self._after, "count": self.first}
-        return {"last": self._json(self.lasts[index - 1]), "count": self.first + index}
+            return {"last": self.after, "count": self.first}
+        return {"last": self.to_json(self.lasts[index - 1]), "count": self.first + index}
 
 
 def jsonable_all(values: Sequence[Any]) -> JSONValue:

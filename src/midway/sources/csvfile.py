@@ -25,13 +25,14 @@ class CsvSource(_files.FileSource):
     def __init__(
         self,
         path: str | os.PathLike[str],
-        key: KeySpec = None,
+        key: KeySpec,
         *,
-        encoding: str = "utf-8",
-        total: int | None = None,
-        max_record_bytes: int = MAX_RECORD_BYTES,
+        encoding: str,
+        total: int | None,
+        max_record_bytes: int,
         **fmtparams: Any,
     ) -> None:
+        """See :func:`csv`, which holds the defaults."""
         if (
             not isinstance(max_record_bytes, int)
             or isinstance(max_record_bytes, bool)

@@ -20,12 +20,13 @@ class IterableSource:
     def __init__(
         self,
         items: Iterable[Any],
-        key: KeySpec = None,
+        key: KeySpec,
         *,
-        version: JSONValue = None,
-        total: int | None = None,
-        name: str = "",
+        version: JSONValue,
+        total: int | None,
+        name: str,
     ) -> None:
+        """See :func:`iterable`, which holds the defaults."""
         refuse_unordered(items, "sources.iterable()")
         self._items = items
         self._key = key_function(key)

@@ -81,11 +81,7 @@ def _strip_newline(line: str) -> str:
 
 
 def jsonl(
-    path: str | os.PathLike[str],
-    key: KeySpec = None,
-    *,
-    encoding: str = "utf-8",
-    total: int | None = None,
+    path: _files.FilePath, key: KeySpec = None, *, encoding: str = "utf-8", total: int | None = None
 ) -> LineRecordSource:
     """One parsed JSON value per line (blank lines are skipped).
 
@@ -98,11 +94,7 @@ def jsonl(
 
 
 def lines(
-    path: str | os.PathLike[str],
-    key: KeySpec = None,
-    *,
-    encoding: str = "utf-8",
-    total: int | None = None,
+    path: _files.FilePath, key: KeySpec = None, *, encoding: str = "utf-8", total: int | None = None
 ) -> LineRecordSource:
     """Each line of a text file, without its line ending (blank lines included). A ``.gz``
     path is decompressed on the fly."""

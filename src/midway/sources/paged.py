@@ -50,12 +50,13 @@ class PagesSource:
     def __init__(
         self,
         fetch_page: FetchPage,
-        version: JSONValue = None,
-        key: KeySpec = None,
+        version: JSONValue,
+        key: KeySpec,
         *,
-        total: int | None = None,
-        name: str = "",
+        total: int | None,
+        name: str,
     ) -> None:
+        """See :func:`pages`, which holds the defaults."""
         if not callable(fetch_page):
             raise ConfigError(
                 "sources.pages needs a function fetch_page(token) -> (items, next_token)"

@@ -44,11 +44,12 @@ class SqlSource:
         table_or_query: str,
         key: str | Sequence[str],
         *,
-        batch: int = 1000,
-        version: JSONValue = None,
-        count: bool = False,
-        params: Sequence[Any] | Mapping[str, Any] | None = None,
+        batch: int,
+        version: JSONValue,
+        count: bool,
+        params: Sequence[Any] | Mapping[str, Any] | None,
     ) -> None:
+        """See :func:`sql`, which holds the defaults."""
         if isinstance(key, str):
             self._keys = [key]
         elif isinstance(key, Sequence) and key and all(isinstance(k, str) for k in key):
