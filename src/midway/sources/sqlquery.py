@@ -34,6 +34,18 @@ _QUERY = re.compile(r"\s*(?:(?:--[^\n]*\n|/\*.*?\*/)\s*)*(select|with|values)\b"
 _ALIAS = "midway_rows"
 
 
+def _key_names(key: str | Sequence[str]) -> list[str]:
+    """``key=`` as a list of column names."""
+    if isinstance(key, str):
+        return [key]
+    if isinstance(key, Sequence) and key and all(isinstance(k, str) for k in key):
+        return list(key)
+    raise ConfigError(
+        f"key= must name the column (or columns) that order and identify the rows, "
+        f"e.g. key='id' or key=('day', 'id'); got {key!r}"
+    )
+
+
 class SqlSource:
     kind = "sql"
     seekable = True
@@ -50,15 +62,7 @@ class SqlSource:
         params: Sequence[Any] | Mapping[str, Any] | None,
     ) -> None:
         """See :func:`sql`, which holds the defaults."""
-        if isinstance(key, str):
-            self._keys = [key]
-        elif isinstance(key, Sequence) and key and all(isinstance(k, str) for k in key):
-            self._keys = list(key)
-        else:
-            raise ConfigError(
-                f"key= must name the column (or columns) that order and identify the rows, "
-                f"e.g. key='id' or key=('day', 'id'); got {key!r}"
-            )
+        self._keys = _key_names(key)
         if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
             raise ConfigError(f"batch= must be a positive number of rows, not {batch!r}")
         if params is not None and not isinstance(params, list | tuple | Mapping):
