@@ -19,7 +19,8 @@ import pytest
 
 from midway._model.identity import make_job_id
 from midway.each import child, placeholders
-from midway.each.command import CommandFailed, job_options
+from midway.each.launch import job_options
+from midway.each.outcomes import CommandFailed
 from midway.each.placeholders import Field, Template, TemplateError
 from midway.each.records import (
     CsvRecord,

@@ -28,8 +28,8 @@ from typing import Any, Protocol
 from midway._model import jsonutil
 from midway._model.jsonutil import JSONValue
 from midway.errors import ConfigError, SourceError
-from midway.sources.base import Source
-from midway.sources.csvfile import csv as csv_source
+from midway.sources import Source
+from midway.sources import csv as csv_source
 from midway.sources.jsonl import LineRecordSource
 
 FORMATS = ("lines", "csv", "jsonl")
@@ -225,13 +225,18 @@ def _parse_json_line(line: str) -> JsonRecord:
     return JsonRecord(text, json.loads(text))
 
 
-class JsonlFormat:
-    name = "jsonl"
+class FieldsFormat:
+    """A format whose records have fields, one of which ``--key`` may name."""
+
     has_fields = True
 
     def __init__(self, path: Path, key: str | None) -> None:
         self.path = path
         self.key = key
+
+
+class JsonlFormat(FieldsFormat):
+    name = "jsonl"
 
     def source(self) -> Source:
         return LineRecordSource(
@@ -300,13 +305,11 @@ def _csv_text(rows: list[list[str]]) -> str:
     return out.getvalue()
 
 
-class CsvFormat:
+class CsvFormat(FieldsFormat):
     name = "csv"
-    has_fields = True
 
     def __init__(self, path: Path, key: str | None) -> None:
-        self.path = path
-        self.key = key
+        super().__init__(path, key)
         # the header is read without the key, so that a wrong --key is named as an option
         header = csv_source(path).fingerprint().get("header")
         self.header: list[str] = [str(name) for name in header] if isinstance(header, list) else []

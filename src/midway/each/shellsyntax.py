@@ -293,11 +293,7 @@ class _Reader:
             elif char == '"':
                 self.read_double(word)
                 word.quoted = True
-            elif char == "`":
-                self.read_backtick(word)
-            elif char == "$":
-                self.read_dollar(word)
-            else:
+            elif not self.read_expansion(word, char):
                 word.text += char
                 word.bare += char
                 if lead:
@@ -308,6 +304,18 @@ class _Reader:
         word.dynamic = word.dynamic or _expands(word.bare)
         word.shifts = word.shifts or _expands(word.bare)
         return word
+
+    def read_expansion(self, word: Word, char: str) -> bool:
+        """Read the command substitution or ``$`` expansion that starts at ``char`` into
+        ``word`` (the same outside and inside double quotes); False when ``char`` starts
+        neither."""
+        if char == "`":
+            self.read_backtick(word)
+        elif char == "$":
+            self.read_dollar(word)
+        else:
+            return False
+        return True
 
     def read_single(self) -> str:
         end = self.src.find("'", self.pos + 1)
@@ -333,11 +341,7 @@ class _Reader:
             if char == "\\" and self.peek(1) in ("$", "`", '"', "\\", "\n"):
                 word.text += self.peek(1)
                 self.pos += 2
-            elif char == "`":
-                self.read_backtick(word)
-            elif char == "$":
-                self.read_dollar(word)
-            else:
+            elif not self.read_expansion(word, char):
                 word.text += char
                 self.pos += 1
         self.double -= 1

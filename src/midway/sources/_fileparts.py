@@ -19,14 +19,25 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterator
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 from midway._model.jsonutil import JSONValue
 from midway.errors import SourceError
-from midway.sources import _files
+from midway.sources.base import Source
 
 
-def plan_parts(source: _files.FileSource, count: int) -> list[JSONValue]:
+class WholeFile(Source, Protocol):
+    """What a partition needs of the file source it cuts (``_files.FileSource``)."""
+
+    path: Path
+
+    def size_bytes(self) -> int | None: ...
+
+    def progress(self, position: JSONValue, size: int | None = None) -> float | None: ...
+
+
+def plan_parts(source: WholeFile, count: int) -> list[JSONValue]:
     """``count`` parts, each ``{"start": position, "end": byte, "records": n}``; the first
     part starts at None (the beginning), the last has no end."""
     targets = [i / count for i in range(1, count)]
@@ -34,8 +45,7 @@ def plan_parts(source: _files.FileSource, count: int) -> list[JSONValue]:
     records = 0
     end: JSONValue = None  # the position after the last record
     size = source.size_bytes()
-    src: Any = source
-    cursor = src.open(None)
+    cursor = source.open(None)
     try:
         for chunk in cursor:
             n = len(chunk.items)
@@ -71,7 +81,7 @@ def _offset(position: JSONValue) -> int | None:
     return offset if isinstance(offset, int) else None
 
 
-def partition(source: _files.FileSource, part: JSONValue, index: int) -> FilePartition:
+def partition(source: WholeFile, part: JSONValue, index: int) -> FilePartition:
     if isinstance(part, dict):
         start, end, records = part.get("start"), part.get("end"), part.get("records")
         if (
@@ -93,13 +103,13 @@ class FilePartition:
 
     def __init__(
         self,
-        inner: _files.FileSource,
+        inner: WholeFile,
         start: JSONValue,
         end: int | None,
         records: int,
     ) -> None:
-        self._inner: Any = inner
-        self.kind = self._inner.kind
+        self._inner = inner
+        self.kind = inner.kind
         self.path = inner.path
         self._start = start
         self._end = end
@@ -124,8 +134,7 @@ class FilePartition:
         return f"{self._inner.describe()}, records {first:,} to {last:,}"
 
     def describe_position(self, position: JSONValue) -> str:
-        text: str = self._inner.describe_position(self._start if position is None else position)
-        return text
+        return self._inner.describe_position(self._start if position is None else position)
 
 
 class BoundedCursor:
@@ -145,22 +154,8 @@ class BoundedCursor:
                 continue
             j = bisect_left(offsets, end, 0, n)
             if j:
-                yield _files.FileChunk(
-                    chunk.items[:j],
-                    offsets[: j + 1],
-                    chunk.first,
-                    chunk._key,
-                    _before(chunk.errors, j),
-                    chunk.anchor,
-                )
+                yield chunk.head(j)
             return
 
     def close(self) -> None:
         self._inner.close()
-
-
-def _before(errors: dict[int, str] | None, j: int) -> dict[int, str] | None:
-    if errors is None:
-        return None
-    kept = {i: e for i, e in errors.items() if i < j}
-    return kept or None

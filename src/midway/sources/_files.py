@@ -5,19 +5,24 @@ from __future__ import annotations
 
 import hashlib
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
 from midway._model.jsonutil import JSONValue
 from midway.errors import SourceError
-from midway.sources.base import Malformed, screen
+from midway.sources import _fileparts
+from midway.sources.base import KeySpec, Malformed, key_function, screen
 
 HEAD_BYTES = 64 * 1024
 CHUNK = 1024
 SKIP = object()
 """Yielded by a record reader for input that holds no record (a blank line), or, with
 ``feed.malformed`` set, for a record that could not be read."""
+
+FilePath = str | os.PathLike[str]
+"""A path as the file sources take it."""
 
 Anchor = Callable[[int], list[int]]
 """For a compressed input: the resume anchor (see ``_gzip``) for an uncompressed offset."""
@@ -90,11 +95,44 @@ def file_position(position: JSONValue, path: Path) -> tuple[int, int]:
     )
 
 
-class FileSource:
-    """What csv, jsonl and lines have in common: names, positions in words, progress."""
+RecordReader = Callable[["LineFeed", int], Iterator[Any]]
+"""Reads records from a feed (the argument: how many records come before the first): yields
+an item per record, or ``SKIP`` (see :func:`chunk_records`)."""
+
+
+class FileSource(ABC):
+    """What csv, jsonl and lines have in common: the file, its fingerprint, positions and
+    their names, progress by bytes and partitions. Each says where its records begin and
+    how to read them (:meth:`reader`)."""
 
     kind: str
-    path: Path
+    seekable = True
+
+    def __init__(
+        self, path: str | os.PathLike[str], key: KeySpec, *, encoding: str, total: int | None
+    ) -> None:
+        self.path = resolve(path)
+        self._key = key_function(key)
+        self._encoding = encoding
+        self._total = total
+
+    @abstractmethod
+    def reader(self) -> tuple[int, RecordReader]:
+        """The byte offset of the first record, and the function that reads the records."""
+
+    def fingerprint(self) -> dict[str, JSONValue]:
+        return file_fingerprint(self.path, self.kind)
+
+    def total(self) -> int | None:
+        return self._total
+
+    def open(self, position: JSONValue) -> FileCursor:
+        offset, record = file_position(position, self.path)
+        body, read = self.reader()
+        offset = body if offset < 0 else offset
+        f, anchor = open_at(self.path, offset, position)
+        feed = LineFeed(f, offset, self._encoding, self.path)
+        return FileCursor(f, chunk_records(read(feed, record), feed, record, self._key, anchor))
 
     def describe(self) -> str:
         return self.path.name
@@ -109,13 +147,9 @@ class FileSource:
     def plan_parts(self, count: int) -> list[JSONValue]:
         """Byte ranges of about equal size, cut where records begin (for distributed runs;
         this reads the file once: see ``_fileparts``)."""
-        from midway.sources import _fileparts
-
         return _fileparts.plan_parts(self, count)
 
-    def partition(self, part: JSONValue, index: int) -> Any:
-        from midway.sources import _fileparts
-
+    def partition(self, part: JSONValue, index: int) -> _fileparts.FilePartition:
         return _fileparts.partition(self, part, index)
 
     def size_bytes(self) -> int | None:
@@ -143,6 +177,20 @@ class FileSource:
         if not isinstance(done, int):
             return None
         return min(1.0, max(0.0, done / size))
+
+
+class FileCursor:
+    """The chunks of a file source from where it was opened; closing it closes the file."""
+
+    def __init__(self, f: IO[bytes], chunks: Iterator[FileChunk]) -> None:
+        self._f = f
+        self._chunks = chunks
+
+    def __iter__(self) -> Iterator[FileChunk]:
+        return self._chunks
+
+    def close(self) -> None:
+        self._f.close()
 
 
 class RecordTooLong(Exception):
@@ -260,6 +308,20 @@ class FileChunk:
         if self.errors is not None and index in self.errors:
             return f"record {self.first + index + 1}"  # it has no field to take a key from
         return self._key(self.items[index])
+
+    def head(self, count: int) -> FileChunk:
+        """The first ``count`` records, as a chunk of their own."""
+        errors = self.errors
+        if errors is not None:
+            errors = {i: e for i, e in errors.items() if i < count} or None
+        return FileChunk(
+            self.items[:count],
+            self.offsets[: count + 1],
+            self.first,
+            self._key,
+            errors,
+            self.anchor,
+        )
 
     def position_before(self, index: int) -> JSONValue:
         if self.anchor is None:

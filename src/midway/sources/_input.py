@@ -1,34 +1,19 @@
-"""What ``run()`` and ``loop()`` make of an input that is not a source: a DataFrame becomes
-``sources.dataframe``; an input whose order is not the same in the next process is refused.
-
-A set's order depends on the hash seed, which each Python process picks anew: a resumed
-run would skip items that were never handled and handle others twice, and the job would
-still say it completed. So a set is refused before anything is read or written."""
+"""What ``run()`` and ``loop()`` make of an input that is not a source: a list, tuple or
+range becomes ``sources.sequence``, a DataFrame ``sources.dataframe``, another iterable
+``sources.iterable``; an input whose order is not the same in the next process is refused
+(see ``_unordered``)."""
 
 from __future__ import annotations
 
-from collections.abc import Set
+from collections.abc import Iterable
 from typing import Any
 
 from midway.errors import ConfigError
+from midway.sources._unordered import refuse_unordered
+from midway.sources.base import Source
 from midway.sources.dataframe import DataFrameSource, dataframe, frame_library
-
-_UNORDERED_ITERATORS = ("set_iterator",)
-_DICT_VIEWS: tuple[type, ...] = (type({}.keys()), type({}.items()))
-
-
-def refuse_unordered(items: Any, where: str = "job.run() / job.loop()") -> None:
-    """Raise ConfigError for a set, a frozenset, another set-like collection, or an
-    iterator over a set: their order changes from one process to the next."""
-    kind = type(items)
-    if isinstance(items, _DICT_VIEWS):
-        return  # a dict's keys keep its insertion order
-    if isinstance(items, Set) or kind.__name__ in _UNORDERED_ITERATORS:
-        raise ConfigError(
-            f"{where} was given a {kind.__name__}, whose order is not the same in the "
-            "next process (it depends on the hash seed): a resumed run would skip items "
-            "and repeat others. Pass sorted(...) of it, or a list in the order you want"
-        )
+from midway.sources.iterable import iterable
+from midway.sources.sequence import sequence
 
 
 def wrap_frame(items: Any) -> DataFrameSource | None:
@@ -37,3 +22,31 @@ def wrap_frame(items: Any) -> DataFrameSource | None:
     if frame_library(items) is None:
         return None
     return dataframe(items)
+
+
+def as_source(source: Source | Iterable[Any]) -> Source:
+    """A Source as is; a list, tuple or range as ``sequence``; a DataFrame as
+    ``dataframe``; any other iterable as ``iterable`` (which cannot seek). A set is refused:
+    its order is not the same in the next process."""
+    if isinstance(source, Source):
+        return source
+    refuse_unordered(source)
+    frame = wrap_frame(source)
+    if frame is not None:
+        return frame
+    if isinstance(source, list | tuple | range):
+        return sequence(source)
+    if isinstance(source, str | bytes | dict):
+        raise ConfigError(
+            f"a {type(source).__name__} is not a source of items; wrap it, e.g. "
+            "midway.sources.lines(path) for the lines of a file"
+        )
+    if isinstance(source, Iterable):
+        return iterable(source)
+    raise ConfigError(
+        f"{type(source).__name__} is not a source: pass a midway.sources.* source, a list, "
+        "or any iterable"
+    )
+
+
+__all__ = ["as_source", "refuse_unordered", "wrap_frame"]

@@ -5,12 +5,13 @@ from __future__ import annotations
 import csv as _csv
 import os
 from collections.abc import Iterator
-from typing import IO, Any
+from functools import partial
+from typing import Any
 
 from midway._model.jsonutil import JSONValue
 from midway.errors import ConfigError, SourceError
 from midway.sources import _files
-from midway.sources.base import Chunk, FieldKey, KeySpec, Malformed, key_function, refuse_key
+from midway.sources.base import FieldKey, KeySpec, Malformed, refuse_key
 
 MAX_RECORD_BYTES = 16 * 1024 * 1024
 _END = "\ue000end of file\ue000"
@@ -20,18 +21,18 @@ characters, so a row that ends with it is a record the file ended inside of."""
 
 class CsvSource(_files.FileSource):
     kind = "csv"
-    seekable = True
 
     def __init__(
         self,
         path: str | os.PathLike[str],
-        key: KeySpec = None,
+        key: KeySpec,
         *,
-        encoding: str = "utf-8",
-        total: int | None = None,
-        max_record_bytes: int = MAX_RECORD_BYTES,
+        encoding: str,
+        total: int | None,
+        max_record_bytes: int,
         **fmtparams: Any,
     ) -> None:
+        """See :func:`csv`, which holds the defaults."""
         if (
             not isinstance(max_record_bytes, int)
             or isinstance(max_record_bytes, bool)
@@ -40,11 +41,8 @@ class CsvSource(_files.FileSource):
             raise ConfigError(
                 f"max_record_bytes={max_record_bytes!r}: give a number of bytes, 1 or more"
             )
+        super().__init__(path, key, encoding=encoding, total=total)
         self._max_record_bytes = max_record_bytes
-        self.path = _files.resolve(path)
-        self._total = total
-        self._key = key_function(key)
-        self._encoding = encoding
         self._fmt = fmtparams
 
     def _header(self) -> tuple[list[str], int]:
@@ -75,52 +73,15 @@ class CsvSource(_files.FileSource):
         return header, body
 
     def fingerprint(self) -> dict[str, JSONValue]:
-        fp = _files.file_fingerprint(self.path, self.kind)
+        fp = super().fingerprint()
         fp["header"] = self._checked_header()[0]
         return fp
 
-    def total(self) -> int | None:
-        return self._total
-
-    def open(self, position: JSONValue) -> CsvCursor:
-        offset, record = _files.file_position(position, self.path)
+    def reader(self) -> tuple[int, _files.RecordReader]:
         header, body = self._checked_header()
-        offset = body if offset < 0 else offset
-        f, anchor = _files.open_at(self.path, offset, position)
-        return CsvCursor(self, f, header, offset, record, anchor)
+        return body, partial(self._rows, header)
 
-
-def _without_bom(lines: Iterator[str]) -> Iterator[str]:
-    first = next(lines, None)
-    if first is None:
-        return
-    yield first.removeprefix("\ufeff")
-    yield from lines
-
-
-class CsvCursor:
-    def __init__(
-        self,
-        source: CsvSource,
-        f: IO[bytes],
-        header: list[str],
-        offset: int,
-        record: int,
-        anchor: _files.Anchor | None,
-    ) -> None:
-        self._source = source
-        self._f = f
-        self._header = header
-        self._offset = offset
-        self._record = record
-        self._anchor = anchor
-
-    def __iter__(self) -> Iterator[Chunk]:
-        src = self._source
-        feed = _files.LineFeed(self._f, self._offset, src._encoding, src.path)
-        return _files.chunk_records(self._rows(feed), feed, self._record, src._key, self._anchor)
-
-    def _rows(self, feed: _files.LineFeed) -> Iterator[Any]:
+    def _rows(self, header: list[str], feed: _files.LineFeed, record: int) -> Iterator[Any]:
         """One dict per row (``SKIP`` for a blank line or a malformed row); csv.reader reads
         no further ahead than the row it returns, so ``feed.offset`` is where the next row
         starts.
@@ -130,13 +91,12 @@ class CsvCursor:
         marks the end of the file (a record that holds the mark ended inside quotes) and
         stops a record at ``max_record_bytes``; either becomes a failing record, and reading
         starts again at the line after the one where it began."""
-        src, header = self._source, self._header
-        width, record = len(header), self._record
-        limit = src._max_record_bytes
+        width = len(header)
+        limit = self._max_record_bytes
         if _csv.field_size_limit() < limit:
             _csv.field_size_limit(limit)  # our own limit, in bytes, is the one that holds
         feed.end_mark, feed.limit = _END, limit
-        reader = _csv.reader(feed, **src._fmt)
+        reader = _csv.reader(feed, **self._fmt)
         while True:
             at = feed.start = feed.offset
             try:
@@ -150,8 +110,8 @@ class CsvCursor:
                     "bytes): a quote that is not closed? To accept such a record, pass "
                     "max_record_bytes= a larger size"
                 )
-                yield self._runaway(feed, record, at, what)
-                reader = _csv.reader(feed, **src._fmt)
+                yield _runaway(feed, record, at, what)
+                reader = _csv.reader(feed, **self._fmt)
                 continue
             except _csv.Error as exc:
                 record += 1
@@ -168,8 +128,8 @@ class CsvCursor:
                     "has a quoted field that is not closed before the end of the file; "
                     "close the quote (or fix the quoting) and run again"
                 )
-                yield self._runaway(feed, record, at, what)
-                reader = _csv.reader(feed, **src._fmt)
+                yield _runaway(feed, record, at, what)
+                reader = _csv.reader(feed, **self._fmt)
                 continue
             record += 1
             if feed.bad is not None:
@@ -181,21 +141,26 @@ class CsvCursor:
             else:
                 yield dict(zip(header, row, strict=True))
 
-    @staticmethod
-    def _runaway(feed: _files.LineFeed, record: int, at: int, what: str) -> object:
-        """A record that ran to the end of the file or past the size limit: failing, named
-        by its line and byte, and reading goes on at the line after its first."""
-        line = feed.line_of(at)
-        where = "" if line is None else f"line {line:,}, "
-        if not feed.resync(at):
-            what += " (the lines it took in are not read again in a compressed file)"
-        feed.bad = None
-        error = f"{feed._path.name}: record {record:,} ({where}byte {at:,}) {what}"
-        feed.malformed = Malformed(record, at, error, "")
-        return _files.SKIP
 
-    def close(self) -> None:
-        self._f.close()
+def _runaway(feed: _files.LineFeed, record: int, at: int, what: str) -> object:
+    """A record that ran to the end of the file or past the size limit: failing, named
+    by its line and byte, and reading goes on at the line after its first."""
+    line = feed.line_of(at)
+    where = "" if line is None else f"line {line:,}, "
+    if not feed.resync(at):
+        what += " (the lines it took in are not read again in a compressed file)"
+    feed.bad = None
+    error = f"{feed._path.name}: record {record:,} ({where}byte {at:,}) {what}"
+    feed.malformed = Malformed(record, at, error, "")
+    return _files.SKIP
+
+
+def _without_bom(lines: Iterator[str]) -> Iterator[str]:
+    first = next(lines, None)
+    if first is None:
+        return
+    yield first.removeprefix("\ufeff")
+    yield from lines
 
 
 def csv(

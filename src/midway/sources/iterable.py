@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from midway._model.jsonutil import JSONValue
-from midway.sources._input import refuse_unordered
+from midway.sources._unordered import refuse_unordered
 from midway.sources.base import Chunk, KeySpec, NumberedChunk, key_function, position_as_count
 
 MAX_CHUNK = 1024
@@ -20,12 +20,13 @@ class IterableSource:
     def __init__(
         self,
         items: Iterable[Any],
-        key: KeySpec = None,
+        key: KeySpec,
         *,
-        version: JSONValue = None,
-        total: int | None = None,
-        name: str = "",
+        version: JSONValue,
+        total: int | None,
+        name: str,
     ) -> None:
+        """See :func:`iterable`, which holds the defaults."""
         refuse_unordered(items, "sources.iterable()")
         self._items = items
         self._key = key_function(key)

@@ -6,17 +6,14 @@ import json
 import math
 import os
 from collections.abc import Callable, Iterator
-from typing import IO, Any
+from typing import Any
 
-from midway._model.jsonutil import JSONValue
 from midway.sources import _files
-from midway.sources.base import Chunk, KeySpec, key_function
+from midway.sources.base import KeySpec
 
 
 class LineRecordSource(_files.FileSource):
     """A file with one record per line; ``parse`` turns a line into an item."""
-
-    seekable = True
 
     def __init__(
         self,
@@ -29,53 +26,19 @@ class LineRecordSource(_files.FileSource):
         encoding: str = "utf-8",
         total: int | None = None,
     ) -> None:
-        self._total = total
         self.kind = kind
-        self.path = _files.resolve(path)
-        self._key = key_function(key)
+        super().__init__(path, key, encoding=encoding, total=total)
         self._parse = parse
         self._skip_blank = skip_blank
-        self._encoding = encoding
 
-    def fingerprint(self) -> dict[str, JSONValue]:
-        return _files.file_fingerprint(self.path, self.kind)
+    def reader(self) -> tuple[int, _files.RecordReader]:
+        return 0, self._records
 
-    def total(self) -> int | None:
-        return self._total
-
-    def open(self, position: JSONValue) -> LineRecordCursor:
-        offset, record = _files.file_position(position, self.path)
-        offset = max(offset, 0)
-        f, anchor = _files.open_at(self.path, offset, position)
-        return LineRecordCursor(self, f, offset, record, anchor)
-
-
-class LineRecordCursor:
-    def __init__(
-        self,
-        source: LineRecordSource,
-        f: IO[bytes],
-        offset: int,
-        record: int,
-        anchor: _files.Anchor | None,
-    ) -> None:
-        self._source = source
-        self._f = f
-        self._offset = offset
-        self._record = record
-        self._anchor = anchor
-
-    def __iter__(self) -> Iterator[Chunk]:
-        src = self._source
-        feed = _files.LineFeed(self._f, self._offset, src._encoding, src.path)
-        return _files.chunk_records(self._records(feed), feed, self._record, src._key, self._anchor)
-
-    def _records(self, feed: _files.LineFeed) -> Iterator[Any]:
+    def _records(self, feed: _files.LineFeed, record: int) -> Iterator[Any]:
         """One item per line; ``SKIP`` for a blank line (jsonl) or a line that cannot be
         read, which becomes a failing item."""
-        src = self._source
-        parse, skip_blank = src._parse, src._skip_blank
-        record, at = self._record, feed.offset
+        parse, skip_blank = self._parse, self._skip_blank
+        at = feed.offset
         for line in feed:
             if skip_blank and not line.strip():
                 yield _files.SKIP
@@ -94,9 +57,6 @@ class LineRecordCursor:
                     else:
                         yield item
             at = feed.offset
-
-    def close(self) -> None:
-        self._f.close()
 
 
 def _no_constant(name: str) -> Any:
@@ -121,11 +81,7 @@ def _strip_newline(line: str) -> str:
 
 
 def jsonl(
-    path: str | os.PathLike[str],
-    key: KeySpec = None,
-    *,
-    encoding: str = "utf-8",
-    total: int | None = None,
+    path: _files.FilePath, key: KeySpec = None, *, encoding: str = "utf-8", total: int | None = None
 ) -> LineRecordSource:
     """One parsed JSON value per line (blank lines are skipped).
 
@@ -138,11 +94,7 @@ def jsonl(
 
 
 def lines(
-    path: str | os.PathLike[str],
-    key: KeySpec = None,
-    *,
-    encoding: str = "utf-8",
-    total: int | None = None,
+    path: _files.FilePath, key: KeySpec = None, *, encoding: str = "utf-8", total: int | None = None
 ) -> LineRecordSource:
     """Each line of a text file, without its line ending (blank lines included). A ``.gz``
     path is decompressed on the fly."""

@@ -15,45 +15,32 @@ from typing import Any
 
 from midway._model.jsonutil import JSONValue
 from midway.errors import ConfigError, SourceError
-from midway.sources.base import KeySpec, key_function, screen
+from midway.sources.base import KeySpec, NumberedChunk, key_function
 
 FetchPage = Callable[[Any], tuple[Iterable[Any], Any]]
 
 
-class PageChunk:
-    """The items of one page from ``skip`` on; after the last, the next page's start."""
+class PageChunk(NumberedChunk):
+    """The items of one page from ``skip`` on, numbered from ``start`` (the items before
+    them in the whole input); after the last, the next page's start."""
 
-    __slots__ = ("_key", "count", "errors", "items", "next_token", "skip", "token")
-    shared = False
+    __slots__ = ("next_token", "skip", "token")
 
     def __init__(
         self,
         items: list[Any],
-        token: JSONValue,
-        skip: int,
-        next_token: JSONValue,
-        count: int,
         key: Callable[[Any], JSONValue] | None,
+        start: int,
+        page: tuple[JSONValue, int, JSONValue],
     ) -> None:
-        self.items = items
-        self.token = token
-        self.skip = skip
-        self.next_token = next_token
-        self.count = count
-        self._key = key
-        self.errors: dict[int, str] | None = screen(items, key, count)
-
-    def key(self, index: int) -> JSONValue:
-        if self._key is None:
-            return self.count + index
-        if self.errors is not None and index in self.errors:
-            return f"item {self.count + index + 1}"  # it has no field to take a key from
-        return self._key(self.items[index])
+        super().__init__(items, start, key)
+        self.token, self.skip, self.next_token = page
 
     def position_before(self, index: int) -> JSONValue:
+        count = self.start + index
         if index == len(self.items) and self.next_token is not None:
-            return {"token": self.next_token, "offset": 0, "count": self.count + index}
-        return {"token": self.token, "offset": self.skip + index, "count": self.count + index}
+            return {"token": self.next_token, "offset": 0, "count": count}
+        return {"token": self.token, "offset": self.skip + index, "count": count}
 
 
 class PagesSource:
@@ -63,12 +50,13 @@ class PagesSource:
     def __init__(
         self,
         fetch_page: FetchPage,
-        version: JSONValue = None,
-        key: KeySpec = None,
+        version: JSONValue,
+        key: KeySpec,
         *,
-        total: int | None = None,
-        name: str = "",
+        total: int | None,
+        name: str,
     ) -> None:
+        """See :func:`pages`, which holds the defaults."""
         if not callable(fetch_page):
             raise ConfigError(
                 "sources.pages needs a function fetch_page(token) -> (items, next_token)"
@@ -155,7 +143,7 @@ class PagesCursor:
             if skip:
                 items = items[skip:]  # a page that shrank since: nothing of it is left
             if items:
-                yield PageChunk(items, token, skip, next_token, count, src._key)
+                yield PageChunk(items, src._key, count, (token, skip, next_token))
                 count += len(items)
             if next_token is None:
                 return

@@ -17,6 +17,7 @@ from typing import Any
 
 from midway._model.jsonutil import JSONValue
 from midway.errors import ConfigError, SourceError
+from midway.sources._input import as_source
 from midway.sources.base import Chunk, Cursor, Source, chunk_errors
 
 
@@ -24,8 +25,6 @@ class ShardsSource:
     kind = "shards"
 
     def __init__(self, shards: Mapping[str, Source | Iterable[Any]]) -> None:
-        from midway.job import as_source
-
         if not isinstance(shards, Mapping) or not shards:
             raise ConfigError(
                 "sources.shards needs a dict of shard name to source, e.g. "

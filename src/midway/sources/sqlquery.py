@@ -21,138 +21,29 @@ from __future__ import annotations
 import copy
 import re
 import sqlite3
-import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import date, datetime, time
-from decimal import Decimal
-from pathlib import Path
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from midway._model.jsonutil import JSONValue
 from midway.errors import ConfigError, SourceError
+from midway.sources._sqldb import SQLITE, Database, quote
+from midway.sources._sqlrows import RowChunk, jsonable, jsonable_all, jsonable_text
 from midway.sources.base import refuse_key
 
 _QUERY = re.compile(r"\s*(?:(?:--[^\n]*\n|/\*.*?\*/)\s*)*(select|with|values)\b", re.I | re.S)
 _ALIAS = "midway_rows"
 
 
-@dataclass(frozen=True)
-class _Dialect:
-    name: str
-    positional: str  # the driver's placeholder for a positional parameter
-    named: str  # ... and for a named one, with {} for the name
-    errors: tuple[type[BaseException], ...]
-    cursor: Callable[[Any], Any]  # a cursor whose rows are tuples, whatever the connection's
-
-
-def _sqlite_cursor(conn: Any) -> Any:
-    return conn.cursor()  # sqlite3.Row and tuples both index and iterate as tuples do
-
-
-_SQLITE = _Dialect("sqlite", "?", ":{}", (sqlite3.Error,), _sqlite_cursor)
-
-
-def _postgres() -> _Dialect:
-    psycopg = _import_psycopg()
-    from psycopg.rows import tuple_row
-
-    def cursor(conn: Any) -> Any:
-        return conn.cursor(row_factory=tuple_row)
-
-    return _Dialect("postgresql", "%s", "%({})s", (psycopg.Error,), cursor)
-
-
-def _import_psycopg() -> Any:
-    try:
-        import psycopg
-    except ImportError:
-        raise ConfigError(
-            "reading PostgreSQL needs psycopg 3, which is not installed: "
-            "pip install 'midway[postgres]'"
-        ) from None
-    return psycopg
-
-
-def quote(name: str) -> str:
-    """A SQL identifier in double quotes (the same in SQLite and PostgreSQL)."""
-    if not isinstance(name, str) or not name or "\0" in name:
-        raise ConfigError(f"{name!r} is not a usable SQL identifier (a table or column name)")
-    return '"' + name.replace('"', '""') + '"'
-
-
-def redact(url: str) -> str:
-    """``url`` without a password (in the authority or in the query string)."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, hostport = netloc.rpartition("@")
-        user = userinfo.partition(":")[0]
-        netloc = f"{user}@{hostport}" if user else hostport
-    query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k.lower() != "password"])
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-
-
-def _sqlite_path(url: str) -> Path:
-    """``sqlite:///rel.db`` (relative to the working directory) or ``sqlite:////abs.db``,
-    as for midway's own store URLs."""
-    rest = url.partition(":")[2]
-    if not rest.startswith("///"):
-        raise ConfigError(f"{url!r} is not a SQLite URL like sqlite:///path/to/file.db")
-    path = unquote(rest[3:])
-    if not path:
-        raise ConfigError(f"{url!r} names no database file, e.g. sqlite:///data.db")
-    return Path(path).expanduser().absolute()
-
-
-def jsonable(value: Any) -> JSONValue:
-    """A key value as it can stand in a JSON checkpoint. Dates, times, UUIDs and decimals
-    become text, which PostgreSQL casts back when it compares (the parameter is untyped)."""
-    if isinstance(value, str | int | float):
-        return value
-    if isinstance(value, datetime | date | time):
-        return value.isoformat()
-    if isinstance(value, uuid.UUID | Decimal):
-        return str(value)
-    if value is None:
-        raise SourceError("a key column is NULL; a key must identify every row")
-    raise SourceError(
-        f"a key value of type {type(value).__name__} cannot be saved in a checkpoint; "
-        "use key columns of number, text, date/time or UUID type"
+def _key_names(key: str | Sequence[str]) -> list[str]:
+    """``key=`` as a list of column names."""
+    if isinstance(key, str):
+        return [key]
+    if isinstance(key, Sequence) and key and all(isinstance(k, str) for k in key):
+        return list(key)
+    raise ConfigError(
+        f"key= must name the column (or columns) that order and identify the rows, "
+        f"e.g. key='id' or key=('day', 'id'); got {key!r}"
     )
-
-
-class RowChunk:
-    """One page of rows; the position before a row is the key of the row before it."""
-
-    __slots__ = ("_after", "_json", "first", "items", "lasts")
-    shared = False
-    errors: dict[int, str] | None = None
-
-    def __init__(
-        self,
-        items: list[dict[str, Any]],
-        lasts: list[Any],
-        after: JSONValue,
-        first: int,
-        to_json: Callable[[Any], JSONValue],
-    ) -> None:
-        self.items = items
-        self.lasts = lasts
-        self._after = after
-        self.first = first
-        self._json = to_json
-
-    def key(self, index: int) -> JSONValue:
-        return self._json(self.lasts[index])
-
-    def position_before(self, index: int) -> JSONValue:
-        if index == 0:
-            if self._after is None:
-                return None
-            return {"last": self._after, "count": self.first}
-        return {"last": self._json(self.lasts[index - 1]), "count": self.first + index}
 
 
 class SqlSource:
@@ -165,20 +56,13 @@ class SqlSource:
         table_or_query: str,
         key: str | Sequence[str],
         *,
-        batch: int = 1000,
-        version: JSONValue = None,
-        count: bool = False,
-        params: Sequence[Any] | Mapping[str, Any] | None = None,
+        batch: int,
+        version: JSONValue,
+        count: bool,
+        params: Sequence[Any] | Mapping[str, Any] | None,
     ) -> None:
-        if isinstance(key, str):
-            self._keys = [key]
-        elif isinstance(key, Sequence) and key and all(isinstance(k, str) for k in key):
-            self._keys = list(key)
-        else:
-            raise ConfigError(
-                f"key= must name the column (or columns) that order and identify the rows, "
-                f"e.g. key='id' or key=('day', 'id'); got {key!r}"
-            )
+        """See :func:`sql`, which holds the defaults."""
+        self._keys = _key_names(key)
         if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
             raise ConfigError(f"batch= must be a positive number of rows, not {batch!r}")
         if params is not None and not isinstance(params, list | tuple | Mapping):
@@ -195,40 +79,9 @@ class SqlSource:
         self._composite = len(self._keys) > 1
         self._key_sql = ", ".join(quote(k) for k in self._keys)
 
-        self._conn: Any = None
-        self._url: str | None = None
-        self._database = ""  # for a connection: asked of it when first needed
-        if isinstance(connection_or_url, str):
-            self._url = connection_or_url
-            scheme = connection_or_url.partition(":")[0].lower()
-            if scheme in ("sqlite", "sqlite3"):
-                self._dialect = _SQLITE
-                self._database = "sqlite:///" + str(_sqlite_path(connection_or_url))
-            elif scheme in ("postgresql", "postgres"):
-                self._dialect = _postgres()
-                self._database = redact(connection_or_url)
-            else:
-                raise ConfigError(
-                    f"sources.sql cannot read {redact(connection_or_url)!r}: give a "
-                    "sqlite:///path or postgresql:// URL, or a sqlite3 / psycopg connection"
-                )
-        elif isinstance(connection_or_url, sqlite3.Connection):
-            self._conn = connection_or_url
-            self._dialect = _SQLITE
-        elif type(connection_or_url).__module__.partition(".")[0] == "psycopg":
-            self._conn = connection_or_url
-            self._dialect = _postgres()
-        else:
-            raise ConfigError(
-                f"sources.sql cannot use a {type(connection_or_url).__name__}: pass a "
-                "sqlite3.Connection, a psycopg 3 connection, or a sqlite:/// or "
-                "postgresql:// URL"
-            )
-        if (
-            self._composite
-            and self._dialect is _SQLITE
-            and sqlite3.sqlite_version_info < (3, 15, 0)
-        ):
+        self._db = Database(connection_or_url)
+        self._dialect = self._db.dialect
+        if self._composite and self._dialect is SQLITE and sqlite3.sqlite_version_info < (3, 15, 0):
             raise ConfigError(
                 f"a composite key needs SQLite 3.15 or newer (row values); this Python has "
                 f"SQLite {sqlite3.sqlite_version}"
@@ -257,7 +110,7 @@ class SqlSource:
         """``count`` key ranges of about equal row counts (for distributed runs), found by
         one ``row_number()`` query over the key order. Rows added later fall in the range
         their key belongs to (keys past the last cut: the last range)."""
-        conn, owned = self._connect()
+        conn, owned = self._db.connect()
         try:
             total = int(
                 self._execute(conn, f"SELECT COUNT(*) FROM {self._from}", self._bind([]))[1][0][0]
@@ -346,7 +199,7 @@ class SqlSource:
             return None
         if self._empty:
             return 0
-        conn, owned = self._connect()
+        conn, owned = self._db.connect()
         try:
             lo = self._lo is not None
             where = self._where(after=lo)
@@ -359,7 +212,7 @@ class SqlSource:
 
     def open(self, position: JSONValue) -> SqlCursor:
         after, count = self._position(position)
-        conn, owned = self._connect()
+        conn, owned = self._db.connect()
         return SqlCursor(self, conn, owned, after, count)
 
     def describe(self) -> str:
@@ -378,14 +231,8 @@ class SqlSource:
         return f"{self._name}, rows with {' and '.join(bounds) or 'any key'}"
 
     def database(self) -> str:
-        """Which database, as a URL without password (the same for a URL or a connection
-        to the same SQLite file)."""
-        if not self._database:
-            if self._dialect is _SQLITE:
-                self._database = _sqlite_name(self._conn)
-            else:
-                self._database = _postgres_name(self._conn)
-        return self._database
+        """Which database, as a URL without password."""
+        return self._db.name()
 
     def describe_position(self, position: JSONValue) -> str:
         after, count = self._position(position)
@@ -473,25 +320,6 @@ class SqlSource:
         if names and missing:
             raise refuse_key(missing[0], names, self._name)
 
-    def _connect(self) -> tuple[Any, bool]:
-        """The connection to read with, and whether it is ours to close."""
-        if self._conn is not None:
-            return self._conn, False
-        assert self._url is not None
-        if self._dialect is _SQLITE:
-            path = _sqlite_path(self._url)
-            if not path.exists():
-                raise SourceError(f"the SQLite database {path} does not exist; check the URL")
-            try:
-                return sqlite3.connect(path.as_uri() + "?mode=ro", uri=True), True
-            except sqlite3.Error as exc:
-                raise SourceError(f"cannot open the SQLite database {path}: {exc}") from None
-        psycopg = _import_psycopg()
-        try:
-            return psycopg.connect(self._url, autocommit=True), True
-        except psycopg.Error as exc:
-            raise SourceError(f"cannot connect to {self._database}: {str(exc).strip()}") from None
-
     def _position(self, position: JSONValue) -> tuple[Any, int]:
         """(last key, rows before it) from a checkpoint position; (None, 0) is the start."""
         if position is None:
@@ -577,34 +405,11 @@ class SqlSource:
                 seen.add(value)
 
 
-def jsonable_all(values: Sequence[Any]) -> JSONValue:
-    return [jsonable(v) for v in values]
-
-
-def jsonable_text(value: Any) -> str:
-    if isinstance(value, tuple):
-        return "(" + ", ".join(repr(v) for v in value) + ")"
-    return repr(value)
-
-
 def _shown(value: Any) -> JSONValue:
     """A parameter as the fingerprint records it."""
     if value is None or isinstance(value, bool | str | int | float):
         return value
     return str(value)
-
-
-def _sqlite_name(conn: sqlite3.Connection) -> str:
-    for _, name, file in conn.execute("PRAGMA database_list").fetchall():
-        if name == "main":
-            return "sqlite:///" + (file or ":memory:")
-    return "sqlite:///:memory:"
-
-
-def _postgres_name(conn: Any) -> str:
-    info = conn.info
-    host = info.host or ""
-    return f"postgresql://{info.user}@{host}:{info.port}/{info.dbname}"
 
 
 class SqlCursor:
