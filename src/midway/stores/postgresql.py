@@ -68,7 +68,7 @@ class PostgreSQLStore(SQLStore):
         self.durable = durable
         self._in_transaction = False  # an exactly-once run's transaction is open
         try:
-            self._open(create=create, retry_within=OPEN_RETRY_SECONDS)
+            self._open(create=create, patience=OPEN_RETRY_SECONDS)
         except BaseException:
             self._db.close()
             raise
@@ -79,14 +79,9 @@ class PostgreSQLStore(SQLStore):
     # -- hooks --------------------------------------------------------------------------
 
     def _call(
-        self,
-        doing: str,
-        op: Op[T],
-        *,
-        commit: Commit | None = None,
-        retry_within: float | None = None,
+        self, doing: str, op: Op[T], commit: Commit | None = None, patience: float | None = None
     ) -> T:
-        window = None if retry_within is None else min(self._db.retry_seconds, retry_within)
+        window = None if patience is None else min(self._db.retry_seconds, patience)
         return self._db.call(doing, op, retry_seconds=window)
 
     @contextlib.contextmanager

@@ -23,14 +23,15 @@ that takes.
 from __future__ import annotations
 
 import time
+from abc import abstractmethod
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from enum import Enum
 from typing import Any, ClassVar, TypeVar
 
 from midway import faults
-from midway._model import jsonutil, ledger
-from midway._model.checkpoint import Checkpoint, Counters
+from midway._model import jsonutil
+from midway._model.checkpoint import Checkpoint
 from midway._model.identity import JobId
 from midway._model.jsonutil import JSONValue
 from midway._model.ledger import DROP, ItemRecord
@@ -39,13 +40,17 @@ from midway.errors import LeaseLost, StoreNotFound, StoreTooNew
 from midway.stores import rows, sqlfiles
 from midway.stores.base import (
     HistoryPoint,
+    ItemChange,
     JobRecord,
     Lease,
     LeaseInfo,
     Note,
     RunRecord,
+    Store,
+    Summary,
     check_lease_free,
     lost_message,
+    moved_summary,
     plan_from_text,
 )
 
@@ -53,13 +58,7 @@ T = TypeVar("T")
 Op = Callable[[Any, int], T]
 """A piece of work on the store's connection: ``op(connection, attempt)``."""
 
-RESET_QUERIES = (
-    "delete_items",
-    "delete_runs",
-    "delete_notes",
-    "delete_history",
-    "delete_plan",
-)
+RESET_QUERIES = ("delete_items", "delete_runs", "delete_notes", "delete_history", "delete_plan")
 
 
 class Commit(Enum):
@@ -75,11 +74,14 @@ class Commit(Enum):
     """What midway reports as saved: checkpoints, the item ledger, a job's completion."""
 
 
-class SQLStore:
-    """A store in a SQL database. Subclasses name their ``dialect`` and implement the hooks."""
+class SQLStore(Store):
+    """A store in a SQL database. Subclasses name their ``dialect`` and implement the hooks
+    (and ``begin_transaction``, ``rollback_transaction``, ``claim_lease``, ``close``)."""
 
     dialect: ClassVar[str]
-    url: str
+    Q: ClassVar[dict[str, str]]
+    """The dialect's named queries."""
+    SCHEMA_VERSION: ClassVar[int]
     durable: bool
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -87,81 +89,59 @@ class SQLStore:
         cls.Q = sqlfiles.queries(cls.dialect)
         cls.SCHEMA_VERSION = max(v for v, _ in sqlfiles.migrations(cls.dialect))
 
-    Q: ClassVar[dict[str, str]]
-    SCHEMA_VERSION: ClassVar[int]
-
     # -- hooks --------------------------------------------------------------------------
 
+    @abstractmethod
     def _call(
-        self,
-        doing: str,
-        op: Op[T],
-        *,
-        commit: Commit | None = None,
-        retry_within: float | None = None,
+        self, doing: str, op: Op[T], commit: Commit | None = None, patience: float | None = None
     ) -> T:
         """Run ``op`` on the connection; the driver's errors as midway's, naming ``doing``.
         ``commit``: how durable the writes of ``op`` must be (None: it only reads).
-        ``retry_within``: a shorter bound on retries than the store's own, where it has one."""
-        raise NotImplementedError
+        ``patience``: a shorter bound on retries than the store's own, where it has one."""
 
+    @abstractmethod
     def _transaction(self, conn: Any, commit: Commit) -> AbstractContextManager[None]:
         """A transaction on ``conn`` that takes the write lock; commits at the end, rolls
         back on an exception."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _lock_lease(self, conn: Any, job: str, *, create: bool) -> tuple[LeaseInfo | None, float]:
         """Inside a transaction: the job's lease, locked until the transaction ends (with
         ``create``, even for a job never leased), and the time now by the clock that
         decides whether it has expired."""
-        raise NotImplementedError
 
     def _forget_lapsed_lease(self, conn: Any, job: str) -> None:
         """Inside :meth:`reset`, once no live runner holds the job: fence out a runner whose
         lease lapsed unnoticed, where the dialect needs to (nothing by default)."""
 
+    @abstractmethod
     def _transaction_open(self) -> bool:
         """An exactly-once run's transaction is open (``begin_transaction``)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _commit_open_transaction(self, parts: Callable[[Any], None]) -> None:
         """Exactly-once: ``parts(connection)`` inside the open transaction, then commit it.
         No retry: if the connection drops, the handler's writes and the checkpoint are
         lost together, and the run redoes them from the last checkpoint."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _list_param(self, values: list[str]) -> Any:
         """A list of strings as one query parameter (``completed_among``, ``list_items``)."""
-        raise NotImplementedError
 
     def _lock_migrations(self, conn: Any) -> None:
         """Inside the migration's transaction: make a second process opening a new store
         at once wait for this one (nothing where the transaction's lock does it)."""
 
-    def begin_transaction(self, lease: Lease) -> Any:
-        raise NotImplementedError
-
-    def rollback_transaction(self) -> None:
-        raise NotImplementedError
-
-    def claim_lease(self, jobs: list[JobId], owner: Owner, ttl: float) -> Lease | None:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        raise NotImplementedError
-
     # -- plumbing -----------------------------------------------------------------------
 
-    def _transact(
-        self, doing: str, op: Op[T], commit: Commit, retry_within: float | None = None
-    ) -> T:
+    def _transact(self, doing: str, op: Op[T], commit: Commit) -> T:
         """``op`` in one transaction (run again whole after a dropped connection)."""
 
         def whole(conn: Any, attempt: int) -> T:
             with self._transaction(conn, commit):
                 return op(conn, attempt)
 
-        return self._call(doing, whole, commit=commit, retry_within=retry_within)
+        return self._call(doing, whole, commit)
 
     def _one(self, conn: Any, query: str, params: dict[str, Any] | None = None) -> Any:
         """The first row of a named query, by column name, or None."""
@@ -192,11 +172,9 @@ class SQLStore:
 
     # -- schema -------------------------------------------------------------------------
 
-    def _open(self, *, create: bool, retry_within: float | None = None) -> None:
+    def _open(self, *, create: bool, patience: float | None = None) -> None:
         """Bring the tables up to this midway's schema (or refuse a newer one)."""
-        self._call(
-            "open", lambda conn, _: self._migrate(conn, create=create), retry_within=retry_within
-        )
+        self._call("open", lambda conn, _: self._migrate(conn, create=create), None, patience)
 
     def _migrate(self, conn: Any, *, create: bool) -> None:
         version = self._schema_version(conn)
@@ -296,16 +274,14 @@ class SQLStore:
             return bool(conn.execute(self.Q["renew_lease"], params).rowcount == 1)
 
         # No longer than a heartbeat: the keeper tries again at the next one.
-        return self._call(
-            "renew the lease in", op, commit=Commit.BOOKKEEPING, retry_within=lease.ttl / 3
-        )
+        return self._call("renew the lease in", op, Commit.BOOKKEEPING, patience=lease.ttl / 3)
 
     def release_lease(self, lease: Lease) -> None:
         params = {"job": lease.job, "token": lease.token}
         self._call(
             "release the lease in",
             lambda conn, _: conn.execute(self.Q["release_lease"], params),
-            commit=Commit.BOOKKEEPING,
+            Commit.BOOKKEEPING,
         )
 
     def _fence(self, conn: Any, lease: Lease) -> None:
@@ -349,7 +325,7 @@ class SQLStore:
         if self._transaction_open():  # exactly-once: the handler's writes commit with it
             self._commit_open_transaction(parts)
         else:
-            self._call("write a checkpoint to", op, commit=Commit.REPORTED)
+            self._call("write a checkpoint to", op, Commit.REPORTED)
         if faults.ACTIVE:
             faults.hit("checkpoint.after_commit")
 
@@ -367,17 +343,7 @@ class SQLStore:
 
         self._transact("write to the item ledger of", op, Commit.REPORTED)
 
-    def change_items(
-        self,
-        job: str,
-        me: Owner,
-        *,
-        statuses: tuple[str, ...],
-        keys: list[JSONValue] | None,
-        error_type: str | None,
-        to_status: str,
-        count_as: str | None = None,
-    ) -> list[ItemRecord]:
+    def change_ledger(self, job: str, me: Owner, change: ItemChange) -> list[ItemRecord]:
         chosen: list[ItemRecord] = []
 
         def op(conn: Any, attempt: int) -> list[ItemRecord]:
@@ -385,20 +351,18 @@ class SQLStore:
             current, now = self._lock_lease(conn, job, create=False)
             check_lease_free(job, current, me, now)
             now = time.time()
-            found = [
-                r for r in self._items(conn, job, statuses) if ledger.matches(r, keys, error_type)
-            ]
+            found = [r for r in self._items(conn, job, change.statuses) if change.chooses(r)]
             if attempt == 1 or found:
                 chosen = found  # after a lost answer the first try's choice stands
             for record in found:
                 key = rows.item_key(record)
-                if to_status == DROP:
+                if change.to_status == DROP:
                     conn.execute(self.Q["drop_item"], {"job": job, "key": key})
                 else:
-                    params = {"job": job, "key": key, "status": to_status, "now": now}
+                    params = {"job": job, "key": key, "status": change.to_status, "now": now}
                     conn.execute(self.Q["set_item_status"], params)
-            if count_as is not None and found:
-                self._move_counts(conn, job, found, count_as)
+            if change.count_as is not None and found:
+                self._move_counts(conn, job, found, change.count_as)
             return chosen
 
         return self._transact("change the item ledger of", op, Commit.REPORTED)
@@ -411,12 +375,9 @@ class SQLStore:
             conn.execute(self.Q["set_counters"], {"job": job, **counters.as_dict()})
             return
         row = self._one(conn, "get_job", {"job": job})
-        summary = rows.summary_of(row, self._where("job", job))
-        if isinstance(summary, dict):
-            counters = Counters.from_dict(summary.get("counters") or {}).moved(chosen, count_as)
-            summary["counters"] = counters.as_dict()
-            params = {"job": job, "summary": jsonutil.dumps(summary)}
-            conn.execute(self.Q["set_summary"], params)
+        summary = moved_summary(rows.summary_of(row, self._where("job", job)), chosen, count_as)
+        if summary is not None:
+            conn.execute(self.Q["set_summary"], {"job": job, "summary": jsonutil.dumps(summary)})
 
     # -- runs ---------------------------------------------------------------------------
 
@@ -431,14 +392,7 @@ class SQLStore:
 
         self._transact("record the run in", op, Commit.BOOKKEEPING)
 
-    def end_run(
-        self,
-        lease: Lease,
-        run: RunRecord,
-        *,
-        completed: bool,
-        summary: dict[str, JSONValue] | None,
-    ) -> None:
+    def end_run(self, lease: Lease, run: RunRecord, *, completed: bool, summary: Summary) -> None:
         now = run.ended_at or time.time()
         job = {"job": run.job, "status": run.status, "now": now}
         if summary is not None:
@@ -515,8 +469,8 @@ class SQLStore:
         self._call(
             "add a note to",
             lambda conn, _: conn.execute(self.Q["add_note"], params),
-            commit=Commit.REPORTED,
-            retry_within=0.0,  # not twice
+            Commit.REPORTED,
+            patience=0.0,  # not twice
         )
         return note
 

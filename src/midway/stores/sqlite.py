@@ -65,12 +65,7 @@ class SQLiteStore(SQLStore):
     # -- hooks --------------------------------------------------------------------------
 
     def _call(
-        self,
-        doing: str,
-        op: Op[T],
-        *,
-        commit: Commit | None = None,
-        retry_within: float | None = None,
+        self, doing: str, op: Op[T], commit: Commit | None = None, patience: float | None = None
     ) -> T:
         if commit is not None:
             self._synchronous(full=commit is Commit.REPORTED)
