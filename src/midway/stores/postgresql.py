@@ -67,11 +67,7 @@ class PostgreSQLStore(SQLStore):
         self.url = self._db.url  # the password hidden
         self.durable = durable
         self._in_transaction = False  # an exactly-once run's transaction is open
-        try:
-            self._open(create=create, patience=OPEN_RETRY_SECONDS)
-        except BaseException:
-            self._db.close()
-            raise
+        self._open(create=create, patience=OPEN_RETRY_SECONDS)
 
     def close(self) -> None:
         self._db.close()

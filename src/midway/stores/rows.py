@@ -17,6 +17,7 @@ from midway._model import jsonutil
 from midway._model.checkpoint import Checkpoint, Counters
 from midway._model.jsonutil import JSONValue
 from midway._model.ledger import ItemRecord
+from midway._model.owner import Owner
 from midway.errors import StoreCorrupt
 from midway.stores.base import (
     JOB_FIELDS,
@@ -182,6 +183,19 @@ def job_fields(row: Row, where: str) -> dict[str, Any]:
 def summary_of(row: Row | None, where: str) -> Any:
     """The ``summary`` column of a ``midway_jobs`` row (None without one)."""
     return None if row is None else _opt_load(row["summary"], where)
+
+
+def lease_params(job: str, token: int, owner: Owner, now: float, ttl: float) -> dict[str, Any]:
+    """``put_lease``'s parameters: ``owner`` holds the job from ``now`` for ``ttl`` seconds."""
+    return {
+        "job": job,
+        "token": token,
+        "host": owner.host,
+        "pid": owner.pid,
+        "pid_started": owner.pid_started,
+        "since": now,
+        "expires_at": now + float(ttl),
+    }
 
 
 def lease_from_row(job: str, row: Row, where: str) -> LeaseInfo:

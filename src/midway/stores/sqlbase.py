@@ -1,23 +1,13 @@
 """The SQL stores' methods, written once: SQLite and PostgreSQL override hooks, not bodies.
 
-Both keep the same tables, read and written by the named queries of ``sql/<dialect>/``
-(the same name may be spelled differently per dialect: placeholders, upserts, row locks,
-whose clock a lease runs on). What differs beyond the SQL is a hook of :class:`SQLStore`:
-
-- :meth:`~SQLStore._call` runs ``op(connection, attempt)`` and turns the driver's errors into
-  midway's. SQLite runs it once; PostgreSQL reconnects and runs it again after a dropped
-  connection, so every ``op`` here is safe to run twice (``attempt`` counts from 1).
-- :meth:`~SQLStore._transaction` wraps part of an ``op`` in a transaction that holds the
-  write lock (SQLite's ``BEGIN IMMEDIATE``, PostgreSQL's row locks taken by the queries).
-- :meth:`~SQLStore._lock_lease` reads a job's lease for a change, with the clock that
-  decides whether it has expired; :meth:`~SQLStore._forget_lapsed_lease` (reset).
-- the exactly-once transaction, left open between checkpoints: ``begin_transaction``,
-  ``rollback_transaction``, :meth:`~SQLStore._transaction_open`,
-  :meth:`~SQLStore._commit_open_transaction`.
-- :meth:`~SQLStore._list_param` binds a list of values; :meth:`~SQLStore._lock_migrations`.
-
-Each write says how durable its commit must be (:class:`Commit`); the dialect decides what
-that takes.
+Both keep the same tables, read and written by the named queries of ``sql/<dialect>/`` (a
+name may be spelled differently per dialect: placeholders, upserts, row locks, whose clock
+a lease runs on). What else differs is a hook of :class:`SQLStore` (the methods marked
+abstract, and the few with an empty default): how a call runs and fails (``_call``: once on
+SQLite; again after a dropped connection on PostgreSQL, so every ``op`` here is safe to run
+twice), transactions and the write lock, lease locks, the exactly-once transaction left
+open between checkpoints, and how a list is bound. Each write says how durable its commit
+must be (:class:`Commit`); the dialect decides what that takes.
 """
 
 from __future__ import annotations
@@ -110,6 +100,9 @@ class SQLStore(Store):
         ``create``, even for a job never leased), and the time now by the clock that
         decides whether it has expired."""
 
+    @abstractmethod
+    def close(self) -> None: ...
+
     def _forget_lapsed_lease(self, conn: Any, job: str) -> None:
         """Inside :meth:`reset`, once no live runner holds the job: fence out a runner whose
         lease lapsed unnoticed, where the dialect needs to (nothing by default)."""
@@ -163,9 +156,8 @@ class SQLStore(Store):
 
     def _run(self, conn: Any, query: str, params: dict[str, Any] | None) -> Any:
         """Execute a named query; its cursor."""
-        return (
-            conn.execute(self.Q[query]) if params is None else conn.execute(self.Q[query], params)
-        )
+        sql = self.Q[query]
+        return conn.execute(sql) if params is None else conn.execute(sql, params)
 
     def _where(self, what: str, job: str) -> str:
         return f"store {self.url}, {what} {job!r}"
@@ -173,8 +165,12 @@ class SQLStore(Store):
     # -- schema -------------------------------------------------------------------------
 
     def _open(self, *, create: bool, patience: float | None = None) -> None:
-        """Bring the tables up to this midway's schema (or refuse a newer one)."""
-        self._call("open", lambda conn, _: self._migrate(conn, create=create), None, patience)
+        """Bring the tables up to this midway's schema (or refuse a newer one, and close)."""
+        try:
+            self._call("open", lambda conn, _: self._migrate(conn, create=create), None, patience)
+        except BaseException:
+            self.close()
+            raise
 
     def _migrate(self, conn: Any, *, create: bool) -> None:
         version = self._schema_version(conn)
@@ -245,30 +241,14 @@ class SQLStore(Store):
         self, conn: Any, job: JobId, owner: Owner, ttl: float, token: int, now: float
     ) -> None:
         """Inside a transaction that locks the lease: make ``owner`` its holder."""
-        conn.execute(
-            self.Q["put_lease"],
-            {
-                "job": job.key,
-                "token": token,
-                "host": owner.host,
-                "pid": owner.pid,
-                "pid_started": owner.pid_started,
-                "since": now,
-                "expires_at": now + float(ttl),
-            },
-        )
+        conn.execute(self.Q["put_lease"], rows.lease_params(job.key, token, owner, now, ttl))
         params = jsonutil.canonical(job.params)
         conn.execute(
             self.Q["ensure_job"], {"job": job.key, "name": job.name, "params": params, "now": now}
         )
 
     def renew_lease(self, lease: Lease) -> bool:
-        params = {
-            "job": lease.job,
-            "token": lease.token,
-            "now": time.time(),
-            "ttl": float(lease.ttl),
-        }
+        params = {**_held(lease), "now": time.time(), "ttl": float(lease.ttl)}
 
         def op(conn: Any, attempt: int) -> bool:
             return bool(conn.execute(self.Q["renew_lease"], params).rowcount == 1)
@@ -277,7 +257,7 @@ class SQLStore(Store):
         return self._call("renew the lease in", op, Commit.BOOKKEEPING, patience=lease.ttl / 3)
 
     def release_lease(self, lease: Lease) -> None:
-        params = {"job": lease.job, "token": lease.token}
+        params = _held(lease)
         self._call(
             "release the lease in",
             lambda conn, _: conn.execute(self.Q["release_lease"], params),
@@ -286,7 +266,7 @@ class SQLStore(Store):
 
     def _fence(self, conn: Any, lease: Lease) -> None:
         """Inside a transaction: the lease is still ours, and stays so until it ends."""
-        if self._one(conn, "holds_lease", {"job": lease.job, "token": lease.token}) is None:
+        if self._one(conn, "holds_lease", _held(lease)) is None:
             raise LeaseLost(lost_message(lease))
 
     # -- checkpoints and the item ledger ------------------------------------------------
@@ -408,7 +388,7 @@ class SQLStore(Store):
                 conn.execute(self.Q["delete_settled_items"], {"job": run.job})
                 if faults.ACTIVE:
                     faults.hit("complete.before_commit")
-            conn.execute(self.Q["release_lease"], {"job": lease.job, "token": lease.token})
+            conn.execute(self.Q["release_lease"], _held(lease))
             conn.execute(self.Q["end_run"], rows.end_run_params(run, now))
             conn.execute(self.Q["finish_job" if summary is not None else "set_job_status"], job)
 
@@ -517,3 +497,8 @@ class SQLStore(Store):
 
 def _names(cur: Any) -> list[str]:
     return [column[0] for column in cur.description]
+
+
+def _held(lease: Lease) -> dict[str, Any]:
+    """The parameters that name a lease as held: the job and the fencing token."""
+    return {"job": lease.job, "token": lease.token}

@@ -53,11 +53,7 @@ class SQLiteStore(SQLStore):
             self._sync_mode = ""
             self._synchronous(full=durable)
             self.conn.execute("PRAGMA foreign_keys = ON")
-        try:
-            self._open(create=True)
-        except BaseException:
-            self.conn.close()
-            raise
+        self._open(create=True)
 
     def close(self) -> None:
         self.conn.close()
