@@ -31,6 +31,22 @@ from midway.stores.base import (
 Row = Mapping[str, Any]
 
 
+def first(cursor: Any) -> dict[str, Any] | None:
+    """The cursor's next row as a mapping of column name to value, or None."""
+    row = cursor.fetchone()
+    return None if row is None else dict(zip(_names(cursor), row, strict=True))
+
+
+def every(cursor: Any) -> list[dict[str, Any]]:
+    """The cursor's rows, each a mapping of column name to value."""
+    names = _names(cursor)
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def _names(cursor: Any) -> list[str]:
+    return [column[0] for column in cursor.description]  # DB-API: the name comes first
+
+
 def load_json(text: str, where: str) -> Any:
     """A JSON column read back, or ``StoreCorrupt`` if it is damaged."""
     try:

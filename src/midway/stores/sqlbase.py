@@ -69,8 +69,7 @@ class SQLStore(Store):
     (and ``begin_transaction``, ``rollback_transaction``, ``claim_lease``, ``close``)."""
 
     dialect: ClassVar[str]
-    Q: ClassVar[dict[str, str]]
-    """The dialect's named queries."""
+    Q: ClassVar[dict[str, str]]  # the dialect's named queries
     SCHEMA_VERSION: ClassVar[int]
     durable: bool
 
@@ -138,17 +137,11 @@ class SQLStore(Store):
 
     def _one(self, conn: Any, query: str, params: dict[str, Any] | None = None) -> Any:
         """The first row of a named query, by column name, or None."""
-        cur = self._run(conn, query, params)
-        row = cur.fetchone()
-        if row is None:
-            return None
-        return dict(zip(_names(cur), row, strict=True))
+        return rows.first(self._run(conn, query, params))
 
     def _all(self, conn: Any, query: str, params: dict[str, Any] | None = None) -> list[Any]:
         """Every row of a named query, by column name."""
-        cur = self._run(conn, query, params)
-        names = _names(cur)
-        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        return rows.every(self._run(conn, query, params))
 
     def _scalar(self, conn: Any, query: str, params: dict[str, Any] | None = None) -> Any:
         row = self._run(conn, query, params).fetchone()
@@ -280,34 +273,43 @@ class SQLStore(Store):
 
     def write_checkpoint(self, lease: Lease, checkpoint: Checkpoint) -> None:
         params = rows.checkpoint_params(checkpoint, lease.token)
-
-        def parts(conn: Any) -> None:
-            """Each part is the same when done again (a retry after a lost answer)."""
-            if conn.execute(self.Q["write_checkpoint"], params).rowcount != 1:
-                raise LeaseLost(lost_message(lease))
-            self._apply(conn, checkpoint.job, checkpoint.ledger)
-            if checkpoint.sample:
-                conn.execute(self.Q["insert_history"], params)
-            if faults.ACTIVE:
-                faults.hit("checkpoint.before_commit")
-
-        def op(conn: Any, attempt: int) -> None:
-            if not (checkpoint.ledger or checkpoint.sample or faults.ACTIVE):
-                # One statement is one transaction: the fence check and the write commit
-                # together. The usual case: nothing else rides along. Done again after a
-                # lost answer, it writes the very same row.
-                if conn.execute(self.Q["write_checkpoint"], params).rowcount != 1:
-                    raise LeaseLost(lost_message(lease))
-                return
-            with self._transaction(conn, Commit.REPORTED):
-                parts(conn)
-
+        doing = "write a checkpoint to"
         if self._transaction_open():  # exactly-once: the handler's writes commit with it
-            self._commit_open_transaction(parts)
+            self._commit_open_transaction(
+                lambda conn: self._checkpoint_parts(conn, lease, checkpoint, params)
+            )
+        elif checkpoint.ledger or checkpoint.sample or faults.ACTIVE:
+            self._transact(
+                doing,
+                lambda conn, _: self._checkpoint_parts(conn, lease, checkpoint, params),
+                Commit.REPORTED,
+            )
         else:
-            self._call("write a checkpoint to", op, Commit.REPORTED)
+            # The usual case, nothing else rides along: one statement is one transaction, the
+            # fence check and the write commit together. Done again after a lost answer, it
+            # writes the very same row.
+            self._call(
+                doing, lambda conn, _: self._write_fenced(conn, lease, params), Commit.REPORTED
+            )
         if faults.ACTIVE:
             faults.hit("checkpoint.after_commit")
+
+    def _write_fenced(self, conn: Any, lease: Lease, params: dict[str, Any]) -> None:
+        """The checkpoint row, written only while ``lease`` is held (in the same statement)."""
+        if conn.execute(self.Q["write_checkpoint"], params).rowcount != 1:
+            raise LeaseLost(lost_message(lease))
+
+    def _checkpoint_parts(
+        self, conn: Any, lease: Lease, checkpoint: Checkpoint, params: dict[str, Any]
+    ) -> None:
+        """The checkpoint, its ledger records and its history point, in the open transaction.
+        Each part is the same when done again (a retry after a lost answer)."""
+        self._write_fenced(conn, lease, params)
+        self._apply(conn, checkpoint.job, checkpoint.ledger)
+        if checkpoint.sample:
+            conn.execute(self.Q["insert_history"], params)
+        if faults.ACTIVE:
+            faults.hit("checkpoint.before_commit")
 
     def _apply(self, conn: Any, job: str, records: list[ItemRecord]) -> None:
         for record in records:
@@ -493,10 +495,6 @@ class SQLStore(Store):
         params = {"jobs": self._list_param([str(job) for job in jobs])}
         found = self._call("read", lambda conn, _: self._all(conn, "completed_among", params))
         return {row["job"] for row in found}
-
-
-def _names(cur: Any) -> list[str]:
-    return [column[0] for column in cur.description]
 
 
 def _held(lease: Lease) -> dict[str, Any]:
