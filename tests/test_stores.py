@@ -616,9 +616,9 @@ def test_file_store_gives_up_on_a_lock_held_too_long(
     a clear error after the timeout, not hang forever."""
     import fcntl
 
-    from midway.stores import filesystem
+    from midway.stores import fileleases
 
-    monkeypatch.setattr(filesystem, "LOCK_TIMEOUT", 0.2)
+    monkeypatch.setattr(fileleases, "LOCK_TIMEOUT", 0.2)
     url = f"file://{tmp_path / 'store'}"
     job = midway.Job("locked", store=url, quiet=True)
     job.run(range(3), lambda item, ctx: None)  # creates the job's folder and lock file

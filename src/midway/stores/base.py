@@ -10,20 +10,27 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-from midway._model import jsonutil
+from midway._model import jsonutil, ledger
 from midway._model.checkpoint import Checkpoint, Counters
 from midway._model.identity import JobId
 from midway._model.jsonutil import JSONValue
 from midway._model.ledger import ItemRecord
 from midway._model.owner import Owner, describe_age, iso
+from midway._model.result import FINISHED_OK, RunStatus
 from midway.errors import LeaseHeld, StoreCorrupt
 
-LIVE = "running"
-FINISHED = ("completed", "completed_with_failures")
+LIVE = RunStatus.RUNNING
+FINISHED = FINISHED_OK
 """The statuses of a job that completed (it keeps its summary, not a checkpoint)."""
+NEW = "new"
+"""The status of a job whose lease was taken and whose first run has not begun."""
+CRASHED_MESSAGE = "the runner ended without a word: killed, crashed, or the machine went down"
+"""What a run left ``running`` by a dead runner says (the SQL stores spell it in SQL too)."""
+Summary = dict[str, JSONValue] | None
+"""A job's last summary (the counters and state of its last finished run), if any."""
 
 
 @dataclass(frozen=True)
@@ -208,20 +215,15 @@ class RunRecord:
     def from_store(cls, record: Mapping[str, Any], where: str) -> RunRecord:
         return cls(**checked(record, RUN_FIELDS, where))
 
+    def to_store(self) -> dict[str, Any]:
+        """Every field, as the file store keeps a run (and the SQL stores' columns)."""
+        return asdict(self)
+
     def to_json(self) -> dict[str, JSONValue]:
-        return {
-            "run_id": self.run_id,
-            "status": self.status,
-            "host": self.host,
-            "pid": self.pid,
-            "started_at": iso(self.started_at),
-            "ended_at": iso(self.ended_at),
-            "resumed_from": self.resumed_from,
-            "start_processed": self.start_processed,
-            "processed": self.processed,
-            "message": self.message,
-            "command": self.command,
-        }
+        data = self.to_store()
+        del data["job"]
+        data.update(started_at=iso(self.started_at), ended_at=iso(self.ended_at))
+        return data
 
 
 @dataclass(frozen=True)
@@ -292,12 +294,38 @@ class JobRecord:
     def effective_status(self) -> str:
         """``running`` only while a live runner holds the lease; a dead one is ``crashed``."""
         if self.status == LIVE and not (self.lease and self.lease.is_live()):
-            return "crashed"
+            return RunStatus.CRASHED
         return self.status
 
 
+@dataclass(frozen=True)
+class ItemChange:
+    """What ``retry`` and ``resolve`` change in a job's item ledger (see
+    :meth:`Store.change_items`)."""
+
+    statuses: tuple[str, ...]
+    keys: list[JSONValue] | None
+    error_type: str | None
+    to_status: str
+    count_as: str | None = None
+
+    def chooses(self, record: ItemRecord) -> bool:
+        return record.status in self.statuses and ledger.matches(record, self.keys, self.error_type)
+
+
+def moved_summary(summary: Any, chosen: list[ItemRecord], count_as: str) -> Summary:
+    """A job's last summary with the counts of ``chosen`` moved to ``count_as`` (None
+    when there is no summary to change)."""
+    if not isinstance(summary, dict):
+        return None
+    counters = Counters.from_dict(summary.get("counters") or {}).moved(chosen, count_as)
+    summary["counters"] = counters.as_dict()
+    return summary
+
+
 class Store(Protocol):
-    """What the engine and the command line need from a backend."""
+    """What the engine and the command line need from a backend. The stores subclass it
+    (:meth:`change_items` is written once, here)."""
 
     url: str
 
@@ -336,6 +364,11 @@ class Store(Protocol):
         (``"-"`` deletes them). ``count_as`` also moves each one's count in the checkpoint's
         (or the last summary's) counters from its old status to that counter. Refused while
         a live runner holds the job. Returns the records as they were."""
+        change = ItemChange(statuses, keys, error_type, to_status, count_as)
+        return self.change_ledger(job, me, change)
+
+    def change_ledger(self, job: str, me: Owner, change: ItemChange) -> list[ItemRecord]:
+        """:meth:`change_items`, what to change in one record (each store's own)."""
         ...
 
     def add_note(self, job: str, text: str, author: str) -> Note: ...
@@ -354,14 +387,7 @@ class Store(Protocol):
         """Roll back what :meth:`begin_transaction` opened (nothing if it is not open)."""
         ...
 
-    def end_run(
-        self,
-        lease: Lease,
-        run: RunRecord,
-        *,
-        completed: bool,
-        summary: dict[str, JSONValue] | None,
-    ) -> None:
+    def end_run(self, lease: Lease, run: RunRecord, *, completed: bool, summary: Summary) -> None:
         """Record how the run ended and release the lease, in one transaction.
         ``completed`` also drops the resume checkpoint and keeps ``summary`` as the job's
         last result."""

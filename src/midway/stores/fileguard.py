@@ -157,13 +157,18 @@ def sweep(folder: Path) -> None:
             os.unlink(entry.path)
 
 
+def check_held(wdir: Path) -> None:
+    """:class:`Revoked` if the write folder ``wdir`` was renamed away (the job taken over)."""
+    if not wdir.is_dir():
+        raise Revoked(str(wdir))
+
+
 def fenced_replace(tmp: Path, path: Path, wdir: Path) -> None:
     """Rename ``tmp`` (inside ``wdir``) over ``path``; :class:`Revoked` if ``wdir`` was."""
     try:
         os.replace(tmp, path)
     except FileNotFoundError:
-        if not wdir.is_dir():
-            raise Revoked(str(wdir)) from None
+        check_held(wdir)
         raise
 
 
@@ -174,8 +179,7 @@ def fenced_unlink(path: Path, wdir: Path) -> None:
     try:
         os.rename(path, gone)
     except FileNotFoundError:
-        if not wdir.is_dir():
-            raise Revoked(str(wdir)) from None
+        check_held(wdir)
         return
     os.unlink(gone)
 

@@ -23,12 +23,8 @@ machine, local disks.
 
 from __future__ import annotations
 
-import fcntl
 import os
-import shutil
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -39,32 +35,34 @@ from midway._model.identity import JobId
 from midway._model.jsonutil import JSONValue
 from midway._model.ledger import DROP, ItemRecord
 from midway._model.owner import Owner
-from midway.errors import ConfigError, LeaseLost, StoreCorrupt, StoreTooNew, StoreUnavailable
+from midway._model.result import RunStatus
+from midway.errors import ConfigError, StoreCorrupt, StoreTooNew, StoreUnavailable
 from midway.stores import fileguard
 from midway.stores.base import (
+    CRASHED_MESSAGE,
     FINISHED,
     JOB_FIELDS,
     HistoryPoint,
+    ItemChange,
     JobRecord,
     Lease,
-    LeaseInfo,
     Note,
     RunRecord,
+    Store,
+    Summary,
     check_lease_free,
     checked,
     claim_in_turn,
-    lost_message,
+    moved_summary,
     plan_from_text,
 )
-from midway.stores.jsonfiles import JsonFiles
+from midway.stores.fileleases import FileLeases
 
 FORMAT = "midway-file-store"
 SCHEMA_VERSION = 1
-LOCK_TIMEOUT = 30.0
-FILE_MODE = fileguard.FILE_MODE
 
 
-class FileStore(JsonFiles):
+class FileStore(FileLeases, Store):
     def __init__(self, root: Path, url: str, *, durable: bool = True) -> None:
         self.url = url
         self.root = root
@@ -106,195 +104,6 @@ class FileStore(JsonFiles):
                 f"this midway knows versions up to {SCHEMA_VERSION}. Upgrade midway; "
                 "nothing was changed."
             )
-
-    # -- files --------------------------------------------------------------------------
-
-    def _dir(self, job: str) -> Path:
-        return self.root / "jobs" / job
-
-    def _job_folder(self, job: str) -> Path:
-        """The job's folder and its runs folder, created 0700 and checked once a process."""
-        folder = self._dir(job)
-        if job not in self._checked:
-            try:
-                for sub in (folder, folder / "runs"):
-                    fileguard.make_dirs(sub)
-                    self._check_folder(sub)
-            except OSError as exc:
-                raise StoreUnavailable(f"cannot open {folder}: {exc.strerror}") from None
-            self._checked.add(job)
-        return folder
-
-    @contextmanager
-    def _locked(self, job: str) -> Iterator[Path]:
-        """What changes a job without holding its lease (taking it over, retry, reset,
-        notes): one process at a time, through the job folder's ``lock``. The lease holder
-        never takes this lock, so a paused runner holds up nobody."""
-        folder = self._job_folder(job)
-        fd = self._lock_fds.get(job)
-        if fd is None:
-            try:
-                fd = os.open(folder / "lock", fileguard.open_flags(write=True), FILE_MODE)
-            except OSError as exc:
-                raise StoreUnavailable(f"cannot open {folder / 'lock'}: {exc.strerror}") from None
-            self._lock_fds[job] = fd
-        self._lock(fd, job)
-        try:
-            yield folder
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-
-    def _lock(self, fd: int, job: str) -> None:
-        if not fileguard.flock_within(fd, LOCK_TIMEOUT):
-            raise StoreUnavailable(
-                f"store {self.url}: job {job!r} stayed locked by another process for "
-                f"{LOCK_TIMEOUT:.0f} s; look for a stuck or paused midway process"
-            )
-
-    def _revoke(self, folder: Path, job: str, me: Owner) -> None:
-        """Fence out whoever last held the job's lease (unless it is ``me``, still live)."""
-        current = self._lease_info(job)
-        keep = None
-        if current is not None and current.owner == me and current.is_live():
-            keep = fileguard.find_write_dir(folder, current.token)
-        try:
-            fileguard.revoke(folder, keep)
-        except OSError as exc:
-            raise StoreUnavailable(f"cannot write in {folder}: {exc.strerror}") from None
-
-    @contextmanager
-    def _owning(self, lease: Lease) -> Iterator[tuple[Path, Path, LeaseInfo]]:
-        """The lease holder's writes: (job folder, write folder, lease as stored). Its own
-        threads take turns on a lock inside its write folder; LeaseLost once taken over."""
-        folder = self._dir(lease.job)
-        wdir = self._write_dirs.get((lease.job, lease.token))
-        if wdir is None:
-            wdir = fileguard.find_write_dir(folder, lease.token)
-            if wdir is None:
-                raise LeaseLost(lost_message(lease))
-            self._write_dirs[(lease.job, lease.token)] = wdir
-        try:
-            fd = os.open(wdir / "lock", fileguard.open_flags(write=True), FILE_MODE)
-        except FileNotFoundError:
-            raise LeaseLost(lost_message(lease)) from None
-        except OSError as exc:
-            raise StoreUnavailable(f"cannot open {wdir / 'lock'}: {exc.strerror}") from None
-        try:
-            self._lock(fd, lease.job)
-            yield folder, wdir, self._holds(lease)
-        except fileguard.Revoked:
-            raise LeaseLost(lost_message(lease)) from None
-        finally:
-            os.close(fd)
-
-    def close(self) -> None:
-        for fd in self._lock_fds.values():
-            os.close(fd)
-        self._lock_fds.clear()
-
-    # -- leases -------------------------------------------------------------------------
-
-    def _lease_info(self, job: str) -> LeaseInfo | None:
-        data = self._read(self._dir(job) / "lease.json")
-        if data is None:
-            return None
-        path = self._dir(job) / "lease.json"
-        if not isinstance(data, dict):
-            raise StoreCorrupt(self._damaged(path, "it is not a JSON object"))
-        return LeaseInfo.from_store(job, data, f"store {self.url}: {path}")
-
-    def _put_lease(
-        self,
-        folder: Path,
-        wdir: Path,
-        job: str,
-        token: int,
-        owner: Owner | None,
-        since: float,
-        expires_at: float,
-    ) -> None:
-        self._write(
-            folder / "lease.json",
-            {
-                "job": job,
-                "token": token,
-                "host": owner.host if owner else None,
-                "pid": owner.pid if owner else None,
-                "pid_started": owner.pid_started if owner else None,
-                "since": since,
-                "expires_at": expires_at,
-            },
-            via=wdir,
-        )
-
-    def acquire_lease(self, job: JobId, owner: Owner, ttl: float) -> Lease:
-        with self._locked(job.key) as folder:
-            now = time.time()
-            current = self._lease_info(job.key)
-            check_lease_free(job.key, current, owner, now)
-            took_over = current if current is not None and current.owner is not None else None
-            token = (current.token if current else 0) + 1
-            try:
-                fileguard.revoke(folder)  # every earlier holder: its renames fail from now on
-                fileguard.sweep(folder)
-                fileguard.sweep(folder / "runs")
-                wdir = fileguard.new_write_dir(folder, token)
-            except OSError as exc:
-                raise StoreUnavailable(f"cannot write in {folder}: {exc.strerror}") from None
-            self._write_dirs[(job.key, token)] = wdir
-            self._put_lease(folder, wdir, job.key, token, owner, now, now + ttl)
-            if self._read(folder / "job.json") is None:
-                self._write(
-                    folder / "job.json",
-                    {
-                        "job": job.key,
-                        "name": job.name,
-                        "params": job.params,
-                        "status": "new",
-                        "created_at": now,
-                        "updated_at": now,
-                        "summary": None,
-                    },
-                    via=wdir,
-                )
-        return Lease(job.key, token, owner, ttl, took_over)
-
-    def _holds(self, lease: Lease) -> LeaseInfo:
-        info = self._lease_info(lease.job)
-        if info is None or info.token != lease.token or info.owner is None:
-            raise LeaseLost(lost_message(lease))
-        return info
-
-    def renew_lease(self, lease: Lease) -> bool:
-        try:
-            with self._owning(lease) as (folder, wdir, info):
-                self._put_lease(
-                    folder,
-                    wdir,
-                    lease.job,
-                    lease.token,
-                    lease.owner,
-                    info.since,
-                    time.time() + lease.ttl,
-                )
-        except LeaseLost:
-            return False
-        return True
-
-    def release_lease(self, lease: Lease) -> None:
-        try:
-            with self._owning(lease) as (folder, wdir, info):
-                self._put_lease(folder, wdir, lease.job, lease.token, None, info.since, 0.0)
-        except LeaseLost:
-            return
-        self._drop_write_dir(lease)
-
-    def _drop_write_dir(self, lease: Lease) -> None:
-        """The lease was given back: its write folder goes (the next holder's revoke would
-        remove it too)."""
-        wdir = self._write_dirs.pop((lease.job, lease.token), None)
-        if wdir is not None:
-            shutil.rmtree(wdir, ignore_errors=True)
 
     # -- checkpoints and runs -----------------------------------------------------------
 
@@ -350,17 +159,7 @@ class FileStore(JsonFiles):
             _apply(items, records)
             self._save_ledger(folder, items, wdir)
 
-    def change_items(
-        self,
-        job: str,
-        me: Owner,
-        *,
-        statuses: tuple[str, ...],
-        keys: list[JSONValue] | None,
-        error_type: str | None,
-        to_status: str,
-        count_as: str | None = None,
-    ) -> list[ItemRecord]:
+    def change_ledger(self, job: str, me: Owner, change: ItemChange) -> list[ItemRecord]:
         if not self._dir(job).is_dir():
             return []
         with self._locked(job) as folder:
@@ -368,25 +167,22 @@ class FileStore(JsonFiles):
             check_lease_free(job, self._lease_info(job), me, now)
             self._revoke(folder, job, me)
             items = self._ledger(folder)
-            chosen = [
-                r
-                for r in items.values()
-                if r.status in statuses and ledger.matches(r, keys, error_type)
-            ]
+            chosen = [r for r in items.values() if change.chooses(r)]
             for record in chosen:
                 name = jsonutil.dumps(record.key)
-                if to_status == DROP:
+                if change.to_status == DROP:
                     del items[name]
                 else:
-                    items[name] = replace(record, status=to_status, updated_at=now)
+                    items[name] = replace(record, status=change.to_status, updated_at=now)
             if not chosen:
                 return []
             self._save_ledger(folder, items)
-            if count_as is not None:
-                self._move_counts(folder, chosen, count_as)
+            if change.count_as is not None:
+                self._move_counts(folder, chosen, change.count_as)
             return chosen
 
     def _move_counts(self, folder: Path, chosen: list[ItemRecord], count_as: str) -> None:
+        """Move the changed records' counts in the checkpoint or, without one, the summary."""
         data = self._read(folder / "checkpoint.json")
         if isinstance(data, dict):
             counters = Counters.from_dict(data.get("counters") or {})
@@ -394,10 +190,10 @@ class FileStore(JsonFiles):
             self._write(folder / "checkpoint.json", data)
             return
         job = self._read(folder / "job.json")
-        summary = job.get("summary") if isinstance(job, dict) else None
-        if isinstance(summary, dict):
-            counters = Counters.from_dict(summary.get("counters") or {})
-            summary["counters"] = counters.moved(chosen, count_as).as_dict()
+        summary = moved_summary(
+            job.get("summary") if isinstance(job, dict) else None, chosen, count_as
+        )
+        if summary is not None:
             self._update_job(folder, None, summary=summary)
 
     def begin_transaction(self, lease: Lease) -> Any:
@@ -432,30 +228,21 @@ class FileStore(JsonFiles):
     def begin_run(self, lease: Lease, run: RunRecord) -> None:
         with self._owning(lease) as (folder, wdir, _):
             for stale in self._runs(lease.job):
-                if stale.status == "running":
-                    stale.status = "crashed"
+                if stale.status == RunStatus.RUNNING:
+                    stale.status = RunStatus.CRASHED
                     stale.ended_at = run.started_at
-                    stale.message = (
-                        "the runner ended without a word: killed, crashed, or the machine went down"
-                    )
-                    self._write(self._run_path(folder, stale), self._run_json(stale), via=wdir)
-            self._write(self._run_path(folder, run), self._run_json(run), via=wdir)
+                    stale.message = CRASHED_MESSAGE
+                    self._write(self._run_path(folder, stale), stale.to_store(), via=wdir)
+            self._write(self._run_path(folder, run), run.to_store(), via=wdir)
             self._update_job(folder, wdir, status=run.status, updated_at=run.started_at)
 
-    def end_run(
-        self,
-        lease: Lease,
-        run: RunRecord,
-        *,
-        completed: bool,
-        summary: dict[str, JSONValue] | None,
-    ) -> None:
+    def end_run(self, lease: Lease, run: RunRecord, *, completed: bool, summary: Summary) -> None:
         with self._owning(lease) as (folder, wdir, info):
             now = run.ended_at or time.time()
             changes: dict[str, JSONValue] = {"status": run.status, "updated_at": now}
             if summary is not None:
                 changes["summary"] = summary
-            self._write(self._run_path(folder, run), self._run_json(run), via=wdir)
+            self._write(self._run_path(folder, run), run.to_store(), via=wdir)
             self._update_job(folder, wdir, **changes)
             if completed:
                 # After the job file says so: a crash in between leaves a checkpoint at the
@@ -478,23 +265,6 @@ class FileStore(JsonFiles):
         checked(data, JOB_FIELDS, f"store {self.url}: {path}")
         data.update(changes)
         self._write(folder / "job.json", data, via=via)
-
-    @staticmethod
-    def _run_json(run: RunRecord) -> dict[str, JSONValue]:
-        return {
-            "run_id": run.run_id,
-            "job": run.job,
-            "status": run.status,
-            "host": run.host,
-            "pid": run.pid,
-            "started_at": run.started_at,
-            "ended_at": run.ended_at,
-            "resumed_from": run.resumed_from,
-            "start_processed": run.start_processed,
-            "processed": run.processed,
-            "message": run.message,
-            "command": run.command,
-        }
 
     def _runs(self, job: str) -> list[RunRecord]:
         folder = self._dir(job) / "runs"

@@ -89,8 +89,8 @@ class JsonFiles:
             if self.durable:
                 fileguard.fsync_dir(path.parent)
         except FileNotFoundError as exc:
-            if via is not None and not via.is_dir():
-                raise fileguard.Revoked(str(via)) from None
+            if via is not None:
+                fileguard.check_held(via)
             raise self._unwritable(path, exc) from None
         except OSError as exc:
             raise self._unwritable(path, exc) from None
@@ -126,8 +126,8 @@ class JsonFiles:
         line = (jsonutil.dumps(row) + "\n").encode("utf-8")
         flags = fileguard.open_flags(write=True) & ~os.O_RDWR | os.O_WRONLY | os.O_APPEND
         try:
-            if via is not None and not via.is_dir():
-                raise fileguard.Revoked(str(via))
+            if via is not None:
+                fileguard.check_held(via)
             fd = os.open(path, flags, FILE_MODE)
             try:
                 os.write(fd, line)

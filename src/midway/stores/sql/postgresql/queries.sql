@@ -1,4 +1,6 @@
--- Named queries for the PostgreSQL store; parameters are %(named)s (psycopg's style).
+-- Named queries for the PostgreSQL store; parameters are %(named)s (psycopg's style). The
+-- SQLite store has the same names (see sqlbase.py): a query here may take parameters it
+-- does not use (renew_lease and insert_plan take the server's clock, not the runner's).
 -- Lease times come from the server's clock (clock_timestamp()), so runners on machines whose
 -- clocks disagree still agree on when a lease expires.
 
@@ -29,7 +31,7 @@ ON CONFLICT (job) DO NOTHING;
 
 -- name: lock_lease
 SELECT job, token, host, pid, pid_started, since, expires_at,
-    extract(epoch FROM clock_timestamp())::double precision
+    extract(epoch FROM clock_timestamp())::double precision AS now
 FROM midway_leases WHERE job = %(job)s
 FOR UPDATE;
 
@@ -39,7 +41,7 @@ FROM midway_leases WHERE job = %(job)s;
 
 -- name: put_lease
 UPDATE midway_leases SET token = %(token)s, host = %(host)s, pid = %(pid)s,
-    pid_started = %(pid_started)s, since = %(now)s, expires_at = %(now)s + %(ttl)s
+    pid_started = %(pid_started)s, since = %(since)s, expires_at = %(expires_at)s
 WHERE job = %(job)s;
 
 -- name: renew_lease
@@ -231,7 +233,7 @@ ON CONFLICT (job) DO NOTHING;
 -- Partitions another worker may be claiming right now are skipped, not waited for; the rows
 -- returned stay locked until this transaction ends, so only one worker takes each.
 SELECT job, token, host, pid, pid_started, since, expires_at,
-    extract(epoch FROM clock_timestamp())::double precision
+    extract(epoch FROM clock_timestamp())::double precision AS now
 FROM midway_leases WHERE job = ANY(%(jobs)s)
 FOR UPDATE SKIP LOCKED;
 

@@ -1,4 +1,17 @@
--- Named queries for the SQLite store; parameters are :named.
+-- Named queries for the SQLite store; parameters are :named. The PostgreSQL store has the
+-- same names (see sqlbase.py): a query here may take parameters it does not use.
+
+-- name: schema_table
+SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'midway_schema';
+
+-- name: schema_version
+SELECT coalesce(max(version), 0) FROM midway_schema;
+
+-- name: create_schema_table
+CREATE TABLE IF NOT EXISTS midway_schema (version INTEGER NOT NULL);
+
+-- name: record_migration
+INSERT INTO midway_schema (version) VALUES (:version);
 
 -- name: get_lease
 SELECT job, token, host, pid, pid_started, since, expires_at
@@ -12,7 +25,7 @@ ON CONFLICT (job) DO UPDATE SET
     pid_started = excluded.pid_started, since = excluded.since, expires_at = excluded.expires_at;
 
 -- name: renew_lease
-UPDATE midway_leases SET expires_at = :expires_at
+UPDATE midway_leases SET expires_at = :now + :ttl
 WHERE job = :job AND token = :token AND host IS NOT NULL;
 
 -- name: release_lease
@@ -71,6 +84,10 @@ INSERT INTO midway_runs (
 VALUES (:run_id, :job, :status, :host, :pid, :started_at, :resumed_from, :start_processed,
     :command);
 
+-- name: run_ended
+-- Did an earlier try of end_run commit? (Asked only of a call run again, never here.)
+SELECT 1 FROM midway_runs WHERE run_id = :run_id AND status = :status AND ended_at IS NOT NULL;
+
 -- name: end_run
 UPDATE midway_runs SET status = :status, ended_at = :ended_at, processed = :processed,
     message = :message
@@ -91,7 +108,9 @@ FROM midway_runs WHERE job = :job ORDER BY started_at DESC LIMIT :limit;
 
 -- name: list_items
 SELECT key, status, error, traceback, attempts, position, item, updated_at, steps
-FROM midway_items WHERE job = :job ORDER BY updated_at, key;
+FROM midway_items
+WHERE job = :job AND status IN (SELECT value FROM json_each(:statuses))
+ORDER BY updated_at, key;
 
 -- name: put_item
 INSERT INTO midway_items (
