@@ -51,7 +51,7 @@ from midway._model.result import RunResult
 from midway.console import logging_configured, say, say_from_signal_handler
 from midway.errors import InputDrift, LeaseLost, MidwayError, RefusedError, Stopped
 from midway.run.context import Context
-from midway.run.failures import describe
+from midway.run.failures import FailurePolicy, describe
 from midway.run.handlers import check_result
 from midway.run.itemflow import ItemFlow
 from midway.run.parallel import Parallel, RateLimit
@@ -127,7 +127,11 @@ class Engine(ItemFlow):
         self._run: RunRecord | None = None
         self._finished = False
         self._engine_error: BaseException | None = None
-        self.policy = job.failure_policy()
+        self.policy = (
+            None
+            if job.settings.fails_fast
+            else FailurePolicy(job.retry, job.skip_on, job.max_failures)
+        )
         self.rate = RateLimit(job.rate) if job.rate else None
         self.parallel = job.workers > 1
         self.slow = False

@@ -187,35 +187,6 @@ class FailurePolicy:
         return f"{error_type} ({count:,} times in this run, e.g. items {keys})"
 
 
-def check_max_failures(value: int | float | None) -> int | float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(
-            f"max_failures={value!r}: give a count (e.g. 10), a fraction below 1 (0.05 for "
-            "5%), or None to stop at the first failure"
-        )
-    if isinstance(value, int):
-        if value < 0:
-            raise ConfigError(f"max_failures={value}: give a count of 0 or more")
-        return value
-    if not 0 < value < 1:
-        raise ConfigError(
-            f"max_failures={value!r}: a fraction is above 0 and below 1 (0.05 for 5%); for a "
-            "count give a whole number"
-        )
-    return value
-
-
-def check_skip_on(value: Any) -> tuple[type[BaseException], ...]:
-    if value is None:
-        return ()
-    types = value if isinstance(value, tuple | list) else (value,)
-    if not all(isinstance(t, type) and issubclass(t, BaseException) for t in types):
-        raise ConfigError(f"skip_on={value!r}: give exception types, e.g. (ValueError,)")
-    return tuple(types)
-
-
 def describe(exc: BaseException) -> str:
     """``ValueError: bad date`` (bounded), as the ledger keeps it."""
     text = escape_text(redact_text(f"{type(exc).__name__}: {exc}"))
