@@ -218,6 +218,4 @@ def _seconds(name: str, value: float) -> float:
 
 
 def _finite_number(value: object) -> bool:
-    return (
-        isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    )
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
