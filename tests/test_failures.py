@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 import midway
 from midway.cli.commands import cli
-from midway.run.failures import Retry, retry_after
+from midway.run.failures import Action, Decision, FailurePolicy, Retry, backoff_delay, retry_after
 from midway.stores import open_store
 
 FAST = midway.Retry(attempts=3, on=(TimeoutError,), backoff=0)
@@ -285,6 +285,33 @@ def test_retry_after_is_honoured() -> None:
     assert all(
         0.01 <= w <= 0.01 * 2 ** (n - 1) + 0.01 for n, w in zip((1, 2, 3, 4), waits, strict=True)
     )
+
+
+def test_backoff_is_a_pure_function_of_the_attempt() -> None:
+    assert [backoff_delay(n, 0.5, 30, lambda: 0.0) for n in (1, 2, 3, 4)] == [0.5, 1, 2, 4]
+    assert backoff_delay(2, 0.5, 30, lambda: 0.5) == 1.25  # plus up to `backoff` of jitter
+    assert backoff_delay(8, 0.5, 30, lambda: 0.0) == 30  # capped
+    assert backoff_delay(10_000, 0.5, 30, lambda: 0.9) == 30  # no overflow
+
+
+def test_one_decision_per_failure() -> None:
+    retry = Retry(attempts=3, on=TimeoutError, backoff=0.01, max_time=60)
+    policy = FailurePolicy(retry, skip_on=(KeyError,), max_failures=2)
+    decide = policy.decide
+    first = decide(TimeoutError(), 1, 100.0, 100.0)
+    assert first.action is Action.RETRY
+    assert 0.01 <= first.delay <= 0.02
+    assert decide(TimeoutError(), 3, 100.0, 100.0).action is Action.FAIL  # out of attempts
+    assert decide(TimeoutError(), 1, 100.0, 161.0).action is Action.FAIL  # out of time
+    assert decide(ValueError(), 1, 100.0, 100.0).record == "failed"  # not transient
+    assert decide(KeyError(), 1, 100.0, 100.0).record == "skipped"
+    assert decide(ValueError(), 1, 0, 0, failed=1, processed=5).action is Action.FAIL
+    too_many = decide(ValueError(), 1, 0, 0, failed=2, processed=5)
+    assert too_many == Decision(Action.STOP, too_many=True)
+    assert too_many.record == "failed"
+    strict = FailurePolicy(None, skip_on=(), max_failures=None).decide(ValueError(), 1, 0, 0)
+    assert strict == Decision(Action.STOP)
+    assert strict.record is None
 
 
 def test_policy_options_are_checked() -> None:

@@ -24,10 +24,11 @@ from midway.errors import (
     StoreNotFound,
     StoreTooNew,
     StoreUnavailable,
+    TooManyFailures,
 )
 from midway.job import Job, Loop
 from midway.run.context import Context
-from midway.run.failures import Retry, RetryAfter, TooManyFailures
+from midway.run.failures import Retry, RetryAfter
 from midway.run.reducers import Append, Last, Max, Min, Sum
 
 __version__ = "0.1.0"

@@ -20,6 +20,7 @@ Each class carries the process exit code the command line uses for it (``exit_co
             |   +-- StoreUnavailable
             +-- StateNotSerializable
             +-- SourceError
+            +-- TooManyFailures
 
 ``Stopped`` is not an error: like ``KeyboardInterrupt`` it passes through ``except
 Exception:`` and ``except midway.MidwayError:``, so that a script wrapping a job in
@@ -109,6 +110,11 @@ class StateNotSerializable(MidwayError):
 
 class SourceError(MidwayError):
     """The input could not be read (missing file, unreadable record)."""
+
+
+class TooManyFailures(MidwayError):
+    """More items failed than ``max_failures`` tolerates: the job stopped (exit 1) with a
+    checkpoint; fix the cause, then run it again (and ``midway retry`` the failed items)."""
 
 
 class Stopped(SystemExit):

@@ -1,9 +1,15 @@
 """What happens when a handler raises: retries, skips, the failure tolerance.
 
 The happy path never comes here: the engine's loop calls the handler with no wrapper, and
-only an exception leads into :class:`FailurePolicy`. The backoff arithmetic (exponential,
-with jitter and a cap) is tenacity's; midway keeps the attempt count itself durable, so a
-poison item is not retried for ever across restarts.
+only an exception leads into :class:`FailurePolicy`, whose :meth:`FailurePolicy.decide`
+is the one place that says what happens next (a :class:`Decision`: retry after a wait, skip,
+record as failed and go on, or stop the job). Every path asks it: the sequential one, and a
+parallel run's workers (threads, processes, coroutines). What to *record* for the item when
+the job stops is the guarantee's business (at-most-once: in doubt), not the policy's.
+
+The wait before a retry is :func:`backoff_delay`, a pure function of the attempt. midway
+keeps the attempt count itself durable, so a poison item is not retried for ever across
+restarts.
 """
 
 from __future__ import annotations
@@ -11,25 +17,24 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import math
+import random
 import traceback
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
-import tenacity
-
 from midway._model.jsonutil import escape_text
+from midway._model.ledger import ItemStatus
 from midway._model.redaction import redact_text
-from midway.errors import ConfigError, MidwayError
+from midway.errors import ConfigError
+
+# Importable from here while run/itemflow.py still imports it here; it lives in errors.py.
+from midway.errors import TooManyFailures as TooManyFailures  # noqa: PLC0414
 
 TRACEBACK_LINES = 12
 MAX_ERROR = 2000
-
-
-class TooManyFailures(MidwayError):
-    """More items failed than ``max_failures`` tolerates: the job stopped (exit 1) with a
-    checkpoint; fix the cause, then run it again (and ``midway retry`` the failed items)."""
 
 
 class RetryAfter(Exception):
@@ -60,7 +65,6 @@ class Retry:
     max_backoff: float = 30.0
     when: Callable[[BaseException], bool] | None = None
     max_time: float | None = None
-    _wait: Any = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.attempts, int) or isinstance(self.attempts, bool):
@@ -75,10 +79,6 @@ class Retry:
         if not all(isinstance(t, type) and issubclass(t, BaseException) for t in on):
             raise ConfigError(f"Retry(on={self.on!r}): give exception types")
         object.__setattr__(self, "on", on)
-        wait = tenacity.wait_exponential(
-            multiplier=self.backoff, max=self.max_backoff
-        ) + tenacity.wait_random(0, self.backoff)
-        object.__setattr__(self, "_wait", wait)
 
     def transient(self, exc: BaseException) -> bool:
         if isinstance(exc, RetryAfter):
@@ -93,12 +93,18 @@ class Retry:
         asked = retry_after(exc)
         if asked is not None:
             return min(max(asked, 0.0), self.max_backoff)
-        state = tenacity.RetryCallState(_RETRYING, None, (), {})
-        state.attempt_number = failed_attempt
-        return min(float(self._wait(state)), self.max_backoff)
+        return backoff_delay(failed_attempt, self.backoff, self.max_backoff, random.random)
 
 
-_RETRYING = tenacity.Retrying()
+def backoff_delay(
+    failed_attempt: int, backoff: float, max_backoff: float, jitter: Callable[[], float]
+) -> float:
+    """Seconds to wait after try ``failed_attempt`` (1 for the first) failed: ``backoff``
+    doubled for each try after the first, plus ``backoff`` times ``jitter()`` (a number in
+    [0, 1), so runners that failed together do not retry together), capped at
+    ``max_backoff``."""
+    doublings = min(max(failed_attempt - 1, 0), 64)  # past 2**64 the cap has long won
+    return min(backoff * 2.0**doublings + backoff * jitter(), max_backoff)
 
 
 def retry_after(exc: BaseException) -> float | None:
@@ -128,6 +134,48 @@ def retry_after(exc: BaseException) -> float | None:
     return None
 
 
+class Action(StrEnum):
+    """What to do with an item whose handler raised."""
+
+    RETRY = "retry"
+    """Wait ``Decision.delay`` seconds, then call the handler again (the next attempt)."""
+    SKIP = "skip"
+    """Record the item ``skipped`` and go on."""
+    FAIL = "fail"
+    """Record the item ``failed`` and go on (within ``max_failures``)."""
+    STOP = "stop"
+    """Stop the job: too many failures (``Decision.too_many``), or no failure tolerated."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """:meth:`FailurePolicy.decide`'s answer for one failure of one item."""
+
+    action: Action
+    delay: float = 0.0
+    """``RETRY``: seconds to wait before the next try."""
+    too_many: bool = False
+    """``STOP``: the item is recorded ``failed`` and crossed ``max_failures``
+    (:class:`~midway.errors.TooManyFailures`); otherwise nothing tolerates the failure and the
+    handler's exception stops the job, the item not done."""
+
+    @property
+    def record(self) -> ItemStatus | None:
+        """The item's ledger status, or None: the job stops on the handler's error and the
+        guarantee says what is left of the item (at-most-once: in doubt)."""
+        if self.action is Action.SKIP:
+            return ItemStatus.SKIPPED
+        if self.action is Action.FAIL or self.too_many:
+            return ItemStatus.FAILED
+        return None
+
+
+SKIP = Decision(Action.SKIP)
+FAIL = Decision(Action.FAIL)
+STOP = Decision(Action.STOP)
+TOO_MANY = Decision(Action.STOP, too_many=True)
+
+
 @dataclass
 class FailurePolicy:
     """The job's answer to a failing item, from ``retry``, ``skip_on`` and ``max_failures``."""
@@ -155,6 +203,37 @@ class FailurePolicy:
         if retry is None or attempt >= retry.attempts or not retry.transient(exc):
             return False
         return retry.max_time is None or now - first_try_at < retry.max_time
+
+    def decide(
+        self,
+        exc: BaseException,
+        attempt: int,
+        first_try_at: float,
+        now: float,
+        *,
+        failed: int | None = None,
+        processed: int = 0,
+        total: int | None = None,
+    ) -> Decision:
+        """What to do now that try ``attempt`` (1 for the first) of an item raised ``exc``.
+
+        ``first_try_at`` and ``now`` are wall-clock seconds (``Retry.max_time``). ``failed``
+        and ``processed`` are the run's counts *before* this item; given, a failure that
+        would cross ``max_failures`` stops the job (``TOO_MANY``). A parallel run's worker
+        does not know them (the counts are its runner's): it decides without, and the runner
+        asks :meth:`exceeded` once it has counted the failure. midway's own errors (a lost
+        lease, a store error) are not the item's and never come here.
+        """
+        if self.skips(exc):
+            return SKIP
+        if self.retries(exc, attempt, first_try_at, now):
+            assert self.retry is not None
+            return Decision(Action.RETRY, delay=self.retry.delay(attempt, exc))
+        if not self.tolerant:
+            return STOP
+        if failed is not None and self.exceeded(failed + 1, processed + 1, total):
+            return TOO_MANY
+        return FAIL
 
     def note(self, error_type: str, key: str) -> None:
         self.errors[error_type] += 1

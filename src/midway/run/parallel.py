@@ -39,9 +39,17 @@ from typing import TYPE_CHECKING, Any
 
 from midway._model import jsonutil
 from midway._model.jsonutil import JSONValue
-from midway._model.ledger import DONE, FAILED, IN_DOUBT, SKIPPED, STARTED, ItemRecord, drop
-from midway.errors import ConfigError, SourceError
-from midway.run.failures import FailurePolicy, describe, short_traceback
+from midway._model.ledger import DONE, FAILED, IN_DOUBT, STARTED, ItemRecord, drop
+from midway.errors import ConfigError, SourceError, TooManyFailures
+from midway.run.failures import (
+    FAIL,
+    STOP,
+    Action,
+    Decision,
+    FailurePolicy,
+    describe,
+    short_traceback,
+)
 from midway.run.handlers import check_result
 from midway.run.reducers import undeclared_message
 from midway.sources.base import Chunk
@@ -50,6 +58,8 @@ if TYPE_CHECKING:
     from midway.run.engine import Engine
 
 EXECUTORS = ("thread", "process", "async")
+SUCCEEDED = "succeeded"
+STOP_JOB = "raise"
 
 
 class WorkerContext:
@@ -95,7 +105,7 @@ class WorkerContext:
 class Outcome:
     """What a worker sends back: the contribution to merge, or why the item failed."""
 
-    status: str  # "succeeded", FAILED, SKIPPED, or "raise" (no tolerance: stop the job)
+    status: str  # SUCCEEDED, FAILED, SKIPPED, or STOP_JOB (no tolerance: stop the job)
     state: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     traceback: str | None = None
@@ -107,7 +117,7 @@ def attempt_item(
     handler: Callable[[Any, Any], Any],
     item: Any,
     ctx: WorkerContext,
-    policy: FailurePolicy | None,
+    policy: FailurePolicy,
 ) -> Outcome:
     """One item, with its retries, in a worker (a thread, or a process of the pool)."""
     first = time.time()
@@ -116,54 +126,48 @@ def attempt_item(
         try:
             returned = handler(item, ctx)
         except Exception as exc:
-            if policy is not None and policy.skips(exc):
-                return _failed(SKIPPED, exc, ctx.attempt)
-            if policy is not None and policy.retries(exc, ctx.attempt, first, time.time()):
-                assert policy.retry is not None
-                time.sleep(policy.retry.delay(ctx.attempt, exc))
-                ctx.attempt += 1
-                continue
-            if policy is not None and policy.tolerant:
-                return _failed(FAILED, exc, ctx.attempt)
-            outcome = _failed("raise", exc, ctx.attempt)
-            outcome.exception = exc
-            return outcome
+            decision = policy.decide(exc, ctx.attempt, first, time.time())
+            if decision.action is not Action.RETRY:
+                return _failed(decision, exc, ctx.attempt)
+            time.sleep(decision.delay)
+            ctx.attempt += 1
+            continue
         if returned is not None:
             check_result(returned)  # raises: the job stops, this item not done
-        return Outcome("succeeded", ctx.state, attempts=ctx.attempt)
+        return Outcome(SUCCEEDED, ctx.state, attempts=ctx.attempt)
 
 
 async def attempt_item_async(
     handler: Callable[[Any, Any], Any],
     item: Any,
     ctx: WorkerContext,
-    policy: FailurePolicy | None,
+    policy: FailurePolicy,
     limit: asyncio.Semaphore,
 ) -> Outcome:
+    """One item, with its retries, as a coroutine on the run's event loop."""
     async with limit:
         first = time.time()
         while True:
             ctx.state = ctx.fresh()
             try:
                 await handler(item, ctx)
-                return Outcome("succeeded", ctx.state, attempts=ctx.attempt)
+                return Outcome(SUCCEEDED, ctx.state, attempts=ctx.attempt)
             except Exception as exc:
-                if policy is not None and policy.skips(exc):
-                    return _failed(SKIPPED, exc, ctx.attempt)
-                if policy is not None and policy.retries(exc, ctx.attempt, first, time.time()):
-                    assert policy.retry is not None
-                    await asyncio.sleep(policy.retry.delay(ctx.attempt, exc))
-                    ctx.attempt += 1
-                    continue
-                if policy is not None and policy.tolerant:
-                    return _failed(FAILED, exc, ctx.attempt)
-                outcome = _failed("raise", exc, ctx.attempt)
-                outcome.exception = exc
-                return outcome
+                decision = policy.decide(exc, ctx.attempt, first, time.time())
+                if decision.action is not Action.RETRY:
+                    return _failed(decision, exc, ctx.attempt)
+                await asyncio.sleep(decision.delay)
+                ctx.attempt += 1
 
 
-def _failed(status: str, exc: BaseException, attempts: int) -> Outcome:
-    return Outcome(status, {}, describe(exc), short_traceback(exc), attempts)
+def _failed(decision: Decision, exc: BaseException, attempts: int) -> Outcome:
+    """The outcome of an item that will not be tried again: recorded (skipped, failed) and
+    the run goes on, or the job stops on ``exc``."""
+    status = decision.record or STOP_JOB
+    outcome = Outcome(status, {}, describe(exc), short_traceback(exc), attempts)
+    if status == STOP_JOB:
+        outcome.exception = exc
+    return outcome
 
 
 def merge_state(state: dict[str, Any], part: dict[str, Any]) -> None:
@@ -251,6 +255,8 @@ class Parallel:
         self.at = engine.combiner.seen  # the place in the input of the next item read
         self.rate = RateLimit(job.rate) if job.rate else None
         self.failure: BaseException | None = None
+        # No policy: no retry, no skip, no tolerance (a failure stops the job).
+        self.policy = engine.policy or FailurePolicy(retry=None, skip_on=(), max_failures=None)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.at_most_once = job.guarantee == "at-most-once"
         # At-most-once: hand out an item only when a worker is free to start it, so that an
@@ -275,7 +281,7 @@ class Parallel:
         return None
 
     def _submit(self, pool: cf.Executor | None, item: Any, ctx: WorkerContext) -> Any:
-        policy = self.engine.policy
+        policy = self.policy
         if pool is not None:
             return pool.submit(attempt_item, self.handler, item, ctx, policy)
         assert self.loop is not None
@@ -412,10 +418,7 @@ class Parallel:
         """A record the source could not read: failing under the policy, else the job stops
         there (as with one worker)."""
         exc = SourceError(message)
-        policy = self.engine.policy
-        outcome = _failed(FAILED if policy is not None and policy.tolerant else "raise", exc, 1)
-        outcome.exception = exc
-        self._finish(slot, outcome)
+        self._finish(slot, _failed(FAIL if self.policy.tolerant else STOP, exc, 1))
 
     def _settle_prior(self, slot: Slot, record: ItemRecord) -> None:
         """An item a run before the crash finished above its watermark (skip it), or began
@@ -457,13 +460,13 @@ class Parallel:
     def _finish(self, slot: Slot, outcome: Outcome) -> None:
         engine = self.engine
         counters = engine.counters
-        if outcome.status == "succeeded":
+        if outcome.status == SUCCEEDED:
             if outcome.state and not self._combine(slot, outcome.state):
                 return  # the job stops; this item is not done
             counters.succeeded += 1
             slot.done = True
             return
-        if outcome.status == "raise":  # no tolerance: the job stops
+        if outcome.status == STOP_JOB:  # no tolerance: the job stops
             if self.failure is None:
                 self.failure = outcome.exception
             if not self.at_most_once:
@@ -474,12 +477,10 @@ class Parallel:
         record = self._record(
             slot, outcome.status, outcome.error, outcome.traceback, outcome.attempts
         )
-        policy = engine.policy
-        if outcome.status == FAILED and policy is not None:
+        policy = self.policy
+        if outcome.status == FAILED:
             policy.note(record.error_type or FAILED, jsonutil.dumps(slot.key))
             if policy.exceeded(counters.failed, counters.processed, engine.total):
-                from midway.run.failures import TooManyFailures
-
                 engine.stop_error = TooManyFailures(engine.too_many_message())
         hook = engine.job.on_item_failed
         if hook is not None:
