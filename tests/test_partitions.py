@@ -19,7 +19,7 @@ from midway import ConfigError, InputDrift, RefusedError, StoreCorrupt, sources
 from midway._model.identity import make_job_id
 from midway._model.owner import Owner
 from midway.distributed.plan import settle_plan
-from midway.sources import Source
+from midway.sources import ByteProgress, Sharded, Source, Splittable
 from midway.stores import open_store
 from test_sources import TRICKY_ROWS, assert_resumes_everywhere, walk, write_tricky_csv
 
@@ -28,7 +28,7 @@ COUNTS = [1, 2, 3, 5, 16]
 
 def parts_of(src: Any, count: int) -> list[Source]:
     """Plan ``count`` parts as the first worker would, through JSON as the store keeps it."""
-    if hasattr(src, "shard_count"):
+    if isinstance(src, Sharded):
         count = src.shard_count()  # one part per shard, whatever was asked
     plan = json.loads(json.dumps(src.plan_parts(count)))
     assert len(plan) == count
@@ -53,6 +53,21 @@ def assert_parts_are_the_whole(src: Any, count: int, *, resume: bool = False) ->
 
 
 # -- sequences --------------------------------------------------------------------------
+
+
+def test_sources_state_their_capabilities(tmp_path: Path) -> None:
+    """What distributed runs and byte progress need is a Protocol each source can be
+    checked against, not an attribute looked up by name."""
+    csv_path = tmp_path / "a.csv"
+    csv_path.write_text("id\n1\n")
+    splittable = [sources.sequence([1, 2]), sources.csv(csv_path), sources.files(tmp_path)]
+    assert all(isinstance(s, Splittable) for s in splittable)
+    assert not any(isinstance(s, Sharded) for s in splittable)
+    assert isinstance(sources.shards({"a": [1]}), Sharded)
+    assert isinstance(sources.csv(csv_path), ByteProgress)
+    assert not isinstance(sources.sequence([1]), ByteProgress)
+    assert not isinstance(sources.iterable(iter([1])), Splittable)
+    assert not isinstance(sources.pages(lambda cursor: ([], None)), Splittable)
 
 
 @pytest.mark.parametrize("count", COUNTS)

@@ -1,6 +1,15 @@
 """Where items come from. Each source knows its position, item keys and fingerprint."""
 
-from midway.sources.base import Chunk, Cursor, KeySpec, Malformed, Source
+from midway.sources.base import (
+    ByteProgress,
+    Chunk,
+    Cursor,
+    KeySpec,
+    Malformed,
+    Sharded,
+    Source,
+    Splittable,
+)
 from midway.sources.csvfile import csv
 from midway.sources.dataframe import dataframe
 from midway.sources.iterable import iterable
@@ -12,11 +21,14 @@ from midway.sources.shards import shards
 from midway.sources.sqlquery import sql
 
 __all__ = [
+    "ByteProgress",
     "Chunk",
     "Cursor",
     "KeySpec",
     "Malformed",
+    "Sharded",
     "Source",
+    "Splittable",
     "csv",
     "dataframe",
     "files",

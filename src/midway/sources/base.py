@@ -1,21 +1,35 @@
-"""The Source protocol: what the engine needs from any input.
+"""The Source protocol: what the engine needs from any input, and what a source may add.
 
 A source opens a *cursor* at a position and hands the engine *chunks*: a list of items plus
 a way to name an item's key and the position just before it. Positions are worked out only
 when a checkpoint or a stop asks for them, so the per-item path stays a plain list walk.
 
-Optional parts, which the engine looks up with ``getattr`` (a source or chunk without them
-keeps working):
+Required: :class:`Source` (a ``kind``, ``seekable``, a fingerprint, a total, ``open``,
+descriptions), whose cursors yield :class:`Chunk` objects.
 
-- ``chunk.errors``: ``{index in chunk: message}`` for input that could not be read as an item
-  (a malformed CSV row, a JSON line that does not parse, bytes that are not valid UTF-8). Such
-  an item is delivered as a placeholder (``Malformed``) so that the records after it still come
-  through, and the engine counts it as failed with that message. An item without the
-  ``key=`` field stays as it is, noted the same way (see :func:`screen`). None on clean
-  chunks, which are nearly all of them: the hot path tests it once per chunk.
-- ``source.size_bytes() -> int | None``: the input's size on disk, for byte-based progress.
-- ``source.progress(position) -> float | None``: the fraction done (0..1) at ``position``, for
-  an input whose item count is unknown but whose bytes are.
+Optional capabilities, each a Protocol below (a source without one keeps working, without
+what it gives):
+
+- :class:`Splittable`: ``plan_parts(count)`` and ``partition(part, index)``. **Distributed
+  runs need it** (``job.run(..., distributed=True)``, ``midway worker``): the first worker
+  asks ``plan_parts(Job.partitions)`` for a JSON description of each part and records it in
+  the store; every worker then opens its part with ``partition(part, index)``, which must
+  give the same items for the same recorded ``part`` even if the input has grown since, and
+  refuse (``SourceError``) a ``part`` it cannot read. A part's items keep the keys they
+  have in the whole input. A source that is not Splittable is refused by distributed runs.
+- :class:`Sharded`: a Splittable source whose number of parts is its own (one per shard),
+  whatever ``Job(partitions=)`` says: ``shard_count()``.
+- :class:`ByteProgress`: ``size_bytes()`` and ``progress(position)``, the fraction done
+  (0..1) at a position, for an input whose item count is unknown but whose bytes are: the
+  progress display then counts bytes.
+- ``chunk.errors``: ``{index in chunk: message}`` for input that could not be read as an
+  item (a malformed CSV row, a JSON line that does not parse, bytes that are not valid
+  UTF-8). Such an item is delivered as a placeholder (``Malformed``) so that the records
+  after it still come through, and the engine counts it as failed with that message. An item
+  without the ``key=`` field stays as it is, noted the same way (see :func:`screen`). None on
+  clean chunks, which are nearly all of them: the hot path tests it once per chunk. Every
+  chunk of midway's own sources has it; a chunk from elsewhere may lack it, so readers go
+  through :func:`chunk_errors`.
 """
 
 from __future__ import annotations
@@ -84,6 +98,45 @@ class Source(Protocol):
     def describe_position(self, position: JSONValue) -> str:
         """A position in words, e.g. ``record 7,301 (byte 512,334)``."""
         ...
+
+
+@runtime_checkable
+class Splittable(Protocol):
+    """A source that distributed runs can cut into partitions (see the module's docstring)."""
+
+    def plan_parts(self, count: int) -> list[JSONValue]:
+        """``count`` parts covering the input in order, each described as JSON (an index,
+        byte, key or name range...), to be recorded in the store as the job's plan."""
+        ...
+
+    def partition(self, part: JSONValue, index: int) -> Source:
+        """The source of one recorded part (``index``: its number, for messages)."""
+        ...
+
+
+@runtime_checkable
+class Sharded(Splittable, Protocol):
+    """A Splittable source with one partition per shard, whatever ``partitions=`` says."""
+
+    def shard_count(self) -> int: ...
+
+
+@runtime_checkable
+class ByteProgress(Protocol):
+    """A source that can say how far through its bytes a position is."""
+
+    def size_bytes(self) -> int | None:
+        """The input's size on disk (None when it cannot be known)."""
+        ...
+
+    def progress(self, position: JSONValue) -> float | None:
+        """The fraction done (0..1) at ``position``; None when the position cannot say."""
+        ...
+
+
+def chunk_errors(chunk: Chunk) -> dict[int, str] | None:
+    """``chunk.errors``, or None for a chunk (of a source from elsewhere) without it."""
+    return getattr(chunk, "errors", None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from typing import Any
 
 from midway._model.jsonutil import JSONValue
 from midway.errors import ConfigError, SourceError
-from midway.sources.base import Chunk, Cursor, Source
+from midway.sources.base import Chunk, Cursor, Source, chunk_errors
 
 
 class ShardsSource:
@@ -137,7 +137,7 @@ class ShardChunk:
         self._name = name
         self.items = inner.items
         self.shared = inner.shared
-        self.errors = getattr(inner, "errors", None)
+        self.errors = chunk_errors(inner)
 
     def key(self, index: int) -> JSONValue:
         return f"{self._name}/{self._inner.key(index)}"
