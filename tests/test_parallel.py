@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import midway
-from midway.run.parallel import merge_state
+from midway.run.workers import merge_state
 from midway.stores import open_store
 
 

@@ -39,8 +39,8 @@ from midway._model.result import RunResult
 from midway.console import say
 from midway.errors import ConfigError, InputDrift, LeaseLost, RefusedError
 from midway.run.engine import Engine, PartitionDone
-from midway.run.parallel import merge_state
 from midway.run.reducers import Reducers, merge_partitions, split_state
+from midway.run.workers import merge_state
 from midway.sources.base import Source
 from midway.stores import JobRecord, Store, open_store
 

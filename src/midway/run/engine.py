@@ -35,7 +35,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -44,7 +44,7 @@ from midway._model import jsonutil
 from midway._model.checkpoint import Checkpoint, Counters, describe_drift
 from midway._model.identity import partition_of
 from midway._model.jsonutil import JSONValue
-from midway._model.ledger import ALL, RETRY
+from midway._model.ledger import ALL, RETRY, ItemRecord
 from midway._model.owner import Owner, describe_age, hostname, iso
 from midway._model.redaction import redact_argv, redact_text, redact_url, resume_note
 from midway._model.result import RunResult
@@ -1043,6 +1043,63 @@ class Engine(ItemFlow):
                         raise
                     continue
                 break
+
+    # -- what a parallel run uses (run/parallel.py ParallelHost) -------------------------
+
+    def chunks(self) -> Iterator[Chunk]:
+        """The input, from where this run resumes."""
+        assert self._cursor is not None
+        return iter(self._cursor)
+
+    def stop_requested(self) -> bool:
+        """A signal, a lost lease or a stop error: start no more items."""
+        return self._stop_signal is not None or self._lease_lost or self.stop_error is not None
+
+    def stop_with(self, error: BaseException) -> None:
+        """End the run with ``error`` once the items in hand are in."""
+        self.stop_error = error
+
+    def idempotency_key(self, key: JSONValue) -> str:
+        return self.job.id.idempotency_key(key)
+
+    def add_records(self, records: Iterable[ItemRecord]) -> None:
+        """Ledger records to commit with the next checkpoint."""
+        self.ledger_pending.extend(records)
+
+    def advance_to(self, chunk: Chunk, end: int) -> None:
+        """The watermark: every item before ``chunk.items[end]`` has an outcome."""
+        self._mark_chunk, self._mark_index = chunk, end
+
+    def checkpoint_due(self) -> bool:
+        """``every=`` items or ``every_seconds=`` have passed since the last checkpoint."""
+        job = self.job
+        return bool(
+            (job.every and self.counters.processed >= self._next_due)
+            or (job.every_seconds and time.monotonic() - self._cp_time >= job.every_seconds)
+        )
+
+    def keep_up(self) -> None:
+        """If the store is behind, wait until the unsaved work is within the lag bound."""
+        keeper = self._keeper
+        if keeper is not None and keeper.pending_or_busy:
+            self._bound_lag(self.counters.processed)
+
+    def show_progress(self) -> None:
+        share = self.share
+        counters = self.counters
+        self._progress.update(
+            counters.processed, counters.failed, share(self.position()) if share else None
+        )
+
+    def report_item_failed(self, record: ItemRecord) -> None:
+        """Call the job's ``on_item_failed``, if any."""
+        hook = self.job.on_item_failed
+        if hook is not None:
+            self.call_hook("on_item_failed", hook, record, None)
+
+    def input_finished(self) -> None:
+        """Every item of the input has an outcome: the run completes."""
+        self._finished = True
 
 
 def _failures(counters: Counters) -> str:

@@ -23,6 +23,9 @@ items finish, by the reducers, and the keys without one by ``merge=fn(state, con
 A key written without a reducer when there is no ``merge=`` stops the job at that item. No
 two handlers ever touch the same dict, and the saved state always holds exactly the finished
 items' contributions.
+
+The runner sees the run only through :class:`ParallelHost`, the few things it needs (the
+engine provides them); the worker side is :mod:`midway.run.workers`.
 """
 
 from __future__ import annotations
@@ -33,189 +36,122 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
 from midway._model import jsonutil
 from midway._model.jsonutil import JSONValue
 from midway._model.ledger import DONE, FAILED, IN_DOUBT, STARTED, ItemRecord, drop
 from midway.errors import ConfigError, SourceError, TooManyFailures
-from midway.run.failures import (
-    FAIL,
-    STOP,
-    Action,
-    Decision,
-    FailurePolicy,
-    describe,
-    short_traceback,
-)
-from midway.run.handlers import check_result
+from midway.run.failures import FAIL, STOP, FailurePolicy
+from midway.run.ratelimit import RateLimit
 from midway.run.reducers import undeclared_message
-from midway.sources.base import Chunk
+from midway.run.workers import (
+    STOP_JOB,
+    SUCCEEDED,
+    Outcome,
+    WorkerContext,
+    attempt_item,
+    attempt_item_async,
+    gave_up,
+)
 
 if TYPE_CHECKING:
-    from midway.run.engine import Engine
+    from midway._model.checkpoint import Counters
+    from midway.run.reducers import Combiner
+    from midway.sources.base import Chunk
 
 EXECUTORS = ("thread", "process", "async")
-SUCCEEDED = "succeeded"
-STOP_JOB = "raise"
+__all__ = ["EXECUTORS", "Parallel", "ParallelHost", "RateLimit"]  # RateLimit: its old home
 
 
-class WorkerContext:
-    """``ctx`` inside a parallel handler: about this item only."""
+class ParallelOptions(Protocol):
+    """The job's options a parallel run reads (a :class:`midway.Job` has them)."""
 
-    __slots__ = (
-        "attempt",
-        "idempotency_key",
-        "job",
-        "key",
-        "position",
-        "seed",
-        "state",
-        "transaction",
-    )
-
-    def __init__(
-        self,
-        job: str,
-        key: JSONValue,
-        position: JSONValue,
-        idem: str,
-        seed: dict[str, Any] | None = None,
-    ) -> None:
-        self.job = job
-        self.seed = seed or {}
-        self.key = key
-        self.position = position
-        self.idempotency_key = idem
-        self.attempt = 1
-        self.state: dict[str, Any] = self.fresh()
-        self.transaction = None
-
-    def fresh(self) -> dict[str, Any]:
-        """A new contribution: each declared reducer's key at its start (lists new)."""
-        return {k: list(v) if isinstance(v, list) else v for k, v in self.seed.items()}
-
-    def step(self, name: str, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-        raise ConfigError("ctx.step() is not available with workers= in this version")
+    @property
+    def workers(self) -> int: ...
+    @property
+    def window(self) -> int | None: ...
+    @property
+    def merge(self) -> Callable[[dict[str, Any], dict[str, Any]], Any] | None: ...
+    @property
+    def rate(self) -> str | None: ...
+    @property
+    def guarantee(self) -> str: ...
+    @property
+    def executor(self) -> str: ...
+    @property
+    def on_item_failed(self) -> Callable[[ItemRecord, BaseException | None], Any] | None: ...
 
 
-@dataclass
-class Outcome:
-    """What a worker sends back: the contribution to merge, or why the item failed."""
+class ParallelHost(Protocol):
+    """What a parallel run needs of the run it belongs to, and all it touches of it.
 
-    status: str  # SUCCEEDED, FAILED, SKIPPED, or STOP_JOB (no tolerance: stop the job)
-    state: dict[str, Any] = field(default_factory=dict)
-    error: str | None = None
-    traceback: str | None = None
-    attempts: int = 1
-    exception: BaseException | None = None
+    The run owns the input, the counters, the state, the ledger records waiting for the next
+    checkpoint, the checkpoints and their timing, the stop signals and the progress line; the
+    parallel runner hands items to a pool, takes their outcomes in, and moves the watermark.
+    """
 
+    @property
+    def key(self) -> str:
+        """The job's key (``ctx.job``)."""
 
-def attempt_item(
-    handler: Callable[[Any, Any], Any],
-    item: Any,
-    ctx: WorkerContext,
-    policy: FailurePolicy,
-) -> Outcome:
-    """One item, with its retries, in a worker (a thread, or a process of the pool)."""
-    first = time.time()
-    while True:
-        ctx.state = ctx.fresh()
-        try:
-            returned = handler(item, ctx)
-        except Exception as exc:
-            decision = policy.decide(exc, ctx.attempt, first, time.time())
-            if decision.action is not Action.RETRY:
-                return _failed(decision, exc, ctx.attempt)
-            time.sleep(decision.delay)
-            ctx.attempt += 1
-            continue
-        if returned is not None:
-            check_result(returned)  # raises: the job stops, this item not done
-        return Outcome(SUCCEEDED, ctx.state, attempts=ctx.attempt)
+    @property
+    def job(self) -> ParallelOptions: ...
+    @property
+    def combiner(self) -> Combiner:
+        """The state's reducers, and how many items of the input were seen."""
 
+    @property
+    def state(self) -> dict[str, Any]:
+        """The job's ``ctx.state``: contributions are combined into it here."""
 
-async def attempt_item_async(
-    handler: Callable[[Any, Any], Any],
-    item: Any,
-    ctx: WorkerContext,
-    policy: FailurePolicy,
-    limit: asyncio.Semaphore,
-) -> Outcome:
-    """One item, with its retries, as a coroutine on the run's event loop."""
-    async with limit:
-        first = time.time()
-        while True:
-            ctx.state = ctx.fresh()
-            try:
-                await handler(item, ctx)
-                return Outcome(SUCCEEDED, ctx.state, attempts=ctx.attempt)
-            except Exception as exc:
-                decision = policy.decide(exc, ctx.attempt, first, time.time())
-                if decision.action is not Action.RETRY:
-                    return _failed(decision, exc, ctx.attempt)
-                await asyncio.sleep(decision.delay)
-                ctx.attempt += 1
+    @property
+    def policy(self) -> FailurePolicy | None: ...
+    @property
+    def counters(self) -> Counters: ...
+    @property
+    def total(self) -> int | None: ...
+    @property
+    def prior(self) -> Mapping[str, ItemRecord]:
+        """Records a run before this one left, by item key (``done``, ``started``...)."""
 
+    def chunks(self) -> Iterator[Chunk]:
+        """The input, from where this run resumes."""
 
-def _failed(decision: Decision, exc: BaseException, attempts: int) -> Outcome:
-    """The outcome of an item that will not be tried again: recorded (skipped, failed) and
-    the run goes on, or the job stops on ``exc``."""
-    status = decision.record or STOP_JOB
-    outcome = Outcome(status, {}, describe(exc), short_traceback(exc), attempts)
-    if status == STOP_JOB:
-        outcome.exception = exc
-    return outcome
+    def stop_requested(self) -> bool:
+        """A signal, a lost lease or a stop error: hand out no more items."""
 
+    def stop_with(self, error: BaseException) -> None:
+        """End the run with ``error`` once the items in hand are in."""
 
-def merge_state(state: dict[str, Any], part: dict[str, Any]) -> None:
-    """The default merge: numbers add up, lists extend, dicts merge, the rest replaces."""
-    for name, value in part.items():
-        old = state.get(name)
-        if isinstance(value, bool) or old is None:
-            state[name] = value
-        elif isinstance(value, int | float) and isinstance(old, int | float):
-            state[name] = old + value
-        elif isinstance(value, list) and isinstance(old, list):
-            old.extend(value)
-        elif isinstance(value, dict) and isinstance(old, dict):
-            merge_state(old, value)
-        else:
-            state[name] = value
+    def too_many_message(self) -> str: ...
+    def idempotency_key(self, key: JSONValue) -> str:
+        """``ctx.idempotency_key`` of the item with that key."""
 
+    def add_records(self, records: Iterable[ItemRecord]) -> None:
+        """Ledger records to commit with the next checkpoint."""
 
-class RateLimit:
-    """``rate="50/s"``: at most that many items start per second (also ``/m``, ``/h``)."""
+    def advance_to(self, chunk: Chunk, end: int) -> None:
+        """The watermark: every item before ``chunk.items[end]`` has an outcome."""
 
-    def __init__(self, spec: str) -> None:
-        count, _, per = str(spec).partition("/")
-        seconds = {"s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}.get(per.strip())
-        try:
-            rate = float(count)
-        except ValueError:
-            rate = 0.0
-        if seconds is None or rate <= 0:
-            raise ConfigError(f"rate={spec!r}: give items per time, e.g. '50/s', '600/m', '1000/h'")
-        self.interval = seconds / rate
-        self.next_at = 0.0
-        self.spec = spec
+    def checkpoint_due(self) -> bool:
+        """``every=`` items or ``every_seconds=`` have passed since the last checkpoint."""
 
-    def wait(self, stopped: Callable[[], bool]) -> bool:
-        """Sleep until the next item may start; False if a stop came meanwhile."""
-        now = time.monotonic()
-        if self.next_at <= now:
-            self.next_at = max(self.next_at + self.interval, now - self.interval)
-            return True
-        while True:
-            left = self.next_at - time.monotonic()
-            if stopped():
-                return False
-            if left <= 0:
-                self.next_at += self.interval
-                return True
-            time.sleep(min(left, 0.05))
+    def keep_up(self) -> None:
+        """If the store is behind, wait until the unsaved work is within the lag bound."""
+
+    def checkpoint(self, *, wait: bool = False) -> None:
+        """Snapshot the position, counters, state and waiting records; ``wait``: committed
+        before this returns."""
+
+    def show_progress(self) -> None: ...
+    def report_item_failed(self, record: ItemRecord) -> None:
+        """Call the job's ``on_item_failed``, if any."""
+
+    def input_finished(self) -> None:
+        """Every item of the input has an outcome: the run completes."""
 
 
 @dataclass
@@ -239,9 +175,9 @@ Queued = tuple[Slot, Any, WorkerContext]
 class Parallel:
     """Runs a job's items on a pool; see the module docstring."""
 
-    def __init__(self, engine: Engine, handler: Callable[[Any, Any], Any]) -> None:
-        job = engine.job
-        self.engine = engine
+    def __init__(self, run: ParallelHost, handler: Callable[[Any, Any], Any]) -> None:
+        job = run.job
+        self.run_ = run
         self.handler = handler
         self.workers = job.workers
         self.window: deque[Slot] = deque()
@@ -250,13 +186,13 @@ class Parallel:
         self.finished: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.logged: set[str] = set()
         self.merge = job.merge
-        self.combiner = engine.combiner
+        self.combiner = run.combiner
         self.seed = self.combiner.seed()
-        self.at = engine.combiner.seen  # the place in the input of the next item read
+        self.at = run.combiner.seen  # the place in the input of the next item read
         self.rate = RateLimit(job.rate) if job.rate else None
         self.failure: BaseException | None = None
         # No policy: no retry, no skip, no tolerance (a failure stops the job).
-        self.policy = engine.policy or FailurePolicy(retry=None, skip_on=(), max_failures=None)
+        self.policy = run.policy or FailurePolicy(retry=None, skip_on=(), max_failures=None)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.at_most_once = job.guarantee == "at-most-once"
         # At-most-once: hand out an item only when a worker is free to start it, so that an
@@ -267,7 +203,7 @@ class Parallel:
     # -- pool ---------------------------------------------------------------------------
 
     def _start_pool(self) -> cf.Executor | None:
-        executor = self.engine.job.executor
+        executor = self.run_.job.executor
         if executor == "thread":
             return cf.ThreadPoolExecutor(self.workers, thread_name_prefix="midway-worker")
         if executor == "process":
@@ -300,7 +236,6 @@ class Parallel:
 
     def run(self) -> None:
         """Hand out every item and take in every outcome; the engine then ends the run."""
-        engine = self.engine
         pool = self._start_pool()
         try:
             self._feed(pool)
@@ -315,33 +250,24 @@ class Parallel:
         self.keep_done_records()
         if self.failure is not None:
             raise self.failure
-        engine._finished = not self._stopped()
+        if not self._stopped():
+            self.run_.input_finished()
 
     def _stopped(self) -> bool:
-        engine = self.engine
-        return (
-            engine._stop_signal is not None
-            or engine._lease_lost
-            or engine.stop_error is not None
-            or self.failure is not None
-        )
+        return self.failure is not None or self.run_.stop_requested()
 
     def _feed(self, pool: cf.Executor | None) -> None:
-        engine = self.engine
-        job = engine.job
+        """Read the input and hand its items out, the window and the pool permitting."""
+        run = self.run_
         # What runs before a crash left: ``done`` (finished above the watermark: skip it)
         # and ``started`` (an at-most-once item in flight: in doubt, not run again).
-        prior = {n: r for n, r in engine.prior.items() if r.status in (DONE, STARTED)}
-        ident = job.id.idempotency_key
-        cursor = engine._cursor
-        assert cursor is not None
+        prior = {n: r for n, r in run.prior.items() if r.status in (DONE, STARTED)}
         queued: list[Queued] = []
-        for chunk in cursor:
+        for chunk in run.chunks():
             for i, item in enumerate(chunk.items):
                 while self._full(len(queued)):
                     if queued:
                         self._launch(pool, queued)
-                        queued = []
                     elif self.pending:
                         self._take(block=True)  # back-pressure: a slow item holds the window
                     else:
@@ -351,39 +277,31 @@ class Parallel:
                 key = chunk.key(i)
                 slot = Slot(chunk, i, key, self.at)
                 self.at += 1
-                name = jsonutil.dumps(key) if prior else ""
-                if prior and name in prior:
-                    if queued:  # the window stays in the source's order
-                        self._launch(pool, queued)
-                        queued = []
-                    self._settle_prior(slot, prior.pop(name))
-                    self.window.append(slot)
-                    self._advance()
-                    continue
+                record = prior.pop(jsonutil.dumps(key), None) if prior else None
                 errors = chunk.errors
-                if errors is not None and i in errors:  # unreadable: never reaches a worker
-                    if queued:  # the window stays in the source's order
-                        self._launch(pool, queued)
-                        queued = []
+                unreadable = errors[i] if errors is not None and i in errors else None
+                if record is not None or unreadable is not None:
+                    self._launch(pool, queued)  # the window stays in the source's order
                     self.window.append(slot)
-                    self._unreadable(slot, errors[i])
+                    if record is not None:
+                        self._settle_prior(slot, record)
+                    else:  # never reaches a worker
+                        assert unreadable is not None
+                        self._unreadable(slot, unreadable)
                     self._advance()
                     continue
                 if self.rate is not None:
-                    if queued:
-                        self._launch(pool, queued)
-                        queued = []
+                    self._launch(pool, queued)
                     if not self.rate.wait(self._stopped):
                         return
                 position = chunk.position_before(i)
-                ctx = WorkerContext(engine.key, key, position, ident(key), self.seed)
+                ctx = WorkerContext(run.key, key, position, run.idempotency_key(key), self.seed)
                 queued.append((slot, item, ctx))
                 if self.limit is None:
                     self._launch(pool, queued)
-                    queued = []
                 if not self.finished.empty():
                     self._take(block=False)
-        if queued and not self._stopped():
+        if not self._stopped():
             self._launch(pool, queued)
 
     def _full(self, queued: int) -> bool:
@@ -393,14 +311,14 @@ class Parallel:
             return True
         return self.limit is not None and len(self.pending) + queued >= self.limit
 
-    def _launch(
-        self, pool: cf.Executor | None, queued: list[tuple[Slot, Any, WorkerContext]]
-    ) -> None:
-        """Hand ``queued`` to the pool; at-most-once, after one commit that marks them all
-        started (with the checkpoint and ``done`` records due)."""
+    def _launch(self, pool: cf.Executor | None, queued: list[Queued]) -> None:
+        """Hand ``queued`` to the pool and empty it; at-most-once, after one commit that
+        marks them all started (with the checkpoint and ``done`` records due)."""
+        if not queued:
+            return
         if self.at_most_once:
             now = time.time()
-            self.engine.ledger_pending.extend(
+            self.run_.add_records(
                 ItemRecord(slot.key, STARTED, attempts=1, position=ctx.position, updated_at=now)
                 for slot, _, ctx in queued
             )
@@ -413,12 +331,13 @@ class Parallel:
             future = self._submit(pool, item, ctx)
             self.pending[future] = slot
             future.add_done_callback(self.finished.put)
+        queued.clear()
 
     def _unreadable(self, slot: Slot, message: str) -> None:
         """A record the source could not read: failing under the policy, else the job stops
         there (as with one worker)."""
         exc = SourceError(message)
-        self._finish(slot, _failed(FAIL if self.policy.tolerant else STOP, exc, 1))
+        self._finish(slot, gave_up(FAIL if self.policy.tolerant else STOP, exc, 1))
 
     def _settle_prior(self, slot: Slot, record: ItemRecord) -> None:
         """An item a run before the crash finished above its watermark (skip it), or began
@@ -449,17 +368,11 @@ class Parallel:
             self._finish(self.pending.pop(future), future.result())
         self._advance()
         self._maybe_checkpoint()
-        engine = self.engine
-        share = engine.share
-        engine._progress.update(
-            engine.counters.processed,
-            engine.counters.failed,
-            share(engine.position()) if share else None,
-        )
+        self.run_.show_progress()
 
     def _finish(self, slot: Slot, outcome: Outcome) -> None:
-        engine = self.engine
-        counters = engine.counters
+        run = self.run_
+        counters = run.counters
         if outcome.status == SUCCEEDED:
             if outcome.state and not self._combine(slot, outcome.state):
                 return  # the job stops; this item is not done
@@ -480,16 +393,15 @@ class Parallel:
         policy = self.policy
         if outcome.status == FAILED:
             policy.note(record.error_type or FAILED, jsonutil.dumps(slot.key))
-            if policy.exceeded(counters.failed, counters.processed, engine.total):
-                engine.stop_error = TooManyFailures(engine.too_many_message())
-        hook = engine.job.on_item_failed
-        if hook is not None:
-            engine.call_hook("on_item_failed", hook, record, None)
+            # The worker decided without the counts: the tolerance is judged here.
+            if policy.exceeded(counters.failed, counters.processed, run.total):
+                run.stop_with(TooManyFailures(run.too_many_message()))
+        run.report_item_failed(record)
 
     def _combine(self, slot: Slot, part: dict[str, Any]) -> bool:
         """The item's contribution into the job's state: declared keys by their reducers,
         the others by ``merge=``. False (the job stops) when it cannot be combined."""
-        engine = self.engine
+        state = self.run_.state
         combiner = self.combiner
         reducers = combiner.reducers
         problem = combiner.refuse(part)
@@ -501,9 +413,9 @@ class Parallel:
                 self.failure = ConfigError(problem)
             return False
         if reducers:
-            combiner.combine(engine.state, part, slot.at)
+            combiner.combine(state, part, slot.at)
         if others and self.merge is not None:
-            self.merge(engine.state, others)
+            self.merge(state, others)
         return True
 
     def _record(
@@ -526,9 +438,8 @@ class Parallel:
             item=None,
             updated_at=time.time(),
         )
-        engine = self.engine
-        engine.ledger_pending.append(record)
-        counters = engine.counters
+        self.run_.add_records([record])
+        counters = self.run_.counters
         setattr(counters, status, getattr(counters, status) + 1)
         slot.done = slot.logged = True
         slot.started = False
@@ -537,44 +448,38 @@ class Parallel:
 
     def _advance(self) -> None:
         """Move the watermark past the finished items at the start of the window."""
-        engine = self.engine
+        run = self.run_
         window = self.window
         while window and window[0].done:
             slot = window.popleft()
-            engine._mark_chunk, engine._mark_index = slot.chunk, slot.index + 1
+            run.advance_to(slot.chunk, slot.index + 1)
             self.combiner.seen = slot.at + 1
             if slot.logged:
                 name = jsonutil.dumps(slot.key)
                 if name in self.logged:
                     self.logged.discard(name)
-                    engine.ledger_pending.append(drop(slot.key))
+                    run.add_records([drop(slot.key)])
 
     def _maybe_checkpoint(self) -> None:
-        engine = self.engine
-        job = engine.job
-        processed = engine.counters.processed
-        due = (job.every and processed >= engine._next_due) or (
-            job.every_seconds and time.monotonic() - engine._cp_time >= job.every_seconds
-        )
-        keeper = engine._keeper
-        if keeper is not None and keeper.pending_or_busy:
-            engine._bound_lag(processed)  # the store is behind: wait rather than run ahead
+        run = self.run_
+        due = run.checkpoint_due()
+        run.keep_up()  # the store is behind: wait rather than run ahead
         if due:
             self.checkpoint()
 
     def checkpoint(self, *, wait: bool = False) -> None:
         """Write the ``done`` records of the items finished above the watermark, with it."""
         self.keep_done_records()
-        self.engine.checkpoint(wait=wait)
+        self.run_.checkpoint(wait=wait)
 
     def keep_done_records(self) -> None:
         """The run ends: items that finished above the watermark get their ``done`` record
         with the last checkpoint, so the next run skips them."""
         now = time.time()
+        done = []
         for slot in self.window:
             if slot.done and (not slot.logged or slot.started):
                 slot.logged, slot.started = True, False
                 self.logged.add(jsonutil.dumps(slot.key))
-                self.engine.ledger_pending.append(
-                    ItemRecord(slot.key, DONE, position=None, updated_at=now)
-                )
+                done.append(ItemRecord(slot.key, DONE, position=None, updated_at=now))
+        self.run_.add_records(done)
