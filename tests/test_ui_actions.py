@@ -17,7 +17,7 @@ from urllib.parse import quote
 import pytest
 
 import midway
-import midway.run.engine
+import midway.run.commits
 from midway._model.identity import JobId
 from midway._model.ledger import ATTENTION, ItemRecord
 from midway._model.owner import Owner, hostname, process_start_ticks
