@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass, field
 
 from midway._model import jsonutil
 from midway._model.checkpoint import Counters
 from midway._model.redaction import redact_text, resume_note
-from midway._model.result import RunResult, RunStatus
+from midway._model.result import RunResult, RunStatus, completed_status
 from midway.console import say
 from midway.errors import LeaseLost, MidwayError, Stopped
 from midway.run.commits import Commits, call_hook
@@ -32,26 +33,20 @@ log = logging.getLogger("midway")
 LEFT_EARLY = "the loop was left before the end of the input"
 
 
+@dataclass(eq=False)
 class Ending:
     """The one way out of a run; see the module docstring."""
 
-    def __init__(
-        self,
-        run: RunState,
-        commits: Commits,
-        guarantee: Guarantee,
-        steps: StepRecords,
-        stops: Stops,
-        borrowed_store: bool,
-    ) -> None:
-        self.run = run
-        self.commits = commits
-        self.guarantee = guarantee
-        self.steps = steps
-        self.stops = stops
-        self.borrowed_store = borrowed_store
-        self.lease_released = False  # the run's end gave the lease back in its transaction
-        self.result: RunResult | None = None
+    run: RunState
+    commits: Commits
+    guarantee: Guarantee
+    steps: StepRecords
+    stops: Stops
+    borrowed_store: bool
+    """The store's connection is a distributed worker's: left open."""
+    lease_released: bool = field(default=False, init=False)
+    """The run's end gave the lease back in its own transaction."""
+    result: RunResult | None = field(default=None, init=False)
 
     def finish(self) -> RunResult:
         """The slices ran out or stopped: complete, stop, fail, or report the lost lease."""
@@ -171,10 +166,7 @@ class Ending:
             commits.checkpoint(wait=True)  # the last records commit before the completion
         self.guarantee.discard_uncommitted(run.store)
         counters = run.counters
-        failures = counters.failed or counters.in_doubt
-        result = self.make_result(
-            RunStatus.COMPLETED_WITH_FAILURES if failures else RunStatus.COMPLETED
-        )
+        result = self.make_result(completed_status(counters.failed, counters.in_doubt))
         store, lease, record = run.parts()
         self.close_progress()
         record.status, record.ended_at = result.status, time.time()

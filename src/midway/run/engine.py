@@ -84,6 +84,13 @@ class Engine:
         self.ending = Ending(
             run, self.commits, self.guarantee, self.steps, self.stops, store is not None
         )
+        # For ctx (ItemView) and a parallel run (ParallelHost): set once, never replaced.
+        self.key = run.key
+        self.job: Settings = run.settings
+        """The job's options."""
+        self.combiner: Combiner = run.combiner
+        self.policy: FailurePolicy | None = self.flow.policy
+        self.prior: Mapping[str, ItemRecord] = self.flow.prior
 
     # -- start ---------------------------------------------------------------------------
 
@@ -237,10 +244,6 @@ class Engine:
     # -- what ctx uses (run/context.py ItemView) -----------------------------------------
 
     @property
-    def key(self) -> str:
-        return self.run.key
-
-    @property
     def run_id(self) -> str:
         return self.run.run_id
 
@@ -259,29 +262,12 @@ class Engine:
     # -- what a parallel run uses (run/parallel.py ParallelHost) -------------------------
 
     @property
-    def job(self) -> Settings:
-        """The job's options."""
-        return self.run.settings
-
-    @property
-    def combiner(self) -> Combiner:
-        return self.run.combiner
-
-    @property
-    def policy(self) -> FailurePolicy | None:
-        return self.flow.policy
-
-    @property
     def counters(self) -> Counters:
         return self.run.counters
 
     @property
     def total(self) -> int | None:
         return self.run.total
-
-    @property
-    def prior(self) -> Mapping[str, ItemRecord]:
-        return self.flow.prior
 
     def chunks(self) -> Iterator[Chunk]:
         """The input, from where this run resumes."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from midway import faults
@@ -47,37 +48,35 @@ IN_DOUBT_AFTER_CRASH = (
 )
 
 
+@dataclass(eq=False)
 class ItemFlow:
     """One item at a time, with every check; see the module docstring."""
 
-    def __init__(
-        self,
-        run: RunState,
-        in_hand: InHand,
-        commits: Commits,
-        guarantee: Guarantee,
-        steps: StepRecords,
-        ctx: Any,
-    ) -> None:
-        settings = run.settings
-        self.run = run
-        self.in_hand = in_hand
-        self.commits = commits
-        self.guarantee = guarantee
-        self.steps = steps
-        self.ctx = ctx
-        self.policy: FailurePolicy | None = (
+    run: RunState
+    in_hand: InHand
+    commits: Commits
+    guarantee: Guarantee
+    steps: StepRecords
+    ctx: Any
+    policy: FailurePolicy | None = field(init=False)
+    """None when nothing was asked for: the first failure stops the job (fail fast)."""
+    rate: RateLimit | None = field(init=False)
+    prior: dict[str, ItemRecord] = field(default_factory=dict, init=False)
+    """Records a run before this one left, by item key: started, retrying or done."""
+    failures_said: int = field(default=0, init=False)
+    retry_key: JSONValue = field(default=None, init=False)
+    """The key of the item the retry pass has in hand (no slice is walked then)."""
+    paused_item: bool = field(default=False, init=False)
+
+    def __post_init__(self) -> None:
+        settings = self.run.settings
+        retry: Any = settings.retry  # a midway.Retry (Settings checked it)
+        self.policy = (
             None
             if settings.fails_fast
-            else FailurePolicy(settings.retry, settings.skip_on, settings.max_failures)  # type: ignore[arg-type]
+            else FailurePolicy(retry, settings.skip_on, settings.max_failures)
         )
         self.rate = RateLimit(settings.rate) if settings.rate else None
-        self.prior: dict[str, ItemRecord] = {}
-        """Records a run before this one left, by item key: started, retrying or done."""
-        self.failures_said = 0
-        self.retry_key: JSONValue = None
-        """The key of the item the retry pass has in hand (no slice is walked then)."""
-        self.paused_item = False
 
     @property
     def careful(self) -> bool:
@@ -140,7 +139,7 @@ class ItemFlow:
         prior = self.prior.pop(name, None) if self.prior else None
         attempt = 1
         if prior is not None:
-            if self.settle_prior(prior, key, position, item):
+            if self.resolved_by_prior(prior, key, position, item):
                 return
             attempt = prior.attempts + 1
         mark = self.guarantee.start_mark(key, position, attempt)
@@ -162,7 +161,7 @@ class ItemFlow:
         if self.guarantee.forgets_after(attempt, name in self.steps):
             self.item_done(key)
 
-    def settle_prior(
+    def resolved_by_prior(
         self, prior: ItemRecord, key: JSONValue, position: JSONValue, item: Any
     ) -> bool:
         """True when the record an earlier run left settles the item without running it."""
