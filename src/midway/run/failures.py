@@ -30,9 +30,6 @@ from midway._model.ledger import ItemStatus
 from midway._model.redaction import redact_text
 from midway.errors import ConfigError
 
-# Importable from here while run/itemflow.py still imports it here; it lives in errors.py.
-from midway.errors import TooManyFailures as TooManyFailures  # noqa: PLC0414
-
 TRACEBACK_LINES = 12
 MAX_ERROR = 2000
 
