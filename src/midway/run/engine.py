@@ -79,7 +79,7 @@ class Engine:
         self.flow = ItemFlow(run, self.in_hand, self.commits, self.guarantee, self.steps, self.ctx)
         self.retries = RetryPass(run, self.flow, self.commits)
         self.stops = Stops(run, self.in_hand, lambda: self.commits.keeper)
-        self.slicer = SliceLoop(run, self.in_hand, self.commits)
+        self.slicer = SliceLoop(run, self.in_hand, self.commits, lambda: self.flow.careful)
         self.opening = Opening(run, self.flow, self.retries, self.guarantee)
         self.ending = Ending(
             run, self.commits, self.guarantee, self.steps, self.stops, store is not None
@@ -134,7 +134,6 @@ class Engine:
         self.commits.begin()
         self.opening.began()
         self.slicer.pace = Pace.for_run(settings.every_seconds, settings.max_lag)
-        self.slicer.careful = self.flow.careful
         self.slicer.one_per_slice = self.guarantee.marks_started
         self.ctx.state = run.state
         self.ctx.transaction = self.guarantee.begin(store, lease)

@@ -24,14 +24,14 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
 from midway._model.jsonutil import JSONValue
 from midway.run.commits import Commits
 from midway.run.progress import Silent
 from midway.run.runstate import RunState
-from midway.sources.base import Chunk
+from midway.sources.base import Chunk, chunk_errors
 
 MAX_SLICE = 1 << 16
 MAX_COPY = 1 << 12  # a slice that is copied stays this small, so the copy stays in the cache
@@ -128,13 +128,16 @@ class Pace:
 class SliceLoop:
     """Yields list iterators over consecutive items; checkpoints between them."""
 
-    def __init__(self, run: RunState, in_hand: InHand, commits: Commits) -> None:
+    def __init__(
+        self, run: RunState, in_hand: InHand, commits: Commits, careful: Callable[[], bool]
+    ) -> None:
         self.run = run
         self.in_hand = in_hand
         self.commits = commits
         self.pace = Pace(SLICE_SECONDS)
-        self.careful = False
-        """Every item goes through the careful per-item path (set once the run opened)."""
+        self._careful = careful
+        """Whether every item goes through the careful per-item path (asked when the walk
+        begins: after the retry pass, which may use up what earlier runs left)."""
         self.one_per_slice = False
         self.slow = False
         """The slice in hand goes item by item through the careful path."""
@@ -144,9 +147,10 @@ class SliceLoop:
         raises instead, it calls :meth:`abandon` before closing this generator."""
         run = self.run
         keeper = self.commits.keeper
+        careful = self._careful()
         assert run.cursor is not None
         for chunk in run.cursor:
-            self.slow = self.careful or bool(getattr(chunk, "errors", None))
+            self.slow = careful or bool(chunk_errors(chunk))
             start, n = 0, len(chunk.items)
             while start < n:
                 if run.stop_requested:
