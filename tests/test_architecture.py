@@ -82,39 +82,6 @@ RULES: dict[str, Rule] = {
     "__main__": Rule(frozenset({"cli"}), "__main__ only starts the command line"),
 }
 
-# Broken today and being fixed by the restructuring in progress (issue 13): each entry is an
-# import (importer, imported) that breaks a layer rule, or the set of modules of an import
-# cycle. Remove an entry once its fix lands; the list is meant to end empty.
-KNOWN_VIOLATIONS: list[tuple[str, str] | frozenset[str]] = [
-    # fixed by the restructuring in progress: the run core stops importing job
-    ("midway.run.engine", "midway.job"),
-    ("midway.run.itemflow", "midway.job"),
-    # fixed by the restructuring in progress: job passes the plan what it needs
-    ("midway.distributed.plan", "midway.job"),
-    # fixed by the restructuring in progress: a source needs no job to read its shards
-    ("midway.sources.shards", "midway.job"),
-    # fixed by the restructuring in progress: `midway each` uses the public API
-    ("midway.each.command", "midway.job"),
-    ("midway.each.command", "midway.run.context"),
-    ("midway.each.command", "midway.run.failures"),
-    # fixed by the restructuring in progress: the CLI reads the worker's variable elsewhere
-    ("midway.cli.commands", "midway.distributed.plan"),
-    # fixed by the restructuring in progress: engine, item path, context, parallel and job
-    # import each other (the run core is split by responsibility, job no longer imported)
-    frozenset(
-        {
-            "midway.distributed.plan",
-            "midway.job",
-            "midway.run.context",
-            "midway.run.engine",
-            "midway.run.itemflow",
-            "midway.run.parallel",
-        }
-    ),
-    # fixed by the restructuring in progress: the file sources' reader and their parts
-    frozenset({"midway.sources._fileparts", "midway.sources._files"}),
-]
-
 
 def module_name(path: Path) -> str:
     parts = list(path.relative_to(SRC).with_suffix("").parts)
@@ -247,15 +214,6 @@ def describe_cycle(group: list[str]) -> str:
     return f"import cycle among {', '.join(group)}:\n" + "\n".join(lines)
 
 
-def known_cycles() -> list[frozenset[str]]:
-    return [entry for entry in KNOWN_VIOLATIONS if isinstance(entry, frozenset)]
-
-
-def is_known_cycle(group: list[str]) -> bool:
-    """A cycle among modules already known to be tangled (a part of a known one) is known."""
-    return any(set(group) <= known for known in known_cycles())
-
-
 def test_the_graph_is_read() -> None:
     """The reading itself: relative, nested and TYPE_CHECKING imports are all found."""
     graph = import_graph()
@@ -267,32 +225,32 @@ def test_the_graph_is_read() -> None:
 
 
 def test_no_import_cycle() -> None:
-    new = [group for group in strongly_connected(import_graph()) if not is_known_cycle(group)]
-    assert not new, "\n".join(describe_cycle(group) for group in new)
+    groups = strongly_connected(import_graph())
+    assert not groups, "\n".join(describe_cycle(group) for group in groups)
 
 
 def test_layers() -> None:
     broken = [
         f"{importer} imports {imported} ({where(importer, imported)}): breaks '{rule}'"
         for (importer, imported), rule in sorted(layer_violations().items())
-        if (importer, imported) not in KNOWN_VIOLATIONS
     ]
     assert not broken, "\n".join(broken)
-
-
-def test_known_violations_are_still_there() -> None:
-    """An entry whose fix has landed must go, so that the same mistake cannot come back."""
-    pairs = layer_violations()
-    groups = strongly_connected(import_graph())
-    stale = [
-        entry
-        for entry in KNOWN_VIOLATIONS
-        if (isinstance(entry, tuple) and entry not in pairs)
-        or (isinstance(entry, frozenset) and not any(set(g) <= entry for g in groups))
-    ]
-    assert not stale, f"fixed, remove from KNOWN_VIOLATIONS: {stale}"
 
 
 def test_every_layer_has_a_rule() -> None:
     layers = {layer_of(module) for module in modules()}
     assert layers <= set(RULES), sorted(layers - set(RULES))
+
+
+def test_a_cycle_and_a_layer_break_are_found() -> None:
+    """The checks can fail: a made-up graph with a cycle of three and one without."""
+    graph = {
+        "midway.run.a": {"midway.run.b": 1},
+        "midway.run.b": {"midway.run.c": 2},
+        "midway.run.c": {"midway.run.a": 3},
+        "midway.stores.d": {"midway.run.a": 4},
+    }
+    assert strongly_connected(graph) == [["midway.run.a", "midway.run.b", "midway.run.c"]]
+    del graph["midway.run.c"]["midway.run.a"]
+    assert strongly_connected(graph) == []
+    assert "run" not in RULES["stores"].may_import

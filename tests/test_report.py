@@ -13,13 +13,13 @@ from click.testing import CliRunner
 
 import midway
 from midway.cli.app import cli
-from midway.run import engine
+from midway.run import commits
 
 
 @pytest.fixture
 def finished_job(store_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """A job stopped half-way with failures, a few history points and a note."""
-    monkeypatch.setattr(engine, "HISTORY_SECONDS", 0.0)  # a history point per checkpoint
+    monkeypatch.setattr(commits, "HISTORY_SECONDS", 0.0)  # a history point per checkpoint
 
     def handle(item: int, ctx: Any) -> None:
         if item % 25 == 3:

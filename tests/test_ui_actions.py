@@ -17,7 +17,7 @@ from urllib.parse import quote
 import pytest
 
 import midway
-import midway.run.engine
+import midway.run.commits
 from midway._model.identity import JobId
 from midway._model.ledger import ATTENTION, ItemRecord
 from midway._model.owner import Owner, hostname, process_start_ticks
@@ -378,7 +378,7 @@ def test_ledger_actions_wait_for_the_runner_but_notes_do_not(store_url: str, hel
 
 def test_throughput_chart_from_the_history(store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     midway.Job("short", store=store_url, every=5, quiet=True).run(range(20), lambda i, c: None)
-    monkeypatch.setattr(midway.run.engine, "HISTORY_SECONDS", 0.0)  # a point per checkpoint
+    monkeypatch.setattr(midway.run.commits, "HISTORY_SECONDS", 0.0)  # a point per checkpoint
 
     def slow(item: int, ctx: midway.Context) -> None:
         time.sleep(0.002)

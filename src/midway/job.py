@@ -3,33 +3,27 @@
 from __future__ import annotations
 
 import copy
-import math
+import dataclasses
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Literal
+from typing import Any
 
 from midway._model.identity import JobId, make_job_id
 from midway._model.ledger import ItemRecord
 from midway._model.redaction import redact_url
 from midway._model.result import RunResult
+from midway._model.settings import DriftPolicy, Executor, Guarantee, Settings
 from midway.distributed.worker import RunPartition, run_distributed, worker_mode
 from midway.errors import ConfigError
 from midway.run.context import Context
 from midway.run.engine import Engine
-from midway.run.failures import FailurePolicy, Retry, check_max_failures, check_skip_on
+from midway.run.failures import Retry
 from midway.run.handlers import prepare as prepare_handler
-from midway.run.parallel import EXECUTORS, RateLimit
-from midway.sources._input import refuse_unordered, wrap_frame
+from midway.sources._input import as_source
 from midway.sources.base import Source
-from midway.sources.iterable import iterable
-from midway.sources.sequence import sequence
 from midway.stores import Lease, Store, absolute_url, default_url, open_store
 from midway.stores.base import JobRecord
 
-Guarantee = Literal["at-least-once", "at-most-once", "exactly-once"]
-DriftPolicy = Literal["refuse", "restart", "continue"]
-Executor = Literal["thread", "process", "async"]
-GUARANTEES = ("at-least-once", "at-most-once", "exactly-once")
-DRIFT_POLICIES = ("refuse", "restart", "continue")
+_OPTION_NAMES = frozenset(field.name for field in dataclasses.fields(Settings))
 
 
 class Job:
@@ -103,80 +97,40 @@ class Job:
         self.id: JobId = make_job_id(name, params)
         # absolute now: the same store wherever the process goes, and in every message
         self.store_url = absolute_url(store or default_url())
-        self.every = _positive_int("every", every)
-        self.every_seconds = _positive_float("every_seconds", every_seconds)
-        if self.every is None and self.every_seconds is None:
-            raise ConfigError(
-                "every and every_seconds are both None, so the job would never checkpoint; "
-                "set at least one (e.g. every=1000)"
-            )
-        if guarantee not in GUARANTEES:
-            raise ConfigError(f"guarantee={guarantee!r}: choose one of {', '.join(GUARANTEES)}")
-        self.guarantee = guarantee
-        if on_drift not in DRIFT_POLICIES:
-            raise ConfigError(f"on_drift={on_drift!r}: choose one of {', '.join(DRIFT_POLICIES)}")
-        self.on_drift = on_drift
-        self.durable = bool(durable)
-        self.lease_ttl = _positive_float("lease_ttl", lease_ttl) or 5.0
-        if (
-            not isinstance(max_lag, int | float)
-            or isinstance(max_lag, bool)
-            or not math.isfinite(max_lag)
-            or max_lag < 0
-        ):
-            raise ConfigError(f"max_lag={max_lag!r}: give a number of seconds, 0 or more")
-        self.max_lag = float(max_lag)
-        self.progress = progress
-        self.quiet = quiet
-        if retry is not None and not isinstance(retry, Retry):
-            raise ConfigError(f"retry={retry!r}: give a midway.Retry(...), or None")
-        self.retry = retry
-        self.skip_on = check_skip_on(skip_on)
-        self.max_failures = check_max_failures(max_failures)
-        self.record_items = bool(record_items)
-        for hook_name, hook in (
-            ("on_item_failed", on_item_failed),
-            ("on_checkpoint", on_checkpoint),
-            ("on_finish", on_finish),
-        ):
-            if hook is not None and not callable(hook):
-                raise ConfigError(f"{hook_name}= must be a function, not {type(hook).__name__}")
-        self.on_item_failed = on_item_failed
-        self.on_checkpoint = on_checkpoint
-        self.on_finish = on_finish
-        self.workers = _positive_int("workers", workers) or 1
-        self.partitions = _positive_int("partitions", partitions) or 1
-        if executor not in EXECUTORS:
-            raise ConfigError(f"executor={executor!r}: choose one of {', '.join(EXECUTORS)}")
-        self.executor = executor
-        self.window = _positive_int("window", window)
-        if merge is not None and not callable(merge):
-            raise ConfigError("merge= must be a function merge(state, contribution)")
-        self.merge = merge
-        self.rate = rate
-        if rate is not None:
-            RateLimit(rate)  # checked now, not at the first item
-        if self.workers > 1 and guarantee == "exactly-once":
-            raise ConfigError(
-                "guarantee='exactly-once' runs items one at a time: the items' writes share "
-                "one transaction with the checkpoint; use workers=1 with it (or at-least-once "
-                "with idempotent writes for parallel work)"
-            )
-        if guarantee == "exactly-once":
-            # The handler's transaction holds the store's write lock until the checkpoint
-            # commits it: checkpoint well within the lease, so the heartbeat gets through.
-            cap = self.lease_ttl / 2
-            self.every_seconds = min(self.every_seconds or cap, cap)
+        self.settings = Settings(
+            every=every,
+            every_seconds=every_seconds,
+            guarantee=guarantee,
+            durable=durable,
+            on_drift=on_drift,
+            lease_ttl=lease_ttl,
+            max_lag=max_lag,
+            progress=progress,
+            quiet=quiet,
+            retry=retry,
+            skip_on=skip_on,  # type: ignore[arg-type]  # normalised to a tuple when built
+            max_failures=max_failures,
+            record_items=record_items,
+            on_item_failed=on_item_failed,
+            on_checkpoint=on_checkpoint,
+            on_finish=on_finish,
+            workers=workers,
+            executor=executor,
+            window=window,
+            merge=merge,
+            rate=rate,
+            partitions=partitions,
+        )
+
+    def __getattr__(self, name: str) -> Any:
+        """The options read as attributes too (``job.every``), from :attr:`settings`."""
+        if name in _OPTION_NAMES:
+            return getattr(self.__dict__["settings"], name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def option_text(self, name: str, value: str) -> str:
         """How a message tells the user to set an option: ``on_drift='restart'``."""
         return f"{name}={value!r}"
-
-    def failure_policy(self) -> FailurePolicy | None:
-        """None when nothing was asked for: the first failure stops the job (fail fast)."""
-        if self.retry is None and not self.skip_on and self.max_failures is None:
-            return None
-        return FailurePolicy(self.retry, self.skip_on, self.max_failures)
 
     @property
     def name(self) -> str:
@@ -216,7 +170,9 @@ class Job:
         :class:`midway.Stopped` (exit code 130 / 143 when uncaught).
         """
         source = as_source(source)
-        handler, owned = prepare_handler(handler, workers=self.workers, executor=self.executor)
+        handler, owned = prepare_handler(
+            handler, workers=self.settings.workers, executor=self.settings.executor
+        )
         try:
             if distributed or worker_mode():
                 return run_distributed(self, source, self._partition_runner(handler, state), state)
@@ -257,21 +213,7 @@ class Job:
         ``max_failures=`` (or ``skip_on=`` naming ``midway.SourceError``), it is recorded as
         failed (skipped) and the loop goes on. An exception from the body always stops it.
         """
-        if self.guarantee != "at-least-once":
-            raise ConfigError(
-                f"guarantee={self.guarantee!r} needs job.run(source, handler): midway must "
-                "see where each item's work begins and ends"
-            )
-        if self.workers > 1:
-            raise ConfigError(
-                "workers= needs job.run(source, handler): a loop body runs on your thread"
-            )
-        if self.retry is not None:
-            raise ConfigError(
-                "retry= needs job.run(source, handler): a loop body cannot be run again for "
-                "a retry; use a handler function (skip_on= and max_failures= do work with a "
-                "loop: they let it pass records the source cannot read)"
-            )
+        self.settings.check_for_loop()
         return Loop(self, as_source(source), state)
 
     def info(self) -> JobRecord | None:
@@ -346,49 +288,3 @@ def _walk(engine: Engine) -> Iterator[Any]:
         engine.fail(exc)
         raise
     engine.finish()
-
-
-def as_source(source: Source | Iterable[Any]) -> Source:
-    """A Source as is; a list, tuple or range as ``sequence``; a DataFrame as
-    ``dataframe``; any other iterable as ``iterable`` (which cannot seek). A set is refused:
-    its order is not the same in the next process."""
-    if isinstance(source, Source):
-        return source
-    refuse_unordered(source)
-    frame = wrap_frame(source)
-    if frame is not None:
-        return frame
-    if isinstance(source, list | tuple | range):
-        return sequence(source)
-    if isinstance(source, str | bytes | dict):
-        raise ConfigError(
-            f"a {type(source).__name__} is not a source of items; wrap it, e.g. "
-            "midway.sources.lines(path) for the lines of a file"
-        )
-    if isinstance(source, Iterable):
-        return iterable(source)
-    raise ConfigError(
-        f"{type(source).__name__} is not a source: pass a midway.sources.* source, a list, "
-        "or any iterable"
-    )
-
-
-def _positive_int(name: str, value: int | None) -> int | None:
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigError(f"{name}={value!r}: give a whole number of items, 1 or more, or None")
-    return value
-
-
-def _positive_float(name: str, value: float | None) -> float | None:
-    if value is None:
-        return None
-    if (
-        not isinstance(value, int | float)
-        or isinstance(value, bool)
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise ConfigError(f"{name}={value!r}: give a number of seconds above 0, or None")
-    return float(value)

@@ -27,11 +27,11 @@ import sys
 import time
 
 import midway
-import midway.run.engine
+import midway.run.commits
 
 cfg = json.loads(sys.argv[1])
 # The history keeps a point every few seconds of a run; a short test run wants several.
-midway.run.engine.HISTORY_SECONDS = cfg["history_seconds"]
+midway.run.commits.HISTORY_SECONDS = cfg["history_seconds"]
 refuse = set(cfg["refuse"])
 hold = set(cfg["hold"])
 log_fd = os.open(cfg["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from midway._model.jsonutil import JSONValue, dumps, dumps_state
-from midway._model.ledger import ItemRecord
+from midway._model.ledger import ItemRecord, ItemStatus
 from midway.errors import StoreCorrupt
 
 COUNTER_NAMES = ("succeeded", "failed", "skipped", "in_doubt")
@@ -46,7 +46,8 @@ class Counters:
         (``midway resolve --done``: an in-doubt item now counts as succeeded)."""
         result = self.copy()
         for record in records:
-            source = "failed" if record.status == "retry" else record.status  # counted so
+            # an item put back for a retry is still counted as failed
+            source = ItemStatus.FAILED if record.status == ItemStatus.RETRY else record.status
             if source in COUNTER_NAMES and getattr(result, source) > 0:
                 setattr(result, source, getattr(result, source) - 1)
                 setattr(result, count_as, getattr(result, count_as) + 1)

@@ -24,6 +24,11 @@ FINISHED_OK = (RunStatus.COMPLETED, RunStatus.COMPLETED_WITH_FAILURES)
 """A run that reached the end of its input."""
 
 
+def completed_status(failed: int, in_doubt: int) -> RunStatus:
+    """How a run that reached the end of its input completed."""
+    return RunStatus.COMPLETED_WITH_FAILURES if failed or in_doubt else RunStatus.COMPLETED
+
+
 @dataclass
 class RunResult:
     """Counters are for the whole job (across resumed runs); ``*_this_run`` for this one."""

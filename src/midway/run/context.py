@@ -3,12 +3,33 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from midway._model.jsonutil import JSONValue
 
-if TYPE_CHECKING:
-    from midway.run.engine import Engine
+
+class ItemView(Protocol):
+    """What ``ctx`` asks of the run it belongs to (the engine provides it)."""
+
+    @property
+    def key(self) -> str:
+        """The job's key."""
+        ...
+
+    @property
+    def run_id(self) -> str: ...
+
+    def current_key(self) -> JSONValue:
+        """The key of the item in hand (None when no item is in hand)."""
+        ...
+
+    def current_position(self) -> JSONValue: ...
+
+    def idempotency_key(self, key: JSONValue) -> str: ...
+
+    def step(self, name: str, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: Any) -> Any:
+        """``ctx.step`` for the item in hand."""
+        ...
 
 
 class Context:
@@ -18,45 +39,44 @@ class Context:
     ``key`` and ``position`` describe the item in hand and are worked out only when asked.
     """
 
-    __slots__ = ("_engine", "attempt", "state", "transaction")
+    __slots__ = ("_run", "attempt", "state", "transaction")
 
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-        self.state: dict[str, Any] = engine.state
+    def __init__(self, run: ItemView, state: dict[str, Any]) -> None:
+        self._run = run
+        self.state: dict[str, Any] = state
         self.attempt = 1
         self.transaction: Any = None
 
     @property
     def job(self) -> str:
-        return self._engine.key
+        return self._run.key
 
     @property
     def key(self) -> JSONValue:
         """The identity of the item in hand (``key=`` of the source, else its number)."""
-        return self._engine.current_key()
+        return self._run.current_key()
 
     @property
     def position(self) -> JSONValue:
         """Where the item in hand starts; resuming there would handle it again."""
-        return self._engine.current_position()
+        return self._run.current_position()
 
     @property
     def idempotency_key(self) -> str:
         """Stable for this job and item across runs and machines: hand it to APIs that
         deduplicate requests (an ``Idempotency-Key`` header)."""
-        return self._engine.job.id.idempotency_key(self.key)
+        return self._run.idempotency_key(self.key)
 
     @property
     def run_id(self) -> str:
-        run = self._engine._run
-        return run.run_id if run is not None else ""
+        return self._run.run_id
 
     def step(self, name: str, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """Run ``fn(*args, **kwargs)`` once for this item, durably: its JSON result is
         stored, and when the item is retried or resumed after a crash, a step it already
         finished returns the stored result instead of running again. The records go when
         the item is done."""
-        return self._engine.step(name, fn, args, kwargs)
+        return self._run.step(name, fn, args, kwargs)
 
     def __repr__(self) -> str:
         return f"<midway.Context job={self.job!r} key={self.key!r} attempt={self.attempt}>"

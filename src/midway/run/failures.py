@@ -3,9 +3,9 @@
 The happy path never comes here: the engine's loop calls the handler with no wrapper, and
 only an exception leads into :class:`FailurePolicy`, whose :meth:`FailurePolicy.decide`
 is the one place that says what happens next (a :class:`Decision`: retry after a wait, skip,
-record as failed and go on, or stop the job), for the item path of one worker as for the
-workers of a parallel run (threads, processes, coroutines). What to *record* for the item
-when the job stops is the guarantee's business (at-most-once: in doubt), not the policy's.
+record as failed and go on, or stop the job). Every path asks it: the sequential one, and a
+parallel run's workers (threads, processes, coroutines). What to *record* for the item when
+the job stops is the guarantee's business (at-most-once: in doubt), not the policy's.
 
 The wait before a retry is :func:`backoff_delay`, a pure function of the attempt. midway
 keeps the attempt count itself durable, so a poison item is not retried for ever across
@@ -29,9 +29,6 @@ from midway._model.jsonutil import escape_text
 from midway._model.ledger import ItemStatus
 from midway._model.redaction import redact_text
 from midway.errors import ConfigError
-
-# Importable from here while run/itemflow.py still imports it here; it lives in errors.py.
-from midway.errors import TooManyFailures as TooManyFailures  # noqa: PLC0414
 
 TRACEBACK_LINES = 12
 MAX_ERROR = 2000
@@ -264,35 +261,6 @@ class FailurePolicy:
         error_type, count = self.errors.most_common(1)[0]
         keys = ", ".join(self.examples.get(error_type, []))
         return f"{error_type} ({count:,} times in this run, e.g. items {keys})"
-
-
-def check_max_failures(value: int | float | None) -> int | float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(
-            f"max_failures={value!r}: give a count (e.g. 10), a fraction below 1 (0.05 for "
-            "5%), or None to stop at the first failure"
-        )
-    if isinstance(value, int):
-        if value < 0:
-            raise ConfigError(f"max_failures={value}: give a count of 0 or more")
-        return value
-    if not 0 < value < 1:
-        raise ConfigError(
-            f"max_failures={value!r}: a fraction is above 0 and below 1 (0.05 for 5%); for a "
-            "count give a whole number"
-        )
-    return value
-
-
-def check_skip_on(value: Any) -> tuple[type[BaseException], ...]:
-    if value is None:
-        return ()
-    types = value if isinstance(value, tuple | list) else (value,)
-    if not all(isinstance(t, type) and issubclass(t, BaseException) for t in types):
-        raise ConfigError(f"skip_on={value!r}: give exception types, e.g. (ValueError,)")
-    return tuple(types)
 
 
 def describe(exc: BaseException) -> str:

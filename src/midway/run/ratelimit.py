@@ -9,22 +9,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from midway.errors import ConfigError
+from midway._model.settings import rate_interval
 
 
 class RateLimit:
     """``rate="50/s"``: at most that many items start per second (also ``/m``, ``/h``)."""
 
     def __init__(self, spec: str) -> None:
-        count, _, per = str(spec).partition("/")
-        seconds = {"s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}.get(per.strip())
-        try:
-            rate = float(count)
-        except ValueError:
-            rate = 0.0
-        if seconds is None or rate <= 0:
-            raise ConfigError(f"rate={spec!r}: give items per time, e.g. '50/s', '600/m', '1000/h'")
-        self.interval = seconds / rate
+        self.interval = rate_interval(spec)
         self.next_at = 0.0
         self.spec = spec
 
