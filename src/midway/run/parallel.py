@@ -45,6 +45,7 @@ from midway._model.jsonutil import JSONValue
 from midway._model.ledger import DONE, FAILED, IN_DOUBT, STARTED, ItemRecord, ItemStatus, drop
 from midway.errors import ConfigError, SourceError, TooManyFailures
 from midway.run.failures import FAIL, STOP, FailurePolicy
+from midway.run.guarantees import Guarantee
 from midway.run.ratelimit import RateLimit
 from midway.run.reducers import undeclared_message
 from midway.run.workers import (
@@ -76,8 +77,6 @@ class ParallelOptions(Protocol):
     @property
     def rate(self) -> str | None: ...
     @property
-    def guarantee(self) -> str: ...
-    @property
     def executor(self) -> str: ...
     @property
     def on_item_failed(self) -> Callable[[ItemRecord, BaseException | None], Any] | None: ...
@@ -97,6 +96,11 @@ class ParallelHost(Protocol):
 
     @property
     def job(self) -> ParallelOptions: ...
+    @property
+    def guarantee(self) -> Guarantee:
+        """The job's guarantee: at-most-once marks items started before they are handed
+        out, and records an item that ran and raised as in doubt."""
+
     @property
     def combiner(self) -> Combiner:
         """The state's reducers, and how many items of the input were seen."""
@@ -192,7 +196,8 @@ class Parallel:
         # No policy: no retry, no skip, no tolerance (a failure stops the job).
         self.policy = host.policy or FailurePolicy(retry=None, skip_on=(), max_failures=None)
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.at_most_once = job.guarantee == "at-most-once"
+        self.at_most_once = host.guarantee.marks_started
+        self.in_doubt_on_failure = host.guarantee.in_doubt_on_failure
         # At-most-once: hand out an item only when a worker is free to start it, so that an
         # item marked started has started (or is about to).
         self.limit = self.workers if self.at_most_once else None
@@ -381,7 +386,7 @@ class Parallel:
         if status is None:  # no tolerance: the job stops
             if self.failure is None:
                 self.failure = outcome.exception
-            if not self.at_most_once:
+            if not self.in_doubt_on_failure:
                 return  # this item not done: the next run handles it again
             # At-most-once, it ran and raised: whether it took effect is unknown.
             self._record(slot, IN_DOUBT, outcome.error, outcome.traceback, outcome.attempts)
