@@ -392,3 +392,19 @@ def damage_sqlite(damage: list[tuple[tuple[str, str], Any]], pristine: Path) -> 
         finally:
             conn.close()
         outcome_everywhere(f"sqlite:///{db}")
+
+
+@pytest.mark.parametrize("column", ["version", "succeeded"])
+def test_a_counter_at_the_integer_limit_is_damage_not_an_overflow(
+    column: str, pristine_sqlite_store: Path
+) -> None:
+    """A checkpoint counted to 2**63 - 1 cannot be added to (the next write would overflow
+    SQLite's integers with a raw OverflowError): it is refused as damage."""
+    with tempfile.TemporaryDirectory() as folder:
+        db = Path(folder) / "state.db"
+        shutil.copyfile(pristine_sqlite_store, db)
+        conn = sqlite3.connect(db)
+        conn.execute(f"UPDATE midway_checkpoints SET {column} = ?", (2**63 - 1,))
+        conn.commit()
+        conn.close()
+        assert outcome_everywhere(f"sqlite:///{db}")[0] == "StoreCorrupt"

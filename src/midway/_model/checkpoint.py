@@ -10,6 +10,13 @@ from midway._model.ledger import ItemRecord, ItemStatus
 from midway.errors import StoreCorrupt
 
 COUNTER_NAMES = ("succeeded", "failed", "skipped", "in_doubt")
+MAX_COUNT = 2**53
+"""No job counts this far (JSON's exact integers end here): a larger counter or version was
+damaged, and adding to it would overflow the store's 64-bit integers on the next write."""
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_COUNT
 
 
 @dataclass(slots=True)
@@ -33,7 +40,7 @@ class Counters:
         values = {}
         for name in COUNTER_NAMES:
             value = data.get(name, 0)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            if not _is_count(value):
                 raise StoreCorrupt(f"checkpoint counter {name!r} is {value!r}, not a count")
             values[name] = value
         return cls(**values)
@@ -120,7 +127,7 @@ class Checkpoint:
         started_at, updated_at = data.get("started_at") or 0.0, data.get("updated_at") or 0.0
         checks = [
             (isinstance(job, str), "job"),
-            (isinstance(version, int) and version >= 0, "version"),
+            (_is_count(version), "version"),
             (isinstance(run_id, str), "run_id"),
             (isinstance(state, dict), "state"),
             (isinstance(fingerprint, dict), "fingerprint"),
