@@ -394,17 +394,26 @@ def damage_sqlite(damage: list[tuple[tuple[str, str], Any]], pristine: Path) -> 
         outcome_everywhere(f"sqlite:///{db}")
 
 
-@pytest.mark.parametrize("column", ["version", "succeeded"])
-def test_a_counter_at_the_integer_limit_is_damage_not_an_overflow(
-    column: str, pristine_sqlite_store: Path
+@pytest.mark.parametrize(
+    ("table", "column", "value"),
+    [
+        ("midway_checkpoints", "version", 2**63 - 1),
+        ("midway_checkpoints", "succeeded", 2**63 - 1),
+        # stored as the text 1.79769313486232e+308, which reads back as infinity
+        ("midway_items", "key", 1.7976931348623151e308),
+    ],
+)
+def test_a_number_at_the_limit_is_damage_not_a_crash(
+    table: str, column: str, value: float, pristine_sqlite_store: Path
 ) -> None:
     """A checkpoint counted to 2**63 - 1 cannot be added to (the next write would overflow
-    SQLite's integers with a raw OverflowError): it is refused as damage."""
+    SQLite's integers with a raw OverflowError), and a key beyond a float cannot be written
+    back as JSON (a raw ValueError): both are refused as damage."""
     with tempfile.TemporaryDirectory() as folder:
         db = Path(folder) / "state.db"
         shutil.copyfile(pristine_sqlite_store, db)
         conn = sqlite3.connect(db)
-        conn.execute(f"UPDATE midway_checkpoints SET {column} = ?", (2**63 - 1,))
+        conn.execute(f"UPDATE {table} SET {column} = ?", (value,))
         conn.commit()
         conn.close()
         assert outcome_everywhere(f"sqlite:///{db}")[0] == "StoreCorrupt"

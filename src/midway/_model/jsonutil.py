@@ -53,11 +53,19 @@ def _not_json(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999: a number too large for a float reads as infinity
+        raise ValueError(f"{text} is beyond a float")
+    return value
+
+
 def loads(text: str | bytes) -> JSONValue:
     """Read back what midway wrote: strict JSON, so NaN and Infinity (which :func:`dumps`
-    never writes) are damage; any damage, nesting too deep included, is a ValueError."""
+    never writes, also spelled as a number too large for a float) are damage; any damage,
+    nesting too deep included, is a ValueError."""
     try:
-        return json.loads(text, parse_constant=_not_json)
+        return json.loads(text, parse_constant=_not_json, parse_float=_finite)
     except RecursionError:
         raise ValueError("nested too deeply") from None
 
