@@ -61,15 +61,24 @@ def run(extra: list[str], tmp: Path) -> Any:
 
 
 def as_grid(report: Any) -> Grid:
-    rows = report.get("rows") if isinstance(report, dict) else report
-    if isinstance(rows, list) and rows and all(isinstance(r, dict) for r in rows):
+    rows, notes = report, []
+    if isinstance(report, dict):  # its list of cases; the figures about the input as a note
+        rows = next((v for v in report.values() if is_table(v)), None)
+        notes = [
+            ", ".join(f"{k}: {cell(v)}" for k, v in report.items() if isinstance(v, int | str))
+        ]
+    if is_table(rows):
         headers: list[str] = []
         for r in rows:
             headers += [k for k in r if k not in headers]
         cells = [tuple(cell(r.get(h)) for h in headers) for r in rows]
-        return Grid(TITLE, tuple(headers), cells, data={"report": report})
+        return Grid(TITLE, tuple(headers), cells, notes=notes, data={"report": report})
     flat = list(flatten(report))
     return Grid(TITLE, ("figure", "value"), flat[:40], ("value",), data={"report": report})
+
+
+def is_table(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(r, dict) for r in value)
 
 
 def flatten(value: Any, prefix: str = "") -> Any:
@@ -84,6 +93,9 @@ def flatten(value: Any, prefix: str = "") -> Any:
 
 
 def cell(value: Any) -> str:
+    """A figure as the table shows it; a list of rounds' timings as its best (the least)."""
+    if isinstance(value, list) and value and all(isinstance(v, int | float) for v in value):
+        return f"{min(value):,.4g} (best of {len(value)})"
     if isinstance(value, float):
         return f"{value:,.4g}"
     if isinstance(value, int) and not isinstance(value, bool):
