@@ -404,16 +404,27 @@ def damage_sqlite(damage: list[tuple[tuple[str, str], Any]], pristine: Path) -> 
     ],
 )
 def test_a_number_at_the_limit_is_damage_not_a_crash(
-    table: str, column: str, value: float, pristine_sqlite_store: Path
+    table: str, column: str, value: float, tmp_path: Path
 ) -> None:
     """A checkpoint counted to 2**63 - 1 cannot be added to (the next write would overflow
     SQLite's integers with a raw OverflowError), and a key beyond a float cannot be written
     back as JSON (a raw ValueError): both are refused as damage."""
-    with tempfile.TemporaryDirectory() as folder:
-        db = Path(folder) / "state.db"
-        shutil.copyfile(pristine_sqlite_store, db)
-        conn = sqlite3.connect(db)
-        conn.execute(f"UPDATE {table} SET {column} = ?", (value,))
-        conn.commit()
-        conn.close()
-        assert outcome_everywhere(f"sqlite:///{db}")[0] == "StoreCorrupt"
+
+    def handle(item: int, ctx: Any) -> None:
+        if item == 5:
+            raise KeyboardInterrupt  # stops the run with a checkpoint
+        if item == 0:
+            raise ValueError("item 0 fails")  # one ledger row
+
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    # every=1, max_lag=0: every checkpoint, and so the ledger row, is on disk before the stop
+    job = midway.Job(
+        "fuzz", store=url, every=1, max_lag=0, max_failures=10**9, progress=False, quiet=True
+    )
+    with pytest.raises(KeyboardInterrupt):
+        job.run(range(100), handle)
+    conn = sqlite3.connect(tmp_path / "state.db")
+    assert conn.execute(f"UPDATE {table} SET {column} = ?", (value,)).rowcount == 1
+    conn.commit()
+    conn.close()
+    assert outcome_everywhere(url)[0] == "StoreCorrupt"
