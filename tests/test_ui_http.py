@@ -5,7 +5,6 @@ refusals. The browser tests are in test_ui.py."""
 from __future__ import annotations
 
 import json
-import re
 import socket
 import sqlite3
 import subprocess
@@ -27,7 +26,7 @@ from midway.stores import RunRecord, open_store
 from midway.web import formatting
 from midway.web.app import create_app
 from midway.web.security import Guard, is_loopback, parse_host
-from support.uiserver import serve
+from support.uiserver import csrf_of, job_exists, serve
 
 with warnings.catch_warnings():
     # Starlette 1.x would rather drive its test client with httpx2; httpx does the same here.
@@ -69,20 +68,6 @@ def populate(url: str) -> None:
 
 def client(url: str, token: str | None = None) -> TestClient:
     return TestClient(create_app(url, Guard(token=token, port=8737)), base_url=BASE)
-
-
-def exists(url: str, job: str) -> bool:
-    store = open_store(url)
-    try:
-        return store.get_job(job) is not None
-    finally:
-        store.close()
-
-
-def csrf_of(html: str) -> str:
-    match = re.search(r'name="csrf" value="([0-9a-f]+)"', html)
-    assert match, html
-    return match.group(1)
 
 
 @pytest.fixture
@@ -285,17 +270,17 @@ def test_cross_site_posts_are_refused(store_url: str) -> None:
             response = http.post("/jobs/halted/reset", data=form, headers=headers)
             assert response.status_code == 403, why
             assert "Nothing was done" in response.text, why
-            assert exists(store_url, "halted"), why
+            assert job_exists(store_url, "halted"), why
         as_json = http.post("/jobs/halted/reset", json={"csrf": token})
         assert as_json.status_code == 403, "only a form is accepted"
         assert http.get("/jobs/halted/reset").status_code == 200, "GET only asks"
-        assert exists(store_url, "halted")
+        assert job_exists(store_url, "halted")
 
     # A client without the session cookie: the token it copied is worth nothing.
     with client(store_url) as stranger:
         response = stranger.post("/jobs/halted/reset", data={"csrf": token})
         assert response.status_code == 403
-    assert exists(store_url, "halted")
+    assert job_exists(store_url, "halted")
 
 
 def test_reset_through_the_confirmation(store_url: str) -> None:
@@ -310,8 +295,8 @@ def test_reset_through_the_confirmation(store_url: str) -> None:
         )
         assert done.status_code == 303
         assert done.headers["location"] == "/?done=reset&job=halted"
-        assert not exists(store_url, "halted")
-        assert exists(store_url, "broken")
+        assert not job_exists(store_url, "halted")
+        assert job_exists(store_url, "broken")
         page = http.get(done.headers["location"])
         assert "Job halted reset: its next run starts from the first item." in page.text
         assert 'data-job="halted"' not in page.text
@@ -334,7 +319,7 @@ def test_reset_is_refused_while_a_runner_holds_the_job(store_url: str, live_runn
         response = http.post(f"/jobs/{live_runner}/reset", data={"csrf": token})
         assert response.status_code == 409
         assert "not now: a runner" in response.text
-    assert exists(store_url, live_runner)
+    assert job_exists(store_url, live_runner)
 
 
 # -- the command ----------------------------------------------------------------------------

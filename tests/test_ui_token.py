@@ -5,7 +5,6 @@ through the printed link is in test_ui.py."""
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,8 +13,7 @@ import httpx
 import pytest
 
 import midway
-from midway.stores import open_store
-from support.uiserver import Served, serve
+from support.uiserver import Served, csrf_of, job_exists, serve
 
 
 def make_jobs(url: str) -> None:
@@ -25,20 +23,6 @@ def make_jobs(url: str) -> None:
     for item in halted.loop(range(10)):
         if item == 5:
             break
-
-
-def exists(url: str, job: str) -> bool:
-    store = open_store(url)
-    try:
-        return store.get_job(job) is not None
-    finally:
-        store.close()
-
-
-def csrf_of(html: str) -> str:
-    match = re.search(r'name="csrf" value="([0-9a-f]+)"', html)
-    assert match, html
-    return match.group(1)
 
 
 def same_origin(served: Served) -> dict[str, str]:
@@ -83,7 +67,7 @@ def test_a_token_by_default_and_the_printed_link_signs_in(url: str) -> None:
                 headers=same_origin(served),
             )
             assert forged.status_code == 401, action
-        assert exists(url, "halted")
+        assert job_exists(url, "halted")
 
         with httpx.Client(base_url=served.url) as browser:
             signed = browser.get(f"/?token={token}")
@@ -98,7 +82,7 @@ def test_a_token_by_default_and_the_printed_link_signs_in(url: str) -> None:
                 "/jobs/halted/reset", data={"csrf": csrf}, headers=same_origin(served)
             )
             assert done.status_code == 303, done.text
-        assert not exists(url, "halted")
+        assert not job_exists(url, "halted")
         assert httpx.get(served.url + "api/jobs", headers=served.auth).status_code == 200
     with serve(url) as again:
         assert again.token not in (None, token), "a new token at each start"

@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import IO
 
+from midway.stores import open_store
+
 ADDRESS = re.compile(r"serving (http://\S+/)")
 SIGN_IN = re.compile(r"open (http://\S+/)\?token=(\S+) once to sign in")
 
@@ -95,3 +97,19 @@ def serve(
                     proc.wait()
             if proc.stdout is not None:
                 proc.stdout.close()
+
+
+def job_exists(url: str, job: str) -> bool:
+    """Whether the store at ``url`` knows ``job`` (an action reached it, or not)."""
+    store = open_store(url)
+    try:
+        return store.get_job(job) is not None
+    finally:
+        store.close()
+
+
+def csrf_of(html: str) -> str:
+    """The form token a dashboard page carries."""
+    match = re.search(r'name="csrf" value="([0-9a-f]+)"', html)
+    assert match, html
+    return match.group(1)
