@@ -6,7 +6,9 @@
 - The Python code blocks of the documentation pages run as written, page by page, in a
   fresh folder with ``MIDWAY_STORE`` pointing into it; so do README.md's blocks that follow
   the line ``<!-- test: run -->``. A page's block that cannot run here (it needs a server)
-  follows ``<!-- test: skip -->``.
+  follows ``<!-- test: skip -->``. Code in a comment ``<!-- test: setup`` ... ``-->`` runs
+  too, where it stands, unseen by readers: the input files and stand-ins (a ``crm``) that
+  the examples take for granted.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 RUN_MARKER = "<!-- test: run -->"
 SKIP_MARKER = "<!-- test: skip -->"
+SETUP_OPENING = "<!-- test: setup"
 FENCE = re.compile(r"^(?P<indent>[ \t]*)```(?P<lang>[\w-]*)[^\n]*$")
 
 
@@ -160,12 +163,19 @@ def python_blocks(text: str, *, only_marked: bool) -> list[Block]:
     """The page's ``python`` blocks, indented ones (in a list item) dedented.
 
     ``only_marked``: only the blocks right after ``<!-- test: run -->`` (README.md), else every
-    block but those right after ``<!-- test: skip -->``.
+    block but those right after ``<!-- test: skip -->``. Setup comments count either way.
     """
     lines = text.splitlines()
     blocks: list[Block] = []
     index = 0
     while index < len(lines):
+        if lines[index].strip() == SETUP_OPENING:
+            end = index + 1
+            while end < len(lines) and lines[end].strip() != "-->":
+                end += 1
+            blocks.append(Block(index + 2, "\n".join(lines[index + 1 : end])))
+            index = end + 1
+            continue
         opening = FENCE.match(lines[index])
         if opening is None:
             index += 1
@@ -216,10 +226,18 @@ def test_blocks_are_found_marked_or_not() -> None:
             "```sh",
             "midway status",
             "```",
+            SETUP_OPENING,
+            "c = 3",
+            "-->",
         ]
     )
-    assert python_blocks(page, only_marked=False) == [Block(2, "a = 1"), Block(12, "b = a + 1")]
-    assert python_blocks(page, only_marked=True) == [Block(12, "b = a + 1")]
+    setup = Block(18, "c = 3")
+    assert python_blocks(page, only_marked=False) == [
+        Block(2, "a = 1"),
+        Block(12, "b = a + 1"),
+        setup,
+    ]
+    assert python_blocks(page, only_marked=True) == [Block(12, "b = a + 1"), setup]
     assert script_of([Block(2, "a = 1"), Block(12, "b = a + 1")]).splitlines()[11] == "b = a + 1"
 
 

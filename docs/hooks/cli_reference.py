@@ -48,7 +48,7 @@ def _section(command: click.Command, ctx: click.Context, level: int) -> list[str
     lines = [f"{'#' * level} `{path}` {{ #{anchor(path)} }}", ""]
     lines += _help_markdown(command.help or "")
     usage = " ".join([path, *command.collect_usage_pieces(ctx)])
-    lines += ["```text", usage, "```", ""]
+    lines += ["**Usage:**", "", "```text", usage, "```", ""]
     arguments = [p for p in command.get_params(ctx) if isinstance(p, click.Argument)]
     if arguments:
         lines += ["**Arguments:** " + ", ".join(f"`{a.make_metavar(ctx)}`" for a in arguments), ""]
@@ -80,7 +80,7 @@ def _options_table(command: click.Command, ctx: click.Context) -> list[str]:
     ]
     if not records:
         return []
-    lines = ["| option | meaning |", "|---|---|"]
+    lines = ["**Options:**", "", "| option | meaning |", "|---|---|"]
     lines += [f"| `{_cell(names)}` | {_cell(_escape(meaning))} |" for names, meaning in records]
     return [*lines, ""]
 
