@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit browser bench faults clean
+.PHONY: demo test lint docs unit browser bench faults clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("midway needs Python 3.11 or newer; run: make PYTHON=python3.11 ...") if sys.version_info < (3, 11) else None'
@@ -39,7 +39,12 @@ browser:
 		|| echo "could not install chromium: the browser tests will skip"; \
 	fi
 
-test: lint unit
+# The documentation site (mkdocs.yml, docs/): --strict fails on a broken link or reference.
+# It builds offline into site/ (git-ignored); `mkdocs serve` shows it while you write.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+test: lint docs unit
 
 # The long tests (the fault suite's hundreds of kills), then the fault suite's short ones
 # (the disk cases), and last the table of what they did (tests/faults/summary.py).
@@ -56,4 +61,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) .midway .pytest_cache .mypy_cache .ruff_cache .faults-summary.jsonl
+	rm -rf $(VENV) site .midway .pytest_cache .mypy_cache .ruff_cache .faults-summary.jsonl
