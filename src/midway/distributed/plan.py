@@ -36,6 +36,7 @@ class DistributedJob(Protocol):
     store_url: str
     partitions: int
     quiet: bool
+    progress: bool | None
     durable: bool
     lease_ttl: float
     merge: Callable[[dict[str, Any], dict[str, Any]], Any] | None
