@@ -4,9 +4,14 @@ The tables are those of the SQLite store (``midway_`` prefixed, in the first sch
 connection's ``search_path``), created by the numbered migrations in ``sql/postgresql`` under
 an advisory lock, so that two runners opening a new store at once do not race.
 
-Fencing: a checkpoint is written by one statement that locks the lease row ``FOR SHARE`` and
-writes only while the runner's token is still the lease's; a takeover (``SELECT ... FOR
-UPDATE`` in ``acquire_lease``) waits for a write in progress, and once it has committed no
+Fencing: the checkpoint row carries the token of the lease it was written under, and taking
+a lease (``SELECT ... FOR UPDATE`` in ``acquire_lease``, or the claim) re-marks the row with
+the new token in the same transaction. So the usual checkpoint is one plain ``UPDATE ...
+WHERE token = mine`` (one round trip, no lock on the lease row: a row lock is a write of its
+own, and cost ``every=1`` a third of the server's rate); an UPDATE racing a takeover re-reads
+the row once the takeover commits and no longer matches. A run's first checkpoint, or one
+the row refused, is written by the statement that locks the lease row ``FOR SHARE`` and
+writes only while the runner's token is still the lease's: once a takeover has committed, no
 write of the old token gets through.
 
 Clocks: a lease's start and expiry are the *server's* clock, and so is the decision whether
@@ -100,6 +105,18 @@ class PostgreSQLStore(SQLStore):
     def _forget_lapsed_lease(self, conn: Connection, job: str) -> None:
         # A runner whose lease lapsed unnoticed must not write into the empty job.
         conn.execute(self.Q["release_any_lease"], {"job": job})
+
+    def _mark_taken(self, conn: Connection, job: str, token: int) -> None:
+        conn.execute(self.Q["mark_checkpoint"], {"job": job, "token": token})
+
+    def _write_fenced(self, conn: Connection, lease: Lease, params: dict[str, Any]) -> None:
+        """The usual checkpoint is one UPDATE of the row this runner wrote last, fenced by
+        the token the row carries (see ``update_checkpoint``): no lock on the lease row,
+        whose every lock is a write of its own. The first checkpoint of a run, or one a
+        takeover fenced out, goes the locked way, where the lease decides."""
+        if conn.execute(self.Q["update_checkpoint"], params).rowcount == 1:
+            return
+        super()._write_fenced(conn, lease, params)
 
     def _lock_migrations(self, conn: Connection) -> None:
         conn.execute(self.Q["migration_lock"])

@@ -120,6 +120,10 @@ class SQLStore(Store):
     def _list_param(self, values: list[str]) -> Any:
         """A list of strings as one query parameter (``completed_among``, ``list_items``)."""
 
+    def _mark_taken(self, conn: Any, job: str, token: int) -> None:
+        """Inside the transaction that gives ``job``'s lease the new ``token``: what else
+        the dialect's fence needs to know (nothing by default)."""
+
     def _lock_migrations(self, conn: Any) -> None:
         """Inside the migration's transaction: make a second process opening a new store
         at once wait for this one (nothing where the transaction's lock does it)."""
@@ -235,6 +239,7 @@ class SQLStore(Store):
     ) -> None:
         """Inside a transaction that locks the lease: make ``owner`` its holder."""
         conn.execute(self.Q["put_lease"], rows.lease_params(job.key, token, owner, now, ttl))
+        self._mark_taken(conn, job.key, token)
         params = jsonutil.canonical(job.params)
         conn.execute(
             self.Q["ensure_job"], {"job": job.key, "name": job.name, "params": params, "now": now}
