@@ -40,6 +40,7 @@ from midway.run.reducers import Reducers, merge_partitions, split_state
 from midway.run.workers import merge_state
 from midway.sources.base import Source, Splittable
 from midway.stores import JobRecord, Lease, Store, open_store
+from midway.stores.reuse import reusing_connections
 
 POLL_SECONDS = 0.2
 
@@ -98,7 +99,18 @@ def work(
     ids: list[JobId],
     run_one: Callable[[int, Lease], RunResult],
 ) -> Worked:
-    """Claim partitions no live runner holds and run them, until all have completed."""
+    """Claim partitions no live runner holds and run them, until all have completed (each
+    run's writer takes the connection the run before left idle)."""
+    with reusing_connections():
+        return _claim_and_run(job, store, ids, run_one)
+
+
+def _claim_and_run(
+    job: DistributedJob,
+    store: Store,
+    ids: list[JobId],
+    run_one: Callable[[int, Lease], RunResult],
+) -> Worked:
     keys = [part.key for part in ids]
     index = {key: i for i, key in enumerate(keys)}
     order = list(range(len(ids)))
