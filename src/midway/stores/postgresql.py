@@ -23,7 +23,7 @@ Durable (the default) is PostgreSQL's own ``synchronous_commit = on``: a commit 
 the server's WAL before midway reports the checkpoint written. ``durable=False`` turns it off
 for the session (a crash of the server may lose the last commits; a crash of the runner loses
 nothing); taking a lease always commits synchronously, as its token must never be handed out
-twice.
+twice. Run records (bookkeeping) commit without waiting for the disk even when durable.
 
 A dropped connection (the server restarted, a network blip) is retried with backoff for
 ``retry_seconds`` (30 s; ``?midway_retry_seconds=N`` in the URL changes it; see
@@ -128,6 +128,10 @@ class PostgreSQLStore(SQLStore):
     def _commit_as(self, conn: Connection, commit: Commit) -> None:
         if commit is Commit.TOKEN and not self.durable:
             conn.execute("SET LOCAL synchronous_commit = on")
+        elif commit is Commit.BOOKKEEPING and self.durable:
+            # A run record need not wait for the disk (its loss in a power cut is harmless,
+            # see Commit); the next durable commit flushes it along, WAL being in order.
+            conn.execute("SET LOCAL synchronous_commit = off")
 
     def _lock_lease(
         self, conn: Connection, job: str, *, create: bool
