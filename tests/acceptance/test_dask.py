@@ -147,3 +147,80 @@ def test_a_partition_that_fails_for_good_is_named_in_the_result(
     assert "ValueError: item 777 is bad" in result.partition_errors["bad~p3of6"]
     # The other partitions completed; the failed one kept its checkpoint before the item.
     assert result.processed == N - N // PARTITIONS, result
+
+
+def test_a_task_run_twice_at_once_is_fenced(
+    client: Any, postgresql_url: str, tmp_path: Path
+) -> None:
+    """Dask may run a task twice (a worker it took for lost comes back): here one
+    partition's task is submitted twice at once. One copy runs while the other waits for
+    the lease; the running one is SIGSTOPped past its lease, the waiting one takes the
+    partition over from its checkpoint and completes it, and when the stopped one wakes
+    the fence refuses its late writes: the partition's state counts each item once."""
+    from midway.distributed.dask import partition_task
+    from midway.distributed.plan import planned_partitions
+    from midway.sources._input import as_source
+
+    log = tmp_path / "calls.log"
+    counter = LineCounter(log)
+    job = spread(postgresql_url, "twice", every=10)
+    source = as_source(range(600))
+    store = open_store(postgresql_url)
+    try:
+        parts, _ = planned_partitions(store, job, source)
+    finally:
+        store.close()
+    index = 2  # items 200..299
+    runner = job._partition_runner(LoggingHandler(log, pause=0.01), None)
+    args = (partition_task, job, parts[index], index, PARTITIONS, runner)
+    copies = [client.submit(*args, pure=False) for _ in range(2)]
+    deadline = time.monotonic() + 30
+    while counter.count() < 30:
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    stalled = calls_of(log)[-1][1]
+    os.kill(stalled, signal.SIGSTOP)
+    try:
+        # Past the 1 s lease, the other copy takes over and completes the partition.
+        while not _completed(postgresql_url, f"twice~p{index}of{PARTITIONS}"):
+            assert time.monotonic() < deadline + 30
+            time.sleep(0.05)
+    finally:
+        os.kill(stalled, signal.SIGCONT)
+    results = [c.result(timeout=30) for c in copies]
+    lost = [r for r in results if r["lost"]]
+    assert len(lost) == 1, results  # the stalled copy: its late checkpoint was refused
+    assert "lost its lease" in lost[0]["lost"][0], lost
+    store = open_store(postgresql_url)
+    try:
+        record = store.get_job(f"twice~p{index}of{PARTITIONS}")
+    finally:
+        store.close()
+    assert record is not None
+    assert record.status == "completed", record
+    summary = record.summary or {}
+    items = range(200, 300)
+    assert summary.get("state") == {"count": 100, "sum": sum(items)}, summary  # each item once
+    calls = calls_of(log)
+    assert {item for item, _ in calls} == set(items)
+    assert len({pid for _, pid in calls}) == 2  # both copies handled items
+    extra = len(calls) - 100
+    # the taken-over interval, and what the stalled copy handled after waking before its
+    # checkpoint met the fence: one interval each, and the items in hand
+    assert extra <= 2 * 10 + 2, extra
+
+
+def _completed(store_url: str, key: str) -> bool:
+    store = open_store(store_url)
+    try:
+        record = store.get_job(key)
+        return record is not None and record.status == "completed"
+    finally:
+        store.close()
+
+
+def test_distributed_takes_true_false_or_a_dask_client(tmp_path: Path) -> None:
+    job = midway.Job("odd", store=f"sqlite:///{tmp_path / 'state.db'}", partitions=2)
+    with pytest.raises(midway.ConfigError, match=r"True, False or a dask\.distributed\.Client"):
+        job.run(range(4), LoggingHandler(tmp_path / "calls.log"), distributed="yes")
+    assert not (tmp_path / "calls.log").exists()  # refused before the first item

@@ -41,12 +41,12 @@ from midway._model.checkpoint import Counters
 from midway._model.identity import JobId
 from midway._model.owner import hostname
 from midway._model.result import RunResult, RunStatus
-from midway.distributed.plan import DistributedJob, settle_plan
+from midway.distributed.plan import DistributedJob, planned_partitions
 from midway.distributed.worker import RunPartition, whole_result, work
 from midway.errors import ConfigError, MidwayError
 from midway.run.progress import reporter
 from midway.run.reducers import split_state
-from midway.sources.base import Source, Splittable
+from midway.sources.base import Source
 from midway.stores import Store, open_store
 
 EXTRA = "pip install 'midway[dask]'"
@@ -113,24 +113,20 @@ def run_on_dask(
     started = time.monotonic()
     store = open_store(job.store_url, durable=job.durable)
     try:
-        plan = settle_plan(store, job, source)
-        assert isinstance(source, Splittable)  # settle_plan refuses any other
-        parts_plan = plan["parts"]
-        assert isinstance(parts_plan, list)
-        count = len(parts_plan)
-        ids = [job.id.partition(i, count) for i in range(count)]
+        parts, ids = planned_partitions(store, job, source)
+        count = len(parts)
         futures = {
             client.submit(
                 partition_task,
                 job,
-                source.partition(part, i),
+                part,
                 i,
                 count,
                 run_partition,
                 pure=False,
                 key=f"midway-{ids[i].key}-{time.time_ns()}",
             ): i
-            for i, part in enumerate(parts_plan)
+            for i, part in enumerate(parts)
         }
         total = source.total()
         handled, errors = _gather(job, store, ids, futures, as_completed(futures), total)

@@ -33,12 +33,12 @@ from midway._model.identity import WORKER_ENV, JobId
 from midway._model.owner import Owner
 from midway._model.result import RunResult, RunStatus
 from midway.console import say
-from midway.distributed.plan import DistributedJob, settle_plan
+from midway.distributed.plan import DistributedJob, planned_partitions
 from midway.errors import LeaseLost
 from midway.run.engine import PartitionDone
 from midway.run.reducers import Reducers, merge_partitions, split_state
 from midway.run.workers import merge_state
-from midway.sources.base import Source, Splittable
+from midway.sources.base import Source
 from midway.stores import JobRecord, Lease, Store, open_store
 from midway.stores.reuse import reusing_connections
 
@@ -66,13 +66,8 @@ def run_distributed(
     started = time.monotonic()
     store = open_store(job.store_url, durable=job.durable)
     try:
-        plan = settle_plan(store, job, source)
-        assert isinstance(source, Splittable)  # settle_plan refuses any other
-        parts_plan = plan["parts"]
-        assert isinstance(parts_plan, list)
-        count = len(parts_plan)
-        parts = [source.partition(part, i) for i, part in enumerate(parts_plan)]
-        ids = [job.id.partition(i, count) for i in range(count)]
+        parts, ids = planned_partitions(store, job, source)
+        count = len(parts)
         handled = work(
             job, store, ids, lambda i, lease: run_partition(i, count, parts[i], lease, store)
         ).handled
