@@ -155,7 +155,7 @@ class PostgreSQLStore(SQLStore):
         the token the row carries (see ``update_checkpoint``): no lock on the lease row,
         whose every lock is a write of its own. The first checkpoint of a run, or one a
         takeover fenced out, goes the locked way, where the lease decides."""
-        if conn.execute(self.Q["update_checkpoint"], params).rowcount == 1:
+        if self._affected(conn.execute(self.Q["update_checkpoint"], params)) == 1:
             return
         super()._write_fenced(conn, lease, params)
 
