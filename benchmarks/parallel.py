@@ -10,6 +10,8 @@
 2. ``job.run(..., distributed=True)``: one worker process against four, sharing a job of 16
    partitions through a PostgreSQL store (a throwaway server from pgserver unless ``--url``);
    the time runs from the start of the first process to the end of the last (the bar: 3.5x).
+   Then ``job.run(..., distributed=client)`` on a Dask LocalCluster of one worker process
+   against four (one thread each; the cluster's start not timed; the bar: 3.5x).
 
 Each handler call sleeps 20 ms: the work is waiting, as for an HTTP API, so the ratios show
 what midway's bookkeeping leaves of the parallelism.
@@ -17,7 +19,10 @@ what midway's bookkeeping leaves of the parallelism.
 3. What splitting costs: the first worker's plan of 16 partitions for a CSV file and for a
    SQLite table of ``--split-rows`` rows (made once per job and kept in the store; the other
    workers read it back), and the fixed cost of one partition on PostgreSQL (a worker alone
-   on 32 partitions of one item each: claim, start, finish).
+   on 32 partitions of one item each: claim, start, finish; the bar: under 5 ms).
+
+4. PostgreSQL ``every=1`` (durable) against the same server's raw commit rate, best of three
+   (what benchmarks/postgres_rate.py measures in full; the bar: 0.9).
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from typing import Any
 import midway
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from postgres_rate import fresh_database, server
+from postgres_rate import fresh_database, midway_every_1, raw, server
 
 WAIT = 0.020
 
@@ -87,6 +92,31 @@ def processes(folder: Path, url: str, count: int, n: int) -> float:
     return n / (time.perf_counter() - started)
 
 
+def on_dask(url: str, count: int, n: int) -> float:
+    """``job.run(..., distributed=client)`` on a LocalCluster of ``count`` worker processes
+    (one thread each), 16 partitions; the cluster's start is not timed."""
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(
+        n_workers=count,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        host="127.0.0.1",
+    )
+    try:
+        with Client(cluster) as client:
+            job = midway.Job(
+                f"dask-{count}", store=url, partitions=16, every=20, progress=False, quiet=True
+            )
+            started = time.perf_counter()
+            result = job.run(range(n), wait_20ms, distributed=client)
+            assert result.processed == n, result
+            return n / (time.perf_counter() - started)
+    finally:
+        cluster.close()
+
+
 def write_csv(path: Path, rows: int) -> None:
     with path.open("w", encoding="utf-8", newline="") as f:
         f.write("id,name,note\n")
@@ -121,6 +151,15 @@ def partition_cost(url: str, count: int = 32) -> float:
     return (time.perf_counter() - started) / count
 
 
+def every_1_ratio(admin: str, n: int, rounds: int = 3) -> dict[str, float]:
+    """Best of ``rounds``: the server's raw commit rate and midway's every=1 (durable)."""
+    raws, mine = [], []
+    for _ in range(rounds):
+        raws.append(n / raw(admin, n, True))
+        mine.append(n / midway_every_1(admin, n, True))
+    return {"raw": max(raws), "midway": max(mine)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", help="a PostgreSQL server (default: a throwaway one)")
@@ -128,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     parser.add_argument(
         "--split-rows", type=int, default=1_000_000, help="rows of the file and table to split"
+    )
+    parser.add_argument(
+        "--commits", type=int, default=1000, help="commits per timing of the every=1 ratio"
     )
     args = parser.parse_args(argv)
     rows: list[dict[str, Any]] = []
@@ -159,12 +201,26 @@ def main(argv: list[str] | None = None) -> int:
                 four = processes(folder, url, 4, args.items * 2)
             with fresh_database(admin) as url:
                 fixed = partition_cost(url)
+            with fresh_database(admin) as url:
+                dask_one = on_dask(url, 1, args.items // 2)
+            with fresh_database(admin) as url:
+                dask_four = on_dask(url, 4, args.items * 2)
+            pg_rate = every_1_ratio(admin, args.commits)
         rows.append({"what": "distributed, 1 worker process (PostgreSQL)", "items_per_s": single})
         rows.append(
             {
                 "what": "distributed, 4 worker processes",
                 "items_per_s": four,
                 "ratio": four / single,
+                "bar": 3.5,
+            }
+        )
+        rows.append({"what": "Dask, 1 worker process (PostgreSQL)", "items_per_s": dask_one})
+        rows.append(
+            {
+                "what": "Dask, 4 worker processes",
+                "items_per_s": dask_four,
+                "ratio": dask_four / dask_one,
                 "bar": 3.5,
             }
         )
@@ -179,6 +235,11 @@ def main(argv: list[str] | None = None) -> int:
         {"what": f"plan 16 partitions of a {rows_n:,}-row SQLite table", "seconds": sql_s},
         {"what": "fixed cost of one partition (PostgreSQL)", "seconds": fixed},
     ]
+    rates = [
+        {"what": "raw commits/s (synchronous_commit=on)", "value": pg_rate["raw"]},
+        {"what": "midway every=1, durable=True, items/s", "value": pg_rate["midway"]},
+        {"what": "ratio (bar: 0.9)", "value": pg_rate["midway"] / pg_rate["raw"]},
+    ]
     print(f"handler: sleeps {WAIT * 1000:.0f} ms per item\n")
     print(f"{'measurement':<45} {'items/s':>9} {'ratio':>7}  bar")
     for row in rows:
@@ -190,8 +251,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{'splitting':<45} {'seconds':>9}")
     for row in splits:
         print(f"{row['what']:<45} {row['seconds']:>9.3f}")
+    print(f"\n{'PostgreSQL every=1, best of 3, ' + str(args.commits) + ' commits':<45} {'':>9}")
+    for row in rates:
+        print(f"{row['what']:<45} {row['value']:>9,.2f}")
     if args.json:
-        data = {"throughput": rows, "splitting": splits}
+        data = {"throughput": rows, "splitting": splits, "postgres_every_1": rates}
         Path(args.json).write_text(json.dumps(data, indent=2), encoding="utf-8")
     return 0
 

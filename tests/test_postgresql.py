@@ -313,8 +313,9 @@ def test_lease_times_are_the_servers(pg: Store, postgresql_url: str) -> None:
 
 
 def test_a_takeover_racing_a_write_wins_cleanly(pg: Store, postgresql_url: str) -> None:
-    """A takeover holds the lease row (its transaction not yet committed) while the old
-    owner writes: the write waits, and once the takeover commits it is refused."""
+    """A takeover holds the lease row and has re-marked the checkpoint row (its transaction
+    not yet committed) while the old owner writes: the write waits, and once the takeover
+    commits it is refused."""
     job = JobId("raced")
     lease = pg.acquire_lease(job, Owner.current(), 5.0)
     first = checkpoint(job.key, 1)
@@ -334,6 +335,8 @@ def test_a_takeover_racing_a_write_wins_cleanly(pg: Store, postgresql_url: str) 
             "UPDATE midway_leases SET token = token + 1, host = 'elsewhere.invalid', "
             "pid = 4242 WHERE job = 'raced'"
         )
+        # as a takeover does: the checkpoint row is the new holder's
+        other.execute("UPDATE midway_checkpoints SET token = token + 1 WHERE job = 'raced'")
         writer = threading.Thread(target=write)
         writer.start()
         time.sleep(0.5)

@@ -12,6 +12,7 @@ from midway._model.ledger import ItemRecord
 from midway._model.redaction import redact_url
 from midway._model.result import RunResult
 from midway._model.settings import DriftPolicy, Executor, Guarantee, Settings
+from midway.distributed.dask import is_dask_client, run_on_dask
 from midway.distributed.worker import RunPartition, run_distributed, worker_mode
 from midway.errors import ConfigError
 from midway.run.context import Context
@@ -154,13 +155,15 @@ class Job:
         handler: Callable[[Any, Context], Any],
         *,
         state: dict[str, Any] | None = None,
-        distributed: bool = False,
+        distributed: bool | Any = False,
     ) -> RunResult:
         """Call ``handler(item, ctx)`` for every item not yet done, checkpointing as it goes.
 
         ``distributed=True`` (or running under ``midway worker``): this process is one of any
         number of workers sharing the job's ``partitions`` through the store; see
         :mod:`midway.distributed.worker`. Each partition starts from ``state``.
+        ``distributed=client`` (a ``dask.distributed.Client``, ``pip install 'midway[dask]'``):
+        each partition runs as a task on that Dask cluster; see :mod:`midway.distributed.dask`.
 
         ``state`` seeds ``ctx.state`` on a fresh start; a resumed run continues from the
         saved state. A value that is a reducer (``{"imported": midway.Sum()}``) declares how
@@ -174,6 +177,9 @@ class Job:
             handler, workers=self.settings.workers, executor=self.settings.executor
         )
         try:
+            if is_dask_client(distributed):
+                runner = self._partition_runner(handler, state)
+                return run_on_dask(self, source, runner, state, distributed)
             if distributed or worker_mode():
                 return run_distributed(self, source, self._partition_runner(handler, state), state)
             engine = Engine(self, source, state)

@@ -8,10 +8,28 @@ import time
 from dataclasses import dataclass
 from functools import cache
 
+from midway._model.identity import WORKER_ENV
+
 
 @cache
 def hostname() -> str:
     return socket.gethostname()
+
+
+INDEX_ENV = "JOB_COMPLETION_INDEX"
+"""Set by Kubernetes in each pod of an Indexed Job: the pod's index."""
+
+
+def runner_host() -> str:
+    """The host a runner names itself by. Under ``midway worker`` in a Kubernetes Indexed
+    Job (``JOB_COMPLETION_INDEX`` set), the pod's name (``HOSTNAME``) and its index,
+    ``import-contacts-3-x7k2p#3``, so that ``midway status`` shows which pod holds which
+    partition; anywhere else the machine's host name."""
+    index = os.environ.get(INDEX_ENV, "").strip()
+    if os.environ.get(WORKER_ENV) != "1" or not index:
+        return hostname()
+    pod = os.environ.get("HOSTNAME", "").strip() or hostname()
+    return f"{pod[:200]}#{index[:20]}"
 
 
 def process_start_ticks(pid: int) -> int | None:
@@ -52,11 +70,11 @@ class Owner:
     @classmethod
     def current(cls) -> Owner:
         pid = os.getpid()
-        return cls(hostname(), pid, process_start_ticks(pid))
+        return cls(runner_host(), pid, process_start_ticks(pid))
 
     def is_dead_here(self) -> bool:
         """True only when this owner ran on this host and its process is certainly gone."""
-        if self.host != hostname():
+        if self.host != runner_host():
             return False
         if not pid_alive(self.pid):
             return True

@@ -45,6 +45,8 @@ class RunResult:
     processed_this_run: int = 0
     elapsed: float = 0.0
     position: Any = None
+    partition_errors: dict[str, str] = field(default_factory=dict)
+    """A distributed run placed by Dask: each partition that failed for good, and why."""
 
     @property
     def processed(self) -> int:

@@ -36,6 +36,7 @@ class DistributedJob(Protocol):
     store_url: str
     partitions: int
     quiet: bool
+    progress: bool | None
     durable: bool
     lease_ttl: float
     merge: Callable[[dict[str, Any], dict[str, Any]], Any] | None
@@ -84,6 +85,19 @@ def settle_plan(store: Store, job: DistributedJob, source: Source) -> dict[str, 
         )
     _check_plan(job, plan, count, fingerprint, asks)
     return plan
+
+
+def planned_partitions(
+    store: Store, job: DistributedJob, source: Source
+) -> tuple[list[Source], list[JobId]]:
+    """The job's partitions by its recorded plan: each one's source, and its key."""
+    plan = settle_plan(store, job, source)
+    assert isinstance(source, Splittable)  # settle_plan refuses any other
+    parts_plan = plan["parts"]
+    assert isinstance(parts_plan, list)
+    count = len(parts_plan)
+    parts = [source.partition(part, i) for i, part in enumerate(parts_plan)]
+    return parts, [job.id.partition(i, count) for i in range(count)]
 
 
 def _check_plan(

@@ -25,6 +25,7 @@ import os
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from midway._model.checkpoint import COUNTER_NAMES, Counters
@@ -32,13 +33,14 @@ from midway._model.identity import WORKER_ENV, JobId
 from midway._model.owner import Owner
 from midway._model.result import RunResult, RunStatus
 from midway.console import say
-from midway.distributed.plan import DistributedJob, settle_plan
+from midway.distributed.plan import DistributedJob, planned_partitions
 from midway.errors import LeaseLost
 from midway.run.engine import PartitionDone
 from midway.run.reducers import Reducers, merge_partitions, split_state
 from midway.run.workers import merge_state
-from midway.sources.base import Source, Splittable
+from midway.sources.base import Source
 from midway.stores import JobRecord, Lease, Store, open_store
+from midway.stores.reuse import reusing_connections
 
 POLL_SECONDS = 0.2
 
@@ -64,41 +66,57 @@ def run_distributed(
     started = time.monotonic()
     store = open_store(job.store_url, durable=job.durable)
     try:
-        plan = settle_plan(store, job, source)
-        assert isinstance(source, Splittable)  # settle_plan refuses any other
-        parts_plan = plan["parts"]
-        assert isinstance(parts_plan, list)
-        count = len(parts_plan)
-        parts = [source.partition(part, i) for i, part in enumerate(parts_plan)]
-        ids = [job.id.partition(i, count) for i in range(count)]
-        handled = _work(
+        parts, ids = planned_partitions(store, job, source)
+        count = len(parts)
+        handled = work(
             job, store, ids, lambda i, lease: run_partition(i, count, parts[i], lease, store)
-        )
+        ).handled
         records = [store.get_job(part.key) for part in ids]
-        return _whole(job, records, handled, time.monotonic() - started, split_state(state)[1])
+        return whole_result(
+            job, records, handled, time.monotonic() - started, split_state(state)[1]
+        )
     finally:
         store.close()
 
 
-def _work(
+@dataclass
+class Worked:
+    """What one worker did: the items it handled, and the partitions it lost to another
+    worker (its lease taken over: the fence refused its late writes)."""
+
+    handled: int = 0
+    lost: list[str] = field(default_factory=list)
+
+
+def work(
     job: DistributedJob,
     store: Store,
     ids: list[JobId],
     run_one: Callable[[int, Lease], RunResult],
-) -> int:
-    """Claim partitions no live runner holds and run them, until all have completed; how
-    many items this worker handled."""
+) -> Worked:
+    """Claim partitions no live runner holds and run them, until all have completed (each
+    run's writer takes the connection the run before left idle)."""
+    with reusing_connections():
+        return _claim_and_run(job, store, ids, run_one)
+
+
+def _claim_and_run(
+    job: DistributedJob,
+    store: Store,
+    ids: list[JobId],
+    run_one: Callable[[int, Lease], RunResult],
+) -> Worked:
     keys = [part.key for part in ids]
     index = {key: i for i, key in enumerate(keys)}
     order = list(range(len(ids)))
     random.Random(os.getpid()).shuffle(order)  # workers start on different partitions
     owner = Owner.current()
-    handled = 0
+    worked = Worked()
     while True:
         completed = store.completed_among(keys)  # completed partitions stay completed
         pending = [i for i in order if keys[i] not in completed]
         if not pending:
-            return handled
+            return worked
         lease = store.claim_lease([ids[i] for i in pending], owner, job.lease_ttl)
         if lease is None:
             # Others hold every one: look again soon, to take over a partition whose
@@ -111,11 +129,12 @@ def _work(
             continue  # another worker completed it before this one took it
         except LeaseLost as lost:
             say(f"{lost}; going on with the other partitions", quiet=job.quiet)
+            worked.lost.append(str(lost))
             continue
-        handled += result.processed_this_run
+        worked.handled += result.processed_this_run
 
 
-def _whole(
+def whole_result(
     job: DistributedJob,
     records: list[JobRecord | None],
     handled: int,

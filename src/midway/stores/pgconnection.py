@@ -11,6 +11,7 @@ midway's errors with a word on what to do.
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import time
@@ -20,10 +21,12 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from midway._model.redaction import redact_url
 from midway.errors import ConfigError, MidwayError, StoreCorrupt, StoreUnavailable
+from midway.stores import reuse
 
 try:
     import psycopg
     from psycopg import errors as pg_errors
+    from psycopg import pq
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
     from psycopg.rows import TupleRow
 except ImportError as exc:  # the optional extra is not installed
@@ -34,6 +37,7 @@ except ImportError as exc:  # the optional extra is not installed
 
 PgError = psycopg.Error
 """psycopg's root error, for modules that must not import psycopg before this one."""
+Pipeline = psycopg.Pipeline
 
 RETRY_SECONDS = 30.0
 """How long a call keeps reconnecting after the connection dropped, before giving up."""
@@ -71,6 +75,57 @@ _GAVE_UP_LOCK = threading.Lock()
 
 T = TypeVar("T")
 Connection = psycopg.Connection[TupleRow]
+
+
+# Connections a closed store left idle while a distributed worker runs (see stores.reuse),
+# for the next store of this process on the same URL and settings. Kept briefly, and only
+# by the process that made them (never across a fork).
+IDLE_SECONDS = 10.0
+IDLE_MAX = 2
+_IdleKey = tuple[str, bool]
+_IDLE: dict[_IdleKey, list[tuple[float, int, Connection]]] = {}
+_IDLE_LOCK = threading.Lock()
+
+
+def _keep_idle(key: _IdleKey, conn: Connection) -> bool:
+    """Keep ``conn`` for the next store if it is healthy and outside any transaction."""
+    if not reuse.active() or conn.closed or conn.broken:
+        return False
+    if conn.info.transaction_status != pq.TransactionStatus.IDLE:
+        return False
+    with _IDLE_LOCK:
+        kept = _IDLE.setdefault(key, [])
+        if len(kept) >= IDLE_MAX:
+            return False
+        kept.append((time.monotonic(), os.getpid(), conn))
+    return True
+
+
+def _take_idle(key: _IdleKey) -> Connection | None:
+    """A connection kept by :func:`_keep_idle`, not too old, made by this process."""
+    while True:
+        with _IDLE_LOCK:
+            kept = _IDLE.get(key)
+            if not kept:
+                return None
+            since, pid, conn = kept.pop()
+        if pid != os.getpid():
+            continue  # a parent's, inherited by fork: the parent may still use the socket
+        if time.monotonic() - since <= IDLE_SECONDS and not conn.closed and not conn.broken:
+            return conn
+        conn.close()
+
+
+def _close_idle() -> None:
+    with _IDLE_LOCK:
+        kept = [entry for entries in _IDLE.values() for entry in entries]
+        _IDLE.clear()
+    for _, pid, conn in kept:
+        if pid == os.getpid():
+            conn.close()
+
+
+reuse.on_end(_close_idle)
 
 
 def redact(url: str) -> str:
@@ -124,15 +179,14 @@ class PgConnection:
             ) from None
         settings = {**CONNECT_DEFAULTS, **{k: str(v) for k, v in given.items() if v is not None}}
         self._conninfo = make_conninfo(**settings)
+        self._key = (self._conninfo, durable)
         self._conn: Connection | None = None
         self._connected_once = False
 
     def close(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            finally:
-                self._conn = None
+        conn, self._conn = self._conn, None
+        if conn is not None and not _keep_idle(self._key, conn):
+            conn.close()
 
     def connection(self) -> Connection:
         """The open connection, or a new one (which may raise ``psycopg.Error``)."""
@@ -142,6 +196,11 @@ class PgConnection:
         if conn is not None:
             conn.close()
             self._conn = None
+        idle = _take_idle(self._key)
+        if idle is not None:
+            self._conn = idle
+            self._connected_once = True
+            return idle
         conn = psycopg.connect(self._conninfo, autocommit=True)
         try:
             settings = f"SET lock_timeout = '{LOCK_TIMEOUT}'"

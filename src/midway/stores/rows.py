@@ -39,8 +39,9 @@ def first(cursor: Any) -> dict[str, Any] | None:
 
 def every(cursor: Any) -> list[dict[str, Any]]:
     """The cursor's rows, each a mapping of column name to value."""
+    found = cursor.fetchall()  # first: in pipeline mode the names come with the answer
     names = _names(cursor)
-    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    return [dict(zip(names, row, strict=True)) for row in found]
 
 
 def _names(cursor: Any) -> list[str]:

@@ -12,6 +12,7 @@ must be (:class:`Commit`); the dialect decides what that takes.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from abc import abstractmethod
 from collections.abc import Callable
@@ -47,6 +48,9 @@ from midway.stores.base import (
 T = TypeVar("T")
 Op = Callable[[Any, int], T]
 """A piece of work on the store's connection: ``op(connection, attempt)``."""
+
+_JOB_PARTS = ("load_checkpoint", "get_lease")
+"""What a job's record holds besides its row: its checkpoint and its lease."""
 
 RESET_QUERIES = ("delete_items", "delete_runs", "delete_notes", "delete_history", "delete_plan")
 
@@ -120,6 +124,20 @@ class SQLStore(Store):
     def _list_param(self, values: list[str]) -> Any:
         """A list of strings as one query parameter (``completed_among``, ``list_items``)."""
 
+    def _batched(self, conn: Any) -> AbstractContextManager[None]:
+        """Around a transaction of :meth:`_transact`: send its statements in as few round
+        trips as the driver can (nothing by default). A statement whose rows are read waits
+        for its answer; the others go with the next one that does, or with the commit."""
+        return contextlib.nullcontext()
+
+    def _affected(self, cursor: Any) -> int:
+        """How many rows the statement of ``cursor`` changed (its answer awaited first)."""
+        return int(cursor.rowcount)
+
+    def _mark_taken(self, conn: Any, job: str, token: int) -> None:
+        """Inside the transaction that gives ``job``'s lease the new ``token``: what else
+        the dialect's fence needs to know (nothing by default)."""
+
     def _lock_migrations(self, conn: Any) -> None:
         """Inside the migration's transaction: make a second process opening a new store
         at once wait for this one (nothing where the transaction's lock does it)."""
@@ -130,7 +148,7 @@ class SQLStore(Store):
         """``op`` in one transaction (run again whole after a dropped connection)."""
 
         def whole(conn: Any, attempt: int) -> T:
-            with self._transaction(conn, commit):
+            with self._batched(conn), self._transaction(conn, commit):
                 return op(conn, attempt)
 
         return self._call(doing, whole, commit)
@@ -235,6 +253,7 @@ class SQLStore(Store):
     ) -> None:
         """Inside a transaction that locks the lease: make ``owner`` its holder."""
         conn.execute(self.Q["put_lease"], rows.lease_params(job.key, token, owner, now, ttl))
+        self._mark_taken(conn, job.key, token)
         params = jsonutil.canonical(job.params)
         conn.execute(
             self.Q["ensure_job"], {"job": job.key, "name": job.name, "params": params, "now": now}
@@ -296,7 +315,7 @@ class SQLStore(Store):
 
     def _write_fenced(self, conn: Any, lease: Lease, params: dict[str, Any]) -> None:
         """The checkpoint row, written only while ``lease`` is held (in the same statement)."""
-        if conn.execute(self.Q["write_checkpoint"], params).rowcount != 1:
+        if self._affected(conn.execute(self.Q["write_checkpoint"], params)) != 1:
             raise LeaseLost(lost_message(lease))
 
     def _checkpoint_parts(
@@ -408,17 +427,30 @@ class SQLStore(Store):
 
     def get_job(self, job: str) -> JobRecord | None:
         def op(conn: Any, attempt: int) -> JobRecord | None:
-            row = self._one(conn, "get_job", {"job": job})
-            return None if row is None else self._job_record(conn, row)
+            params = {"job": job}
+            with self._batched(conn):  # three questions, one round trip where it can
+                asked = [self._run(conn, q, params) for q in ("get_job", *_JOB_PARTS)]
+                row, checkpoint, lease = (rows.first(cursor) for cursor in asked)
+            return None if row is None else self._record(row, checkpoint, lease)
 
         return self._call("read", op)
 
     def _job_record(self, conn: Any, row: rows.Row) -> JobRecord:
+        params = {"job": row["job"]}
+        checkpoint, lease = (self._one(conn, query, params) for query in _JOB_PARTS)
+        return self._record(row, checkpoint, lease)
+
+    def _record(
+        self, row: rows.Row, checkpoint: rows.Row | None, lease: rows.Row | None
+    ) -> JobRecord:
         job = row["job"]
+        where = self._where("job", job)
         return JobRecord(
-            **rows.job_fields(row, self._where("job", job)),
-            checkpoint=self._checkpoint(conn, job),
-            lease=self._lease_info(conn, job),
+            **rows.job_fields(row, where),
+            checkpoint=None if checkpoint is None else rows.checkpoint_from_row(checkpoint, where),
+            lease=None
+            if lease is None
+            else rows.lease_from_row(job, lease, self._where("lease of job", job)),
         )
 
     def list_runs(self, job: str, limit: int = 20) -> list[RunRecord]:
@@ -466,7 +498,7 @@ class SQLStore(Store):
             if current is not None:
                 self._forget_lapsed_lease(conn, job)
             # Found by a try whose commit went unanswered counts as found.
-            found_before |= bool(conn.execute(self.Q["delete_job"], {"job": job}).rowcount > 0)
+            found_before |= self._affected(conn.execute(self.Q["delete_job"], {"job": job})) > 0
             for query in RESET_QUERIES:
                 conn.execute(self.Q[query], {"job": job})
             return found_before

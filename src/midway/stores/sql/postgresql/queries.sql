@@ -88,18 +88,37 @@ WITH fence AS (
 )
 INSERT INTO midway_checkpoints (
     job, version, run_id, position, succeeded, failed, skipped, in_doubt,
-    state, fingerprint, total, started_at, updated_at, extra)
+    state, fingerprint, total, started_at, updated_at, extra, token)
 SELECT fence.job, %(version)s::bigint, %(run_id)s::text, %(position)s::text,
     %(succeeded)s::bigint, %(failed)s::bigint, %(skipped)s::bigint, %(in_doubt)s::bigint,
     %(state)s::text, %(fingerprint)s::text, %(total)s::bigint,
-    %(started_at)s::double precision, %(updated_at)s::double precision, %(extra)s::text
+    %(started_at)s::double precision, %(updated_at)s::double precision, %(extra)s::text,
+    %(token)s::bigint
 FROM fence
 ON CONFLICT (job) DO UPDATE SET
     version = excluded.version, run_id = excluded.run_id, position = excluded.position,
     succeeded = excluded.succeeded, failed = excluded.failed, skipped = excluded.skipped,
     in_doubt = excluded.in_doubt, state = excluded.state, fingerprint = excluded.fingerprint,
     total = excluded.total, started_at = excluded.started_at,
-    updated_at = excluded.updated_at, extra = excluded.extra;
+    updated_at = excluded.updated_at, extra = excluded.extra, token = excluded.token;
+
+-- name: update_checkpoint
+-- The usual checkpoint: the row this runner wrote before, still marked with its token. A
+-- takeover re-marks the row (mark_checkpoint) in the transaction that takes the lease, and
+-- an UPDATE racing it re-reads the row once the takeover commits: it then no longer matches
+-- and writes nothing (the caller falls back to write_checkpoint, which the lease fences).
+UPDATE midway_checkpoints SET
+    version = %(version)s, run_id = %(run_id)s, position = %(position)s,
+    succeeded = %(succeeded)s, failed = %(failed)s, skipped = %(skipped)s,
+    in_doubt = %(in_doubt)s, state = %(state)s, fingerprint = %(fingerprint)s,
+    total = %(total)s, started_at = %(started_at)s, updated_at = %(updated_at)s,
+    extra = %(extra)s
+WHERE job = %(job)s AND token = %(token)s;
+
+-- name: mark_checkpoint
+-- Inside the transaction that takes a lease: the checkpoint row (if any) is the new
+-- holder's, and a checkpoint written under an older token no longer finds its row.
+UPDATE midway_checkpoints SET token = %(token)s WHERE job = %(job)s AND token <> %(token)s;
 
 -- name: load_checkpoint
 SELECT job, version, run_id, position, succeeded, failed, skipped, in_doubt,
