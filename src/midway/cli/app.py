@@ -13,7 +13,7 @@ import sys
 
 import click
 
-from midway.cli import ledger, reading, running
+from midway.cli import ledger, metrics, reading, running
 from midway.console import printable
 from midway.each.command import each_command
 from midway.errors import EXIT_FAILED, MidwayError
@@ -36,6 +36,7 @@ for command in (
     reading.show,
     reading.failed,
     reading.report,
+    metrics.metrics,
     ledger.reset,
     ledger.retry,
     ledger.resolve,
