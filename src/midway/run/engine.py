@@ -29,6 +29,7 @@ from midway._model.ledger import ItemRecord
 from midway._model.owner import Owner
 from midway._model.result import RunResult
 from midway._model.settings import Settings
+from midway.console import use_log_format
 from midway.run.commits import Commits, call_hook
 from midway.run.context import Context
 from midway.run.ending import Ending
@@ -96,6 +97,7 @@ class Engine:
 
     def start(self) -> None:
         run, settings = self.run, self.run.settings
+        use_log_format()  # MIDWAY_LOG_FORMAT checked before the store is opened
         store = run.store = self._borrowed or open_store(
             self.spec.store_url, durable=settings.durable
         )
@@ -138,7 +140,7 @@ class Engine:
         self.ctx.state = run.state
         self.ctx.transaction = self.guarantee.begin(store, lease)
         self.stops.install()
-        run.progress = reporter(self.spec.id.name, settings.progress, settings.quiet)
+        run.progress = reporter(self.spec.id.name, settings.progress, settings.quiet, run.key)
         source = run.source
         if run.total is None and isinstance(source, ByteProgress):
             run.share = source.progress
