@@ -95,8 +95,8 @@ def test_completed_is_logged_once_on_the_midway_logger(
     ]
     assert len(said) == 1, [r.getMessage() for r in said]
     record = said[0]
-    assert getattr(record, "midway_event") == "run.finished"
-    assert getattr(record, "midway_fields")["succeeded"] == 10
+    assert record.midway_event == "run.finished"
+    assert record.midway_fields["succeeded"] == 10
 
 
 def test_log_format_option_and_a_bad_format(tmp_path: Path) -> None:

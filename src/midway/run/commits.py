@@ -120,7 +120,8 @@ class Commits:
             else:
                 if keeper is not None:
                     keeper.flush()
-                store.write_checkpoint(lease, cp)
+                with run.tracing.checkpoint(cp):
+                    store.write_checkpoint(lease, cp)
                 self.guarantee.committed()
         except BaseException:
             run.pending[:0] = cp.ledger  # not written: keep them for the next try

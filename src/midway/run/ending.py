@@ -56,6 +56,7 @@ class Ending:
             raise LeaseLost(lost_message(lease))
         if run.stop_error is not None:  # too many failures, or an at-most-once item raised
             exc = run.stop_error
+            run.tracing.error(exc)
             self.close(RunStatus.FAILED, describe(exc)[:500])
             self.tell_finish(str(exc) if isinstance(exc, MidwayError) else None)
             raise exc
@@ -94,6 +95,7 @@ class Ending:
     def fail(self, exc: BaseException) -> None:
         """The handler raised: keep every finished item, note where, and let it propagate."""
         run = self.run
+        run.tracing.error(exc)
         if run.lease_lost or isinstance(exc, LeaseLost):
             self.release(release_lease=False)
             return
@@ -288,6 +290,8 @@ class Ending:
         """Give everything back: progress line, signal handlers, keeper thread, cursor,
         lease, store. Safe to call twice."""
         run = self.run
+        status = "lease_lost" if run.lease_lost else run.record.status if run.record else None
+        run.tracing.end(status, run.counters, run.processed_at_start)
         self.close_progress()
         self.stops.restore()
         if self.commits.keeper is not None:

@@ -46,6 +46,7 @@ from midway.run.runstate import JobSpec, RunState
 from midway.run.slices import InHand, Pace, SliceLoop
 from midway.run.steps import StepRecords
 from midway.run.stops import Stops
+from midway.run.tracing import tracing
 from midway.run.writer import Keeper
 from midway.sources.base import ByteProgress, Chunk, Source
 from midway.stores import Lease, Store, open_store
@@ -113,6 +114,8 @@ class Engine:
         run.lease = lease
         if faults.ACTIVE:
             faults.hit("lease.after_acquire")
+        run.tracing = tracing()  # decided once: OFF costs nothing per item
+        run.tracing.start(run.key, run.run_id, settings.guarantee, run.counters.processed)
         try:
             # The keeper opens its own connection while this thread prepares the run. Were
             # it started last, it would open it while the loop runs, and each of its steps
@@ -123,10 +126,14 @@ class Engine:
                 lease,
                 on_error=self.stops.on_writer_error,
                 on_lease_lost=self.stops.on_lease_lost,
+                tracing=run.tracing,
             )
             self.opening.open(store, lease)
+            run.tracing.resumed(run.resumed_from)
             self._begin(store, lease)
-        except BaseException:
+        except BaseException as exc:
+            if not isinstance(exc, PartitionDone):
+                run.tracing.error(exc)
             self.ending.release()
             raise
 
@@ -150,7 +157,12 @@ class Engine:
 
     def run_handler(self, handler: Handler) -> RunResult:
         """``Job.run``: the tight loop. The only per-item work is the handler call; a failing
-        item leaves the loop through the exception and re-enters it after the next item."""
+        item leaves the loop through the exception and re-enters it after the next item.
+        The run's span (if traced) is the current one meanwhile: the handler's spans nest."""
+        with self.run.tracing.current():
+            return self._run_handler(handler)
+
+    def _run_handler(self, handler: Handler) -> RunResult:
         run = self.run
         slices = self.slices()
         try:

@@ -20,6 +20,7 @@ from midway._model.settings import Settings
 from midway.console import say
 from midway.run.progress import Reporter, Silent
 from midway.run.reducers import Combiner, split_state
+from midway.run.tracing import OFF, Tracing
 from midway.sources.base import Chunk, Cursor, Source
 from midway.stores import Lease, RunRecord, Store
 
@@ -83,6 +84,8 @@ class RunState:
         self.store: Store | None = None
         self.lease: Lease | None = None
         self.record: RunRecord | None = None
+        self.tracing: Tracing = OFF
+        """The run's OpenTelemetry span and events (:mod:`midway.run.tracing`)."""
         self.new_run_id = uuid.uuid4().hex
         """The id this run's record takes (known before the record is made, for the log)."""
         self.cursor: Cursor | None = None
@@ -144,3 +147,4 @@ class RunState:
             run_id=self.run_id,
             **fields,
         )
+        self.tracing.event(event, fields)
