@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from opentelemetry.util._once import Once
 
 import midway
 from midway.run import tracing
+from midway.stores import open_store
 from support import spanfile
 from support.itemjob import ItemJob, ItemSpec
 
@@ -196,6 +198,31 @@ def test_no_provider_no_tracing(tmp_path: Path) -> None:
     assert done.stdout.strip() == "completed"
 
 
+def wait_for_checkpoint_span(path: Path, url: str, job: str) -> None:
+    """Until the held run's last commit is on disk and its span has ended (twice in a row,
+    0.2 s apart: no commit was in flight)."""
+    deadline = time.monotonic() + 30
+    seen = None
+    while time.monotonic() < deadline:
+        store = open_store(url)
+        try:
+            record = store.get_job(job)
+        finally:
+            store.close()
+        version = record.checkpoint.version if record and record.checkpoint else None
+        ended = [
+            s["attributes"]["midway.checkpoint.version"]
+            for s in (spanfile.read(str(path)) if path.exists() else [])
+            if s["phase"] == "end" and s["name"] == "midway.checkpoint"
+        ]
+        if version is not None and version in ended:
+            if seen == version:
+                return
+            seen = version
+        time.sleep(0.2)
+    raise AssertionError("the held run's checkpoint span did not end in 30 s")
+
+
 def test_a_killed_run_and_its_resume_are_two_run_spans_of_the_job(tmp_path: Path) -> None:
     site = tmp_path / "site"
     site.mkdir()
@@ -205,7 +232,7 @@ def test_a_killed_run_and_its_resume_are_two_run_spans_of_the_job(tmp_path: Path
     path = tmp_path / "spans.jsonl"
     env = {"PYTHONPATH": os.pathsep.join([str(site), str(SUPPORT)]), "MIDWAY_TEST_SPANS": str(path)}
     store = f"sqlite:///{tmp_path / 'state.db'}"
-    spec = ItemSpec(store=store, n=30, every=5, refuse=[4], hold=[17], max_failures=5)
+    spec = ItemSpec(store=store, n=30, every=5, refuse=[4, 22], hold=[17], max_failures=5)
     job = ItemJob(tmp_path / "job", spec)
     saved = dict(os.environ)
     os.environ.update(env)
@@ -213,6 +240,7 @@ def test_a_killed_run_and_its_resume_are_two_run_spans_of_the_job(tmp_path: Path
         job.hold(17)
         first = job.start()
         job.wait_for(0, 16)
+        wait_for_checkpoint_span(path, store, job.key)
         first.kill()  # SIGKILL while the run span is open
         first.communicate(timeout=30)
         job.release(17)
@@ -234,8 +262,10 @@ def test_a_killed_run_and_its_resume_are_two_run_spans_of_the_job(tmp_path: Path
     attributes = ended["attributes"]
     assert attributes["midway.resumed_from"] == killed["attributes"]["midway.run_id"]
     assert attributes["midway.status"] == "completed_with_failures"
-    assert attributes["midway.failed"] == 1
+    assert attributes["midway.failed"] == 2
     assert attributes["midway.processed"] == 30
+    failures = [e for e in ended["events"] if e["name"] == "midway.item.failed"]
+    assert [e["attributes"]["midway.key"] for e in failures] == [22]  # no logging set up
     killed_checkpoints = [
         s
         for s in found

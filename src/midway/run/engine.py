@@ -328,7 +328,8 @@ class Engine:
         )
 
     def report_item_failed(self, record: ItemRecord) -> None:
-        """Call the job's ``on_item_failed``, if any."""
+        """Log and trace it, and call the job's ``on_item_failed``, if any."""
+        self.run.tell_item(record, record.attempts)
         hook = self.run.settings.on_item_failed
         if hook is not None:
             call_hook("on_item_failed", hook, record, None)

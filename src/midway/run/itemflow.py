@@ -348,19 +348,11 @@ class ItemFlow:
 
     def tell(self, record: ItemRecord, name: str, attempts: int) -> None:
         """An item that did not succeed goes to the log, or (the first few) to the screen."""
-        what = record.status.replace("_", " ")
+        self.run.tell_item(record, attempts)  # the log, if set up, and the trace
         if logging_configured() or log_format() == "json":
-            self.run.tell(
-                f"item {name} {what} after {attempts} attempt(s): {record.error}",
-                "item.failed",
-                level=logging.WARNING,
-                quiet=True,
-                key=record.key,
-                status=record.status,
-                error=record.error,
-                attempts=attempts,
-            )
-        elif self.failures_said < SAY_FAILURES and not self.run.settings.quiet:
+            return
+        what = record.status.replace("_", " ")
+        if self.failures_said < SAY_FAILURES and not self.run.settings.quiet:
             self.failures_said += 1
             more = " (further ones are counted, not shown: `midway show`)" * (
                 self.failures_said == SAY_FAILURES

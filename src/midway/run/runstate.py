@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from midway._model import jsonutil
 from midway._model.checkpoint import Counters
 from midway._model.identity import JobId
 from midway._model.jsonutil import JSONValue
@@ -148,3 +149,17 @@ class RunState:
             **fields,
         )
         self.tracing.event(event, fields)
+
+    def tell_item(self, record: ItemRecord, attempts: int) -> None:
+        """An item that did not succeed, to the log (if set up, or JSON) and the trace."""
+        self.tell(
+            f"item {jsonutil.dumps(record.key)} {record.status.replace('_', ' ')} after "
+            f"{attempts} attempt(s): {record.error}",
+            "item.failed",
+            level=logging.WARNING,
+            quiet=True,
+            key=record.key,
+            status=record.status,
+            error=record.error,
+            attempts=attempts,
+        )
