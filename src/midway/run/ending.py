@@ -30,6 +30,10 @@ from midway.stores.base import lost_message
 
 log = logging.getLogger("midway")
 LEFT_EARLY = "the loop was left before the end of the input"
+FINISHED_FIELDS = (
+    "status", "processed", "succeeded", "failed", "skipped", "in_doubt", "processed_this_run"
+)  # fmt: skip
+"""What the ``run.finished`` event carries of the result (and ``elapsed_seconds``)."""
 
 
 @dataclass(eq=False)
@@ -223,13 +227,7 @@ class Ending:
             ),
             "run.finished",
             quiet=True if message is None else None,  # the error itself is what is shown
-            status=result.status,
-            processed=result.processed,
-            succeeded=result.succeeded,
-            failed=result.failed,
-            skipped=result.skipped,
-            in_doubt=result.in_doubt,
-            processed_this_run=result.processed_this_run,
+            **{name: getattr(result, name) for name in FINISHED_FIELDS},
             elapsed_seconds=round(result.elapsed, 3),
         )
         hook = self.run.settings.on_finish

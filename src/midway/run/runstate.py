@@ -152,14 +152,9 @@ class RunState:
 
     def tell_item(self, record: ItemRecord, attempts: int) -> None:
         """An item that did not succeed, to the log (if set up, or JSON) and the trace."""
+        what = f"{jsonutil.dumps(record.key)} {record.status.replace('_', ' ')}"
+        message = f"item {what} after {attempts} attempt(s): {record.error}"
+        fields = {"key": record.key, "status": record.status, "error": record.error}
         self.tell(
-            f"item {jsonutil.dumps(record.key)} {record.status.replace('_', ' ')} after "
-            f"{attempts} attempt(s): {record.error}",
-            "item.failed",
-            level=logging.WARNING,
-            quiet=True,
-            key=record.key,
-            status=record.status,
-            error=record.error,
-            attempts=attempts,
+            message, "item.failed", level=logging.WARNING, quiet=True, **fields, attempts=attempts
         )
