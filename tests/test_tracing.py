@@ -266,6 +266,8 @@ def test_a_killed_run_and_its_resume_are_two_run_spans_of_the_job(tmp_path: Path
     assert attributes["midway.processed"] == 30
     failures = [e for e in ended["events"] if e["name"] == "midway.item.failed"]
     assert [e["attributes"]["midway.key"] for e in failures] == [22]  # no logging set up
+    (takeover,) = [e for e in ended["events"] if e["name"] == "midway.run.takeover"]
+    assert takeover["attributes"]["midway.previous_pid"] == killed["pid"]
     killed_checkpoints = [
         s
         for s in found

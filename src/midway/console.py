@@ -23,6 +23,7 @@ then the event's own fields. The events and their fields:
     run.left            processed (``job.loop`` left early; a checkpoint is saved)
     run.lease_lost      (another runner took the job over; this one wrote nothing more)
     run.other_params    other_job, processed (an unfinished job of the same name)
+    run.retry_queue     (the items `midway retry` put back, handled first)
     run.warning         (anything else a run warns about)
     item.failed         key, status ("failed", "skipped" or "in_doubt"), error, attempts
     item.retry          key, attempt, attempts, delay_seconds, error
@@ -30,8 +31,9 @@ then the event's own fields. The events and their fields:
     progress            processed, total, failed, rate_per_second, eta_seconds
     hook.failed         hook, error
 
-A field added later is a new key; a key listed here keeps its name and meaning. The plain
-format (the default, also on a terminal) prints the message alone.
+What ``midway each`` and ``midway worker`` say of themselves is ``log``, with job and
+run_id null. A field added later is a new key; a key listed here keeps its name and
+meaning. The plain format (the default, also on a terminal) prints the message alone.
 """
 
 from __future__ import annotations
