@@ -35,6 +35,7 @@ from typing import Any
 import altenv
 import alternatives
 import midway
+import otel
 import resume_cost
 import resume_hook
 import scale
@@ -303,6 +304,7 @@ def overhead_case(
     loop1000 = m("loop_every_1000", "job.loop, every=1000 (body calls the handler)")
     nondurable = m("run_every_1000_nondurable", "Job.run, every=1000, durable=False")
     timed = m("run_every_10s", "Job.run, every=None, every_seconds=10 (engine alone)")
+    traced = m("run_every_1000_otel", "Job.run, every=1000, OpenTelemetry tracer provider set")
     group: list[tuple[Measure, Thunk]] = [
         (plain, partial(plain_loop, items, handler)),
         (every1000, partial(run, every=1000)),
@@ -312,6 +314,8 @@ def overhead_case(
         (nondurable, partial(run, every=1000, durable=False)),
         (timed, partial(run, every=None, every_seconds=10.0)),
     ]
+    if otel.available():
+        group.append((traced, otel.traced_thunk(partial(run, every=1000))))
     run_rounds(group, s.rounds_cpu, f"overhead, {what}, {n:,} items")
     return Section(
         f"{number}. Overhead, {what}, {n:,} items (ratio = midway / plain loop; sqlite store, "
@@ -324,6 +328,11 @@ def overhead_case(
             Row(loop1000, plain),
             Row(nondurable, plain),
             Row(timed, plain),
+            *(
+                [Row(traced, every1000, note="ratio against every=1000 without a provider")]
+                if otel.available()
+                else []
+            ),
         ],
     )
 
@@ -729,6 +738,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="run the alternatives with this interpreter instead of benchmarks/.venv-alt's",
     )
     p.add_argument("--check", action="store_true", help="exit 1 when a figure is below its bar")
+    p.add_argument(
+        "--overhead-only", action="store_true", help="only the per-item overhead tables (1a, 1b)"
+    )
     args = p.parse_args(argv)
     if args.rounds is not None and args.rounds < 1:
         p.error("--rounds must be 1 or more")
@@ -739,6 +751,9 @@ def measure_all(
     root: Path, s: Settings, args: argparse.Namespace
 ) -> tuple[list[Table], dict[str, Any]]:
     session = Session(root)
+    if args.overhead_only:
+        overhead, extra = overhead_sections(session, s)
+        return [*overhead], extra
     env = altenv.python_for(args.alt_python, install=not args.no_install)
     tools = {
         "midway": Tool.midway(),

@@ -13,8 +13,8 @@ import sys
 
 import click
 
-from midway.cli import ledger, reading, running
-from midway.console import printable
+from midway.cli import ledger, metrics, reading, running
+from midway.console import FORMAT_VARIABLE, LOG_FORMATS, printable
 from midway.each.command import each_command
 from midway.errors import EXIT_FAILED, MidwayError
 from midway.web.command import ui
@@ -22,13 +22,22 @@ from midway.web.command import ui
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="midway", prog_name="midway")
-def cli() -> None:
+@click.option(
+    "--log-format",
+    type=click.Choice(LOG_FORMATS),
+    default=None,
+    help="How runs log to stderr: plain sentences (the default), or one JSON object per "
+    f"event (the same as {FORMAT_VARIABLE}=json).",
+)
+def cli(log_format: str | None) -> None:
     """Resumable item-by-item jobs: checkpoints that survive kill -9.
 
     \b
     Try it:   midway demo
     Then:     midway status
     """
+    if log_format is not None:  # for this process and the ones it starts (midway each)
+        os.environ[FORMAT_VARIABLE] = log_format
 
 
 for command in (
@@ -36,6 +45,7 @@ for command in (
     reading.show,
     reading.failed,
     reading.report,
+    metrics.metrics,
     ledger.reset,
     ledger.retry,
     ledger.resolve,

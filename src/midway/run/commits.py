@@ -18,6 +18,7 @@ from midway._model import jsonutil
 from midway._model.checkpoint import Checkpoint, Counters
 from midway._model.jsonutil import JSONValue
 from midway._model.owner import iso
+from midway.console import say
 from midway.errors import LeaseLost
 from midway.run.failures import describe
 from midway.run.guarantees import Guarantee
@@ -27,7 +28,6 @@ from midway.run.writer import Keeper
 from midway.stores.base import lost_message
 
 HISTORY_SECONDS = 5.0  # how often a checkpoint also adds a point to the job's history
-log = logging.getLogger("midway")
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,8 @@ class Commits:
             else:
                 if keeper is not None:
                     keeper.flush()
-                store.write_checkpoint(lease, cp)
+                with run.tracing.checkpoint(cp):
+                    store.write_checkpoint(lease, cp)
                 self.guarantee.committed()
         except BaseException:
             run.pending[:0] = cp.ledger  # not written: keep them for the next try
@@ -133,7 +134,14 @@ class Commits:
         hook = run.settings.on_checkpoint
         if hook is not None:
             call_hook("on_checkpoint", hook, checkpoint_info(cp))
-        log.debug("checkpoint #%d of job %r at %s", cp.version, run.key, cp.position)
+        run.tell(
+            f"checkpoint #{cp.version} of job {run.key!r} at {cp.position}",
+            "checkpoint",
+            level=logging.DEBUG,
+            quiet=True,
+            version=cp.version,
+            position=cp.position,
+        )
 
     def _snapshot(self, run_id: str) -> Checkpoint:
         run = self.run
@@ -252,7 +260,13 @@ def call_hook(name: str, hook: Callable[..., Any], *args: Any) -> None:
     try:
         hook(*args)
     except Exception as exc:
-        log.warning("the %s hook raised %s; the job goes on", name, describe(exc))
+        say(
+            f"the {name} hook raised {describe(exc)}; the job goes on",
+            level=logging.WARNING,
+            event="hook.failed",
+            hook=name,
+            error=describe(exc),
+        )
 
 
 def checkpoint_info(cp: Checkpoint) -> dict[str, JSONValue]:

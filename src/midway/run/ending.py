@@ -17,7 +17,6 @@ from midway._model import jsonutil
 from midway._model.checkpoint import Counters
 from midway._model.redaction import redact_text, resume_note
 from midway._model.result import RunResult, RunStatus, completed_status
-from midway.console import say
 from midway.errors import LeaseLost, MidwayError, Stopped
 from midway.run.commits import Commits, call_hook
 from midway.run.failures import describe
@@ -31,6 +30,10 @@ from midway.stores.base import lost_message
 
 log = logging.getLogger("midway")
 LEFT_EARLY = "the loop was left before the end of the input"
+FINISHED_FIELDS = (
+    "status", "processed", "succeeded", "failed", "skipped", "in_doubt", "processed_this_run"
+)  # fmt: skip
+"""What the ``run.finished`` event carries of the result (and ``elapsed_seconds``)."""
 
 
 @dataclass(eq=False)
@@ -57,10 +60,9 @@ class Ending:
             raise LeaseLost(lost_message(lease))
         if run.stop_error is not None:  # too many failures, or an at-most-once item raised
             exc = run.stop_error
+            run.tracing.error(exc)
             self.close(RunStatus.FAILED, describe(exc)[:500])
-            if isinstance(exc, MidwayError):
-                say(str(exc), quiet=run.settings.quiet)
-            self.tell_finish()
+            self.tell_finish(str(exc) if isinstance(exc, MidwayError) else None)
             raise exc
         if run.finished:  # all items done: complete, even if a stop came at the last one
             return self.complete()
@@ -68,12 +70,10 @@ class Ending:
             name = signal_name(run.stop_signal)
             result = self.close(RunStatus.STOPPED, f"stopped by {name}")
             message = self.stop_message(name)
-            say(message, quiet=run.settings.quiet)
-            self.tell_finish()
+            self.tell_finish(message)
             raise Stopped(message, signal_number=run.stop_signal, result=result)
         result = self.close(RunStatus.STOPPED, LEFT_EARLY)
-        say(self.left_message(rolled_back=False), quiet=run.settings.quiet)
-        self.tell_finish()
+        self.tell_finish(self.left_message(rolled_back=False))
         return result
 
     def leave(self) -> None:
@@ -81,20 +81,25 @@ class Ending:
         run = self.run
         if run.lease_lost:
             self.release(release_lease=False)
-            say(lost_message(run.lease) if run.lease else "lease lost", quiet=run.settings.quiet)
+            run.tell(lost_message(run.lease) if run.lease else "lease lost", "run.lease_lost")
             return
         self.commits.wait_for_writer()
         rolled_back = self.commits.roll_back_if_state_changed()
         try:
             self.close(RunStatus.STOPPED, LEFT_EARLY, save=not rolled_back)
         except MidwayError as exc:
-            say(f"could not save a checkpoint when the loop was left: {exc}", quiet=False)
+            run.tell(
+                f"could not save a checkpoint when the loop was left: {exc}",
+                "run.warning",
+                quiet=False,
+            )
             return
-        say(self.left_message(rolled_back), quiet=run.settings.quiet)
+        run.tell(self.left_message(rolled_back), "run.left", processed=run.counters.processed)
 
     def fail(self, exc: BaseException) -> None:
         """The handler raised: keep every finished item, note where, and let it propagate."""
         run = self.run
+        run.tracing.error(exc)
         if run.lease_lost or isinstance(exc, LeaseLost):
             self.release(release_lease=False)
             return
@@ -184,14 +189,12 @@ class Ending:
             self.lease_released = True
         finally:
             self.release()
-        say(
+        self.result = result
+        self.tell_finish(
             f"job {run.key!r} completed: {counters.processed:,} items "
             f"({counters.succeeded:,} succeeded{_failures(counters)}) in "
-            f"{result.elapsed:,.1f} s; checkpoint removed, the next run starts fresh",
-            quiet=run.settings.quiet,
+            f"{result.elapsed:,.1f} s; checkpoint removed, the next run starts fresh"
         )
-        self.result = result
-        self.tell_finish()
         return result
 
     def summary(self, result: RunResult) -> dict[str, object]:
@@ -207,19 +210,25 @@ class Ending:
             "total": run.total,
         }
 
-    def tell_finish(self) -> None:
+    def tell_finish(self, message: str | None = None) -> None:
+        """Say how the run ended, once (``message``, else the counters), then call the
+        ``on_finish`` hook."""
         result = self.result
         if result is None:
+            if message is not None:
+                self.run.tell(message, "run.warning")
             return
-        log.info(
-            "job %r %s: %d items (%d succeeded, %d failed, %d skipped, %d in doubt)",
-            self.run.key,
-            result.status,
-            result.processed,
-            result.succeeded,
-            result.failed,
-            result.skipped,
-            result.in_doubt,
+        self.run.tell(
+            message
+            or (
+                f"job {self.run.key!r} {result.status}: {result.processed:,} items "
+                f"({result.succeeded:,} succeeded, {result.failed:,} failed, "
+                f"{result.skipped:,} skipped, {result.in_doubt:,} in doubt)"
+            ),
+            "run.finished",
+            quiet=True if message is None else None,  # the error itself is what is shown
+            **{name: getattr(result, name) for name in FINISHED_FIELDS},
+            elapsed_seconds=round(result.elapsed, 3),
         )
         hook = self.run.settings.on_finish
         if hook is not None:
@@ -279,6 +288,8 @@ class Ending:
         """Give everything back: progress line, signal handlers, keeper thread, cursor,
         lease, store. Safe to call twice."""
         run = self.run
+        status = "lease_lost" if run.lease_lost else run.record.status if run.record else None
+        run.tracing.end(status, run.counters, run.processed_at_start)
         self.close_progress()
         self.stops.restore()
         if self.commits.keeper is not None:
@@ -296,9 +307,10 @@ class Ending:
             # Only an error path gets here (a run that ends records its end and gives
             # the lease back in one transaction): the error that ended the run is the one
             # to report, and a lease left behind expires or is taken over from a dead pid.
-            say(
+            run.tell(
                 f"could not give the lease on job {run.key!r} back ({exc}); the next run "
                 "takes it over once it expires",
+                "run.warning",
                 quiet=False,
             )
         finally:

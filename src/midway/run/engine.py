@@ -29,6 +29,7 @@ from midway._model.ledger import ItemRecord
 from midway._model.owner import Owner
 from midway._model.result import RunResult
 from midway._model.settings import Settings
+from midway.console import use_log_format
 from midway.run.commits import Commits, call_hook
 from midway.run.context import Context
 from midway.run.ending import Ending
@@ -45,6 +46,7 @@ from midway.run.runstate import JobSpec, RunState
 from midway.run.slices import InHand, Pace, SliceLoop
 from midway.run.steps import StepRecords
 from midway.run.stops import Stops
+from midway.run.tracing import tracing
 from midway.run.writer import Keeper
 from midway.sources.base import ByteProgress, Chunk, Source
 from midway.stores import Lease, Store, open_store
@@ -96,6 +98,7 @@ class Engine:
 
     def start(self) -> None:
         run, settings = self.run, self.run.settings
+        use_log_format()  # MIDWAY_LOG_FORMAT checked before the store is opened
         store = run.store = self._borrowed or open_store(
             self.spec.store_url, durable=settings.durable
         )
@@ -111,6 +114,8 @@ class Engine:
         run.lease = lease
         if faults.ACTIVE:
             faults.hit("lease.after_acquire")
+        run.tracing = tracing()  # decided once: OFF costs nothing per item
+        run.tracing.start(run.key, run.run_id, settings.guarantee, run.counters.processed)
         try:
             # The keeper opens its own connection while this thread prepares the run. Were
             # it started last, it would open it while the loop runs, and each of its steps
@@ -121,10 +126,14 @@ class Engine:
                 lease,
                 on_error=self.stops.on_writer_error,
                 on_lease_lost=self.stops.on_lease_lost,
+                tracing=run.tracing,
             )
             self.opening.open(store, lease)
+            run.tracing.resumed(run.resumed_from)
             self._begin(store, lease)
-        except BaseException:
+        except BaseException as exc:
+            if not isinstance(exc, PartitionDone):
+                run.tracing.error(exc)
             self.ending.release()
             raise
 
@@ -138,7 +147,7 @@ class Engine:
         self.ctx.state = run.state
         self.ctx.transaction = self.guarantee.begin(store, lease)
         self.stops.install()
-        run.progress = reporter(self.spec.id.name, settings.progress, settings.quiet)
+        run.progress = reporter(self.spec.id.name, settings.progress, settings.quiet, run.key)
         source = run.source
         if run.total is None and isinstance(source, ByteProgress):
             run.share = source.progress
@@ -148,7 +157,12 @@ class Engine:
 
     def run_handler(self, handler: Handler) -> RunResult:
         """``Job.run``: the tight loop. The only per-item work is the handler call; a failing
-        item leaves the loop through the exception and re-enters it after the next item."""
+        item leaves the loop through the exception and re-enters it after the next item.
+        The run's span (if traced) is the current one meanwhile: the handler's spans nest."""
+        with self.run.tracing.current():
+            return self._run_handler(handler)
+
+    def _run_handler(self, handler: Handler) -> RunResult:
         run = self.run
         slices = self.slices()
         try:
@@ -314,7 +328,8 @@ class Engine:
         )
 
     def report_item_failed(self, record: ItemRecord) -> None:
-        """Call the job's ``on_item_failed``, if any."""
+        """Log and trace it, and call the job's ``on_item_failed``, if any."""
+        self.run.tell_item(record, record.attempts)
         hook = self.run.settings.on_item_failed
         if hook is not None:
             call_hook("on_item_failed", hook, record, None)

@@ -24,7 +24,7 @@ from midway import faults
 from midway._model import jsonutil
 from midway._model.jsonutil import JSONValue
 from midway._model.ledger import ItemRecord, ItemStatus, drop
-from midway.console import logging_configured, say
+from midway.console import log_format, logging_configured, say
 from midway.errors import ConfigError, MidwayError, SourceError, TooManyFailures
 from midway.run.commits import Commits, call_hook
 from midway.run.failures import Action, FailurePolicy, describe, short_traceback
@@ -35,7 +35,6 @@ from midway.run.slices import InHand
 from midway.run.steps import StepRecords
 from midway.sources.base import chunk_errors
 
-log = logging.getLogger("midway")
 SAY_FAILURES = 5
 MAX_ITEM_BYTES = 64 * 1024
 WAIT_TICK = 0.05
@@ -244,13 +243,18 @@ class ItemFlow:
         """Wait, then try the item again: None when it is settled (it succeeded, or a stop
         came during the wait), else the next try's exception."""
         self.attempt_mark(key, position, attempt, exc, waited=False)
-        log.debug(
-            "item %s failed (attempt %d of %d), retrying in %.2f s: %s",
-            jsonutil.dumps(key),
-            attempt,
-            (self.policy or NO_POLICY).attempts,
-            delay,
-            describe(exc),
+        attempts = (self.policy or NO_POLICY).attempts
+        self.run.tell(
+            f"item {jsonutil.dumps(key)} failed (attempt {attempt} of {attempts}), retrying "
+            f"in {delay:.2f} s: {describe(exc)}",
+            "item.retry",
+            level=logging.DEBUG,
+            quiet=True,
+            key=key,
+            attempt=attempt,
+            attempts=attempts,
+            delay_seconds=delay,
+            error=describe(exc),
         )
         if not self.pause(delay):
             self.unconsume()
@@ -344,17 +348,11 @@ class ItemFlow:
 
     def tell(self, record: ItemRecord, name: str, attempts: int) -> None:
         """An item that did not succeed goes to the log, or (the first few) to the screen."""
+        self.run.tell_item(record, attempts)  # the log, if set up, and the trace
+        if logging_configured() or log_format() == "json":
+            return
         what = record.status.replace("_", " ")
-        if logging_configured():
-            log.warning(
-                "item %s %s after %d attempt(s): %s",
-                name,
-                what,
-                attempts,
-                record.error,
-                extra={"midway_job": self.run.key, "midway_item": record.to_json()},
-            )
-        elif self.failures_said < SAY_FAILURES and not self.run.settings.quiet:
+        if self.failures_said < SAY_FAILURES and not self.run.settings.quiet:
             self.failures_said += 1
             more = " (further ones are counted, not shown: `midway show`)" * (
                 self.failures_said == SAY_FAILURES
@@ -442,4 +440,4 @@ class ItemFlow:
         return self.steps.run(name, fn, (args, kwargs), item, self.store_items)
 
     def say_item(self, message: str) -> None:
-        say(message, quiet=self.run.settings.quiet, level=logging.WARNING)
+        self.run.tell(message, "run.retry_queue", level=logging.WARNING)

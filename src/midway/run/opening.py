@@ -8,7 +8,6 @@ import os
 import shlex
 import sys
 import time
-import uuid
 from typing import Any
 
 from midway._model import jsonutil
@@ -18,7 +17,7 @@ from midway._model.ledger import ALL, ItemRecord, ItemStatus, drop
 from midway._model.owner import describe_age, hostname, iso
 from midway._model.redaction import redact_argv, redact_url
 from midway._model.result import RunStatus
-from midway.console import logging_configured, say
+from midway.console import logging_configured
 from midway.errors import InputDrift
 from midway.run.guarantees import Guarantee
 from midway.run.itemflow import ItemFlow
@@ -74,7 +73,7 @@ class Opening:
             self._announce_fresh(store, records)
         self._load_ledger(records, resuming=checkpoint is not None or run.main_done)
         run.record = RunRecord(
-            run_id=uuid.uuid4().hex,
+            run_id=run.new_run_id,
             job=run.key,
             status=RunStatus.RUNNING,
             host=hostname(),
@@ -90,9 +89,11 @@ class Opening:
         prev = lease.took_over.owner if lease.took_over is not None else None
         if prev is not None and prev != lease.owner:
             why = "is gone" if prev.is_dead_here() else "stopped renewing its lease"
-            say(
+            self.run.tell(
                 f"took job {self.run.key!r} over from pid {prev.pid} on {prev.host}, which {why}",
-                quiet=self.run.settings.quiet,
+                "run.takeover",
+                previous_pid=prev.pid,
+                previous_host=prev.host,
             )
 
     def _check_drift(self, checkpoint: Checkpoint) -> Checkpoint | None:
@@ -100,7 +101,7 @@ class Opening:
         drift = describe_drift(checkpoint.fingerprint, run.fingerprint)
         if not drift:
             return checkpoint
-        policy, quiet = run.settings.on_drift, run.settings.quiet
+        policy = run.settings.on_drift
         details = "\n".join(f"    {line}" for line in drift)
         changed = f"the input of job {run.key!r} changed since its checkpoint"
 
@@ -108,17 +109,21 @@ class Opening:
             return run.job.option_text("on_drift", value)
 
         if policy == "restart":
-            say(
+            run.tell(
                 f"{changed}:\n{details}\n"
                 f"starting again from the beginning, as {option('restart')} asks",
-                quiet=quiet,
+                "run.drift",
+                policy=policy,
+                changes=drift,
             )
             return None
         if policy == "continue":
-            say(
+            run.tell(
                 f"{changed}:\n{details}\n"
                 f"resuming at the saved position anyway, as {option('continue')} asks",
-                quiet=quiet,
+                "run.drift",
+                policy=policy,
+                changes=drift,
             )
             return checkpoint
         raise InputDrift(
@@ -153,11 +158,15 @@ class Opening:
             replay = (
                 f" ({source.describe()} cannot seek: re-reading and skipping {processed:,} items)"
             )
-        say(
+        run.tell(
             f"RESUMING job {run.key!r} from checkpoint #{checkpoint.version} saved "
             f"{describe_age(now - checkpoint.updated_at)}: {processed:,} "
             f"items done, continuing at {where} of {source.describe()}{replay}",
-            quiet=run.settings.quiet,
+            "run.resumed",
+            version=checkpoint.version,
+            processed=processed,
+            position=checkpoint.position,
+            saved_at=iso(checkpoint.updated_at),
         )
 
     def _after_completion(self, store: Store, records: list[ItemRecord]) -> bool:
@@ -177,10 +186,12 @@ class Opening:
         started = summary.get("started_at")
         run.job_started_at = float(started) if isinstance(started, int | float) else time.time()
         run.main_done = True
-        say(
+        run.tell(
             f"job {run.key!r} completed earlier; handling the {queued:,} item(s) put back "
             "by `midway retry`, and only those",
-            quiet=run.settings.quiet,
+            "run.started",
+            source=run.source.describe(),
+            retry_only=True,
         )
         return True
 
@@ -193,12 +204,14 @@ class Opening:
         never_ran = not records and not store.list_runs(run.key, limit=1)
         warning = self.guarantee.first_start_warning(run.key, where, run.source.describe())
         if never_ran and warning is not None:
-            say(warning, quiet=quiet)
+            run.tell(warning, "run.started", source=run.source.describe(), fresh=True)
         else:
-            say(
+            run.tell(
                 f"starting job {run.key!r} from the beginning of {run.source.describe()} "
                 f"(no checkpoint in {where}{_last_run(store, run.key, records)})",
-                quiet=quiet,
+                "run.started",
+                source=run.source.describe(),
+                fresh=True,
             )
         if not run.job.id.part:  # a partition's siblings are the same job, not other params
             self._point_out_other_params(store)
@@ -212,13 +225,15 @@ class Opening:
             if partition_of(other.job) == job_id.base_key:
                 continue  # a partition of the same distributed job, not other params
             if other.name == job_id.name and other.job != run.key and other.checkpoint:
-                say(
+                run.tell(
                     f"note: job {other.job!r} (same name, params {jsonutil.dumps(other.params)}) "
                     f"has an unfinished checkpoint at {other.checkpoint.counters.processed:,} "
                     "items; these params make a different job. `midway show "
                     f"{other.job}` shows it, `midway reset {other.job} --yes` forgets it.",
+                    "run.other_params",
                     level=logging.WARNING,
-                    quiet=run.settings.quiet,
+                    other_job=other.job,
+                    processed=other.checkpoint.counters.processed,
                 )
 
     def _carry_over(self, records: list[ItemRecord], restarted: bool) -> list[ItemRecord]:

@@ -10,7 +10,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
-from midway.console import printable, say
+from midway.console import log_format, printable, say
 
 if TYPE_CHECKING:
     from rich.progress import TaskID
@@ -47,8 +47,9 @@ def _rate_eta(done: int, elapsed: float, remaining: int | None) -> tuple[float, 
 class Lines:
     """One line every ``interval`` seconds: for logs, CI, and anything that is not a terminal."""
 
-    def __init__(self, job: str, interval: float = 10.0) -> None:
+    def __init__(self, job: str, interval: float = 10.0, *, key: str | None = None) -> None:
         self._job = job
+        self._key = key or job
         self._interval = interval
         self._total: int | None = None
         self._start_count = 0
@@ -75,7 +76,16 @@ class Lines:
             eta = _share_eta(self._share0, share, now - self._t0)
         eta_text = f", ETA {eta:,.0f} s" if eta is not None else ""
         failed_text = f", {failed:,} failed" if failed else ""
-        say(f"{self._job}: {processed:,}{of} items{failed_text}, {rate:,.0f}/s{eta_text}")
+        say(
+            f"{self._job}: {processed:,}{of} items{failed_text}, {rate:,.0f}/s{eta_text}",
+            event="progress",
+            job=self._key,
+            processed=processed,
+            total=self._total,
+            failed=failed,
+            rate_per_second=round(rate, 3),
+            eta_seconds=None if eta is None else round(eta, 1),
+        )
 
     def close(self) -> None:
         pass
@@ -158,10 +168,11 @@ class Bar:
             self._progress.stop()
 
 
-def reporter(job: str, progress: bool | None, quiet: bool) -> Reporter:
-    """``progress=None`` picks a bar on a terminal and plain lines elsewhere."""
+def reporter(job: str, progress: bool | None, quiet: bool, key: str | None = None) -> Reporter:
+    """``progress=None`` picks a bar on a terminal and plain lines elsewhere (also on a
+    terminal when the log is JSON lines). ``key``: the job's key, for the JSON log."""
     if progress is False or (quiet and progress is None):
         return Silent()
-    if progress or sys.stderr.isatty():
+    if progress or (sys.stderr.isatty() and log_format() != "json"):
         return Bar(job)
-    return Lines(job)
+    return Lines(job, key=key or job)

@@ -6,17 +6,22 @@ slice loop, the commits, the careful per-item path, the ending) each hold the sa
 
 from __future__ import annotations
 
+import logging
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from midway._model import jsonutil
 from midway._model.checkpoint import Counters
 from midway._model.identity import JobId
 from midway._model.jsonutil import JSONValue
 from midway._model.ledger import ItemRecord
 from midway._model.settings import Settings
+from midway.console import say
 from midway.run.progress import Reporter, Silent
 from midway.run.reducers import Combiner, split_state
+from midway.run.tracing import OFF, Tracing
 from midway.sources.base import Chunk, Cursor, Source
 from midway.stores import Lease, RunRecord, Store
 
@@ -80,6 +85,10 @@ class RunState:
         self.store: Store | None = None
         self.lease: Lease | None = None
         self.record: RunRecord | None = None
+        self.tracing: Tracing = OFF
+        """The run's OpenTelemetry span and events (:mod:`midway.run.tracing`)."""
+        self.new_run_id = uuid.uuid4().hex
+        """The id this run's record takes (known before the record is made, for the log)."""
         self.cursor: Cursor | None = None
         self.stop_signal: int | None = None
         self.lease_lost = False
@@ -117,4 +126,35 @@ class RunState:
 
     @property
     def run_id(self) -> str:
-        return self.record.run_id if self.record is not None else ""
+        return self.record.run_id if self.record is not None else self.new_run_id
+
+    def tell(
+        self,
+        message: str,
+        event: str,
+        *,
+        level: int = logging.INFO,
+        quiet: bool | None = None,
+        **fields: Any,
+    ) -> None:
+        """Say ``message`` as ``event`` of this run (the JSON log's ``job`` and ``run_id``
+        filled in); ``quiet`` defaults to the job's."""
+        say(
+            message,
+            level=level,
+            quiet=self.settings.quiet if quiet is None else quiet,
+            event=event,
+            job=self.key,
+            run_id=self.run_id,
+            **fields,
+        )
+        self.tracing.event(event, fields)
+
+    def tell_item(self, record: ItemRecord, attempts: int) -> None:
+        """An item that did not succeed, to the log (if set up, or JSON) and the trace."""
+        what = f"{jsonutil.dumps(record.key)} {record.status.replace('_', ' ')}"
+        message = f"item {what} after {attempts} attempt(s): {record.error}"
+        fields = {"key": record.key, "status": record.status, "error": record.error}
+        self.tell(
+            message, "item.failed", level=logging.WARNING, quiet=True, **fields, attempts=attempts
+        )

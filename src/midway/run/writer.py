@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 from midway._model.checkpoint import Checkpoint
 from midway.errors import LeaseLost, MidwayError
+from midway.run.tracing import OFF, Tracing
 from midway.stores import Lease, Store, open_store
 from midway.stores.base import lost_message
 
@@ -36,8 +37,10 @@ class Keeper:
         *,
         on_error: Callable[[], None],
         on_lease_lost: Callable[[], None],
+        tracing: Tracing = OFF,
     ) -> None:
         self._url = url
+        self._tracing = tracing  # a span per commit, child of the run's (run/tracing.py)
         self._durable = durable
         self._lease = lease
         self._on_error = on_error
@@ -116,7 +119,8 @@ class Keeper:
             while True:
                 checkpoint = self._next(next_beat)
                 if checkpoint is not None:
-                    store.write_checkpoint(self._lease, checkpoint)
+                    with self._tracing.checkpoint(checkpoint):
+                        store.write_checkpoint(self._lease, checkpoint)
                     with self._cond:
                         self._busy = False
                         self.committed = checkpoint

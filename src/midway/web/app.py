@@ -12,6 +12,7 @@ dashboard works on every store kind and never holds a lock between requests.
     /api/jobs/<job>            what `midway show --json` prints
     /api/jobs/<job>/summary    one job's row of /api/jobs
     /api/jobs/<job>/chart      the job page's throughput chart (SVG), for its refreshes
+    /metrics                   what `midway metrics` prints (Prometheus text format)
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from midway._model.redaction import redact_url
 from midway.cli.options import user_name
 from midway.errors import JobNotFound, MidwayError, RefusedError, StoreNotFound
 from midway.stores import Store, open_store
-from midway.views import overview, report
+from midway.views import metrics, overview, report
 from midway.views.models import JobDetail, StatusRow, ThroughputPoint
 from midway.web import formatting
 from midway.web.actions import (
@@ -343,6 +344,22 @@ class Dashboard:
     def api_chart(self, request: Request) -> Response:
         return self._api_one(request, self.chart_of)
 
+    def metrics(self, request: Request) -> Response:
+        """Every job in the Prometheus text format, read from the store at each scrape."""
+        try:
+            text = self.metrics_text()
+        except MidwayError as exc:
+            return Response(f"# {exc}\n", status_code=503, media_type="text/plain")
+        headers = {"Cache-Control": "no-store"}
+        return Response(text, headers=headers, media_type=metrics.CONTENT_TYPE)
+
+    def metrics_text(self) -> str:
+        try:
+            with self.store() as store:
+                return metrics.metrics_text(store)
+        except StoreNotFound:
+            return metrics.metrics_text(None)
+
     @staticmethod
     def _api_one(request: Request, read: Callable[[str], dict[str, Any]]) -> Response:
         try:
@@ -387,6 +404,7 @@ def create_app(store_url: str, guard: Guard) -> Starlette:
         Route("/api/jobs/{job}", board.api_job, methods=["GET"]),
         Route("/api/jobs/{job}/summary", board.api_summary, methods=["GET"]),
         Route("/api/jobs/{job}/chart", board.api_chart, methods=["GET"]),
+        Route("/metrics", board.metrics, methods=["GET"]),
         Route("/jobs/{job}", board.job_page, methods=["GET"]),
         Route("/jobs/{job}/report.{fmt}", board.report, methods=["GET"]),
         Route("/jobs/{job}/{action}", board.confirm_page, methods=["GET"]),
