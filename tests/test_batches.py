@@ -298,3 +298,34 @@ def test_a_crash_resumes_at_a_batch_boundary_from_a_csv(tmp_path: Path) -> None:
     )
     assert seen[0] == [str(i) for i in range(20, 30)]
     assert len(seen) == 3
+
+
+def test_a_poison_record_in_the_middle_of_a_long_run_fails_alone(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/s.db"
+    written: list[int] = []
+
+    def handle(items: list[int], ctx: Context) -> None:
+        if 5037 in items:
+            raise Poison("5037")
+        if 7001 in items:
+            ctx.skip(7001, "not wanted")
+        written.extend(items)
+
+    result = job_for(url, every=1000, max_failures=1).run(numbers(10_000), handle, batch=100)
+    assert (result.succeeded, result.failed, result.skipped) == (9998, 1, 1)
+    assert sorted(written) == [n for n in range(10_000) if n != 5037]
+    assert set(ledger(url, "batches", "failed")) == {5037}
+    assert set(ledger(url, "batches", "skipped")) == {7001}
+
+
+def test_ctx_key_is_none_and_ctx_step_refused_in_a_batch_handler(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/s.db"
+    seen: list[Any] = []
+
+    def handle(items: list[int], ctx: Context) -> None:
+        seen.append(ctx.key)
+        with pytest.raises(midway.ConfigError, match="batch"):
+            ctx.step("x", lambda: 1)
+
+    job_for(url).run(numbers(10), handle, batch=5)
+    assert seen == [None, None]

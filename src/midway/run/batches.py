@@ -6,24 +6,23 @@ A batch is cut from the input by counting items from where the run resumed: N, t
 again. Checkpoints fall only between batches (``every`` is rounded up to whole batches in
 ``Settings``), so every checkpoint position is a batch boundary, and the next process, which
 resumes there and counts N again, cuts the very same batches: after a crash a batch is
-handled again whole or not at all, never split differently. A partial batch handed over
-early (``batch_seconds``) is checkpointed at once, so the next boundary is again where a
-resumed run would start counting.
+handled again whole or not at all, never split differently.
 
-Per-record outcomes
--------------------
-``ctx.fail(key, error)`` / ``ctx.skip(key, reason)`` are staged while the handler runs and
-take effect when it returns (a handler that raises after them leaves no trace of them): the
-records go to the ledger as a failing item's would, through
-:meth:`~midway.run.itemflow.ItemFlow.record_outcome`, and the rest of the batch succeeds.
+The fast path
+-------------
+As for items (``slices.py``), the whole batches inside one chunk are walked by a bare loop,
+``for items in lists: handler(items, ctx)``, in runs that end where a checkpoint is due and
+are sized so the clock is read a few times a second: the per-batch cost is the handler call
+and the slice that makes its list. Counters, the mark and the clock are touched once per run.
+A stop exhausts the run's iterator (``InHand.interrupt``): the batch in hand finishes. A batch
+that raises leaves the loop, goes to :mod:`~midway.run.batchcalls` (retries, halving) and the
+loop goes on after it. Batches that cross a chunk's end, the first batch (whose result is
+checked for an un-awaited coroutine), and every batch under at-most-once, exactly-once,
+``rate=`` or records an earlier run left take the careful path, one batch at a time.
 
-A raising batch
----------------
-``retry=`` retries the batch as a whole. When the tries are spent and a failure policy
-(``skip_on`` / ``max_failures``) says to record the failure, the batch is split in halves,
-and the halves again, each tried once, until the records that raise are alone: those are
-recorded (failed or skipped), the others succeed. At-most-once never runs a record twice,
-so there the whole batch is recorded instead of split.
+Per-record outcomes (``ctx.fail`` / ``ctx.skip``) go to the ledger as a failing item's
+would, through :meth:`~midway.run.itemflow.ItemFlow.record_outcome`, once the handler
+returned; the rest of the batch succeeds.
 """
 
 from __future__ import annotations
@@ -36,104 +35,24 @@ from typing import Any
 from midway._model import jsonutil
 from midway._model.jsonutil import JSONValue
 from midway._model.ledger import ItemRecord, ItemStatus, drop
-from midway.errors import ConfigError, MidwayError, SourceError, TooManyFailures
+from midway.errors import ConfigError, TooManyFailures
+from midway.run.batch import Batch, BatchRun, Outcome
+from midway.run.batchcalls import BatchCalls
 from midway.run.commits import Commits
-from midway.run.failures import Action
 from midway.run.guarantees import Guarantee
-from midway.run.itemflow import NO_POLICY, ItemFlow
+from midway.run.itemflow import ItemFlow
 from midway.run.progress import Silent
 from midway.run.retrypass import RetryPass
 from midway.run.runstate import RunState
+from midway.run.slices import SLICE_SECONDS, InHand, Pace
 from midway.sources.base import Chunk, chunk_errors
 
 Handler = Callable[[Any, Any], Any]
-Outcome = tuple[JSONValue, ItemStatus, "BaseException | str | None", JSONValue, Any]
-"""A record's outcome: key, status, error (or reason), position, the item."""
-NOT_IN_BATCH = "ctx.{what}({key!r}): that key is not in the batch in hand (ctx.keys lists them)"
+Unit = Batch | BatchRun
 OUTSIDE = (
     "ctx.{what} is for a batch handler, while its batch is in hand: "
     "job.run(source, handler, batch=N) or job.loop(source, batch=N)"
 )
-
-
-class Batch:
-    """Up to N consecutive records of the input (or records put back by ``midway retry``).
-
-    ``items`` are what the handler gets; ``size`` counts every record the batch covers,
-    including the ones settled before the handler (unreadable, or left by an earlier run).
-    Keys and positions are worked out only when asked."""
-
-    __slots__ = (
-        "_index",
-        "_keys",
-        "_positions",
-        "_segments",
-        "drops",
-        "end",
-        "items",
-        "outcomes",
-        "size",
-        "waited_out",
-    )
-
-    def __init__(
-        self,
-        items: list[Any],
-        segments: list[tuple[Chunk, int, int]] | None,
-        keys: list[JSONValue] | None = None,
-        positions: list[JSONValue] | None = None,
-    ) -> None:
-        self.items = items
-        self.size = len(items)
-        self._keys = keys
-        self._positions = positions
-        self.end: tuple[Chunk, int] | None = None
-        self._segments = segments or []
-        if segments:
-            self.size = sum(stop - start for _, start, stop in segments)
-            chunk, _, stop = segments[-1]
-            self.end = (chunk, stop)
-            if keys is None:
-                self._keys = [c.key(i) for c, a, b in segments for i in range(a, b)]
-                self._positions = None
-        self._index: dict[str, int] | None = None
-        self.outcomes: dict[str, Outcome] = {}
-        self.drops: list[JSONValue] = []
-        """Keys whose ledger records go when the batch is done (started marks, earlier
-        runs' records)."""
-        self.waited_out = False
-        """A stop came while the batch waited (a retry, the rate): it is not done."""
-
-    def keys(self) -> list[JSONValue]:
-        assert self._keys is not None
-        return self._keys
-
-    def positions(self) -> list[JSONValue]:
-        if self._positions is None:
-            self._positions = [
-                c.position_before(i) for c, a, b in self._segments for i in range(a, b)
-            ]
-        return self._positions
-
-    def index_of(self, key: JSONValue, what: str) -> int:
-        index = self._index
-        if index is None:
-            index = self._index = {jsonutil.dumps(k): i for i, k in enumerate(self.keys())}
-        try:
-            return index[jsonutil.dumps(key)]
-        except (KeyError, TypeError, ValueError):
-            raise ConfigError(NOT_IN_BATCH.format(what=what, key=key)) from None
-
-    def sub(self, start: int, stop: int) -> Batch:
-        return Batch(
-            self.items[start:stop],
-            None,
-            self.keys()[start:stop],
-            self.positions()[start:stop],
-        )
-
-    def outcome(self, i: int, status: ItemStatus, error: BaseException | str | None) -> Outcome:
-        return (self.keys()[i], status, error, self.positions()[i], self.items[i])
 
 
 @dataclass(eq=False)
@@ -145,10 +64,11 @@ class BatchLoop:
     flow: ItemFlow
     retries: RetryPass
     guarantee: Guarantee
-    ctx: Any
-    current: Batch | None = field(default=None, init=False)
-    """The batch (or part of it) the handler has in hand."""
-    _staged: dict[str, Outcome] = field(default_factory=dict, init=False)
+    in_hand: InHand
+    calls: BatchCalls
+    pace: Pace = field(default_factory=lambda: Pace(SLICE_SECONDS))
+    walking: BatchRun | None = field(default=None, init=False)
+    """The run of batches the fast path walks."""
 
     @property
     def size(self) -> int:
@@ -156,7 +76,7 @@ class BatchLoop:
         assert batch is not None
         return batch
 
-    # -- job.run ------------------------------------------------------------------------
+    # -- job.run, job.loop --------------------------------------------------------------
 
     def run_handler(self, handler: Handler) -> None:
         run = self.run
@@ -164,56 +84,117 @@ class BatchLoop:
         if run.main_done:
             run.finished = run.stop_error is None and run.stop_signal is None
             return
-        batches = self.batches()
+        flow = self.flow
+        fast = not (self.guarantee.careful or flow.prior or flow.rate)
+        units = self.units(fast)
         try:
-            for batch in batches:
-                self.handle(batch, handler)
+            for unit in units:
+                if isinstance(unit, BatchRun):
+                    self.walk(unit, handler)
+                else:
+                    self.calls.handle(unit, handler)
         finally:
-            batches.close()
+            units.close()
+
+    def walk(self, unit: BatchRun, handler: Handler) -> None:
+        """The fast path: a bare loop over the run's batches (see the module docstring)."""
+        ctx, in_hand = self.calls.ctx, self.in_hand
+        it = in_hand.iterator
+        assert it is not None
+        items, size = unit.chunk.items, unit.size
+        self.walking = unit
+        try:
+            while True:
+                try:
+                    for i in it:
+                        handler(items[i : i + size], ctx)
+                except Exception as exc:
+                    if not self.walk_failed(unit, handler, exc):
+                        return
+                    continue
+                break
+            stopped = in_hand.stop_index
+            unit.done = len(unit.starts) if stopped is None else stopped
+        finally:
+            self.walking = None
+
+    def walk_failed(self, unit: BatchRun, handler: Handler, exc: Exception) -> bool:
+        """Batch ``k`` of the run raised: handle it carefully; False ends the run there."""
+        k = self.in_hand.index()
+        assert k is not None
+        unit.staged.pop(k, None)
+        batch = unit.batch(k)
+        try:
+            self.calls.handle(batch, handler, exc)
+        except BaseException as error:
+            unit.done, unit.error = k, error
+            return False
+        if batch.waited_out:
+            unit.done = k
+            return False
+        unit.outcomes.update(batch.outcomes)
+        return True
 
     def loop_lists(self) -> Generator[list[Any], None, None]:
         """``job.loop(source, batch=N)``: a batch is done when the body asks for the next."""
-        batches = self.batches()
+        units = self.units(fast=False)
+        calls = self.calls
         try:
-            for batch in batches:
-                self.current, self._staged = batch, {}
+            for batch in units:
+                assert isinstance(batch, Batch)
+                calls.current, calls.staged = batch, {}
                 try:
                     yield batch.items
                 finally:
-                    self.current = None
-                batch.outcomes.update(self._staged)
+                    calls.current = None
+                batch.outcomes.update(calls.staged)
         finally:
-            batches.close()
+            units.close()
 
     # -- cutting the input --------------------------------------------------------------
 
-    def batches(self) -> Generator[Batch, None, None]:
-        """Batches of the input from where the run resumed; each one the consumer returns
-        from is settled and counted (one that raises into this generator is not)."""
+    def units(self, fast: bool) -> Generator[Unit, None, None]:
+        """The input from where the run resumed, as batches (and, ``fast``, runs of whole
+        batches); each unit the consumer returns from is settled and counted (one that
+        raises into this generator is not)."""
         run, size = self.run, self.size
         assert run.cursor is not None
-        segments: list[tuple[Chunk, int, int]] = []
-        count = 0
+        carry: list[tuple[Chunk, int, int]] = []
+        count, first = 0, True
         for chunk in run.cursor:
             start, n = 0, len(chunk.items)
-            while start < n:
-                take = min(n - start, size - count)
-                segments.append((chunk, start, start + take))
-                count, start = count + take, start + take
-                if count == size:
-                    if not (yield from self._one(segments)):
+            if count:  # the batch begun at the end of the last chunk
+                take = min(n, size - count)
+                carry.append((chunk, 0, take))
+                count, start = count + take, take
+                if count < size:
+                    continue
+                if not (yield from self.one(carry)):
+                    return
+                carry, count = [], 0
+            while n - start >= size:
+                if fast and not first and not chunk_errors(chunk):
+                    done = yield from self.run_of(chunk, start, (n - start) // size)
+                    if done is None:
                         return
-                    segments, count = [], 0
-        if segments and not (yield from self._one(segments)):
+                    start += done
+                    continue
+                first = False
+                if not (yield from self.one([(chunk, start, start + size)])):
+                    return
+                start += size
+            if start < n:
+                carry, count = [(chunk, start, n)], n - start
+        if carry and not (yield from self.one(carry)):
             return
         run.finished = True
 
-    def _one(self, segments: list[tuple[Chunk, int, int]]) -> Generator[Batch, None, bool]:
+    def one(self, segments: list[tuple[Chunk, int, int]]) -> Generator[Unit, None, bool]:
         """Hand over one batch and settle it: False when the run is to stop."""
         run = self.run
         if run.stop_requested:
             return False
-        batch = self._cut(segments)
+        batch = self.cut(segments)
         began = time.monotonic()
         if batch.items:
             if self.guarantee.marks_started:
@@ -222,25 +203,46 @@ class BatchLoop:
             yield batch
         if batch.waited_out:
             return False
-        self.settle(batch)
+        self.settle(batch.outcomes, batch.drops)
         assert batch.end is not None
         chunk, stop = batch.end
-        run.counters.succeeded += batch.size
-        run.mark(chunk, stop)
-        self._between(batch, time.monotonic() - began)
+        self.advance(chunk, stop, batch.size, time.monotonic() - began, bool(batch.outcomes))
         return not run.stop_requested
 
-    def _cut(self, segments: list[tuple[Chunk, int, int]]) -> Batch:
+    def run_of(self, chunk: Chunk, start: int, whole: int) -> Generator[Unit, None, int | None]:
+        """Hand over a run of whole batches of ``chunk`` and settle it: the records done,
+        or None when the run is to stop."""
+        run, size, commits = self.run, self.size, self.commits
+        count = min(whole, max(self.pace.stride // size, 1))
+        if run.settings.every:  # end the run where the next checkpoint is due
+            count = min(count, max((commits.next_due - run.counters.processed) // size, 1))
+        if run.stop_requested:
+            return None
+        unit = BatchRun(chunk, start, size, count)
+        self.in_hand.begin(chunk, start, unit.starts)
+        began = time.monotonic()
+        try:
+            yield unit
+        finally:
+            self.in_hand.iterator = None
+        for k, staged in unit.staged.items():
+            if k < unit.done:  # (the batch in hand when a stop came finished too)
+                unit.outcomes.update(staged)
+        self.settle(unit.outcomes, ())
+        done = unit.done * size
+        self.advance(chunk, start + done, done, time.monotonic() - began, bool(unit.outcomes))
+        if unit.error is not None:
+            raise unit.error
+        return done if unit.done == count and not run.stop_requested else None
+
+    def cut(self, segments: list[tuple[Chunk, int, int]]) -> Batch:
         """The batch of ``segments``, less the records settled before the handler: those
         the source could not read, and those an earlier run left settled."""
         flow = self.flow
         if not flow.prior and not any(chunk_errors(c) for c, _, _ in segments):
             if len(segments) == 1:
                 chunk, start, stop = segments[0]
-                items = chunk.items[start:stop] if (stop - start) < len(chunk.items) else None
-                if items is None:
-                    items = chunk.items[:] if chunk.shared else chunk.items
-                return Batch(items, segments)
+                return Batch(chunk.items[start:stop], segments)
             return Batch([x for c, a, b in segments for x in c.items[a:b]], segments)
         items, keys, positions, drops = [], [], [], []
         for chunk, start, stop in segments:
@@ -262,32 +264,45 @@ class BatchLoop:
         batch.drops = drops
         return batch
 
-    def _between(self, batch: Batch, seconds: float) -> None:
-        """After a batch: lag bound, checkpoint if due, progress, too many failures."""
+    # -- after a unit -------------------------------------------------------------------
+
+    def settle(self, outcomes: dict[str, Outcome], drops: Any) -> None:
+        """The handler returned: its per-record outcomes to the ledger, the rest done."""
+        flow, pending = self.flow, self.run.pending
+        for key, status, error, position, item in outcomes.values():
+            exc = error if isinstance(error, BaseException) else None
+            why = None if exc is not None else str(error or status.replace("_", " "))
+            flow.record_outcome(key, status, exc, 1, position, item, why)
+        pending.extend(drop(key) for key in drops if jsonutil.dumps(key) not in outcomes)
+
+    def advance(self, chunk: Chunk, stop: int, done: int, seconds: float, failed: bool) -> None:
+        """``done`` records more are finished, up to ``chunk[stop]``: count them, then the
+        lag bound, a checkpoint if due, progress, too many failures."""
         run, commits = self.run, self.commits
+        if done:
+            run.counters.succeeded += done
+            run.mark(chunk, stop)
+            self.pace.took(seconds if seconds > 0 else 0.0, done)
         processed = run.counters.processed
-        if batch.outcomes:
-            self._judge_failures(processed)
+        if failed:
+            self.judge_failures(processed)
         keeper = commits.keeper
         if keeper is not None and keeper.error is not None:
             commits.raise_writer_error()
         if keeper is not None and keeper.pending_or_busy:
-            commits.bound_lag(processed, seconds / batch.size if batch.size else 0.0)
-        now = time.monotonic()
-        if not self.guarantee.marks_started and commits.due(processed, now):
+            commits.bound_lag(processed, self.pace.item_seconds)
+        if not self.guarantee.marks_started and commits.due(processed, time.monotonic()):
             commits.checkpoint_or_skip(processed)
         if not isinstance(run.progress, Silent):
             run.show_progress()
 
-    def _judge_failures(self, processed: int) -> None:
+    def judge_failures(self, processed: int) -> None:
         policy = self.flow.policy
         run = self.run
         if policy is None or run.stop_error is not None:
             return
         if policy.exceeded(run.counters.failed, processed, run.total):
             run.stop_error = TooManyFailures(self.flow.too_many_message())
-
-    # -- one batch ----------------------------------------------------------------------
 
     def mark_started(self, batch: Batch) -> None:
         """At-most-once: every record of the batch is marked started, on disk, before the
@@ -299,114 +314,28 @@ class BatchLoop:
         self.run.pending.extend(m for m in marks if m is not None)
         self.commits.checkpoint(wait=True)
 
-    def handle(self, batch: Batch, handler: Handler) -> None:
-        """Call the handler for the batch (retries, splits): its outcomes end in
-        ``batch.outcomes``; ``batch.waited_out`` when a stop came while it waited."""
-        if not batch.items:
-            return
-        rate, run = self.flow.rate, self.run
-        if rate is not None and not rate.wait(lambda: run.stopping):
-            batch.waited_out = True
-            return
-        attempt, first_try = 1, time.time()
-        while True:
-            try:
-                batch.outcomes.update(self.call(batch, handler, attempt))
-                return
-            except Exception as exc:
-                if isinstance(exc, MidwayError) and not isinstance(exc, SourceError):
-                    raise
-                policy = self.flow.policy
-                if policy is None and not self.guarantee.in_doubt_on_failure:
-                    raise
-                decision = (policy or NO_POLICY).decide(exc, attempt, first_try, time.time())
-                if decision.action is not Action.RETRY:
-                    self.give_up(batch, handler, exc, decision.record)
-                    return
-                if not self.flow.pause(decision.delay):
-                    batch.waited_out = True
-                    return
-                attempt += 1
-
-    def call(self, batch: Batch, handler: Handler, attempt: int) -> dict[str, Outcome]:
-        """One call of the handler; the per-record outcomes it staged (none if it raised)."""
-        ctx = self.ctx
-        self.current, self._staged = batch, {}
-        ctx.attempt = attempt
-        try:
-            self.guarantee.call(handler, batch.items, ctx)
-            return self._staged
-        finally:
-            self.current, self._staged = None, {}
-            ctx.attempt = 1
-
-    def give_up(
-        self, batch: Batch, handler: Handler, exc: Exception, status: ItemStatus | None
-    ) -> None:
-        """No more tries: record the batch's records, split it to find the ones that raise,
-        or stop the job at it."""
-        if status is None:
-            if not self.guarantee.in_doubt_on_failure:
-                raise exc
-            status = ItemStatus.IN_DOUBT  # at-most-once: it ran and raised, took effect?
-            self.run.stop_error = exc
-        if status == ItemStatus.IN_DOUBT or self.guarantee.marks_started or len(batch.items) < 2:
-            for i in range(len(batch.items)):
-                outcome = batch.outcome(i, status, exc)
-                batch.outcomes[jsonutil.dumps(outcome[0])] = outcome
-            return
-        self.split(batch, handler, batch.outcomes)
-
-    def split(self, batch: Batch, handler: Handler, outcomes: dict[str, Outcome]) -> None:
-        """Halves, each tried once, until the records that raise are alone."""
-        half = len(batch.items) // 2
-        for part in (batch.sub(0, half), batch.sub(half, len(batch.items))):
-            try:
-                outcomes.update(self.call(part, handler, 1))
-            except Exception as exc:
-                if isinstance(exc, MidwayError) and not isinstance(exc, SourceError):
-                    raise
-                if len(part.items) > 1:
-                    self.split(part, handler, outcomes)
-                    continue
-                policy = self.flow.policy or NO_POLICY
-                if policy.skips(exc):
-                    status = ItemStatus.SKIPPED
-                elif policy.tolerant:
-                    status = ItemStatus.FAILED
-                else:
-                    raise
-                outcome = part.outcome(0, status, exc)
-                outcomes[jsonutil.dumps(outcome[0])] = outcome
-
-    def settle(self, batch: Batch) -> None:
-        """The handler returned: its per-record outcomes to the ledger, the rest done."""
-        flow, pending = self.flow, self.run.pending
-        for key, status, error, position, item in batch.outcomes.values():
-            exc = error if isinstance(error, BaseException) else None
-            why = None if exc is not None else str(error or status.replace("_", " "))
-            flow.record_outcome(key, status, exc, 1, position, item, why)
-        done = batch.outcomes
-        pending.extend(drop(key) for key in batch.drops if jsonutil.dumps(key) not in done)
-
     # -- what ctx asks ------------------------------------------------------------------
 
+    def in_hand_batch(self, what: str) -> tuple[Batch, dict[str, Outcome]]:
+        """The batch the handler has in hand, and where its outcomes are staged."""
+        calls, unit = self.calls, self.walking
+        if calls.current is not None:
+            return calls.current, calls.staged
+        k = self.in_hand.index() if unit is not None else None
+        if unit is None or k is None:
+            raise ConfigError(OUTSIDE.format(what=what))
+        return unit.batch(k), unit.staged.setdefault(k, {})
+
     def keys_in_hand(self) -> list[JSONValue]:
-        batch = self.current
-        if batch is None:
-            raise ConfigError(OUTSIDE.format(what="keys"))
-        return list(batch.keys())
+        return list(self.in_hand_batch("keys")[0].keys())
 
     def stage(self, what: str, key: JSONValue, status: ItemStatus, error: Any) -> None:
         """``ctx.fail`` / ``ctx.skip``: staged until the handler returns."""
-        batch = self.current
-        if batch is None:
-            raise ConfigError(OUTSIDE.format(what=what))
+        batch, staged = self.in_hand_batch(what)
         if error is not None and not isinstance(error, BaseException | str):
             raise ConfigError(f"ctx.{what}(key, error): give an exception or a text as error")
-        i = batch.index_of(key, what)
-        outcome = batch.outcome(i, status, error)
-        self._staged[jsonutil.dumps(outcome[0])] = outcome
+        outcome = batch.outcome(batch.index_of(key, what), status, error)
+        staged[jsonutil.dumps(outcome[0])] = outcome
 
     # -- records put back by `midway retry` ---------------------------------------------
 
@@ -443,13 +372,13 @@ class BatchLoop:
         try:
             if self.guarantee.marks_started:
                 self.mark_started(batch)
-            self.handle(batch, handler)
+            self.calls.handle(batch, handler)
         except BaseException:
             counters.failed, counters.succeeded = counters.failed + n, counters.succeeded - n
             raise
         if batch.waited_out:
             counters.failed, counters.succeeded = counters.failed + n, counters.succeeded - n
             return False
-        self.settle(batch)
+        self.settle(batch.outcomes, batch.drops)
         self.commits.checkpoint(wait=True)
         return True

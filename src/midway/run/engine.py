@@ -30,6 +30,7 @@ from midway._model.owner import Owner
 from midway._model.result import RunResult
 from midway._model.settings import Settings
 from midway.errors import ConfigError
+from midway.run.batchcalls import BatchCalls
 from midway.run.batches import OUTSIDE, BatchLoop
 from midway.run.commits import Commits, call_hook
 from midway.run.context import Context
@@ -84,7 +85,15 @@ class Engine:
         self.slicer = SliceLoop(run, self.in_hand, self.commits, lambda: self.flow.careful)
         self.opening = Opening(run, self.flow, self.retries, self.guarantee)
         self.batcher = (
-            BatchLoop(run, self.commits, self.flow, self.retries, self.guarantee, self.ctx)
+            BatchLoop(
+                run,
+                self.commits,
+                self.flow,
+                self.retries,
+                self.guarantee,
+                self.in_hand,
+                BatchCalls(run, self.flow, self.guarantee, self.ctx),
+            )
             if run.settings.batch
             else None
         )
@@ -141,6 +150,8 @@ class Engine:
         self.commits.begin()
         self.opening.began()
         self.slicer.pace = Pace.for_run(settings.every_seconds, settings.max_lag)
+        if self.batcher is not None:
+            self.batcher.pace = Pace.for_run(settings.every_seconds, settings.max_lag)
         self.slicer.one_per_slice = self.guarantee.marks_started
         self.ctx.state = run.state
         self.ctx.transaction = self.guarantee.begin(store, lease)
@@ -269,15 +280,17 @@ class Engine:
         return self.run.run_id
 
     def current_key(self) -> JSONValue:
-        return self.in_hand.key()
+        return None if self.batcher is not None else self.in_hand.key()
 
     def current_position(self) -> JSONValue:
-        return self.in_hand.position()
+        return None if self.batcher is not None else self.in_hand.position()
 
     def idempotency_key(self, key: JSONValue) -> str:
         return self.spec.id.idempotency_key(key)
 
     def step(self, name: str, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: Any) -> Any:
+        if self.batcher is not None:
+            raise ConfigError("ctx.step() is for one item; a batch handler (batch=N) has none")
         return self.flow.step(name, fn, args, kwargs)
 
     def batch_keys(self) -> list[JSONValue]:
