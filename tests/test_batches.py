@@ -3,6 +3,8 @@ to the ledger; a raising batch retried, split, or stopping the job; the options 
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -329,3 +331,56 @@ def test_ctx_key_is_none_and_ctx_step_refused_in_a_batch_handler(tmp_path: Path)
 
     job_for(url).run(numbers(10), handle, batch=5)
     assert seen == [None, None]
+
+
+def test_workers_run_batches_at_a_time_with_state_and_outcomes(store_url: str) -> None:
+    lock = threading.Lock()
+    seen: list[list[int]] = []
+
+    def handle(items: list[int], ctx: Context) -> None:
+        time.sleep(0.002)
+        if 333 in items:
+            raise Poison("333")
+        for key in ctx.keys:
+            if key % 100 == 7:
+                ctx.fail(key, "rejected")
+        ctx.state["records"] += len(items)
+        with lock:
+            seen.append(list(items))
+
+    job = job_for(store_url, workers=4, every=50, max_failures=0.1)
+    result = job.run(numbers(1000), handle, batch=20, state={"records": midway.Sum()})
+    assert (result.succeeded, result.failed) == (989, 11)
+    assert result.state == {"records": 999}  # the poison record's contribution is not in
+    assert sorted(x for s in seen for x in s) == [n for n in range(1000) if n != 333]
+    assert set(ledger(store_url, "batches", "failed")) == {333} | {
+        n for n in range(1000) if n % 100 == 7
+    }
+
+
+def test_workers_without_a_policy_stop_at_the_raising_batch_and_resume_there(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path}/s.db"
+
+    def handle(items: list[int], ctx: Context) -> None:
+        if 250 in items:
+            raise Poison("250")
+
+    with pytest.raises(Poison):
+        job_for(url, workers=4, every=10).run(numbers(1000), handle, batch=10)
+    info = job_for(url).info()
+    assert info is not None
+    assert info.checkpoint is not None
+    assert info.checkpoint.position == 250  # the watermark: every batch before it settled
+    firsts: list[int] = []
+    job_for(url, workers=4, every=10).run(
+        numbers(1000), lambda items, ctx: firsts.append(items[0]), batch=10
+    )
+    assert sorted(firsts) == list(range(250, 1000, 10))
+
+
+def test_batch_with_a_process_or_async_executor_is_refused(tmp_path: Path) -> None:
+    job = job_for(f"sqlite:///{tmp_path}/s.db", workers=2, executor="process")
+    with pytest.raises(midway.ConfigError, match="executor='process'"):
+        job.run(range(5), lambda items, ctx: None, batch=2)

@@ -125,10 +125,12 @@ class Settings:
         if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
             raise ConfigError(f"batch={batch!r}: give a whole number of items, 1 or more")
         self._set(batch_seconds=_positive_float("batch_seconds", self.batch_seconds))
-        if self.workers > 1:
+        if self.workers > 1 and self.executor != "thread":
             raise ConfigError(
-                f"batch= with workers={self.workers} is not supported yet: batches run one "
-                "at a time; use workers=1 with batch=, or workers= without it"
+                f"batch= with executor={self.executor!r} is not supported: batches run in "
+                "parallel on threads (executor='thread', the default); a batch handler that "
+                "waits on an API gains nothing from processes, and an async one can run its "
+                "calls concurrently inside the batch"
             )
         if self.every is not None:
             self._set(every=-(-self.every // batch) * batch)

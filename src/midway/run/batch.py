@@ -30,6 +30,7 @@ class Batch:
         "_segments",
         "drops",
         "end",
+        "error",
         "items",
         "outcomes",
         "size",
@@ -60,6 +61,9 @@ class Batch:
         runs' records)."""
         self.waited_out = False
         """A stop came while the batch waited (a retry, the rate): it is not done."""
+        self.error: BaseException | None = None
+        """The error that stops the job once this batch is settled (at-most-once: its
+        handler raised, so its records are in doubt)."""
 
     def keys(self) -> list[JSONValue]:
         if self._keys is None:

@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from midway._model import jsonutil
+from midway._model.jsonutil import JSONValue
 from midway._model.ledger import ItemStatus
-from midway.errors import MidwayError, SourceError
+from midway.errors import ConfigError, MidwayError, SourceError
 from midway.run.batch import Batch, Outcome
 from midway.run.failures import Action
 from midway.run.guarantees import Guarantee
@@ -29,6 +30,10 @@ from midway.run.itemflow import NO_POLICY, ItemFlow
 from midway.run.runstate import RunState
 
 Handler = Callable[[Any, Any], Any]
+OUTSIDE = (
+    "ctx.{what} is for a batch handler, while its batch is in hand: "
+    "job.run(source, handler, batch=N) or job.loop(source, batch=N)"
+)
 
 
 def ours(exc: BaseException) -> bool:
@@ -53,10 +58,6 @@ class BatchCalls:
         path, raised that); its outcomes end in ``batch.outcomes``; ``batch.waited_out``
         when a stop came while it waited."""
         if not batch.items:
-            return
-        rate, run = self.flow.rate, self.run
-        if raised is None and rate is not None and not rate.wait(lambda: run.stopping):
-            batch.waited_out = True
             return
         attempt, first_try = 1, time.time()
         while True:
@@ -100,7 +101,7 @@ class BatchCalls:
             if not self.guarantee.in_doubt_on_failure:
                 raise exc
             status = ItemStatus.IN_DOUBT  # at-most-once: it ran and raised, took effect?
-            self.run.stop_error = exc
+            batch.error = exc
         if status == ItemStatus.IN_DOUBT or self.guarantee.marks_started or len(batch.items) < 2:
             batch.fail_all(status, exc)
             return
@@ -127,3 +128,33 @@ class BatchCalls:
                     raise
                 outcome = part.outcome(0, status, exc)
                 outcomes[jsonutil.dumps(outcome[0])] = outcome
+
+    # -- what ctx asks ------------------------------------------------------------------
+
+    def in_hand(self, what: str) -> tuple[Batch, dict[str, Outcome]]:
+        """The batch the handler has in hand, and where its outcomes are staged."""
+        if self.current is None:
+            raise ConfigError(OUTSIDE.format(what=what))
+        return self.current, self.staged
+
+    def batch_keys(self) -> list[JSONValue]:
+        return list(self.in_hand("keys")[0].keys())
+
+    def batch_outcome(self, what: str, key: JSONValue, status: ItemStatus, error: Any) -> None:
+        """``ctx.fail`` / ``ctx.skip``: staged until the handler returns."""
+        stage(self.in_hand(what), what, key, status, error)
+
+
+def stage(
+    where: tuple[Batch, dict[str, Outcome]],
+    what: str,
+    key: JSONValue,
+    status: ItemStatus,
+    error: Any,
+) -> None:
+    """Stage record ``key``'s outcome for the batch in hand (``where``)."""
+    batch, staged = where
+    if error is not None and not isinstance(error, BaseException | str):
+        raise ConfigError(f"ctx.{what}(key, error): give an exception or a text as error")
+    outcome = batch.outcome(batch.index_of(key, what), status, error)
+    staged[jsonutil.dumps(outcome[0])] = outcome

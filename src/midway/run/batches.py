@@ -28,16 +28,16 @@ returned; the rest of the batch succeeds.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from midway._model import jsonutil
 from midway._model.jsonutil import JSONValue
 from midway._model.ledger import ItemRecord, ItemStatus, drop
-from midway.errors import ConfigError, TooManyFailures
+from midway.errors import TooManyFailures
 from midway.run.batch import Batch, BatchRun, Outcome
-from midway.run.batchcalls import BatchCalls
+from midway.run.batchcalls import BatchCalls, stage
 from midway.run.commits import Commits
 from midway.run.guarantees import Guarantee
 from midway.run.itemflow import ItemFlow
@@ -49,10 +49,6 @@ from midway.sources.base import Chunk, chunk_errors
 
 Handler = Callable[[Any, Any], Any]
 Unit = Batch | BatchRun
-OUTSIDE = (
-    "ctx.{what} is for a batch handler, while its batch is in hand: "
-    "job.run(source, handler, batch=N) or job.loop(source, batch=N)"
-)
 
 
 @dataclass(eq=False)
@@ -78,12 +74,17 @@ class BatchLoop:
 
     # -- job.run, job.loop --------------------------------------------------------------
 
-    def run_handler(self, handler: Handler) -> None:
+    def before_input(self, handler: Handler) -> bool:
+        """The records ``midway retry`` put back first; False when no input is left."""
         run = self.run
         self.retry_pass(handler)
         if run.main_done:
             run.finished = run.stop_error is None and run.stop_signal is None
-            return
+            return False
+        return True
+
+    def run_handler(self, handler: Handler) -> None:
+        """One batch at a time (with ``workers=N``: ``parallelbatches.py``)."""
         flow = self.flow
         fast = not (self.guarantee.careful or flow.prior or flow.rate)
         units = self.units(fast)
@@ -133,6 +134,9 @@ class BatchLoop:
             unit.done = k
             return False
         unit.outcomes.update(batch.outcomes)
+        if batch.error is not None:  # (at-most-once is never on the fast path)
+            unit.done, unit.error = k + 1, batch.error
+            return False
         return True
 
     def loop_lists(self) -> Generator[list[Any], None, None]:
@@ -197,12 +201,16 @@ class BatchLoop:
         batch = self.cut(segments)
         began = time.monotonic()
         if batch.items:
+            if not self.paced():
+                return False
             if self.guarantee.marks_started:
                 self.mark_started(batch)
                 batch.drops.extend(batch.keys())  # the marks go when it is done
             yield batch
         if batch.waited_out:
             return False
+        if batch.error is not None:
+            run.stop_error = batch.error
         self.settle(batch.outcomes, batch.drops)
         assert batch.end is not None
         chunk, stop = batch.end
@@ -234,6 +242,25 @@ class BatchLoop:
         if unit.error is not None:
             raise unit.error
         return done if unit.done == count and not run.stop_requested else None
+
+    def cuts(self) -> Iterator[list[tuple[Chunk, int, int]]]:
+        """The input from where the run resumed, cut into batches (as the chunks' parts
+        each covers), unsettled: for ``workers=N``, which settles them at the watermark."""
+        size = self.size
+        assert self.run.cursor is not None
+        parts: list[tuple[Chunk, int, int]] = []
+        count = 0
+        for chunk in self.run.cursor:
+            start, n = 0, len(chunk.items)
+            while start < n:
+                take = min(n - start, size - count)
+                parts.append((chunk, start, start + take))
+                count, start = count + take, start + take
+                if count == size:
+                    yield parts
+                    parts, count = [], 0
+        if parts:
+            yield parts
 
     def cut(self, segments: list[tuple[Chunk, int, int]]) -> Batch:
         """The batch of ``segments``, less the records settled before the handler: those
@@ -278,11 +305,16 @@ class BatchLoop:
     def advance(self, chunk: Chunk, stop: int, done: int, seconds: float, failed: bool) -> None:
         """``done`` records more are finished, up to ``chunk[stop]``: count them, then the
         lag bound, a checkpoint if due, progress, too many failures."""
-        run, commits = self.run, self.commits
         if done:
-            run.counters.succeeded += done
-            run.mark(chunk, stop)
+            self.run.counters.succeeded += done
+            self.run.mark(chunk, stop)
             self.pace.took(seconds if seconds > 0 else 0.0, done)
+        self.after_unit(failed)
+
+    def after_unit(self, failed: bool) -> None:
+        """After records were counted: too many failures, the lag bound, a checkpoint if
+        due, progress."""
+        run, commits = self.run, self.commits
         processed = run.counters.processed
         if failed:
             self.judge_failures(processed)
@@ -304,6 +336,11 @@ class BatchLoop:
         if policy.exceeded(run.counters.failed, processed, run.total):
             run.stop_error = TooManyFailures(self.flow.too_many_message())
 
+    def paced(self) -> bool:
+        """``rate=``: wait for the next handler call's turn; False if a stop came first."""
+        rate, run = self.flow.rate, self.run
+        return rate is None or rate.wait(lambda: run.stopping)
+
     def mark_started(self, batch: Batch) -> None:
         """At-most-once: every record of the batch is marked started, on disk, before the
         handler runs; a crash leaves each of them in doubt."""
@@ -318,24 +355,18 @@ class BatchLoop:
 
     def in_hand_batch(self, what: str) -> tuple[Batch, dict[str, Outcome]]:
         """The batch the handler has in hand, and where its outcomes are staged."""
-        calls, unit = self.calls, self.walking
-        if calls.current is not None:
-            return calls.current, calls.staged
+        unit = self.walking
         k = self.in_hand.index() if unit is not None else None
-        if unit is None or k is None:
-            raise ConfigError(OUTSIDE.format(what=what))
+        if self.calls.current is not None or unit is None or k is None:
+            return self.calls.in_hand(what)
         return unit.batch(k), unit.staged.setdefault(k, {})
 
-    def keys_in_hand(self) -> list[JSONValue]:
+    def batch_keys(self) -> list[JSONValue]:
         return list(self.in_hand_batch("keys")[0].keys())
 
-    def stage(self, what: str, key: JSONValue, status: ItemStatus, error: Any) -> None:
+    def batch_outcome(self, what: str, key: JSONValue, status: ItemStatus, error: Any) -> None:
         """``ctx.fail`` / ``ctx.skip``: staged until the handler returns."""
-        batch, staged = self.in_hand_batch(what)
-        if error is not None and not isinstance(error, BaseException | str):
-            raise ConfigError(f"ctx.{what}(key, error): give an exception or a text as error")
-        outcome = batch.outcome(batch.index_of(key, what), status, error)
-        staged[jsonutil.dumps(outcome[0])] = outcome
+        stage(self.in_hand_batch(what), what, key, status, error)
 
     # -- records put back by `midway retry` ---------------------------------------------
 
@@ -370,15 +401,20 @@ class BatchLoop:
         counters, n = self.run.counters, len(hits)
         counters.failed, counters.succeeded = max(counters.failed - n, 0), counters.succeeded + n
         try:
-            if self.guarantee.marks_started:
-                self.mark_started(batch)
-            self.calls.handle(batch, handler)
+            if not self.paced():
+                batch.waited_out = True
+            else:
+                if self.guarantee.marks_started:
+                    self.mark_started(batch)
+                self.calls.handle(batch, handler)
         except BaseException:
             counters.failed, counters.succeeded = counters.failed + n, counters.succeeded - n
             raise
         if batch.waited_out:
             counters.failed, counters.succeeded = counters.failed + n, counters.succeeded - n
             return False
+        if batch.error is not None:
+            self.run.stop_error = batch.error
         self.settle(batch.outcomes, batch.drops)
         self.commits.checkpoint(wait=True)
         return True

@@ -30,8 +30,8 @@ from midway._model.owner import Owner
 from midway._model.result import RunResult
 from midway._model.settings import Settings
 from midway.errors import ConfigError
-from midway.run.batchcalls import BatchCalls
-from midway.run.batches import OUTSIDE, BatchLoop
+from midway.run.batchcalls import OUTSIDE, BatchCalls
+from midway.run.batches import BatchLoop
 from midway.run.commits import Commits, call_hook
 from midway.run.context import Context
 from midway.run.ending import Ending
@@ -41,6 +41,7 @@ from midway.run.handlers import check_result
 from midway.run.itemflow import ItemFlow
 from midway.run.opening import Opening, PartitionDone
 from midway.run.parallel import Parallel
+from midway.run.parallelbatches import ParallelBatches
 from midway.run.progress import reporter
 from midway.run.reducers import Combiner
 from midway.run.retrypass import RetryPass
@@ -191,7 +192,12 @@ class Engine:
     def _run_batches(self, batcher: BatchLoop, handler: Handler) -> RunResult:
         """``batch=N``: the handler gets lists (run/batches.py)."""
         try:
-            batcher.run_handler(handler)
+            if not batcher.before_input(handler):
+                pass
+            elif self.run.settings.workers > 1:
+                ParallelBatches(batcher, self, handler).run()
+            else:
+                batcher.run_handler(handler)
         except BaseException as exc:
             self.fail(exc)
             raise
@@ -294,10 +300,10 @@ class Engine:
         return self.flow.step(name, fn, args, kwargs)
 
     def batch_keys(self) -> list[JSONValue]:
-        return self._batches("keys").keys_in_hand()
+        return self._batches("keys").batch_keys()
 
     def batch_outcome(self, what: str, key: JSONValue, status: ItemStatus, error: Any) -> None:
-        self._batches(what).stage(what, key, status, error)
+        self._batches(what).batch_outcome(what, key, status, error)
 
     def _batches(self, what: str) -> BatchLoop:
         if self.batcher is None:
