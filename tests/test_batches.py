@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -384,3 +385,64 @@ def test_batch_with_a_process_or_async_executor_is_refused(tmp_path: Path) -> No
     job = job_for(f"sqlite:///{tmp_path}/s.db", workers=2, executor="process")
     with pytest.raises(midway.ConfigError, match="executor='process'"):
         job.run(range(5), lambda items, ctx: None, batch=2)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_batch_seconds_hands_over_a_partial_batch_when_the_source_is_slow(
+    tmp_path: Path, workers: int
+) -> None:
+    url = f"sqlite:///{tmp_path}/s.db"
+
+    def slow_api() -> Iterator[int]:
+        yield from range(10)
+        time.sleep(0.3)
+        yield from range(10, 30)
+        time.sleep(0.3)
+        yield from range(30, 40)
+
+    def run(seconds: float | None) -> list[list[int]]:
+        calls: list[list[int]] = []
+        job = job_for(url, name=f"slow-{seconds}", workers=workers)
+        job.run(
+            sources.iterable(slow_api()),
+            lambda items, ctx: calls.append(list(items)),
+            batch=100,
+            batch_seconds=seconds,
+        )
+        return calls
+
+    early = run(0.2)
+    assert len(early) >= 2
+    assert early[0][:10] == list(range(10))
+    assert len(early[0]) < 40  # it did not wait for the rest of the input
+    assert sorted(x for c in early for x in c) == list(range(40))
+    assert run(None) == [list(range(40))]
+
+
+def test_distributed_runs_batch_inside_each_partition(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/s.db"
+    calls: list[list[int]] = []
+    job = job_for(url, partitions=3, max_failures=10)
+
+    def handle(items: list[int], ctx: Context) -> None:
+        calls.append(list(items))
+        if 50 in items:
+            ctx.fail(50, "rejected")
+
+    result = job.run(list(range(100)), handle, batch=15, distributed=True)
+    assert sorted(x for c in calls for x in c) == list(range(100))
+    assert max(len(c) for c in calls) == 15
+    assert len(calls) == 9  # three partitions of 34, 33, 33 records: three batches each
+    assert (result.succeeded, result.failed) == (99, 1)
+
+
+def test_rate_paces_handler_calls_not_records(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/s.db"
+    starts: list[float] = []
+    job = job_for(url, rate="20/s")
+    began = time.monotonic()
+    job.run(numbers(500), lambda items, ctx: starts.append(time.monotonic()), batch=100)
+    assert len(starts) == 5
+    took = time.monotonic() - began
+    assert starts[-1] - starts[0] >= 0.1  # paced: five calls at 20 per second
+    assert took < 2.0  # 500 records at 20 per second would take 25 s

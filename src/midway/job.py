@@ -177,8 +177,10 @@ class Job:
         ``ctx.keys`` lists the items' keys, and ``ctx.fail(key, error)`` /
         ``ctx.skip(key, reason)`` record single records; the rest succeed. A batch that
         raises is retried whole (``retry=``), then, with ``skip_on`` / ``max_failures``,
-        split in halves until the records that raise are alone. ``batch_seconds=T`` hands
-        over a partial batch when the source took T seconds to fill one.
+        split in halves until the records that raise are alone. ``workers=N`` runs N
+        batches at a time (threads); ``rate=`` paces handler calls (one per batch).
+        ``batch_seconds=T``: a batch that began filling T seconds ago goes out, partial,
+        with the next records the source gives (for a slow source: an API's pages).
         """
         job = self.batched(batch, batch_seconds)
         source = as_source(source)

@@ -164,16 +164,17 @@ class BatchLoop:
         run, size = self.run, self.size
         assert run.cursor is not None
         carry: list[tuple[Chunk, int, int]] = []
-        count, first = 0, True
+        count, first, began = 0, True, 0.0
         for chunk in run.cursor:
             start, n = 0, len(chunk.items)
-            if count:  # the batch begun at the end of the last chunk
+            if count and n:  # the batch begun at the end of an earlier chunk
                 take = min(n, size - count)
                 carry.append((chunk, 0, take))
                 count, start = count + take, take
-                if count < size:
+                partial = count < size
+                if partial and not self.waited_long(began):
                     continue
-                if not (yield from self.one(carry)):
+                if not (yield from self.one(carry, partial)):
                     return
                 carry, count = [], 0
             while n - start >= size:
@@ -188,13 +189,17 @@ class BatchLoop:
                     return
                 start += size
             if start < n:
-                carry, count = [(chunk, start, n)], n - start
+                carry, count, began = [(chunk, start, n)], n - start, time.monotonic()
         if carry and not (yield from self.one(carry)):
             return
         run.finished = True
 
-    def one(self, segments: list[tuple[Chunk, int, int]]) -> Generator[Unit, None, bool]:
-        """Hand over one batch and settle it: False when the run is to stop."""
+    def one(
+        self, segments: list[tuple[Chunk, int, int]], partial: bool = False
+    ) -> Generator[Unit, None, bool]:
+        """Hand over one batch and settle it: False when the run is to stop. A ``partial``
+        batch (``batch_seconds``) is checkpointed at once, so that a resumed run counts
+        the next batches from its end, as this one did."""
         run = self.run
         if run.stop_requested:
             return False
@@ -215,7 +220,14 @@ class BatchLoop:
         assert batch.end is not None
         chunk, stop = batch.end
         self.advance(chunk, stop, batch.size, time.monotonic() - began, bool(batch.outcomes))
+        if partial:
+            self.commits.checkpoint(wait=True)
         return not run.stop_requested
+
+    def waited_long(self, began: float) -> bool:
+        """``batch_seconds``: the batch in hand began filling that long ago."""
+        seconds = self.run.settings.batch_seconds
+        return seconds is not None and time.monotonic() - began >= seconds
 
     def run_of(self, chunk: Chunk, start: int, whole: int) -> Generator[Unit, None, int | None]:
         """Hand over a run of whole batches of ``chunk`` and settle it: the records done,
@@ -243,24 +255,30 @@ class BatchLoop:
             raise unit.error
         return done if unit.done == count and not run.stop_requested else None
 
-    def cuts(self) -> Iterator[list[tuple[Chunk, int, int]]]:
+    def cuts(self) -> Iterator[tuple[list[tuple[Chunk, int, int]], bool]]:
         """The input from where the run resumed, cut into batches (as the chunks' parts
-        each covers), unsettled: for ``workers=N``, which settles them at the watermark."""
+        each covers), unsettled: for ``workers=N``, which settles them at the watermark.
+        With each, whether it is a partial batch handed over early (``batch_seconds``)."""
         size = self.size
         assert self.run.cursor is not None
         parts: list[tuple[Chunk, int, int]] = []
-        count = 0
+        count, began = 0, 0.0
         for chunk in self.run.cursor:
             start, n = 0, len(chunk.items)
             while start < n:
+                if not count:
+                    began = time.monotonic()
                 take = min(n - start, size - count)
                 parts.append((chunk, start, start + take))
                 count, start = count + take, start + take
                 if count == size:
-                    yield parts
+                    yield parts, False
                     parts, count = [], 0
+            if count and self.waited_long(began):
+                yield parts, True
+                parts, count = [], 0
         if parts:
-            yield parts
+            yield parts, False
 
     def cut(self, segments: list[tuple[Chunk, int, int]]) -> Batch:
         """The batch of ``segments``, less the records settled before the handler: those

@@ -124,7 +124,7 @@ class ParallelBatches:
     def feed(self, pool: cf.Executor) -> bool:
         """Hand the batches out, the window permitting; True at the end of the input."""
         loop = self.loop
-        for segments in loop.cuts():
+        for segments, early in loop.cuts():
             while len(self.window) >= self.window_size or self.pending >= self.workers:
                 self.take(block=True)
             if self.stopped():
@@ -146,7 +146,13 @@ class ParallelBatches:
             future = pool.submit(self.work, batch)
             self.pending += 1
             future.add_done_callback(partial(self.arrived, slot))
-            if not self.finished.empty():
+            if early:  # the next batches count from its end: on disk before they start
+                while self.pending:
+                    self.take(block=True)
+                if self.stopped():
+                    return False
+                loop.commits.checkpoint(wait=True)
+            elif not self.finished.empty():
                 self.take(block=False)
         return True
 
