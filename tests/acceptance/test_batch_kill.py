@@ -7,8 +7,12 @@ record twice, exactly-once writes each record once, and rework per kill stays wi
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sqlite3
+import subprocess
 import sys
+import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -158,3 +162,57 @@ def test_batches_survive_kills(
         rows = written(store_url)
         assert set(rows) == set(range(N)) - REJECTED, why
         assert set(rows.values()) == {1}, why  # each record written once
+
+
+@pytest.mark.parametrize("workers", [1, 8], ids=["one", "eight"])
+def test_sigint_finishes_the_batches_in_hand_and_resume_redoes_nothing(
+    tmp_path: Path, workers: int
+) -> None:
+    store_url = f"sqlite:///{tmp_path}/state.db"
+    log = tmp_path / "calls.log"
+    cfg = {
+        "store": store_url,
+        "log": str(log),
+        "sent": str(tmp_path / "sent.log"),
+        "n": N,
+        "batch": BATCH,
+        "every": EVERY,
+        "workers": workers,
+        "guarantee": "at-least-once",
+        "pause": 0.001,
+    }
+    path = tmp_path / "batchjob.json"
+    path.write_text(json.dumps(cfg), encoding="utf-8")
+    gate = tmp_path / "hold"
+    gate.touch()
+    env = {**os.environ, "MIDWAY_TEST_HOLD_AT": "1000", "MIDWAY_TEST_HOLD_FILE": str(gate)}
+    argv = [sys.executable, str(SCRIPT), str(path)]
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while not log.exists() or len(log.read_text().splitlines()) < 1000:
+            assert proc.poll() is None
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.2)
+        gate.unlink()
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err.decode()
+    handled = [int(line.split()[0]) for line in log.read_text().splitlines()]
+    store = open_store(store_url)
+    try:
+        checkpoint = store.load_checkpoint("batches")
+    finally:
+        store.close()
+    assert checkpoint is not None
+    done = checkpoint.counters.processed
+    assert done % BATCH == 0
+    assert sorted(handled) == list(range(done))  # the batches in hand finished, and count
+    resumed = subprocess.run(argv, capture_output=True, timeout=60, check=False)
+    assert resumed.returncode == 0, resumed.stderr.decode()
+    again = [int(line.split()[0]) for line in log.read_text().splitlines()][len(handled) :]
+    assert sorted(again) == list(range(done, N))  # no rework
