@@ -446,3 +446,24 @@ def test_rate_paces_handler_calls_not_records(tmp_path: Path) -> None:
     took = time.monotonic() - began
     assert starts[-1] - starts[0] >= 0.1  # paced: five calls at 20 per second
     assert took < 2.0  # 500 records at 20 per second would take 25 s
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_a_batch_has_a_stable_idempotency_key_of_its_own(tmp_path: Path, workers: int) -> None:
+    url = f"sqlite:///{tmp_path}/s.db"
+    first: dict[int, str] = {}
+    lock = threading.Lock()
+
+    def remember(items: list[int], ctx: Context) -> None:
+        with lock:
+            again = items[0] in first
+            first[items[0]] = ctx.idempotency_key
+        if items[0] == 40 and not again:
+            raise Poison("stop here")
+
+    with pytest.raises(Poison):
+        job_for(url, every=10, workers=workers).run(numbers(100), remember, batch=10)
+    before = first[40]
+    job_for(url, every=10, workers=workers).run(numbers(100), remember, batch=10)
+    assert first[40] == before  # the same batch again: the same key
+    assert len(set(first.values())) == len(first) == 10  # one per batch

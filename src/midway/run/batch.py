@@ -16,6 +16,12 @@ Outcome = tuple[JSONValue, ItemStatus, "BaseException | str | None", JSONValue, 
 NOT_IN_BATCH = "ctx.{what}({key!r}): that key is not in the batch in hand (ctx.keys lists them)"
 
 
+def batch_identity(keys: list[JSONValue]) -> JSONValue:
+    """What ``ctx.idempotency_key`` of a batch hashes: its first and last keys and its size,
+    the same in every run, since a batch is always cut the same."""
+    return {"batch": [keys[0], keys[-1], len(keys)] if keys else []}
+
+
 class Batch:
     """Up to N consecutive records of the input (or records put back by ``midway retry``).
 

@@ -73,7 +73,8 @@ class Context:
     @property
     def idempotency_key(self) -> str:
         """Stable for this job and item across runs and machines: hand it to APIs that
-        deduplicate requests (an ``Idempotency-Key`` header)."""
+        deduplicate requests (an ``Idempotency-Key`` header). In a batch handler: the
+        batch's, the same whenever the batch is handled again."""
         return self._run.idempotency_key(self.key)
 
     @property

@@ -30,6 +30,7 @@ from midway._model.owner import Owner
 from midway._model.result import RunResult
 from midway._model.settings import Settings
 from midway.errors import ConfigError
+from midway.run.batch import batch_identity
 from midway.run.batchcalls import OUTSIDE, BatchCalls
 from midway.run.batches import BatchLoop
 from midway.run.commits import Commits, call_hook
@@ -292,6 +293,8 @@ class Engine:
         return None if self.batcher is not None else self.in_hand.position()
 
     def idempotency_key(self, key: JSONValue) -> str:
+        if key is None and self.batcher is not None:  # ctx.idempotency_key of the batch
+            key = batch_identity(self.batcher.batch_keys())
         return self.spec.id.idempotency_key(key)
 
     def step(self, name: str, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: Any) -> Any:

@@ -30,7 +30,7 @@ from typing import Any
 from midway._model.jsonutil import JSONValue
 from midway._model.ledger import ItemStatus
 from midway.errors import ConfigError
-from midway.run.batch import Batch
+from midway.run.batch import Batch, batch_identity
 from midway.run.batchcalls import BatchCalls
 from midway.run.batches import BatchLoop
 from midway.run.context import Context, ItemView
@@ -61,7 +61,7 @@ class WorkerView:
         return None
 
     def idempotency_key(self, key: JSONValue) -> str:
-        return self._run.idempotency_key(key)
+        return self._run.idempotency_key(batch_identity(self._calls.batch_keys()))
 
     def step(self, name: str, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: Any) -> Any:
         raise ConfigError("ctx.step() is for one item; a batch handler (batch=N) has none")
