@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+import midway
 from midway.stores import open_store
 from support.crashjob import pick_seed, reap_runners
 from support.killer import FileGate, kill_until_done
@@ -91,7 +92,11 @@ def test_batches_survive_kills(
     store_url: str, tmp_path: Path, guarantee: str, workers: int
 ) -> None:
     if guarantee == "exactly-once" and (store_url.startswith("file") or workers > 1):
-        pytest.skip("exactly-once needs a database store and one worker (refused otherwise)")
+        with pytest.raises(midway.ConfigError):  # refused before anything is handled
+            midway.Job("batches", store=store_url, guarantee="exactly-once", workers=workers).run(
+                range(N), lambda items, ctx: pytest.fail("handled"), batch=BATCH
+            )
+        return
     prepare(store_url, guarantee)
     seed = pick_seed()
     log, sent = tmp_path / "calls.log", tmp_path / "sent.log"
