@@ -25,11 +25,15 @@ from typing import Any
 from midway import faults
 from midway._model.checkpoint import Counters
 from midway._model.jsonutil import JSONValue
-from midway._model.ledger import ItemRecord
+from midway._model.ledger import ItemRecord, ItemStatus
 from midway._model.owner import Owner
 from midway._model.result import RunResult
 from midway._model.settings import Settings
 from midway.console import use_log_format
+from midway.errors import ConfigError
+from midway.run.batch import batch_identity
+from midway.run.batchcalls import OUTSIDE, BatchCalls
+from midway.run.batches import BatchLoop
 from midway.run.commits import Commits, call_hook
 from midway.run.context import Context
 from midway.run.ending import Ending
@@ -39,6 +43,7 @@ from midway.run.handlers import check_result
 from midway.run.itemflow import ItemFlow
 from midway.run.opening import Opening, PartitionDone
 from midway.run.parallel import Parallel
+from midway.run.parallelbatches import ParallelBatches
 from midway.run.progress import reporter
 from midway.run.reducers import Combiner
 from midway.run.retrypass import RetryPass
@@ -83,6 +88,19 @@ class Engine:
         self.stops = Stops(run, self.in_hand, lambda: self.commits.keeper)
         self.slicer = SliceLoop(run, self.in_hand, self.commits, lambda: self.flow.careful)
         self.opening = Opening(run, self.flow, self.retries, self.guarantee)
+        self.batcher = (
+            BatchLoop(
+                run,
+                self.commits,
+                self.flow,
+                self.retries,
+                self.guarantee,
+                self.in_hand,
+                BatchCalls(run, self.flow, self.guarantee, self.ctx),
+            )
+            if run.settings.batch
+            else None
+        )
         self.ending = Ending(
             run, self.commits, self.guarantee, self.steps, self.stops, store is not None
         )
@@ -143,6 +161,8 @@ class Engine:
         self.commits.begin()
         self.opening.began()
         self.slicer.pace = Pace.for_run(settings.every_seconds, settings.max_lag)
+        if self.batcher is not None:
+            self.batcher.pace = Pace.for_run(settings.every_seconds, settings.max_lag)
         self.slicer.one_per_slice = self.guarantee.marks_started
         self.ctx.state = run.state
         self.ctx.transaction = self.guarantee.begin(store, lease)
@@ -163,6 +183,8 @@ class Engine:
             return self._run_handler(handler)
 
     def _run_handler(self, handler: Handler) -> RunResult:
+        if self.batcher is not None:
+            return self._run_batches(self.batcher, handler)
         run = self.run
         slices = self.slices()
         try:
@@ -178,6 +200,20 @@ class Engine:
         except BaseException as exc:
             self.abandon_slice()
             slices.close()
+            self.fail(exc)
+            raise
+        return self.finish()
+
+    def _run_batches(self, batcher: BatchLoop, handler: Handler) -> RunResult:
+        """``batch=N``: the handler gets lists (run/batches.py)."""
+        try:
+            if not batcher.before_input(handler):
+                pass
+            elif self.run.settings.workers > 1:
+                ParallelBatches(batcher, self, handler).run()
+            else:
+                batcher.run_handler(handler)
+        except BaseException as exc:
             self.fail(exc)
             raise
         return self.finish()
@@ -217,6 +253,10 @@ class Engine:
 
     def slices(self) -> Generator[Iterator[Any], None, None]:
         return self.slicer.slices()
+
+    def batch_lists(self) -> Generator[list[Any], None, None] | None:
+        """``job.loop(source, batch=N)``'s lists; None without ``batch=``."""
+        return None if self.batcher is None else self.batcher.loop_lists()
 
     @property
     def slow(self) -> bool:
@@ -261,16 +301,31 @@ class Engine:
         return self.run.run_id
 
     def current_key(self) -> JSONValue:
-        return self.in_hand.key()
+        return None if self.batcher is not None else self.in_hand.key()
 
     def current_position(self) -> JSONValue:
-        return self.in_hand.position()
+        return None if self.batcher is not None else self.in_hand.position()
 
     def idempotency_key(self, key: JSONValue) -> str:
+        if key is None and self.batcher is not None:  # ctx.idempotency_key of the batch
+            key = batch_identity(self.batcher.batch_keys())
         return self.spec.id.idempotency_key(key)
 
     def step(self, name: str, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: Any) -> Any:
+        if self.batcher is not None:
+            raise ConfigError("ctx.step() is for one item; a batch handler (batch=N) has none")
         return self.flow.step(name, fn, args, kwargs)
+
+    def batch_keys(self) -> list[JSONValue]:
+        return self._batches("keys").batch_keys()
+
+    def batch_outcome(self, what: str, key: JSONValue, status: ItemStatus, error: Any) -> None:
+        self._batches(what).batch_outcome(what, key, status, error)
+
+    def _batches(self, what: str) -> BatchLoop:
+        if self.batcher is None:
+            raise ConfigError(OUTSIDE.format(what=what))
+        return self.batcher
 
     # -- what a parallel run uses (run/parallel.py ParallelHost) -------------------------
 
@@ -320,12 +375,7 @@ class Engine:
         self.commits.checkpoint(wait=wait)
 
     def show_progress(self) -> None:
-        run = self.run
-        share = run.share
-        counters = run.counters
-        run.progress.update(
-            counters.processed, counters.failed, share(run.position()) if share else None
-        )
+        self.run.show_progress()
 
     def report_item_failed(self, record: ItemRecord) -> None:
         """Log and trace it, and call the job's ``on_item_failed``, if any."""

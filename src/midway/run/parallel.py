@@ -47,7 +47,6 @@ from midway.errors import ConfigError, SourceError, TooManyFailures
 from midway.run.failures import FAIL, STOP, FailurePolicy
 from midway.run.guarantees import Guarantee
 from midway.run.ratelimit import RateLimit
-from midway.run.reducers import undeclared_message
 from midway.run.workers import (
     Outcome,
     WorkerContext,
@@ -403,21 +402,11 @@ class Parallel:
     def _combine(self, slot: Slot, part: dict[str, Any]) -> bool:
         """The item's contribution into the job's state: declared keys by their reducers,
         the others by ``merge=``. False (the job stops) when it cannot be combined."""
-        state = self.host.state
-        combiner = self.combiner
-        reducers = combiner.reducers
-        problem = combiner.refuse(part)
-        others = {k: v for k, v in part.items() if k not in reducers}
-        if problem is None and others and self.merge is None:
-            problem = undeclared_message(next(iter(others)), reducers, self.workers)
+        problem = self.combiner.take(self.host.state, part, slot.at, self.merge, self.workers)
         if problem is not None:
             if self.failure is None:
                 self.failure = ConfigError(problem)
             return False
-        if reducers:
-            combiner.combine(state, part, slot.at)
-        if others and self.merge is not None:
-            self.merge(state, others)
         return True
 
     def _record(

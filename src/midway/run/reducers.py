@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import shlex
+from collections.abc import Callable
 from typing import Any
 
 from midway._model.jsonutil import JSONValue
@@ -272,6 +273,30 @@ class Combiner:
             if key not in state:
                 state[key] = reducer.start()
             state[key] = reducer.combine(state[key], value if key in part else reducer.start())
+
+    def take(
+        self,
+        state: dict[str, Any],
+        part: dict[str, Any],
+        at: int,
+        merge: Callable[[dict[str, Any], dict[str, Any]], Any] | None,
+        workers: int,
+    ) -> str | None:
+        """One finished unit's contribution into ``state``: declared keys by their
+        reducers, the others by ``merge``. Returns why it cannot be (the job stops), or
+        None once it is combined."""
+        reducers = self.reducers
+        problem = self.refuse(part)
+        others = {k: v for k, v in part.items() if k not in reducers}
+        if problem is None and others and merge is None:
+            problem = undeclared_message(next(iter(others)), reducers, workers)
+        if problem is not None:
+            return problem
+        if reducers:
+            self.combine(state, part, at)
+        if others and merge is not None:
+            merge(state, others)
+        return None
 
     def refuse(self, part: dict[str, Any]) -> str | None:
         """Why ``part`` cannot be combined (a reduced key holding what its reducer does not

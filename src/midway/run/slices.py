@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from typing import Any
 
 from midway._model.jsonutil import JSONValue
@@ -49,7 +49,9 @@ class InHand:
         self.stop_index: int | None = None
         """Set when a stop ended the slice early: how many of its items were reached."""
 
-    def begin(self, chunk: Chunk, start: int, items: list[Any]) -> Iterator[Any]:
+    def begin(self, chunk: Chunk, start: int, items: Sequence[Any]) -> Iterator[Any]:
+        """``items``: a list, or a range (batches: their first indices); either iterator
+        tells its index (``__reduce__``) and can be exhausted (``__setstate__``)."""
         self.chunk, self.start, self.length = chunk, start, len(items)
         self.stop_index = None
         self.iterator = iter(items)
@@ -203,12 +205,8 @@ class SliceLoop:
             commits.bound_lag(processed, self.pace.item_seconds)
         if not self.one_per_slice and commits.due(processed, now):
             commits.checkpoint_or_skip(processed)
-        progress = run.progress
-        if not isinstance(progress, Silent):
-            share = run.share
-            progress.update(
-                processed, run.counters.failed, share(run.position()) if share else None
-            )
+        if not isinstance(run.progress, Silent):
+            run.show_progress()
 
     def advance(self, chunk: Chunk, start: int, done: int) -> None:
         if done:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -11,6 +12,7 @@ from midway.sources._unordered import refuse_unordered
 from midway.sources.base import Chunk, KeySpec, NumberedChunk, key_function, position_as_count
 
 MAX_CHUNK = 1024
+SLOW_CHUNK_SECONDS = 0.05
 
 
 class IterableSource:
@@ -64,14 +66,18 @@ class IterableCursor:
             if skipped < self._skip:
                 return
         start, size = self._skip, 1
-        # Chunks grow from 1: a slow generator (paging an API) is not read far ahead.
+        # Chunks grow from 1 while they fill fast, and go back to 1 when one was slow to
+        # fill: a slow generator (paging an API) is not read far ahead, and what it gave
+        # reaches the handler (or a partial batch, batch_seconds=) without waiting for more.
         while True:
+            began = time.monotonic()
             items = list(itertools.islice(it, size))
             if not items:
                 return
             yield NumberedChunk(items, start, self._key)
             start += len(items)
-            size = min(size * 2, MAX_CHUNK)
+            slow = time.monotonic() - began > SLOW_CHUNK_SECONDS
+            size = 1 if slow else min(size * 2, MAX_CHUNK)
 
     def close(self) -> None:
         close = getattr(self._it, "close", None)
