@@ -19,7 +19,15 @@ from typing import Any
 from midway._model.jsonutil import JSONValue
 from midway.errors import ConfigError, SourceError
 from midway.sources._files import resolve
-from midway.sources.base import Chunk, FieldKey, KeySpec, key_function, refuse_key, screen
+from midway.sources.base import (
+    Chunk,
+    FieldKey,
+    KeySpec,
+    NumberedChunk,
+    key_function,
+    part_range,
+    refuse_key,
+)
 
 CHUNK = 4096
 
@@ -120,17 +128,13 @@ class ParquetSource:
         """The rows of one recorded range of row groups; a row keeps its number in the whole
         file as its default key."""
         groups = len(self._footer.group_rows)
-        if not (
-            isinstance(part, list)
-            and len(part) == 2
-            and all(isinstance(b, int) and not isinstance(b, bool) for b in part)
-            and 0 <= part[0] <= part[1] <= groups
-        ):
+        bounds = part_range(part, groups)
+        if bounds is None:
             raise SourceError(
                 f"partition {index} of {self.describe()} is recorded as {part!r}, which does "
                 f"not fit its {groups} row groups; `midway reset` the job to split it again"
             )
-        return ParquetSource(self.path, self._key_spec, first=part[0], end=part[1])
+        return ParquetSource(self.path, self._key_spec, first=bounds[0], end=bounds[1])
 
     # -- reading -------------------------------------------------------------------------
 
@@ -205,27 +209,16 @@ class ParquetCursor:
         pass
 
 
-class RowGroupChunk:
-    """Rows ``row`` on of one row group; ``number`` is the first one's number in the file."""
+class RowGroupChunk(NumberedChunk):
+    """Rows of one row group from its row ``row`` on; ``start`` (the default key) counts
+    the rows in the whole file, the position names the row group and the row in it."""
 
-    __slots__ = ("_key", "errors", "group", "items", "number", "row")
-    shared = False
+    __slots__ = ("group", "row")
 
     def __init__(self, items: list[Any], group: int, row: int, number: int, key: Any) -> None:
-        self.items = items
+        super().__init__(items, number, key)
         self.group = group
         self.row = row
-        self.number = number
-        self._key = key
-        self.errors: dict[int, str] | None = screen(items, key, number)
-
-    def key(self, index: int) -> JSONValue:
-        if self._key is None:
-            return self.number + index
-        if self.errors is not None and index in self.errors:
-            return f"row {self.number + index + 1}"  # it has no field to take a key from
-        result: JSONValue = self._key(self.items[index])
-        return result
 
     def position_before(self, index: int) -> JSONValue:
         return {"row_group": self.group, "row": self.row + index}
