@@ -155,6 +155,8 @@ class Job:
         *,
         state: dict[str, Any] | None = None,
         distributed: bool = False,
+        batch: int | None = None,
+        batch_seconds: float | None = None,
     ) -> RunResult:
         """Call ``handler(item, ctx)`` for every item not yet done, checkpointing as it goes.
 
@@ -168,15 +170,25 @@ class Job:
         :mod:`midway.run.reducers`. An exception from the handler propagates after the checkpoint
         is saved at the last finished item. SIGINT / SIGTERM stop after the item in hand and raise
         :class:`midway.Stopped` (exit code 130 / 143 when uncaught).
+
+        ``batch=N``: ``handler(items, ctx)`` gets lists of up to N items, each list one
+        unit of work: a checkpoint never falls inside one (``every`` is rounded up to whole
+        batches), and after a crash a batch is handled again whole or not at all. Inside it,
+        ``ctx.keys`` lists the items' keys, and ``ctx.fail(key, error)`` /
+        ``ctx.skip(key, reason)`` record single records; the rest succeed. A batch that
+        raises is retried whole (``retry=``), then, with ``skip_on`` / ``max_failures``,
+        split in halves until the records that raise are alone. ``batch_seconds=T`` hands
+        over a partial batch when the source took T seconds to fill one.
         """
+        job = self.batched(batch, batch_seconds)
         source = as_source(source)
         handler, owned = prepare_handler(
-            handler, workers=self.settings.workers, executor=self.settings.executor
+            handler, workers=job.settings.workers, executor=job.settings.executor
         )
         try:
             if distributed or worker_mode():
-                return run_distributed(self, source, self._partition_runner(handler, state), state)
-            engine = Engine(self, source, state)
+                return run_distributed(job, source, job._partition_runner(handler, state), state)
+            engine = Engine(job, source, state)
             engine.start()
             return engine.run_handler(handler)
         finally:
@@ -197,13 +209,28 @@ class Job:
 
         return run_partition
 
+    def batched(self, batch: int | None, batch_seconds: float | None) -> Job:
+        """This job with ``batch=`` / ``batch_seconds=`` (checked: a ConfigError now)."""
+        if batch is None and batch_seconds is None:
+            return self
+        job = copy.copy(self)
+        job.settings = dataclasses.replace(self.settings, batch=batch, batch_seconds=batch_seconds)
+        return job
+
     def partition_job(self, index: int, count: int | None = None) -> Job:
         """Partition ``index`` of ``count`` (default: ``partitions``): a job of its own."""
         part = copy.copy(self)
         part.id = self.id.partition(index, count or self.partitions)
         return part
 
-    def loop(self, source: Source | Iterable[Any], *, state: dict[str, Any] | None = None) -> Loop:
+    def loop(
+        self,
+        source: Source | Iterable[Any],
+        *,
+        state: dict[str, Any] | None = None,
+        batch: int | None = None,
+        batch_seconds: float | None = None,
+    ) -> Loop:
         """The same engine as a plain ``for`` loop: ``for item in job.loop(source): ...``.
 
         An item counts as done when the loop asks for the next one. If the body raises, or
@@ -212,9 +239,14 @@ class Job:
         A record the source cannot read never reaches the body: it stops the loop, or, with
         ``max_failures=`` (or ``skip_on=`` naming ``midway.SourceError``), it is recorded as
         failed (skipped) and the loop goes on. An exception from the body always stops it.
+
+        ``batch=N``: the loop yields lists of up to N items, as ``run(..., batch=N)``
+        hands them; ``loop.ctx.keys``, ``loop.ctx.fail`` and ``loop.ctx.skip`` work on the
+        list in hand.
         """
-        self.settings.check_for_loop()
-        return Loop(self, as_source(source), state)
+        job = self.batched(batch, batch_seconds)
+        job.settings.check_for_loop()
+        return Loop(job, as_source(source), state)
 
     def info(self) -> JobRecord | None:
         """What the store holds about this job (checkpoint, status, lease), or None."""
@@ -268,6 +300,10 @@ class Loop:
 
 
 def _walk(engine: Engine) -> Iterator[Any]:
+    lists = engine.batch_lists()
+    if lists is not None:
+        yield from _walk_batches(engine, lists)
+        return
     slices = engine.slices()
     try:
         for it in slices:
@@ -285,6 +321,19 @@ def _walk(engine: Engine) -> Iterator[Any]:
     except BaseException as exc:
         engine.abandon_slice()
         slices.close()
+        engine.fail(exc)
+        raise
+    engine.finish()
+
+
+def _walk_batches(engine: Engine, lists: Iterator[list[Any]]) -> Iterator[list[Any]]:
+    """``job.loop(source, batch=N)``: a list is done when the body asks for the next."""
+    try:
+        yield from lists
+    except GeneratorExit:  # the body raised or broke out: the batch in hand is not done
+        engine.leave()
+        raise
+    except BaseException as exc:
         engine.fail(exc)
         raise
     engine.finish()

@@ -64,6 +64,10 @@ class Settings:
     merge: Callable[[dict[str, Any], dict[str, Any]], Any] | None = None
     rate: str | None = None
     partitions: int = 1
+    batch: int | None = None
+    """``job.run(..., batch=N)``: the handler gets lists of up to N items."""
+    batch_seconds: float | None = None
+    """Hand over a partial batch when the source took this long to fill one."""
 
     def __post_init__(self) -> None:
         every = _positive_int("every", self.every)
@@ -105,6 +109,29 @@ class Settings:
         if self.rate is not None:
             rate_interval(self.rate)  # checked now, not at the first item
         self._settle_guarantee()
+        self._settle_batch()
+
+    def _settle_batch(self) -> None:
+        """``batch=``: checkpoints fall between batches only, so ``every`` is rounded up to
+        whole batches."""
+        batch = self.batch
+        if batch is None:
+            if self.batch_seconds is not None:
+                raise ConfigError(
+                    f"batch_seconds={self.batch_seconds!r} needs batch=N: it says when to "
+                    "hand over a partial batch"
+                )
+            return
+        if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
+            raise ConfigError(f"batch={batch!r}: give a whole number of items, 1 or more")
+        self._set(batch_seconds=_positive_float("batch_seconds", self.batch_seconds))
+        if self.workers > 1:
+            raise ConfigError(
+                f"batch= with workers={self.workers} is not supported yet: batches run one "
+                "at a time; use workers=1 with batch=, or workers= without it"
+            )
+        if self.every is not None:
+            self._set(every=-(-self.every // batch) * batch)
 
     def _settle_guarantee(self) -> None:
         if self.guarantee != "exactly-once":

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from midway._model.jsonutil import JSONValue
+from midway._model.ledger import ItemStatus
 
 
 class ItemView(Protocol):
@@ -29,6 +30,14 @@ class ItemView(Protocol):
 
     def step(self, name: str, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: Any) -> Any:
         """``ctx.step`` for the item in hand."""
+        ...
+
+    def batch_keys(self) -> list[JSONValue]:
+        """The keys of the batch in hand (a batch handler's)."""
+        ...
+
+    def batch_outcome(self, what: str, key: JSONValue, status: ItemStatus, error: Any) -> None:
+        """One record of the batch in hand failed or was skipped."""
         ...
 
 
@@ -77,6 +86,22 @@ class Context:
         finished returns the stored result instead of running again. The records go when
         the item is done."""
         return self._run.step(name, fn, args, kwargs)
+
+    @property
+    def keys(self) -> list[JSONValue]:
+        """Inside a batch handler (``batch=N``): the keys of its items, in order."""
+        return self._run.batch_keys()
+
+    def fail(self, key: JSONValue, error: BaseException | str) -> None:
+        """Inside a batch handler: the record ``key`` failed (an API rejected it), with
+        ``error`` (an exception or a text). It goes to the ledger as a failed item does
+        (``midway failed``, ``midway retry``); the rest of the batch succeeds. Takes effect
+        when the handler returns."""
+        self._run.batch_outcome("fail", key, ItemStatus.FAILED, error)
+
+    def skip(self, key: JSONValue, reason: str | None = None) -> None:
+        """Inside a batch handler: the record ``key`` is skipped, for ``reason``."""
+        self._run.batch_outcome("skip", key, ItemStatus.SKIPPED, reason)
 
     def __repr__(self) -> str:
         return f"<midway.Context job={self.job!r} key={self.key!r} attempt={self.attempt}>"

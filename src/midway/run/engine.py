@@ -25,10 +25,12 @@ from typing import Any
 from midway import faults
 from midway._model.checkpoint import Counters
 from midway._model.jsonutil import JSONValue
-from midway._model.ledger import ItemRecord
+from midway._model.ledger import ItemRecord, ItemStatus
 from midway._model.owner import Owner
 from midway._model.result import RunResult
 from midway._model.settings import Settings
+from midway.errors import ConfigError
+from midway.run.batches import OUTSIDE, BatchLoop
 from midway.run.commits import Commits, call_hook
 from midway.run.context import Context
 from midway.run.ending import Ending
@@ -81,6 +83,11 @@ class Engine:
         self.stops = Stops(run, self.in_hand, lambda: self.commits.keeper)
         self.slicer = SliceLoop(run, self.in_hand, self.commits, lambda: self.flow.careful)
         self.opening = Opening(run, self.flow, self.retries, self.guarantee)
+        self.batcher = (
+            BatchLoop(run, self.commits, self.flow, self.retries, self.guarantee, self.ctx)
+            if run.settings.batch
+            else None
+        )
         self.ending = Ending(
             run, self.commits, self.guarantee, self.steps, self.stops, store is not None
         )
@@ -149,6 +156,8 @@ class Engine:
     def run_handler(self, handler: Handler) -> RunResult:
         """``Job.run``: the tight loop. The only per-item work is the handler call; a failing
         item leaves the loop through the exception and re-enters it after the next item."""
+        if self.batcher is not None:
+            return self._run_batches(self.batcher, handler)
         run = self.run
         slices = self.slices()
         try:
@@ -164,6 +173,15 @@ class Engine:
         except BaseException as exc:
             self.abandon_slice()
             slices.close()
+            self.fail(exc)
+            raise
+        return self.finish()
+
+    def _run_batches(self, batcher: BatchLoop, handler: Handler) -> RunResult:
+        """``batch=N``: the handler gets lists (run/batches.py)."""
+        try:
+            batcher.run_handler(handler)
+        except BaseException as exc:
             self.fail(exc)
             raise
         return self.finish()
@@ -203,6 +221,10 @@ class Engine:
 
     def slices(self) -> Generator[Iterator[Any], None, None]:
         return self.slicer.slices()
+
+    def batch_lists(self) -> Generator[list[Any], None, None] | None:
+        """``job.loop(source, batch=N)``'s lists; None without ``batch=``."""
+        return None if self.batcher is None else self.batcher.loop_lists()
 
     @property
     def slow(self) -> bool:
@@ -258,6 +280,17 @@ class Engine:
     def step(self, name: str, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: Any) -> Any:
         return self.flow.step(name, fn, args, kwargs)
 
+    def batch_keys(self) -> list[JSONValue]:
+        return self._batches("keys").keys_in_hand()
+
+    def batch_outcome(self, what: str, key: JSONValue, status: ItemStatus, error: Any) -> None:
+        self._batches(what).stage(what, key, status, error)
+
+    def _batches(self, what: str) -> BatchLoop:
+        if self.batcher is None:
+            raise ConfigError(OUTSIDE.format(what=what))
+        return self.batcher
+
     # -- what a parallel run uses (run/parallel.py ParallelHost) -------------------------
 
     @property
@@ -306,12 +339,7 @@ class Engine:
         self.commits.checkpoint(wait=wait)
 
     def show_progress(self) -> None:
-        run = self.run
-        share = run.share
-        counters = run.counters
-        run.progress.update(
-            counters.processed, counters.failed, share(run.position()) if share else None
-        )
+        self.run.show_progress()
 
     def report_item_failed(self, record: ItemRecord) -> None:
         """Call the job's ``on_item_failed``, if any."""

@@ -110,6 +110,13 @@ class RunState:
             return self.start_position
         return self.mark_chunk.position_before(self.mark_index)
 
+    def show_progress(self) -> None:
+        """Tell the progress display where the run stands."""
+        share, counters = self.share, self.counters
+        self.progress.update(
+            counters.processed, counters.failed, share(self.position()) if share else None
+        )
+
     def parts(self) -> tuple[Store, Lease, RunRecord]:
         if self.store is None or self.lease is None or self.record is None:
             raise RuntimeError("midway: the engine was used outside a run")

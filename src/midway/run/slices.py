@@ -203,12 +203,8 @@ class SliceLoop:
             commits.bound_lag(processed, self.pace.item_seconds)
         if not self.one_per_slice and commits.due(processed, now):
             commits.checkpoint_or_skip(processed)
-        progress = run.progress
-        if not isinstance(progress, Silent):
-            share = run.share
-            progress.update(
-                processed, run.counters.failed, share(run.position()) if share else None
-            )
+        if not isinstance(run.progress, Silent):
+            run.show_progress()
 
     def advance(self, chunk: Chunk, start: int, done: int) -> None:
         if done:
