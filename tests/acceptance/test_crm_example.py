@@ -8,14 +8,29 @@ rejected are the job's failed items with its reason, and nothing else is in the 
 
 from __future__ import annotations
 
+import csv
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import pytest
 
-from support.crm import serve_crm
+from midway.stores import open_store
+from support.crashjob import pick_seed, reap_runners
+from support.crm import EXAMPLES, Served, example, serve_crm
+from support.killer import kill_until_done
 
 COUNT = 10_000
 KILLS = 5
+
+
+@pytest.fixture
+def crm(tmp_path: Path) -> Iterator[Served]:
+    # a 429 on one call in ten, with a short Retry-After so that the test stays quick
+    with serve_crm(tmp_path / "crm.db", seed=pick_seed(), throttle=0.1, retry_after="0.05") as s:
+        yield s
+    reap_runners()
 
 
 def test_the_crm_answers_record_by_record(tmp_path: Path) -> None:
@@ -63,3 +78,75 @@ def test_the_crm_throttles_a_seeded_share_of_calls(tmp_path: Path) -> None:
     first = throttled(5)
     assert set(first) == {200, 429}
     assert throttled(5) == first, "the same seed throttles the same calls"
+
+
+def test_import_survives_kills_and_leaves_each_contact_once(crm: Served, tmp_path: Path) -> None:
+    contacts = tmp_path / "contacts.csv"
+    example("import_contacts").make_contacts(contacts, COUNT)
+    with contacts.open(encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    store_url = f"sqlite:///{tmp_path / 'state.db'}"
+    argv = [
+        sys.executable,
+        str(EXAMPLES / "import_contacts.py"),
+        str(contacts),
+        "--crm",
+        crm.url,
+        "--store",
+        store_url,
+    ]
+
+    def finished() -> bool:  # a kill may land during the last commits
+        store = open_store(store_url)
+        try:
+            return any(
+                r.name == "import-contacts" and r.checkpoint is None and r.summary is not None
+                for r in store.list_jobs()
+            )
+        finally:
+            store.close()
+
+    # at most KILLS * 1,500 records before the last kill, fewer than COUNT: each lands mid-run
+    report = kill_until_done(
+        argv,
+        seed=pick_seed(),
+        cwd=tmp_path,
+        kills=KILLS,
+        progress=crm.handled,
+        after=(150, 1500),
+        finished=finished,
+        gate=crm,
+        timeout=120,
+    )
+    why = report.describe()
+    assert report.kills == KILLS, why
+    assert report.last.returncode == 0, why
+    assert finished(), why
+
+    held = {c["email"]: c for c in crm.crm.contacts()}
+    valid = [r for r in rows if "@" in r["email"] and r["email"].endswith(".com")]
+    invalid = {r["email"] for r in rows} - {r["email"] for r in valid}
+    assert 100 < len(invalid) < 400, "about one contact in fifty has a bad address"
+    assert set(held) == {r["email"] for r in valid}, why  # each valid contact, none other
+    for row in valid:
+        assert (held[row["email"]]["name"], held[row["email"]]["company"]) == (
+            row["name"],
+            row["company"],
+        )
+    assert crm.crm.stats()["throttled"] > 0, "some calls were answered 429, and sent again"
+    again = sum(c["writes"] - 1 for c in held.values())
+    assert again <= KILLS * 100, f"{again} contacts sent again (bound: the batch in hand)\n{why}"
+
+    store = open_store(store_url)
+    try:
+        job = next(r for r in store.list_jobs() if r.name == "import-contacts")
+        ledger = list(store.list_items(job.job, ("failed", "skipped", "in_doubt")))
+    finally:
+        store.close()
+    assert {r.key for r in ledger} == invalid, why
+    for record in ledger:
+        assert record.status == "failed"
+        assert record.error == (f"INVALID_EMAIL: {record.key!r} is not a valid e-mail address"), (
+            record
+        )
+    assert f"imported {len(valid):,}, rejected by the CRM {len(invalid):,}" in report.last.stdout
