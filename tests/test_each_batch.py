@@ -198,3 +198,43 @@ def test_killed_batches_resume_whole(tmp_path: Path, monkeypatch: pytest.MonkeyP
     bound = 21 + (per_lag + math.ceil(per_lag / 2) + 1) * size
     again = sum(handled.values()) - n
     assert again <= 4 * bound, f"{again} records run again\n{why}"
+
+
+def test_a_failing_command_is_retried_whole_and_never_split(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    source = tmp_path / "in.txt"
+    source.write_text("".join(f"r{i}\n" for i in range(8)), encoding="utf-8")
+    store = f"sqlite:///{tmp_path / 'state.db'}"
+    # fails once per batch (a marker file per first record), then succeeds
+    flaky = [
+        "sh",
+        "-c",
+        'echo "$*" >> calls.log; [ -e "ok-$1" ] && exit 0; touch "ok-$1"; exit 1',
+        "sh",
+        "{}",
+    ]
+    options = ["--batch", "4", "--retries", "1", "--retry-backoff", "0"]
+    proc = midway_each("flaky", source, flaky, *options, store=store)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "calls.log").read_text().splitlines() == [
+        "r0 r1 r2 r3",
+        "r0 r1 r2 r3",
+        "r4 r5 r6 r7",
+        "r4 r5 r6 r7",
+    ]
+    always = ["sh", "-c", 'echo "$*" >> always.log; exit 5', "sh", "{}"]
+    proc = midway_each("always", source, always, *options, "--max-failures", "100", store=store)
+    assert proc.returncode == 1, proc.stderr
+    assert (tmp_path / "always.log").read_text().splitlines() == [
+        "r0 r1 r2 r3",
+        "r0 r1 r2 r3",
+        "r4 r5 r6 r7",
+        "r4 r5 r6 r7",
+    ], "tried twice each, whole: a command that fails is not split to find a culprit"
+    detail = show("always", store)
+    assert detail["failed"] == 8
+    assert all(
+        "exit code 5" in item["error"] or "status 5" in item["error"] for item in detail["items"]
+    )
