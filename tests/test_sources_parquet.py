@@ -80,6 +80,7 @@ def test_fingerprint_path_size_mtime_schema_rows(tmp_path: Path) -> None:
     assert base["mtime_ns"] == path.stat().st_mtime_ns
     assert base["schema"] == ["id: string", "amount: int64"]
     assert base["rows"] == 500
+    assert "row_groups" not in base, "the whole file"
     assert sources.parquet(path).fingerprint() == base
     write(path, 500, note=["x"] * 500)
     assert sources.parquet(path).fingerprint()["schema"] == [
@@ -121,6 +122,7 @@ def test_partitions_are_ranges_of_row_groups(tmp_path: Path) -> None:
         walked, _, _ = walk(piece)
         keys += [w[1] for w in walked]
         assert piece.total() == len(walked)
+        assert piece.fingerprint()["row_groups"] == part
         assert walked[0][2] == {"row_group": part[0], "row": 0}  # type: ignore[index]
         resumed, _, _ = walk(piece, walked[150][2])
         assert [w[1] for w in resumed] == [w[1] for w in walked[150:]]

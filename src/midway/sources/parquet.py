@@ -93,7 +93,7 @@ class ParquetSource:
             st = self.path.stat()
         except FileNotFoundError:
             raise SourceError(f"input file {self.path} does not exist; check the path") from None
-        return {
+        fingerprint: dict[str, JSONValue] = {
             "kind": self.kind,
             "path": str(self.path),
             "size": st.st_size,
@@ -101,6 +101,9 @@ class ParquetSource:
             "schema": list(self._footer.schema),
             "rows": sum(self._footer.group_rows),
         }
+        if not self._whole():  # a partition: which of the file's row groups it reads
+            fingerprint["row_groups"] = [self._first, self._end]
+        return fingerprint
 
     def total(self) -> int:
         return sum(self._footer.group_rows[self._first : self._end])
@@ -162,9 +165,11 @@ class ParquetSource:
             "run with on_drift='restart', or `midway reset` the job"
         )
 
+    def _whole(self) -> bool:
+        return self._first == 0 and self._end == len(self._footer.group_rows)
+
     def describe(self) -> str:
-        whole = self._first == 0 and self._end == len(self._footer.group_rows)
-        if whole:
+        if self._whole():
             return self.path.name
         return f"row groups {self._first} to {self._end - 1} of {self.path.name}"
 
