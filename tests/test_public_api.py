@@ -158,6 +158,7 @@ SOURCES = [
     "jsonl",
     "lines",
     "pages",
+    "parquet",
     "sequence",
     "shards",
     "sql",

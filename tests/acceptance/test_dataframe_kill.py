@@ -1,6 +1,7 @@
-"""A DataFrame job SIGKILLed after random numbers of handled rows (the seed is in every
-message) and run again until it completes: every row is handled, none more often than a
-kill's rework allows, and the final counters are the frame's row count."""
+"""A DataFrame job, and a Parquet file's (resumed at a row group and a row in it), SIGKILLed
+after random numbers of handled rows (the seed is in every message) and run again until it
+completes: every row is handled, none more often than a kill's rework allows, and the final
+counters are the input's row count."""
 
 from __future__ import annotations
 
@@ -23,12 +24,12 @@ KILLS = 6
 
 JOB = """\
 import json, os, sys, time
-import LIBRARY as lib
 import midway
 
 store, log_path = sys.argv[1], sys.argv[2]
 rows = int(sys.argv[3])
-df = lib.DataFrame({"id": [f"row-{i}" for i in range(rows)], "n": list(range(rows))})
+data = {"id": [f"row-{i}" for i in range(rows)], "n": list(range(rows))}
+SOURCE
 log = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
 def handle(row, ctx):
@@ -37,16 +38,33 @@ def handle(row, ctx):
     time.sleep(PAUSE)
 
 job = midway.Job("frame", store=store, every=EVERY, max_lag=MAX_LAG, progress=False)
-result = job.run(midway.sources.dataframe(df, key="id"), handle)
+result = job.run(source, handle)
 print(json.dumps({"status": result.status, "succeeded": result.succeeded,
                   "failed": result.failed, "state": result.state}))
 """
 
 
-@pytest.mark.parametrize(("library", "store_kind"), [("pandas", "sqlite"), ("polars", "file")])
+FRAME = """\
+import LIBRARY as lib
+source = midway.sources.dataframe(lib.DataFrame(data), key="id")
+"""
+PARQUET = """\
+import pyarrow as pa, pyarrow.parquet as pq
+path = os.path.join(os.path.dirname(log_path), "rows.parquet")
+if not os.path.exists(path):  # written once, by the first run: later runs resume on it
+    pq.write_table(pa.table(data), path + ".tmp", row_group_size=250)
+    os.rename(path + ".tmp", path)
+source = midway.sources.parquet(path, key="id")
+"""
+
+
+@pytest.mark.parametrize(
+    ("library", "store_kind"), [("pandas", "sqlite"), ("polars", "file"), ("parquet", "sqlite")]
+)
 def test_dataframe_job_survives_sigkill(tmp_path: Path, library: str, store_kind: str) -> None:
     script = tmp_path / "job.py"
-    text = JOB.replace("LIBRARY", library).replace("PAUSE", repr(PAUSE))
+    source = PARQUET if library == "parquet" else FRAME.replace("LIBRARY", library)
+    text = JOB.replace("SOURCE\n", source).replace("PAUSE", repr(PAUSE))
     script.write_text(
         text.replace("EVERY", str(EVERY)).replace("MAX_LAG", repr(MAX_LAG)), encoding="utf-8"
     )

@@ -69,6 +69,13 @@ characters as _). Always set: MIDWAY_JOB, MIDWAY_KEY (--key's value, else the re
 number), MIDWAY_IDEMPOTENCY_KEY (stable per record, for APIs that deduplicate) and
 MIDWAY_ATTEMPT.
 
+--batch N runs one command for up to N records, as xargs -n N does: an argument with
+a placeholder becomes one argument per record ({} one per record, --to={email} one
+--to= per record), --stdin gets the records one after the other (CSV: the header once),
+and MIDWAY_KEYS lists their keys (JSON) instead of MIDWAY_KEY. A batch is checkpointed
+as one: after a crash its command runs again whole, with the same records. A failed
+command fails all its records; a record without a field the command needs fails alone.
+
 A non-zero exit fails the record; its exit code and the last 4 KiB of its stderr and
 stdout are kept for `midway show NAME`. The output of commands that succeed is dropped,
 unless --output copies it through.
@@ -91,6 +98,7 @@ Example:
   midway each thumbs --input photos.jsonl -j 4 -- convert {path} -resize 200 {out}
   midway each import --input orders.jsonl --stdin --env -- ./import-order.py
   midway each sizes --input files.txt --shell -- wc -c {} '>>' sizes.txt
+  midway each zip --input logs.txt --batch 50 -- gzip -k {}
 """
 
 
@@ -113,6 +121,14 @@ Example:
     type=click.IntRange(min=1),
     metavar="N",
     help="Run N commands at a time (default 1).",
+)
+@click.option(
+    "--batch",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Run one command for up to N records (as xargs -n N): an argument with a "
+    "placeholder becomes one argument per record, --stdin gets the records one after the "
+    "other (CSV: the header once). A failed command fails all its records.",
 )
 @click.option(
     "--retries",

@@ -14,6 +14,7 @@ from typing import Any
 from midway import Job, Retry, RunResult
 from midway._model.redaction import redact_argv
 from midway.each import placeholders
+from midway.each.batches import BatchRunner
 from midway.each.options import EachOptions
 from midway.each.outcomes import CommandFailed
 from midway.each.placeholders import Template
@@ -87,6 +88,11 @@ def run_each(name: str, argv: list[str], path: Path, options: EachOptions) -> Ru
     template, fmt = prepare(
         argv, path, options.fmt_name, options.key, shell=options.shell, env=options.use_env
     )
+    if options.batch is not None and options.use_env:
+        raise ConfigError(
+            "--env passes one record's fields, and --batch gives a command several records: "
+            "use {field} placeholders (one argument per record) or --stdin instead"
+        )
     # the params are kept in the store: a password in the command line is not
     params: dict[str, Any] = {"command": redact_argv(argv), "input": str(path)}
     if options.shell:
@@ -103,8 +109,10 @@ def run_each(name: str, argv: list[str], path: Path, options: EachOptions) -> Ru
             options.jobs, options.retries, options.guarantee, options.max_failures, options.backoff
         ),
     )
-    runner = Runner(template, fmt, options, job)
-    return job.run(fmt.source(), runner.handle)
+    if options.batch is None:
+        return job.run(fmt.source(), Runner(template, fmt, options, job).handle)
+    batches = BatchRunner(template, fmt, options, job)
+    return job.run(fmt.source(), batches.handle_batch, batch=options.batch)
 
 
 class EachJob(Job):

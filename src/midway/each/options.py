@@ -26,3 +26,4 @@ class EachOptions:
     timeout: float | None = None
     rate: str | None = None
     on_drift: str = "refuse"
+    batch: int | None = None

@@ -12,7 +12,7 @@ and refuses a placeholder anywhere else (see :mod:`midway.each.shellguard`).
 from __future__ import annotations
 
 import shlex
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from midway.errors import ConfigError
@@ -69,10 +69,23 @@ class Template:
 
     def shell(self, lookup: Lookup) -> str:
         """One ``sh -c`` script: elements joined by spaces, every value shell-quoted."""
-        return " ".join(
-            "".join(_render(element, lambda field: shlex.quote(lookup(field))))
-            for element in self.elements
-        )
+        return " ".join(self.argv(_quoting(lookup)))
+
+    def argv_per_record(self, lookups: Sequence[Lookup]) -> list[str]:
+        """``--batch``: an element with a placeholder becomes one argument per record (its
+        literal text repeated with each, as GNU parallel's ``-X``); the others stay one."""
+        argv: list[str] = []
+        for element in self.elements:
+            if any(isinstance(part, Field) for part in element):
+                argv.extend("".join(_render(element, lookup)) for lookup in lookups)
+            else:
+                argv.append("".join(_render(element, lookups[0])))
+        return argv
+
+    def shell_per_record(self, lookups: Sequence[Lookup]) -> str:
+        """``--batch`` with ``--shell``: :meth:`argv_per_record`'s words, values quoted."""
+        quoted = [_quoting(lookup) for lookup in lookups]
+        return " ".join(self.argv_per_record(quoted))
 
     def shell_parts(self) -> list[Part]:
         """The script as ``shell`` builds it, with its placeholders still in place."""
@@ -82,6 +95,10 @@ class Template:
                 parts.append(" ")
             parts.extend(element)
         return parts
+
+
+def _quoting(lookup: Lookup) -> Lookup:
+    return lambda field: shlex.quote(lookup(field))
 
 
 def _render(element: tuple[Part, ...], lookup: Lookup) -> Iterable[str]:

@@ -299,6 +299,16 @@ class CsvRecord:
         return _csv_text([self.header, [self.row[name] for name in self.header]]).encode()
 
 
+def stdin_of(records: list[Record]) -> bytes:
+    """``--stdin`` with ``--batch``: the records one after the other, each as ``--stdin``
+    gives one; for CSV the header once, then the rows."""
+    rows = [r for r in records if isinstance(r, CsvRecord)]
+    if rows and len(rows) == len(records):
+        header = rows[0].header
+        return _csv_text([header, *([r.row[name] for name in header] for r in rows)]).encode()
+    return b"".join(record.stdin() for record in records)
+
+
 def _csv_text(rows: list[list[str]]) -> str:
     out = io.StringIO()
     csv.writer(out, lineterminator="\n").writerows(rows)

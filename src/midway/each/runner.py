@@ -20,6 +20,7 @@ _ENV_PREFIXES = ("MIDWAY_FIELD_",)
 _ENV_OWN = (
     "MIDWAY_RECORD",
     "MIDWAY_KEY",
+    "MIDWAY_KEYS",
     "MIDWAY_JOB",
     "MIDWAY_IDEMPOTENCY_KEY",
     "MIDWAY_ATTEMPT",
@@ -56,15 +57,20 @@ class Runner:
             return [SHELL, "-c", self.template.shell(lookup)]
         return self.template.argv(lookup)
 
-    def env_for(self, record: Record, ctx: Context) -> dict[str, str]:
+    def job_env(self, ctx: Context) -> dict[str, str]:
+        """The environment every command of the job gets, whatever its records."""
         env = dict(self.base_env)
-        key = ctx.key
         env["MIDWAY_JOB"] = ctx.job
-        env["MIDWAY_KEY"] = key if isinstance(key, str) else jsonutil.dumps(key)
-        env["MIDWAY_IDEMPOTENCY_KEY"] = ctx.idempotency_key
         env["MIDWAY_ATTEMPT"] = str(ctx.attempt)
         if self.sweeper is not None:
             env[leftovers.TAG_ENV] = self.sweeper.tag
+        return env
+
+    def env_for(self, record: Record, ctx: Context) -> dict[str, str]:
+        env = self.job_env(ctx)
+        key = ctx.key
+        env["MIDWAY_KEY"] = key if isinstance(key, str) else jsonutil.dumps(key)
+        env["MIDWAY_IDEMPOTENCY_KEY"] = ctx.idempotency_key
         if self.options.use_env:
             env["MIDWAY_RECORD"] = record.whole()
             names: dict[str, str] = {}
@@ -80,13 +86,20 @@ class Runner:
         return env
 
     def handle(self, item: Any, ctx: Context) -> None:
-        self.relay.install()
-        if self.sweeper is not None:
-            self.sweeper.sweep()
+        self.before_command()
         record = self.fmt.record(item)
         argv = self.command_for(record)
         env = self.env_for(record, ctx)
-        data = record.stdin() if self.options.use_stdin else None
+        self.run_command(argv, env, record.stdin() if self.options.use_stdin else None)
+
+    def before_command(self) -> None:
+        self.relay.install()
+        if self.sweeper is not None:
+            self.sweeper.sweep()
+
+    def run_command(self, argv: list[str], env: dict[str, str], data: bytes | None) -> None:
+        """Run one command to its end; CommandFailed (or CommandInterrupted) unless it
+        exits 0."""
         try:
             outcome = child.run(
                 argv,

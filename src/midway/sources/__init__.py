@@ -16,6 +16,7 @@ from midway.sources.iterable import iterable
 from midway.sources.jsonl import jsonl, lines
 from midway.sources.listing import files
 from midway.sources.paged import pages
+from midway.sources.parquet import parquet
 from midway.sources.sequence import sequence
 from midway.sources.shards import shards
 from midway.sources.sqlquery import sql
@@ -36,6 +37,7 @@ __all__ = [
     "jsonl",
     "lines",
     "pages",
+    "parquet",
     "sequence",
     "shards",
     "sql",

@@ -273,6 +273,20 @@ class NumberedChunk:
         return self.start + index
 
 
+def part_range(part: JSONValue, limit: int) -> tuple[int, int] | None:
+    """A recorded partition ``[lo, hi]`` (``0 <= lo <= hi <= limit``) as a pair; None when
+    ``part`` is anything else (a plan recorded for another input)."""
+    if (
+        isinstance(part, list)
+        and len(part) == 2
+        and all(isinstance(b, int) and not isinstance(b, bool) for b in part)
+    ):
+        lo, hi = part
+        if isinstance(lo, int) and isinstance(hi, int) and 0 <= lo <= hi <= limit:
+            return lo, hi
+    return None
+
+
 def position_as_count(position: JSONValue, where: str) -> int:
     """Validate a numeric position read back from a checkpoint."""
     if position is None:

@@ -15,7 +15,7 @@ from typing import Any, overload
 
 from midway._model.jsonutil import JSONValue
 from midway.errors import ConfigError, SourceError
-from midway.sources.base import FieldKey, KeySpec, refuse_key
+from midway.sources.base import FieldKey, KeySpec, part_range, refuse_key
 from midway.sources.sequence import SequenceSource
 
 _SAMPLE = 64
@@ -101,18 +101,13 @@ class DataFrameSource(SequenceSource):
 
     def partition(self, part: JSONValue, index: int) -> DataFrameSource:
         """The rows of one range; a row keeps its number in the whole frame as its key."""
-        n = len(self._rows)
-        if not (
-            isinstance(part, list)
-            and len(part) == 2
-            and all(isinstance(b, int) and not isinstance(b, bool) for b in part)
-            and 0 <= part[0] <= part[1] <= n
-        ):
+        bounds = part_range(part, len(self._rows))
+        if bounds is None:
             raise SourceError(
                 f"partition {index} of {self.describe()} is recorded as {part!r}, which does "
                 "not fit this frame; `midway reset` the job to split it again"
             )
-        lo, hi = part
+        lo, hi = bounds
         return DataFrameSource(
             self._rows.window(lo, hi),
             self._key_spec,
