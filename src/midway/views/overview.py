@@ -14,6 +14,7 @@ from midway._model.redaction import redact_text, resume_note
 from midway._model.result import FINISHED_OK, RunStatus
 from midway.errors import JobNotFound
 from midway.stores import JobRecord, Store
+from midway.stores.base import RunRecord
 from midway.views.models import ItemView, JobDetail, LeaseView, NoteView, RunView, StatusRow
 
 LEDGER_STATUSES = ATTENTION
@@ -197,11 +198,7 @@ def job_detail(store: Store, record: JobRecord) -> JobDetail:
     """One job as ``midway show --json`` shows it: the summary plus ledger, runs, lease.
 
     The store records' ``to_json()`` are the shapes of :mod:`midway.views.models`' rows."""
-    runs = [cast(RunView, run.to_json()) for run in store.list_runs(record.job, limit=20)]
-    for run in runs:  # kept without a password since it is; older records too
-        if run["command"]:
-            run["command"] = redact_text(run["command"])
-    command = next((run["command"] for run in runs if run["command"]), None)
+    runs, command = run_views(store.list_runs(record.job, limit=20))
     items = store.list_items(record.job, LEDGER_STATUSES)
     return JobDetail.extending(
         job_summary(store, record),
@@ -214,3 +211,13 @@ def job_detail(store: Store, record: JobRecord) -> JobDetail:
         lease=cast(LeaseView, record.lease.to_json()) if record.lease else None,
         created_at=iso(record.created_at),
     )
+
+
+def run_views(records: list[RunRecord]) -> tuple[list[RunView], str | None]:
+    """The runs as shown, without passwords in their commands (kept without one since it
+    is; older records too), and the last command recorded: the one that resumes the job."""
+    runs = [cast(RunView, run.to_json()) for run in records]
+    for run in runs:
+        if run["command"]:
+            run["command"] = redact_text(run["command"])
+    return runs, next((run["command"] for run in runs if run["command"]), None)

@@ -20,8 +20,9 @@ from midway._model.jsonutil import JSONValue
 from midway._model.ledger import FAILED, IN_DOUBT, RETRY, SKIPPED, ItemRecord
 from midway._model.owner import describe_age, iso
 from midway.console import printable
-from midway.stores import JobRecord, Store
+from midway.stores import Store
 from midway.stores.base import HistoryPoint
+from midway.views import whole
 from midway.views.models import (
     ErrorCount,
     ItemView,
@@ -31,22 +32,23 @@ from midway.views.models import (
     StatusRow,
     ThroughputPoint,
 )
-from midway.views.overview import job_detail
+from midway.views.whole import Target
 
 BAR_WIDTH = 30
 EXAMPLE_KEYS = 3
 CHART_W, CHART_H, PAD = 640, 200, 36
 
 
-def gather(store: Store, record: JobRecord) -> Report:
-    """All the report says (``to_json()``: what ``--format json`` prints)."""
-    detail = job_detail(store, record)
-    items = store.list_items(record.job, (FAILED, SKIPPED, IN_DOUBT, RETRY))
+def gather(store: Store, target: Target) -> Report:
+    """All the report says (``to_json()``: what ``--format json`` prints); a distributed
+    job's from every partition."""
+    detail = whole.detail(store, target)
+    items = whole.items_of(store, target, (FAILED, SKIPPED, IN_DOUBT, RETRY))
     return Report.extending(
         detail,
         errors=common_errors(items),
         in_doubt_items=[cast(ItemView, i.to_json()) for i in items if i.status == IN_DOUBT],
-        throughput=throughput(store.list_history(record.job)),
+        throughput=throughput(whole.history_of(store, target)),
         generated_at=iso(time.time()),
     )
 
