@@ -57,13 +57,15 @@ class Opening:
         now = time.time()
         run.job_started_at = now
         run.total = run.source.total()
-        if checkpoint is None and run.job.id.part:
-            # A distributed job's partition runs once: another worker may have completed
-            # it since this one looked (the lease, now ours, makes this check final).
-            record = store.get_job(run.key)
-            if record is not None and record.status in FINISHED:
-                raise PartitionDone(run.key)
         records = store.list_items(run.key, ALL)
+        if checkpoint is None and run.job.id.part:
+            # A distributed job's partition runs once (then only for items put back by
+            # `midway retry`): another worker may have completed it since this one looked
+            # (the lease, now ours, makes this check final).
+            record = store.get_job(run.key)
+            retried = any(r.status == ItemStatus.RETRY for r in records)
+            if record is not None and record.status in FINISHED and not retried:
+                raise PartitionDone(run.key)
         if checkpoint is not None:
             self._resume_from(checkpoint, now)
             run.combiner.resume(run.key, checkpoint.extra, run.state, run.counters.processed)
