@@ -44,8 +44,10 @@ def doubtful(url: str) -> midway.Job:
 
 
 def recent(when: datetime | None) -> bool:
-    return when is not None and when.tzinfo is not None and (
-        abs(datetime.now(UTC) - when) < timedelta(minutes=5)
+    return (
+        when is not None
+        and when.tzinfo is not None
+        and (abs(datetime.now(UTC) - when) < timedelta(minutes=5))
     )
 
 
@@ -173,8 +175,9 @@ def test_note_reset_and_report(store_url: str) -> None:
     assert job.report(format="html").startswith("<!doctype html>")
     data = json.loads(job.report(format="json"))
     assert data["job"] == "imp" and data["failed"] == 3
-    assert invoke("report", "imp", "--store", store_url).stdout.split("Generated")[0] == (
-        md.split("Generated")[0]
+    assert (
+        invoke("report", "imp", "--store", store_url).stdout.split("Generated")[0]
+        == (md.split("Generated")[0])
     )
     with pytest.raises(midway.ConfigError, match="'md'"):
         job.report(format="pdf")

@@ -50,6 +50,7 @@ def gather(store: Store, target: Target) -> Report:
         in_doubt_items=[cast(ItemView, i.to_json()) for i in items if i.status == IN_DOUBT],
         throughput=throughput(whole.history_of(store, target)),
         generated_at=iso(time.time()),
+        parts=whole.part_rows(store, target, time.time()) if target.distributed else [],
     )
 
 
@@ -123,6 +124,7 @@ def markdown(report: Report) -> str:
         "",
         f"Generated {report.generated_at}. Status: **{report.status}**.",
         *_section("Where it stands", _md_standing(report)),
+        *(_section("Partitions", _md_parts(report.parts)) if report.parts else []),
         *_section("How to carry on", _md_carry_on(report, quoted)),
         *_section("Throughput over time", _md_throughput(report.throughput)),
         *_section("Most common errors", _md_errors(report.errors, quoted)),
@@ -158,6 +160,16 @@ def _md_standing(report: Report) -> list[str]:
         f"- Position: `{json.dumps(report.position, ensure_ascii=False)}`",
         f"- Owner now: {report.owner or 'nobody'}",
     ]
+
+
+def _md_parts(parts: list[StatusRow]) -> list[str]:
+    lines = ["| partition | status | items | failed | worker |", "|---|---|---:|---:|---|"]
+    for part in parts:
+        items = f"{part.processed:,}" + (f" of {part.total:,}" if part.total else "")
+        lines.append(
+            f"| `{part.job}` | {part.status} | {items} | {part.failed:,} | {part.owner or ''} |"
+        )
+    return lines
 
 
 def _md_carry_on(report: Report, quoted: str) -> list[str]:
@@ -319,6 +331,7 @@ def html_page(report: Report) -> str:
 <div class="bar" role="progressbar" aria-valuenow="{100 * share:.1f}" aria-valuemin="0"
  aria-valuemax="100"><span style="width: {100 * share:.1f}%"></span></div>
 <p>{report.processed:,} of {f"{total:,}" if total else "?"} items; ETA: {e(_eta(report))}.</p>
+{_html_parts(report)}
 <h2>How to carry on</h2>{carry_on}
 <h2>Throughput over time</h2>{svg_chart(report.throughput)}
 <h2>Most common errors</h2>
@@ -344,6 +357,25 @@ def _html_errors(report: Report) -> str:
             numeric=1,
         )
         for x in report.errors
+    )
+
+
+def _html_parts(report: Report) -> str:
+    e = html.escape
+    rows = "".join(
+        _tr(
+            f"<code>{e(p.job)}</code>",
+            e(p.status),
+            f"{p.processed:,}" + (f" of {p.total:,}" if p.total else ""),
+            f"{p.failed:,}",
+            e(p.owner or ""),
+        )
+        for p in report.parts
+    )
+    if not rows:
+        return ""
+    return "<h2>Partitions</h2>" + _table(
+        ("partition", "status", "items", "failed", "worker"), rows
     )
 
 
