@@ -67,13 +67,15 @@ def test_status_of_a_completed_job_and_jobs_lists_it(store_url: str) -> None:
     assert [run.status for run in status.runs] == ["completed_with_failures"]
     run = status.runs[0]
     assert isinstance(run, midway.RunInfo)
-    assert recent(run.started_at) and recent(run.ended_at)
+    assert recent(run.started_at)
+    assert recent(run.ended_at)
     assert status.notes == ()
     with pytest.raises(AttributeError):
         status.status = "x"  # type: ignore[misc]  # frozen
 
     listed = midway.jobs(store_url)
-    assert listed == [listed[0]] and listed[0].job == "imp"
+    assert listed == [listed[0]]
+    assert listed[0].job == "imp"
     assert listed[0].processed == 20
     shown = json.loads(invoke("status", "--json", "--store", store_url).stdout)
     assert shown == [listed[0].to_json()]  # --json is the API's object, serialised
@@ -95,7 +97,8 @@ def test_status_of_a_stopped_job_has_its_checkpoint(store_url: str) -> None:
     assert recent(status.checkpoint.saved_at)
     assert (status.processed, status.total, status.remaining) == (12, 30, 18)
     data = status.to_json()
-    assert data["checkpoint"]["position"] == 12 and data["position"] == 12
+    assert data["checkpoint"]["position"] == 12
+    assert data["position"] == 12
     assert isinstance(data["checkpoint"]["saved_at"], str)
 
 
@@ -161,7 +164,7 @@ def test_note_reset_and_report(store_url: str) -> None:
     job.note("looked at it; the customer fixes 3, 7 and 11 on Monday", author="ana")
     job.note("second look")
     notes = job.status().notes
-    assert [(n.author, n.text) for n in notes][0] == (
+    assert next((n.author, n.text) for n in notes) == (
         "ana",
         "looked at it; the customer fixes 3, 7 and 11 on Monday",
     )
@@ -171,10 +174,12 @@ def test_note_reset_and_report(store_url: str) -> None:
         job.note("  ")
 
     md = job.report()
-    assert "# Handoff: job `imp`" in md and "customer fixes" in md
+    assert "# Handoff: job `imp`" in md
+    assert "customer fixes" in md
     assert job.report(format="html").startswith("<!doctype html>")
     data = json.loads(job.report(format="json"))
-    assert data["job"] == "imp" and data["failed"] == 3
+    assert data["job"] == "imp"
+    assert data["failed"] == 3
     assert (
         invoke("report", "imp", "--store", store_url).stdout.split("Generated")[0]
         == (md.split("Generated")[0])
@@ -196,7 +201,8 @@ def test_the_cli_retry_of_a_key_that_matches_nothing_exits_2(store_url: str) -> 
     with pytest.raises(midway.ConfigError, match="no in-doubt item with key 42"):
         invoke("resolve", "imp", "42", "--done", "--store", store_url)
     ok = invoke("retry", "imp", "--key", "3", "--store", store_url)
-    assert ok.exit_code == 0 and "1 item(s)" in ok.stdout
+    assert ok.exit_code == 0
+    assert "1 item(s)" in ok.stdout
 
 
 def test_a_job_that_never_ran_is_not_found(store_url: str) -> None:

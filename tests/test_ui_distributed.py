@@ -57,7 +57,10 @@ def calls(log: Path) -> Counter[int]:
 
 @pytest.mark.parametrize("store_kind", ["sqlite", "file", "postgresql"])
 def test_a_distributed_job_is_one_job_through_a_kill(
-    store_kind: str, tmp_path: Path, page: Page, request: pytest.FixtureRequest
+    store_kind: str,
+    tmp_path: Path,
+    page: Page,  # noqa: F811  # the fixture imported above
+    request: pytest.FixtureRequest,
 ) -> None:
     from playwright.sync_api import expect
 
@@ -114,7 +117,9 @@ def test_a_distributed_job_is_one_job_through_a_kill(
     assert sum(p["processed"] for p in shown["partitions"]) == N, why
     assert sorted(item["key"] for item in shown["items"]) == FAILING, why
     human = invoke("show", "spread", "--store", store_url).stdout
-    assert "partitions" in human and "~p0of6" in human and "midway retry spread" in human
+    assert "partitions" in human
+    assert "~p0of6" in human
+    assert "midway retry spread" in human
 
     report = invoke("report", "spread", "--store", store_url).stdout
     assert "# Handoff: job `spread`" in report
@@ -124,12 +129,14 @@ def test_a_distributed_job_is_one_job_through_a_kill(
     as_json = json.loads(
         invoke("report", "spread", "--format", "json", "--store", store_url).stdout
     )
-    assert as_json["processed"] == N and len(as_json["parts"]) == 6
+    assert as_json["processed"] == N
+    assert len(as_json["parts"]) == 6
     assert "| `spread~p5of6` | completed_with_failures | 100 of 100 | 2 |" in report
 
     job = midway.Job("spread", store=store_url, partitions=6)
     status = job.status()
-    assert status.partitions is not None and len(status.partitions) == 6
+    assert status.partitions is not None
+    assert len(status.partitions) == 6
     assert [p.index for p in status.partitions] == list(range(6))
     assert {r.job for r in status.runs} == {p.job for p in status.partitions}, why
     assert sorted(r.key for r in job.items("failed")) == FAILING
@@ -137,7 +144,8 @@ def test_a_distributed_job_is_one_job_through_a_kill(
         job.retry(keys=[0, 1])
     assert job.retry(keys=[0]) == 1
     retried = invoke("retry", "spread", "--store", store_url)
-    assert retried.exit_code == 0 and f"{len(FAILING) - 1} item(s)" in retried.stdout
+    assert retried.exit_code == 0
+    assert f"{len(FAILING) - 1} item(s)" in retried.stdout
     job.note("multiples of 50 fixed upstream", author="ops")
 
     # The next worker hands each partition its own records: exactly those items again.

@@ -32,12 +32,17 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _as_json(obj: Any) -> dict[str, Any]:
-    return {f.name: _plain(getattr(obj, f.name)) for f in fields(obj)}
+class _Shown:
+    """``to_json()`` of a frozen dataclass: its fields in order, times as text."""
+
+    __slots__ = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class CheckpointInfo:
+class CheckpointInfo(_Shown):
     """The checkpoint a job resumes from: its ``version`` (1, 2, ... per write), the
     source's ``position`` there, and when it was ``saved_at``."""
 
@@ -45,12 +50,9 @@ class CheckpointInfo:
     position: JSONValue
     saved_at: datetime | None
 
-    def to_json(self) -> dict[str, Any]:
-        return _as_json(self)
-
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class RunInfo:
+class RunInfo(_Shown):
     """One run of a job (newest first in :attr:`JobStatus.runs`); ``job`` names the
     partition it ran for a distributed job. ``command`` is shown without passwords."""
 
@@ -66,30 +68,21 @@ class RunInfo:
     message: str | None
     command: str | None
 
-    def to_json(self) -> dict[str, Any]:
-        return _as_json(self)
-
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class NoteInfo:
+class NoteInfo(_Shown):
     """A note a person left on the job (``job.note(...)``, ``midway note``)."""
 
     at: datetime | None
     author: str
     text: str
 
-    def to_json(self) -> dict[str, Any]:
-        return _as_json(self)
-
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class PartitionStatus:
-    """One partition of a distributed job: ``waiting`` until a worker first claims it,
-    then as any job (``owner``: the worker holding it now; ``lease_expires_in_seconds``:
-    when another may take it over unless that worker's heartbeat renews it)."""
+class _Standing(_Shown):
+    """What a job and a partition both say: its key, status and counters."""
 
     job: str
-    index: int
     status: str
     total: int | None
     processed: int
@@ -97,16 +90,22 @@ class PartitionStatus:
     failed: int
     skipped: int
     in_doubt: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PartitionStatus(_Standing):
+    """One partition of a distributed job: ``waiting`` until a worker first claims it,
+    then as any job (``owner``: the worker holding it now; ``lease_expires_in_seconds``:
+    when another may take it over unless that worker's heartbeat renews it)."""
+
+    index: int
     checkpoint: CheckpointInfo | None
     owner: str | None
     lease_expires_in_seconds: float | None
 
-    def to_json(self) -> dict[str, Any]:
-        return _as_json(self)
-
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class JobStatus:
+class JobStatus(_Standing):
     """Where a job stands, as ``midway.jobs()`` and ``job.status()`` return it.
 
     ``status``: ``running``, ``completed``, ``completed_with_failures``, ``stopped``,
@@ -126,16 +125,8 @@ class JobStatus:
     ('completed', 3, 3, 0, None)
     """
 
-    job: str
     name: str
     params: dict[str, JSONValue]
-    status: str
-    total: int | None
-    processed: int
-    succeeded: int
-    failed: int
-    skipped: int
-    in_doubt: int
     remaining: int | None
     rate: float | None
     eta_seconds: float | None
@@ -163,7 +154,7 @@ class JobStatus:
     def to_json(self) -> dict[str, Any]:
         """The JSON object (``--json``, ``/api``); ``partitions`` and ``workers`` only for
         a distributed job."""
-        data = _as_json(self)
+        data = super(JobStatus, self).to_json()
         if self.partitions is None:
             del data["partitions"], data["workers"]
         data["position"] = None if self.checkpoint is None else self.checkpoint.position

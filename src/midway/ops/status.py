@@ -42,16 +42,9 @@ def status_of(store: Store, target: whole.Target, now: float | None = None) -> J
             for i, part in enumerate(whole.part_rows(store, target, now))
         )
     return JobStatus(
-        job=target.key,
+        **_standing(row),
         name=row.name,
         params=row.params,
-        status=row.status,
-        total=row.total,
-        processed=row.processed,
-        succeeded=row.succeeded,
-        failed=row.failed,
-        skipped=row.skipped,
-        in_doubt=row.in_doubt,
         remaining=row.remaining,
         rate=row.rate_per_second,
         eta_seconds=row.eta_seconds,
@@ -82,17 +75,18 @@ def _updated(target: whole.Target) -> datetime | None:
     return aware(max(times)) if times else None
 
 
+STANDING = ("job", "status", "total", "processed", "succeeded", "failed", "skipped", "in_doubt")
+
+
+def _standing(row: StatusRow) -> dict[str, Any]:
+    """Where a job (or a partition) stands, as a status row has it."""
+    return {name: getattr(row, name) for name in STANDING}
+
+
 def _partition(index: int, row: StatusRow, record: JobRecord | None) -> PartitionStatus:
     return PartitionStatus(
-        job=row.job,
+        **_standing(row),
         index=index,
-        status=row.status,
-        total=row.total,
-        processed=row.processed,
-        succeeded=row.succeeded,
-        failed=row.failed,
-        skipped=row.skipped,
-        in_doubt=row.in_doubt,
         checkpoint=_checkpoint(record),
         owner=row.owner,
         lease_expires_in_seconds=row.lease_expires_in_seconds,
@@ -100,19 +94,16 @@ def _partition(index: int, row: StatusRow, record: JobRecord | None) -> Partitio
 
 
 def run_info(run: RunRecord) -> RunInfo:
-    return RunInfo(
-        job=run.job,
-        run_id=run.run_id,
-        status=run.status,
-        host=run.host,
-        pid=run.pid,
+    """A run as the API shows it: times as ``datetime``, its command without passwords."""
+    shown = run.to_store()
+    del shown["resumed_from"]
+    command = shown["command"]
+    shown.update(
         started_at=aware(run.started_at),
         ended_at=aware(run.ended_at),
-        start_processed=run.start_processed,
-        processed=run.processed,
-        message=run.message,
-        command=None if run.command is None else redact_text(run.command),
+        command=None if command is None else redact_text(command),
     )
+    return RunInfo(**shown)
 
 
 def note_info(note: Note) -> NoteInfo:

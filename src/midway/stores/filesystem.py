@@ -391,9 +391,9 @@ class FileStore(FileLeases, Store):
             if (folder / "checkpoint.json").exists():
                 continue
             data = self._read(folder / "job.json")
-            if isinstance(data, dict) and data.get("status") in FINISHED:
-                if not self.list_items(job, (RETRY,)):  # else its next run handles those
-                    done.add(job)
+            finished = isinstance(data, dict) and data.get("status") in FINISHED
+            if finished and not self.list_items(job, (RETRY,)):  # else its next run handles them
+                done.add(job)
         return done
 
 

@@ -16,6 +16,7 @@ import json
 import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 
 from midway._model.jsonutil import JSONValue
 from midway._model.ledger import FAILED, IN_DOUBT, ItemRecord, ItemStatus, matches
@@ -269,7 +270,7 @@ RETRY_FAILED = _ledger_action(
 
 RESOLVE_DONE = _ledger_action(
     IN_DOUBT,
-    lambda store, job, keys: ops.resolve(store, job, keys, done=True),
+    ops.resolve,  # done=True
     name="resolve-done",
     label="Resolve in-doubt items: they took effect…",
     question="Count {what} of job {job} as done?",
@@ -286,7 +287,7 @@ RESOLVE_DONE = _ledger_action(
 
 RESOLVE_RETRY = _ledger_action(
     IN_DOUBT,
-    lambda store, job, keys: ops.resolve(store, job, keys, done=False),
+    partial(ops.resolve, done=False),
     name="resolve-retry",
     label="Resolve in-doubt items: they did not…",
     question="Handle {what} of job {job} again?",
