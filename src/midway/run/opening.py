@@ -3,6 +3,7 @@ input did not drift, pick up what the last runs left in the ledger, record the r
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shlex
@@ -279,6 +280,11 @@ def _last_run(store: Store, key: str, records: list[Any]) -> str:
 
 
 def command_line() -> str:
-    """This process's command line, as kept in the run record: without any password."""
+    """This process's command line, as kept in the run record: without any password, and
+    after the folder it ran in (``cd /srv/app && python import.py``): its relative paths,
+    and the default store, mean what they meant only there."""
     argv = getattr(sys, "orig_argv", None) or [sys.executable, *sys.argv]
-    return jsonutil.escape_text(shlex.join(redact_argv(argv)))
+    line = shlex.join(redact_argv(argv))
+    with contextlib.suppress(OSError):  # the folder was removed: the command alone
+        line = f"cd {shlex.quote(os.getcwd())} && {line}"
+    return jsonutil.escape_text(line)

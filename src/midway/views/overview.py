@@ -66,6 +66,8 @@ def job_summary(store: Store, record: JobRecord, now: float | None = None) -> St
         total = summary.get("total") if isinstance(summary.get("total"), int) else None
     processed = sum(int(counters.get(k, 0)) for k in ("succeeded", "failed", "skipped", "in_doubt"))
     status = record.effective_status
+    if cp is None and total is None and status in FINISHED_OK:
+        total = processed  # it read its whole input: a source of unknown size has its size now
     rate = eta = None
     if cp is not None:
         runs = store.list_runs(record.job, limit=1)

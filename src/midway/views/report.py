@@ -21,7 +21,6 @@ from midway._model.ledger import FAILED, IN_DOUBT, RETRY, SKIPPED, ItemRecord
 from midway._model.owner import describe_age, iso
 from midway.console import printable
 from midway.stores import Store
-from midway.stores.base import HistoryPoint
 from midway.views import whole
 from midway.views.models import (
     ErrorCount,
@@ -48,7 +47,7 @@ def gather(store: Store, target: Target) -> Report:
         detail,
         errors=common_errors(items),
         in_doubt_items=[cast(ItemView, i.to_json()) for i in items if i.status == IN_DOUBT],
-        throughput=throughput(whole.history_of(store, target)),
+        throughput=job_throughput(store, target),
         generated_at=iso(time.time()),
         parts=whole.part_rows(store, target, time.time()) if target.distributed else [],
     )
@@ -74,20 +73,34 @@ def common_errors(items: list[ItemRecord]) -> list[ErrorCount]:
     ]
 
 
-def throughput(history: list[HistoryPoint]) -> list[ThroughputPoint]:
-    """Items per second between consecutive history points of the same run."""
-    points = []
-    for before, after in itertools.pairwise(history):
-        if before.run_id != after.run_id or after.at <= before.at:
+Progress = tuple[float, str, int]
+"""A moment of a run: when, which run, how many items the job had done."""
+
+
+def job_throughput(store: Store, target: Target) -> list[ThroughputPoint]:
+    """The job's throughput over time: from its history, and (for a job that is not
+    distributed) each run's start and end, so that a short run, whose checkpoints were too
+    close together to be sampled, still shows its first and last."""
+    moments = [(p.at, p.run_id, p.counters.processed) for p in whole.history_of(store, target)]
+    if target.record is not None:
+        for run in store.list_runs(target.key, limit=20):
+            moments.append((run.started_at, run.run_id, run.start_processed))
+            if run.ended_at is not None and run.processed is not None:
+                moments.append((run.ended_at, run.run_id, run.processed))
+    return throughput(sorted(moments))
+
+
+def throughput(moments: list[Progress]) -> list[ThroughputPoint]:
+    """Items per second between consecutive moments of the same run; the first interval
+    of a run also gives its start a point (two moments draw a line)."""
+    points: list[ThroughputPoint] = []
+    for (t0, run0, done0), (t1, run1, done1) in itertools.pairwise(moments):
+        if run0 != run1 or t1 <= t0:
             continue
-        done = after.counters.processed - before.counters.processed
-        points.append(
-            ThroughputPoint(
-                at=after.at,
-                processed=after.counters.processed,
-                rate=max(done, 0) / (after.at - before.at),
-            )
-        )
+        rate = max(done1 - done0, 0) / (t1 - t0)
+        if not points or points[-1]["at"] != t0:
+            points.append(ThroughputPoint(at=t0, processed=done0, rate=rate))
+        points.append(ThroughputPoint(at=t1, processed=done1, rate=rate))
     return points
 
 
@@ -186,8 +199,18 @@ def _md_carry_on(report: Report, quoted: str) -> list[str]:
         if report.resume_note:
             lines += ["", f"Note: {report.resume_note}."]
     if report.failed:
-        lines += ["", f"Failed items go again with `midway retry {quoted}` and the same command."]
+        lines += ["", retry_hint(report, quoted)]
     return lines
+
+
+def retry_hint(report: Report, quoted: str) -> str:
+    """How to handle the failed items again (of a completed job: only those)."""
+    again = report.resume_command or "the job's command"
+    only = " (only they are handled: the job had completed)" if report.checkpoint is None else ""
+    return (
+        f"{report.failed:,} item(s) failed: put them back with `midway retry {quoted}`, then "
+        f"run `{again}` again{only}."
+    )
 
 
 def _md_throughput(points: list[ThroughputPoint]) -> list[str]:
@@ -405,13 +428,22 @@ def _html_runs(report: Report) -> str:
 
 def _html_carry_on(report: Report) -> str:
     e = html.escape
+    retry = f"<p>{code_spans(e(retry_hint(report, shlex.quote(report.job))))}</p>"
+    retry = retry if report.failed else ""
     if report.checkpoint is None:
-        return "<p>The job has no checkpoint: its last run completed (or it never ran).</p>"
+        return "<p>The job has no checkpoint: its last run completed (or it never ran).</p>" + retry
     return (
         "<p>Running the same command again resumes it:</p>"
         f"<pre>{e(report.resume_command or '(not recorded)')}</pre>"
         + (f"<p>Note: {e(report.resume_note)}.</p>" if report.resume_note else "")
+        + retry
     )
+
+
+def code_spans(text: str) -> str:
+    """`text in backquotes` (HTML-escaped already) as <code>."""
+    parts = text.split("`")
+    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
 
 
 def _page(text: str) -> str:

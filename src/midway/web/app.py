@@ -85,7 +85,7 @@ def default_author() -> str:
 def chart(store: Store, job: whole.Target) -> Markup | None:
     """The throughput chart as inline SVG (``midway report``'s), or None while the job's
     history holds too few checkpoints to draw one."""
-    points = _thin(report.throughput(whole.history_of(store, job)), MAX_CHART_POINTS)
+    points = _thin(report.job_throughput(store, job), MAX_CHART_POINTS)
     if len(points) < 2:
         return None
     return Markup(report.svg_chart(points))  # built here, its text escaped
