@@ -25,7 +25,7 @@ from midway.cli.output import (
 )
 from midway.console import printable
 from midway.errors import StoreNotFound
-from midway.ops import actions
+from midway.ops import actions, digest
 from midway.ops.models import CheckpointInfo, JobStatus, PartitionStatus
 from midway.ops.status import all_statuses, detail_json, status_of
 from midway.stores import absolute_url, default_url
@@ -326,7 +326,15 @@ def failed(
 
 
 @click.command()
-@click.argument("job")
+@click.argument("job", required=False)
+@click.option(
+    "--all", "every_job", is_flag=True, help="One status report for every job in the store."
+)
+@click.option(
+    "--since",
+    metavar="AGE",
+    help="With --all: what finished and the notes in this window (7d, 12h, 30m, 2w).",
+)
 @click.option(
     "--format",
     "fmt",
@@ -337,22 +345,41 @@ def failed(
 )
 @file_option("--output", "-o", help="Write to this file instead of standard output.")
 @store_option
-def report(job: str, fmt: str, output: str | None, store_url: str | None) -> None:
-    """The handoff document: where the job stands and how to carry on.
+def report(
+    job: str | None,
+    every_job: bool,
+    since: str | None,
+    fmt: str,
+    output: str | None,
+    store_url: str | None,
+) -> None:
+    """The handoff document of JOB, or (--all) the status report of every job.
 
-    Counts and a progress bar, throughput over time, the ETA, the most common errors with
-    example keys, in-doubt items and how to resolve them, the runs, the notes, and the
-    command that resumes the work.
+    For one job: counts and a progress bar, throughput over time, the ETA, the most common
+    errors with example keys, in-doubt items and how to resolve them, the runs, the notes,
+    and the command that resumes the work (a distributed job: its partitions too).
+
+    With --all: what finished, what is running with its ETA, what failed or needs a person
+    (with the commands), the notes left, and each job's throughput.
 
     \b
     Example:
       midway report import-contacts > handoff.md
       midway report import-contacts --format html -o handoff.html
+      midway report --all --since 7d --format html -o weekly.html
     """
+    if every_job == (job is not None):
+        raise click.UsageError("name a JOB, or give --all for every job (not both)")
+    if since is not None and not every_job:
+        raise click.UsageError("--since goes with --all")
+    window = digest.parse_since(since)
     store = open_existing(store_url)
     try:
-        target = whole.find(store, job)
-        text = actions.report(store, target, fmt)
+        if job is None:
+            what, text = "every job", digest.render(store, window, fmt)
+        else:
+            target = whole.find(store, job)
+            what, text = repr(target.key), actions.report(store, target, fmt)
     finally:
         store.close()
     if output is None:
@@ -360,4 +387,4 @@ def report(job: str, fmt: str, output: str | None, store_url: str | None) -> Non
         return
     with open(output, "w", encoding="utf-8") as out:
         out.write(text)
-    click.echo(f"report on {target.key!r} written to {output}", err=True)
+    click.echo(f"report on {what} written to {output}", err=True)
