@@ -147,6 +147,9 @@ def test_a_distributed_job_is_one_job_through_a_kill(
     assert retried.exit_code == 0
     assert f"{len(FAILING) - 1} item(s)" in retried.stdout
     job.note("multiples of 50 fixed upstream", author="ops")
+    listed = midway.jobs(store_url)
+    assert [j.job for j in listed] == ["spread"], why  # one entry, the partitions inside
+    assert listed[0].partitions == status.partitions
 
     # The next worker hands each partition its own records: exactly those items again.
     before = calls(log)

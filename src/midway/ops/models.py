@@ -116,13 +116,14 @@ class JobStatus(_Standing):
     the counters are its partitions' added up, and ``partitions`` lists each one (None for
     any other job); ``workers`` are the processes holding partitions now.
 
-    >>> import midway
-    >>> job = midway.Job("doctest-status", store="sqlite:///:memory:")  # doctest: +SKIP
-    >>> job.run(range(3), lambda item, ctx: None).status  # doctest: +SKIP
-    'completed'
-    >>> s = job.status()  # doctest: +SKIP
-    >>> (s.status, s.processed, s.total, s.remaining, s.checkpoint)  # doctest: +SKIP
-    ('completed', 3, 3, 0, None)
+    Example::
+
+        status = job.status()          # or: for status in midway.jobs(): ...
+        print(status.status, f"{status.processed:,} of {status.total or '?'}")
+        if status.eta_seconds is not None:
+            print(f"done in about {status.eta_seconds / 60:.0f} min at {status.rate:.0f}/s")
+        for part in status.partitions or ():      # a distributed job
+            print(part.index, part.status, part.processed, part.owner)
     """
 
     name: str

@@ -21,19 +21,12 @@ LEDGER_STATUSES = ATTENTION
 
 
 def resolve(store: Store, name: str) -> JobRecord:
-    """A job by its key, or by its name when only one set of params uses that name."""
+    """A job by its key, or by its name when only one set of params uses that name (a
+    distributed job's name: :func:`midway.views.whole.find`)."""
     record = store.get_job(name)
     if record is not None:
         return record
-    matches = [r for r in store.list_jobs() if r.name == name]
-    bases = {partition_of(r.job) for r in matches}
-    if len(bases) == 1 and None not in bases:
-        keys = ", ".join(sorted(r.job for r in matches)[:3])
-        raise JobNotFound(
-            f"{name!r} is a distributed job; its partitions so far are {keys}"
-            f"{', ...' if len(matches) > 3 else ''}: name one of them, or see them all with "
-            "`midway status`"
-        )
+    matches = [r for r in store.list_jobs() if r.name == name and partition_of(r.job) is None]
     if len(matches) == 1:
         return matches[0]
     if not matches:
