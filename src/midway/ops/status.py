@@ -6,7 +6,6 @@ import time
 from datetime import datetime
 from typing import Any
 
-from midway._model.identity import partition_of
 from midway._model.ledger import aware
 from midway._model.redaction import redact_text
 from midway.ops.models import CheckpointInfo, JobStatus, NoteInfo, PartitionStatus, RunInfo
@@ -19,15 +18,7 @@ from midway.views.models import JobDetail, StatusRow
 def all_statuses(store: Store, now: float | None = None) -> list[JobStatus]:
     """Every job in the store, a distributed job as one entry (its partitions inside)."""
     now = time.time() if now is None else now
-    seen: set[str] = set()
-    out: list[JobStatus] = []
-    for record in store.list_jobs():
-        key = partition_of(record.job) or record.job
-        if key in seen:
-            continue
-        seen.add(key)
-        out.append(status_of(store, whole.find(store, key), now))
-    return out
+    return [status_of(store, target, now) for target in whole.every_job(store)]
 
 
 def status_of(store: Store, target: whole.Target, now: float | None = None) -> JobStatus:

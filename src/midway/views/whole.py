@@ -89,6 +89,30 @@ def find(store: Store, name: str) -> Target:
     return Target(base, None, store.load_plan(base), parts)
 
 
+def every_job(store: Store) -> list[Target]:
+    """Every job in the store, in the store's order, a distributed job as one target
+    where its first partition stands (one listing of the store, and a plan per
+    distributed job)."""
+    order: list[str] = []
+    plain: dict[str, JobRecord] = {}
+    parts: dict[str, list[JobRecord]] = {}
+    for record in store.list_jobs():
+        base = partition_of(record.job)
+        key = record.job if base is None else base
+        if key not in plain and key not in parts:
+            order.append(key)
+        if base is None:
+            plain[key] = record
+        else:
+            parts.setdefault(base, []).append(record)
+    return [
+        Target(key, None, store.load_plan(key), sorted(parts[key], key=lambda r: r.job))
+        if key in parts
+        else Target(key, plain[key])
+        for key in order
+    ]
+
+
 def _has_plan(store: Store, key: str) -> bool:
     return store.load_plan(key) is not None
 
