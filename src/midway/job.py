@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from midway._model.identity import JobId, make_job_id
 from midway._model.ledger import ItemRecord
@@ -14,10 +14,7 @@ from midway._model.result import RunResult
 from midway._model.settings import DriftPolicy, Executor, Guarantee, Settings
 from midway.distributed.worker import RunPartition, run_distributed, worker_mode
 from midway.errors import ConfigError
-from midway.ops import actions
 from midway.ops.api import on_job
-from midway.ops.models import JobStatus
-from midway.ops.status import status_of
 from midway.run.context import Context
 from midway.run.engine import Engine
 from midway.run.failures import Retry
@@ -26,6 +23,9 @@ from midway.sources._input import as_source
 from midway.sources.base import Source
 from midway.stores import Lease, Store, absolute_url, default_url, open_store
 from midway.stores.base import JobRecord
+
+if TYPE_CHECKING:
+    from midway.ops.models import JobStatus
 
 _OPTION_NAMES = frozenset(field.name for field in dataclasses.fields(Settings))
 
@@ -233,6 +233,8 @@ class Job:
             if s.checkpoint:
                 print("resumes at", s.checkpoint.position, "saved", s.checkpoint.saved_at)
         """
+        from midway.ops.status import status_of  # the views load on first use
+
         return on_job(self.store_url, self.key, status_of)
 
     def items(self, status: str = "failed") -> Iterator[ItemRecord]:
@@ -245,6 +247,8 @@ class Job:
             for record in job.items("failed"):
                 print(record.key, record.error, record.attempts, record.at)
         """
+        from midway.ops import actions
+
         return iter(on_job(self.store_url, self.key, actions.listed_items, status))
 
     def retry(self, keys: Iterable[Any] | None = None, error: str | None = None) -> int:
@@ -259,6 +263,8 @@ class Job:
             job.retry(error="TimeoutError")      # only the timeouts
             job.retry(keys=[4711, 4712])
         """
+        from midway.ops import actions
+
         return on_job(self.store_url, self.key, actions.retry, keys, error)
 
     def resolve(self, keys: Iterable[Any] | None, done: bool = True) -> int:
@@ -271,6 +277,8 @@ class Job:
 
             job.resolve(["INV-7"], done=True)
         """
+        from midway.ops import actions
+
         return on_job(self.store_url, self.key, actions.resolve, keys, done=done)
 
     def note(self, text: str, author: str | None = None) -> None:
@@ -281,12 +289,16 @@ class Job:
 
             job.note("paused for the CRM upgrade; resume after 18:00")
         """
+        from midway.ops import actions
+
         on_job(self.store_url, self.key, actions.note, text, author)
 
     def reset(self) -> None:
         """Forget the job: checkpoint, ledger, summary, runs and notes (a distributed job:
         every partition, and how it was split). The next run starts from the first item.
         Refused (:class:`midway.LeaseHeld`) while a runner holds it."""
+        from midway.ops import actions
+
         on_job(self.store_url, self.key, actions.reset)
 
     def report(self, format: str = "md") -> str:
@@ -297,6 +309,8 @@ class Job:
 
             Path("handoff.html").write_text(job.report("html"))
         """
+        from midway.ops import actions
+
         return on_job(self.store_url, self.key, actions.report, format)
 
     def info(self) -> JobRecord | None:

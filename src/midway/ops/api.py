@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
 
-from midway.ops.models import JobStatus
-from midway.ops.status import all_statuses
 from midway.stores import Store, absolute_url, default_url, open_store
-from midway.views.whole import Target, find
+
+if TYPE_CHECKING:  # the views load when a call reads a store, not with `import midway`
+    from midway.ops.models import JobStatus
+    from midway.views.whole import Target
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -37,6 +38,8 @@ def jobs(store: str | None = None) -> list[JobStatus]:
         for job in midway.jobs("sqlite:///state.db"):
             print(job.job, job.status, f"{job.processed:,} of {job.total or '?'}")
     """
+    from midway.ops.status import all_statuses
+
     with opened(store) as opened_store:
         return all_statuses(opened_store)
 
@@ -49,5 +52,7 @@ def on_job(
     **kwargs: P.kwargs,
 ) -> R:
     """``action(store, target, ...)`` on the job named ``name`` in the store at ``url``."""
+    from midway.views.whole import find
+
     with opened(url) as store:
         return action(store, find(store, name), *args, **kwargs)
