@@ -15,10 +15,12 @@ The layers, from the bottom::
     stores, sources              _model, errors, faults, console (never the run core)
     run                          one run of one job: the above (never job, distributed, screens)
     distributed                  the plan and the worker loop: the above and run (never job)
-    job                          Job, Loop: the only importer of run and distributed
-    midway (__init__)            the public names: errors, _model, sources, job, run
     views                        typed read models: _model, stores, errors, console
-    cli, each, web               the screens: views, stores, the public API (midway), and
+    ops                          the operator's API (status, items, retry...): views, stores,
+                                 _model, errors, console
+    job                          Job, Loop: the only importer of run and distributed; ops
+    midway (__init__)            the public names: errors, _model, sources, job, run, ops
+    cli, each, web               the screens: views, ops, stores, the public API (midway), and
                                  errors, _model, sources, console, faults; each other
 """
 
@@ -62,18 +64,25 @@ RULES: dict[str, Rule] = {
     "distributed": Rule(
         _BELOW_RUN | {"run"}, "distributed never imports job (job passes in what it needs)"
     ),
-    "job": Rule(_BELOW_RUN | {"run", "distributed"}, "job never imports the screens or views"),
+    "job": Rule(
+        _BELOW_RUN | {"run", "distributed", "ops"},
+        "job never imports the screens or views (its operator methods go through ops)",
+    ),
     "midway": Rule(
-        frozenset({"errors", "_model", "sources", "job", "run"}),
-        "the package front imports only what it re-exports: errors, _model, sources, job, run",
+        frozenset({"errors", "_model", "sources", "job", "run", "ops"}),
+        "the package front imports only what it re-exports: errors, _model, sources, job, run, ops",
     ),
     "views": Rule(
         frozenset({"_model", "stores", "errors", "console"}),
         "views import only _model, stores, errors, console",
     ),
+    "ops": Rule(
+        frozenset({"_model", "stores", "errors", "console", "views"}),
+        "ops (the operator's API) reads through views and acts through stores, never a run",
+    ),
     **{
         screen: Rule(
-            _BELOW_RUN | _SCREENS | {"views", "midway"},
+            _BELOW_RUN | _SCREENS | {"views", "ops", "midway"},
             f"{screen} reads through views, stores and the public API (midway), never run, "
             "distributed or job (job is the only importer of run and distributed)",
         )

@@ -152,8 +152,10 @@ def test_status_json_shapes_and_values(store_url: str) -> None:
     assert broken["processed"] == 37
     assert broken["position"] == 37
     assert broken["state"] == {"batch": "b-7"}
-    assert isinstance(broken["checkpoint"], int)
-    assert broken["checkpoint"] >= 1
+    assert isinstance(broken["checkpoint"]["version"], int)
+    assert broken["checkpoint"]["version"] >= 1
+    assert broken["checkpoint"]["position"] == 37
+    assert broken["remaining"] == 63
     assert broken["checkpoint_age_seconds"] >= 0
     assert broken["total"] == 100
     assert broken["rate_per_second"] is None or broken["rate_per_second"] > 0

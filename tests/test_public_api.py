@@ -17,12 +17,14 @@ from midway._model.result import RunResult
 
 EXPECTED_ALL = [
     "Append",
+    "CheckpointInfo",
     "ConfigError",
     "Context",
     "InputDrift",
     "ItemRecord",
     "Job",
     "JobNotFound",
+    "JobStatus",
     "Last",
     "LeaseHeld",
     "LeaseLost",
@@ -30,9 +32,12 @@ EXPECTED_ALL = [
     "Max",
     "MidwayError",
     "Min",
+    "NoteInfo",
+    "PartitionStatus",
     "RefusedError",
     "Retry",
     "RetryAfter",
+    "RunInfo",
     "RunResult",
     "SourceError",
     "StateNotSerializable",
@@ -44,6 +49,7 @@ EXPECTED_ALL = [
     "Sum",
     "TooManyFailures",
     "__version__",
+    "jobs",
     "sources",
 ]
 

@@ -3,7 +3,8 @@
     job = midway.Job("import-contacts", every=100)
     result = job.run(midway.sources.csv("contacts.csv", key="id"), handle)
 
-Kill it at item 7,000, run it again, and it resumes at the last checkpoint.
+Kill it at item 7,000, run it again, and it resumes at the last checkpoint. Where a job
+stands, from any process: ``job.status()``, or ``midway.jobs()`` for every job in a store.
 
 The names on ``midway`` are exactly ``__all__``. The submodules the imports below load stay
 importable by their full names (``import midway.stores``, ``from midway import errors``) but
@@ -35,6 +36,8 @@ from midway.errors import (
     TooManyFailures,
 )
 from midway.job import Job, Loop
+from midway.ops.api import jobs
+from midway.ops.models import CheckpointInfo, JobStatus, NoteInfo, PartitionStatus, RunInfo
 from midway.run.context import Context
 from midway.run.failures import Retry, RetryAfter
 from midway.run.reducers import Append, Last, Max, Min, Sum
@@ -43,12 +46,14 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Append",
+    "CheckpointInfo",
     "ConfigError",
     "Context",
     "InputDrift",
     "ItemRecord",
     "Job",
     "JobNotFound",
+    "JobStatus",
     "Last",
     "LeaseHeld",
     "LeaseLost",
@@ -56,9 +61,12 @@ __all__ = [
     "Max",
     "MidwayError",
     "Min",
+    "NoteInfo",
+    "PartitionStatus",
     "RefusedError",
     "Retry",
     "RetryAfter",
+    "RunInfo",
     "RunResult",
     "SourceError",
     "StateNotSerializable",
@@ -70,6 +78,7 @@ __all__ = [
     "Sum",
     "TooManyFailures",
     "__version__",
+    "jobs",
     "sources",
 ]
 
@@ -83,6 +92,7 @@ _SUBMODULES = frozenset(
         "errors",
         "faults",
         "job",
+        "ops",
         "run",
         "stores",
         "views",

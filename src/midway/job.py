@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from midway._model.identity import JobId, make_job_id
 from midway._model.ledger import ItemRecord
@@ -15,6 +15,7 @@ from midway._model.settings import DriftPolicy, Executor, Guarantee, Settings
 from midway.distributed.dask import is_dask_client, run_on_dask
 from midway.distributed.worker import RunPartition, run_distributed, worker_mode
 from midway.errors import ConfigError
+from midway.ops.api import on_job
 from midway.run.context import Context
 from midway.run.engine import Engine
 from midway.run.failures import Retry
@@ -23,6 +24,9 @@ from midway.sources._input import as_source
 from midway.sources.base import Source
 from midway.stores import Lease, Store, absolute_url, default_url, open_store
 from midway.stores.base import JobRecord
+
+if TYPE_CHECKING:
+    from midway.ops.models import JobStatus
 
 _OPTION_NAMES = frozenset(field.name for field in dataclasses.fields(Settings))
 
@@ -255,6 +259,99 @@ class Job:
         job = self.batched(batch, batch_seconds)
         job.settings.check_for_loop()
         return Loop(job, as_source(source), state)
+
+    # -- for people: where the job stands, and what to do about it (midway.ops) ----------
+
+    def status(self) -> JobStatus:
+        """Where the job stands in its store: counters, total, rate, ETA, checkpoint, owner,
+        runs, notes; for a distributed job its partitions summed, and each one.
+
+        Example::
+
+            s = job.status()
+            print(s.status, s.processed, s.remaining, s.eta_seconds)
+            if s.checkpoint:
+                print("resumes at", s.checkpoint.position, "saved", s.checkpoint.saved_at)
+        """
+        from midway.ops.status import status_of  # the views load on first use
+
+        return on_job(self.store_url, self.key, status_of)
+
+    def items(self, status: str = "failed") -> Iterator[ItemRecord]:
+        """The items of the ledger with ``status``: ``"failed"``, ``"skipped"``,
+        ``"in_doubt"`` (or ``"retry"``: put back for the next run). Every partition's, for
+        a distributed job.
+
+        Example::
+
+            for record in job.items("failed"):
+                print(record.key, record.error, record.attempts, record.at)
+        """
+        from midway.ops import actions
+
+        return iter(on_job(self.store_url, self.key, actions.listed_items, status))
+
+    def retry(self, keys: Iterable[Any] | None = None, error: str | None = None) -> int:
+        """Put failed items back: the next run handles them (only them, if the job had
+        completed). ``keys``: only these; ``error``: only those that failed with this
+        exception type (``"TimeoutError"``). Returns how many were put back; a key that
+        names no failed item raises :class:`midway.ConfigError` and changes nothing.
+
+        Example::
+
+            job.retry()                          # every failed item
+            job.retry(error="TimeoutError")      # only the timeouts
+            job.retry(keys=[4711, 4712])
+        """
+        from midway.ops import actions
+
+        return on_job(self.store_url, self.key, actions.retry, keys, error)
+
+    def resolve(self, keys: Iterable[Any] | None, done: bool = True) -> int:
+        """Decide in-doubt items after checking by hand: ``done=True`` they took effect
+        (counted as succeeded), ``done=False`` they did not (the next run handles them
+        again). ``keys=None`` decides every in-doubt item. Returns how many; a key that
+        names no in-doubt item raises :class:`midway.ConfigError` and changes nothing.
+
+        Example::
+
+            job.resolve(["INV-7"], done=True)
+        """
+        from midway.ops import actions
+
+        return on_job(self.store_url, self.key, actions.resolve, keys, done=done)
+
+    def note(self, text: str, author: str | None = None) -> None:
+        """Leave a timestamped note on the job (``author`` defaults to ``$USER@host``);
+        ``midway show``, ``report`` and :attr:`JobStatus.notes` show it.
+
+        Example::
+
+            job.note("paused for the CRM upgrade; resume after 18:00")
+        """
+        from midway.ops import actions
+
+        on_job(self.store_url, self.key, actions.note, text, author)
+
+    def reset(self) -> None:
+        """Forget the job: checkpoint, ledger, summary, runs and notes (a distributed job:
+        every partition, and how it was split). The next run starts from the first item.
+        Refused (:class:`midway.LeaseHeld`) while a runner holds it."""
+        from midway.ops import actions
+
+        on_job(self.store_url, self.key, actions.reset)
+
+    def report(self, format: str = "md") -> str:
+        """The handoff document: where the job stands and how to carry on, as Markdown
+        (``"md"``), one self-contained HTML page (``"html"``) or ``"json"``.
+
+        Example::
+
+            Path("handoff.html").write_text(job.report("html"))
+        """
+        from midway.ops import actions
+
+        return on_job(self.store_url, self.key, actions.report, format)
 
     def info(self) -> JobRecord | None:
         """What the store holds about this job (checkpoint, status, lease), or None."""

@@ -26,10 +26,15 @@ else:
     source, field, pause = midway.sources.sql(url, "items", key="id", batch=200), "id", 0.003
 
 
+fail_mod = int(os.environ.get("FAIL_MOD", "0"))
+
+
 def handle(item, ctx):
     value = int(item if field is None else item[field])
     os.write(log, f"{value} {os.getpid()}\n".encode())
     time.sleep(pause)
+    if fail_mod and value % fail_mod == 0:
+        raise ValueError(f"item {value} is a multiple of {fail_mod}")
     ctx.state["count"] = ctx.state.get("count", 0) + 1
     ctx.state["sum"] = ctx.state.get("sum", 0) + value
 
@@ -44,6 +49,7 @@ job = midway.Job(
     max_lag=0,
     lease_ttl=1.0,
     progress=False,
+    max_failures=n if fail_mod else None,
 )
 try:
     result = job.run(source, handle, distributed=True)

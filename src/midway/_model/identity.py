@@ -24,6 +24,12 @@ def partition_of(key: str) -> str | None:
     return base if sep and _PART.match(part) else None
 
 
+def partition_key(base: str, index: int, count: int) -> str:
+    """The key of partition ``index`` of ``count`` of the job ``base``: ``spread~p03of16``."""
+    width = len(str(count - 1))
+    return f"{base}~p{index:0{width}d}of{count}"
+
+
 @dataclass(frozen=True)
 class JobId:
     """``key`` is the name alone for a job without params, else ``name@`` + 8 hex digits."""
@@ -46,8 +52,8 @@ class JobId:
         return f"{self.base_key}~{self.part}" if self.part else self.base_key
 
     def partition(self, index: int, count: int) -> JobId:
-        width = len(str(count - 1))
-        return JobId(self.name, self.params, f"p{index:0{width}d}of{count}")
+        part = partition_key("", index, count).lstrip("~")
+        return JobId(self.name, self.params, part)
 
     def idempotency_key(self, item_key: Any) -> str:
         """Stable for this job and item across runs and machines (for APIs that deduplicate)."""

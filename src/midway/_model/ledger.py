@@ -14,6 +14,7 @@ not yet finished). A record whose status is :data:`DROP` deletes the row.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
 from enum import StrEnum
 from types import UnionType
 
@@ -55,8 +56,22 @@ KEPT = (FAILED, SKIPPED, IN_DOUBT, RETRY)
 """What outlives a completed run: everything else is the engine's own bookkeeping."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class ItemRecord:
+    """One item's record in a job's ledger: what ``job.items()`` yields, what
+    ``on_item_failed`` is handed, what ``midway failed`` lists.
+
+    ``status`` is ``"failed"``, ``"skipped"``, ``"in_doubt"`` or ``"retry"`` (put back for
+    the next run); ``error`` the exception as ``Type: message``; ``attempts`` how many
+    times the handler ran; ``at`` when the record was written (an aware ``datetime``);
+    ``item`` the item itself where the job keeps it (``record_items=True``).
+
+    >>> record = ItemRecord(key=4711, status="failed", error="ValueError: bad date",
+    ...                     attempts=3, updated_at=1_700_000_000.0)
+    >>> record.error_type, record.at.isoformat()
+    ('ValueError', '2023-11-14T22:13:20+00:00')
+    """
+
     key: JSONValue
     status: str
     error: str | None = None
@@ -66,6 +81,11 @@ class ItemRecord:
     item: JSONValue = None
     updated_at: float = 0.0
     steps: dict[str, JSONValue] = field(default_factory=dict)
+
+    @property
+    def at(self) -> datetime | None:
+        """When the record was written, in UTC (None for a record without a time)."""
+        return aware(self.updated_at)
 
     @property
     def error_type(self) -> str | None:
@@ -115,6 +135,17 @@ class ItemRecord:
 
 _STORED = tuple(f.name for f in fields(ItemRecord))
 _SHOWN = ("key", "status", "error", "attempts", "position", "updated_at")
+
+
+def aware(ts: float | None) -> datetime | None:
+    """A time kept as seconds since the epoch, as an aware ``datetime`` in UTC (None for
+    none, or for a damaged value no date can hold)."""
+    if not ts:
+        return None
+    try:
+        return datetime.fromtimestamp(ts, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 def drop(key: JSONValue) -> ItemRecord:

@@ -4,17 +4,19 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from typing import Concatenate, ParamSpec
 
 import click
 
-from midway._model.identity import partition_of
-from midway._model.jsonutil import JSONValue
-from midway._model.ledger import DROP, FAILED, IN_DOUBT, RETRY, SKIPPED, ItemStatus
-from midway._model.owner import Owner, hostname
-from midway.cli.options import item_keys, store_option, user_name
+from midway.cli.options import item_keys, store_option
 from midway.cli.output import open_existing
+from midway.ops import actions
 from midway.stores import Store
-from midway.views import overview
+from midway.views import whole
+from midway.views.whole import Target
+
+P = ParamSpec("P")
 
 
 @click.command()
@@ -32,52 +34,38 @@ def reset(job: str, yes: bool, store_url: str | None) -> None:
     """
     store = open_existing(store_url)
     try:
-        if store.get_job(job) is None and _reset_partitions(store, job, yes):
-            return
-        record = overview.resolve(store, job)
+        target = whole.find(store, job)
+        what = f"{target.key!r}" + (
+            f" and its {len(target.parts)} partitions" if target.distributed else ""
+        )
         if not yes:
             if not sys.stdin.isatty():
                 raise click.UsageError(
-                    f"reset forgets everything about {record.job!r}; add --yes to confirm"
+                    f"reset forgets everything about {what}; add --yes to confirm"
                 )
-            click.confirm(f"Forget job {record.job!r} and its checkpoint?", abort=True)
-        store.reset(record.job, Owner.current())
-        parts = [r.job for r in store.list_jobs() if partition_of(r.job) == record.job]
-        for part in parts:  # a distributed job's partitions
-            store.reset(part, Owner.current())
+            click.confirm(f"Forget job {what} and its checkpoint?", abort=True)
+        parts = actions.reset(store, target)
     finally:
         store.close()
-    also = f" (and its {len(parts)} partitions)" if parts else ""
-    click.echo(f"Job {record.job!r}{also} reset: its next run starts from the first item.")
+    also = f" (and its {parts} partitions)" if parts else ""
+    click.echo(f"Job {target.key!r}{also} reset: its next run starts from the first item.")
 
 
-def _change_items(
+def _on_items(
     store_url: str | None,
     job: str,
-    *,
-    statuses: tuple[ItemStatus, ...],
-    keys: list[JSONValue] | None,
-    error_type: str | None,
-    to_status: ItemStatus,
-    count_as: str | None,
+    change: Callable[Concatenate[Store, Target, P], int],
+    *args: P.args,
+    **kwargs: P.kwargs,
 ) -> tuple[str, int]:
-    """``retry`` and ``resolve``: the store's ``change_items`` on the job named ``job``;
-    returns the job's key and how many items changed."""
+    """``retry`` and ``resolve``: ``change`` on the job named ``job`` (every partition of a
+    distributed one); returns the job's key and how many items changed."""
     store = open_existing(store_url)
     try:
-        record = overview.resolve(store, job)
-        changed = store.change_items(
-            record.job,
-            Owner.current(),
-            statuses=statuses,
-            keys=keys,
-            error_type=error_type,
-            to_status=to_status,
-            count_as=count_as,
-        )
+        target = whole.find(store, job)
+        return target.key, change(store, target, *args, **kwargs)
     finally:
         store.close()
-    return record.job, len(changed)
 
 
 @click.command()
@@ -105,14 +93,8 @@ def retry(
       midway retry import-contacts --error TimeoutError
       midway retry import-contacts --key 4711 --key 4712
     """
-    key, changed = _change_items(
-        store_url,
-        job,
-        statuses=(SKIPPED,) if skipped else (FAILED,),
-        keys=item_keys(keys) or None,
-        error_type=error_type,
-        to_status=RETRY,
-        count_as="failed" if skipped else None,
+    key, changed = _on_items(
+        store_url, job, actions.retry, item_keys(keys) or None, error_type, skipped=skipped
     )
     if not changed:
         click.echo(f"No {'skipped' if skipped else 'failed'} items of {key!r} match.")
@@ -152,14 +134,12 @@ def resolve(
         raise click.UsageError("say --done (it took effect) or --retry (handle it again)")
     if not keys and not everything:
         raise click.UsageError("name the in-doubt items' KEYS, or --all")
-    key, changed = _change_items(
+    key, changed = _on_items(
         store_url,
         job,
-        statuses=(IN_DOUBT,),
-        keys=None if everything else item_keys(keys),
-        error_type=None,
-        to_status=DROP if decision == "done" else RETRY,
-        count_as="succeeded" if decision == "done" else "failed",
+        actions.resolve,
+        None if everything else item_keys(keys),
+        done=decision == "done",
     )
     if not changed:
         click.echo(f"No in-doubt items of {key!r} match.")
@@ -184,28 +164,8 @@ def note(job: str, text: str, author: str | None, store_url: str | None) -> None
     """
     store = open_existing(store_url)
     try:
-        record = overview.resolve(store, job)
-        store.add_note(record.job, text, author or f"{user_name()}@{hostname()}")
+        target = whole.find(store, job)
+        actions.note(store, target, text, author)
     finally:
         store.close()
-    click.echo(f"Note added to {record.job!r}.")
-
-
-def _reset_partitions(store: Store, job: str, yes: bool) -> bool:
-    """``midway reset NAME`` of a distributed job: its partitions are the jobs to forget."""
-    parts = [
-        r.job
-        for r in store.list_jobs()
-        if (base := partition_of(r.job)) is not None and job in (base, r.name)
-    ]
-    if not parts and store.load_plan(job) is None:
-        return False
-    if not yes:
-        raise click.UsageError(
-            f"reset forgets the {len(parts)} partitions of {job!r}; add --yes to confirm"
-        )
-    for part in parts:
-        store.reset(part, Owner.current())
-    store.reset(job, Owner.current())  # and how it was split: the next run splits it anew
-    click.echo(f"Job {job!r} and its {len(parts)} partitions reset: the next run starts afresh.")
-    return True
+    click.echo(f"Note added to {target.key!r}.")

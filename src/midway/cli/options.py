@@ -6,7 +6,6 @@ imports) can declare their ``--store`` with the same words without importing any
 
 from __future__ import annotations
 
-import getpass
 import json
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
@@ -36,15 +35,6 @@ def json_option(fn: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(
         fn
     )
-
-
-def user_name() -> str:
-    """The login name of whoever runs this (``someone`` where there is none): a note's
-    author unless given, from ``midway note`` or the dashboard."""
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "someone"
 
 
 def item_keys(values: Iterable[str]) -> list[JSONValue]:

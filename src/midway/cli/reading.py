@@ -25,9 +25,12 @@ from midway.cli.output import (
 )
 from midway.console import printable
 from midway.errors import StoreNotFound
+from midway.ops import actions, digest
+from midway.ops.models import CheckpointInfo, JobStatus, PartitionStatus
+from midway.ops.status import all_statuses, detail_json, status_of
 from midway.stores import absolute_url, default_url
-from midway.views import overview
-from midway.views.models import JobDetail, RunView, StatusRow
+from midway.views import whole
+from midway.views.models import JobDetail, RunView
 
 
 @click.command()
@@ -58,58 +61,80 @@ def status(store_url: str | None, as_json: bool) -> None:
             )
         return
     try:
-        rows = overview.status_rows(store)
+        jobs = all_statuses(store)
     finally:
         store.close()
     if as_json:
-        print_json([row.to_json() for row in rows])
+        print_json([job.to_json() for job in jobs])
         return
     console = terminal()
-    if not rows:
+    if not jobs:
         console.print(f"No jobs in {safe(store.url)} yet. Run one, or try: midway demo")
         return
     table = Table(title=f"midway jobs in {safe(store.url)}", title_justify="left")
     for column in ("job", "status", "progress", "failed", "checkpoint", "rate", "ETA", "owner"):
         table.add_column(column, justify="right" if column in ("failed", "rate") else "left")
-    for row in rows:
-        table.add_row(*_status_cells(row))
+    for job in jobs:
+        table.add_row(*_status_cells(job))
+        for part in job.partitions or ():
+            table.add_row(*_partition_cells(part))
     console.print(table)
 
 
-def _status_cells(row: StatusRow) -> list[Text | str]:
-    status = row.status
-    style = STATUS_STYLE.get(status, "")
-    total = row.total
-    progress = f"{row.processed:,}"
-    if total:
-        progress += f" / {total:,} ({100 * row.processed / total:.0f}%)"
-    age = row.checkpoint_age_seconds
-    rate = row.rate_per_second
-    eta = row.eta_seconds
-    job, owner = row.job, row.owner or ""
-    if row.partition_of:  # under its whole job's row
-        job = "  ~" + job.rpartition("~")[2]
-        expires = row.lease_expires_in_seconds
-        if expires is not None and owner:
-            owner += f" (lease {expires:.0f} s)" if expires >= 1 else " (lease ending)"
-        elif expires is not None and status == RunStatus.CRASHED:
-            owner = f"lease expired {-expires:,.0f} s ago" if expires < 0 else "worker gone"
-    if row.partitions is not None:
-        checkpoint = f"{row.partitions_done}/{row.partitions['planned']} partitions done"
-        workers = row.workers
-        owner = f"{len(workers)} worker{'s' * (len(workers) != 1)}" if workers else ""
+def _progress(processed: int, total: int | None) -> str:
+    if not total:
+        return f"{processed:,}"
+    return f"{processed:,} / {total:,} ({100 * processed / total:.0f}%)"
+
+
+def _checkpoint_text(checkpoint: CheckpointInfo | None, age: float | None) -> str:
+    if checkpoint is None:
+        return "none"
+    return f"#{checkpoint.version} {describe_age(age or 0.0)}" if age is not None else "none"
+
+
+def _status_cells(job: JobStatus) -> list[Text | str]:
+    style = STATUS_STYLE.get(job.status, "")
+    owner = job.owner or ""
+    if job.partitions is not None:
+        checkpoint = f"{job.partitions_done}/{len(job.partitions)} partitions done"
+        owner = f"{len(job.workers)} worker{'s' * (len(job.workers) != 1)}" if job.workers else ""
     else:
-        checkpoint = f"#{row.checkpoint} {describe_age(age)}" if age is not None else "none"
+        checkpoint = _checkpoint_text(job.checkpoint, job.checkpoint_age_seconds)
     return [
-        cell(job),
-        f"[{style}]{status}[/]" if style else cell(status),
-        progress,
-        f"{row.failed:,}" if row.failed else "",
+        cell(job.job),
+        f"[{style}]{job.status}[/]" if style else cell(job.status),
+        _progress(job.processed, job.total),
+        f"{job.failed:,}" if job.failed else "",
         checkpoint,
-        f"{rate:,.0f}/s" if rate else "",
-        f"{eta:,.0f} s" if eta is not None else "",
+        f"{job.rate:,.0f}/s" if job.rate else "",
+        f"{job.eta_seconds:,.0f} s" if job.eta_seconds is not None else "",
         cell(owner),
     ]
+
+
+def _partition_cells(part: PartitionStatus) -> list[Text | str]:
+    """A partition's row, under its whole job's: the worker holding it and its lease."""
+    style = STATUS_STYLE.get(part.status, "")
+    return [
+        cell("  ~" + part.job.rpartition("~")[2]),
+        f"[{style}]{part.status}[/]" if style else cell(part.status),
+        _progress(part.processed, part.total),
+        f"{part.failed:,}" if part.failed else "",
+        f"#{part.checkpoint.version}" if part.checkpoint else "none",
+        "",
+        "",
+        cell(_lease_text(part)),
+    ]
+
+
+def _lease_text(part: PartitionStatus) -> str:
+    owner, expires = part.owner or "", part.lease_expires_in_seconds
+    if expires is not None and owner:
+        owner += f" (lease {expires:.0f} s)" if expires >= 1 else " (lease ending)"
+    elif expires is not None and part.status == RunStatus.CRASHED:
+        owner = f"lease expired {-expires:,.0f} s ago" if expires < 0 else "worker gone"
+    return owner
 
 
 @click.command()
@@ -128,14 +153,17 @@ def show(job: str, store_url: str | None, as_json: bool) -> None:
     """
     store = open_existing(store_url)
     try:
-        detail = overview.job_detail(store, overview.resolve(store, job))
+        target = whole.find(store, job)
+        state, detail = status_of(store, target), whole.detail(store, target)
     finally:
         store.close()
     if as_json:
-        print_json(detail.to_json())
+        print_json(detail_json(state, detail))
         return
     console = terminal()
     _print_facts(console, detail)
+    if state.partitions is not None:
+        _print_partitions(console, state.partitions)
     if detail.items:
         _print_items(console, detail)
     if detail.notes:
@@ -146,6 +174,16 @@ def show(job: str, store_url: str | None, as_json: bool) -> None:
             )
     if detail.runs:
         _print_runs(console, detail.runs[:10])
+
+
+def _print_partitions(console: Console, parts: tuple[PartitionStatus, ...]) -> None:
+    table = Table(title="partitions", title_justify="left")
+    for column in ("partition", "status", "progress", "failed", "checkpoint", "worker"):
+        table.add_column(column)
+    for part in parts:
+        cells = _partition_cells(part)
+        table.add_row(*cells[:5], cells[7])
+    console.print(table)
 
 
 def _print_facts(console: Console, detail: JobDetail) -> None:
@@ -173,6 +211,11 @@ def _print_facts(console: Console, detail: JobDetail) -> None:
         ("state", clip(json.dumps(detail.state, ensure_ascii=False), 400)),
         ("owner", detail.owner or "nobody"),
     ]
+    if detail.partitions is not None:  # a distributed job: no checkpoint of its own
+        lines[6:9] = [
+            ("partitions", f"{detail.partitions_done}/{detail.partitions['planned']} done")
+        ]
+        lines[-1] = ("workers", ", ".join(detail.workers or ()) or "none now")
     command = detail.resume_command
     if detail.checkpoint is not None and command:
         lines.append(("resume", f"run the same command again: {command}"))
@@ -248,8 +291,8 @@ def failed(
     statuses = (FAILED, RETRY, SKIPPED) if skipped else (FAILED, RETRY)
     store = open_existing(store_url)
     try:
-        record = overview.resolve(store, job)
-        items = store.list_items(record.job, statuses)
+        target = whole.find(store, job)
+        items = [item for status in statuses for item in actions.items(store, target, status)]
     finally:
         store.close()
     rows = [item.to_export() for item in items]
@@ -260,15 +303,15 @@ def failed(
         else:
             with open(export, "w", encoding="utf-8") as out:
                 out.write(text)
-            click.echo(f"{len(rows):,} item(s) of job {record.job!r} written to {export}", err=True)
+            click.echo(f"{len(rows):,} item(s) of job {target.key!r} written to {export}", err=True)
         return
     if as_json:
         print_json(rows)
         return
     if not rows:
-        click.echo(f"Job {record.job!r} has no failed items.")
+        click.echo(f"Job {target.key!r} has no failed items.")
         return
-    table = Table(title=f"failed items of {safe(record.job)}", title_justify="left")
+    table = Table(title=f"failed items of {safe(target.key)}", title_justify="left")
     for column in ("key", "status", "attempts", "when", "error"):
         table.add_column(column)
     for item in items:
@@ -283,7 +326,15 @@ def failed(
 
 
 @click.command()
-@click.argument("job")
+@click.argument("job", required=False)
+@click.option(
+    "--all", "every_job", is_flag=True, help="One status report for every job in the store."
+)
+@click.option(
+    "--since",
+    metavar="AGE",
+    help="With --all: what finished and the notes in this window (7d, 12h, 30m, 2w).",
+)
 @click.option(
     "--format",
     "fmt",
@@ -294,34 +345,46 @@ def failed(
 )
 @file_option("--output", "-o", help="Write to this file instead of standard output.")
 @store_option
-def report(job: str, fmt: str, output: str | None, store_url: str | None) -> None:
-    """The handoff document: where the job stands and how to carry on.
+def report(
+    job: str | None,
+    every_job: bool,
+    since: str | None,
+    fmt: str,
+    output: str | None,
+    store_url: str | None,
+) -> None:
+    """The handoff document of JOB, or (--all) the status report of every job.
 
-    Counts and a progress bar, throughput over time, the ETA, the most common errors with
-    example keys, in-doubt items and how to resolve them, the runs, the notes, and the
-    command that resumes the work.
+    For one job: counts and a progress bar, throughput over time, the ETA, the most common
+    errors with example keys, in-doubt items and how to resolve them, the runs, the notes,
+    and the command that resumes the work (a distributed job: its partitions too).
+
+    With --all: what finished, what is running with its ETA, what failed or needs a person
+    (with the commands), the notes left, and each job's throughput.
 
     \b
     Example:
       midway report import-contacts > handoff.md
       midway report import-contacts --format html -o handoff.html
+      midway report --all --since 7d --format html -o weekly.html
     """
-    from midway.views import report as report_module
-
+    if every_job == (job is not None):
+        raise click.UsageError("name a JOB, or give --all for every job (not both)")
+    if since is not None and not every_job:
+        raise click.UsageError("--since goes with --all")
+    window = digest.parse_since(since)
     store = open_existing(store_url)
     try:
-        data = report_module.gather(store, overview.resolve(store, job))
+        if job is None:
+            what, text = "every job", digest.render(store, window, fmt)
+        else:
+            target = whole.find(store, job)
+            what, text = repr(target.key), actions.report(store, target, fmt)
     finally:
         store.close()
-    if fmt == "json":
-        text = json.dumps(data.to_json(), indent=2, ensure_ascii=False) + "\n"
-    elif fmt == "html":
-        text = report_module.html_page(data)
-    else:
-        text = report_module.markdown(data)
     if output is None:
         click.echo(text, nl=False)
         return
     with open(output, "w", encoding="utf-8") as out:
         out.write(text)
-    click.echo(f"report on {data.job!r} written to {output}", err=True)
+    click.echo(f"report on {what} written to {output}", err=True)

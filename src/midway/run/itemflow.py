@@ -277,9 +277,10 @@ class ItemFlow:
         status = self.guarantee.attempt_mark(key, position, attempt, waited=waited)
         if status is None:
             return
-        record = ItemRecord(key, status, describe(exc), None, attempt, position)
-        record.updated_at = time.time()
-        record.steps = self.steps.get(jsonutil.dumps(key))
+        steps = self.steps.get(jsonutil.dumps(key)) or {}
+        record = ItemRecord(
+            key, status, describe(exc), None, attempt, position, updated_at=time.time(), steps=steps
+        )
         self.store_items([record])
 
     def give_up(

@@ -3,6 +3,7 @@ input did not drift, pick up what the last runs left in the ledger, record the r
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shlex
@@ -56,13 +57,15 @@ class Opening:
         now = time.time()
         run.job_started_at = now
         run.total = run.source.total()
-        if checkpoint is None and run.job.id.part:
-            # A distributed job's partition runs once: another worker may have completed
-            # it since this one looked (the lease, now ours, makes this check final).
-            record = store.get_job(run.key)
-            if record is not None and record.status in FINISHED:
-                raise PartitionDone(run.key)
         records = store.list_items(run.key, ALL)
+        if checkpoint is None and run.job.id.part:
+            # A distributed job's partition runs once (then only for items put back by
+            # `midway retry`): another worker may have completed it since this one looked
+            # (the lease, now ours, makes this check final).
+            record = store.get_job(run.key)
+            retried = any(r.status == ItemStatus.RETRY for r in records)
+            if record is not None and record.status in FINISHED and not retried:
+                raise PartitionDone(run.key)
         if checkpoint is not None:
             self._resume_from(checkpoint, now)
             run.combiner.resume(run.key, checkpoint.extra, run.state, run.counters.processed)
@@ -292,6 +295,11 @@ def _last_run(store: Store, key: str, records: list[Any]) -> str:
 
 
 def command_line() -> str:
-    """This process's command line, as kept in the run record: without any password."""
+    """This process's command line, as kept in the run record: without any password, and
+    after the folder it ran in (``cd /srv/app && python import.py``): its relative paths,
+    and the default store, mean what they meant only there."""
     argv = getattr(sys, "orig_argv", None) or [sys.executable, *sys.argv]
-    return jsonutil.escape_text(shlex.join(redact_argv(argv)))
+    line = shlex.join(redact_argv(argv))
+    with contextlib.suppress(OSError):  # the folder was removed: the command alone
+        line = f"cd {shlex.quote(os.getcwd())} && {line}"
+    return jsonutil.escape_text(line)

@@ -53,9 +53,14 @@ class StepRecords:
         steps = self.results.setdefault(item_name, {})
         steps[name] = result
         self.touched.add(item_name)
-        record = ItemRecord(key, STEPS, attempts=attempt, position=position)
-        record.updated_at = time.time()
-        record.steps = dict(steps)
+        record = ItemRecord(
+            key,
+            STEPS,
+            attempts=attempt,
+            position=position,
+            updated_at=time.time(),
+            steps=dict(steps),
+        )
         store([record])
         return result
 

@@ -420,8 +420,9 @@ class Store(Protocol):
         ...
 
     def completed_among(self, jobs: list[str]) -> set[str]:
-        """Which of ``jobs`` have completed and left no checkpoint (one query where the
-        store can: a distributed worker asks this of every partition between two)."""
+        """Which of ``jobs`` have completed and left no checkpoint nor items put back by
+        ``midway retry`` (one query where the store can: a distributed worker asks this of
+        every partition between two)."""
         ...
 
     def close(self) -> None: ...

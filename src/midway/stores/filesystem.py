@@ -33,7 +33,7 @@ from midway._model import jsonutil, ledger
 from midway._model.checkpoint import Checkpoint, Counters
 from midway._model.identity import JobId
 from midway._model.jsonutil import JSONValue
-from midway._model.ledger import DROP, ItemRecord
+from midway._model.ledger import DROP, RETRY, ItemRecord
 from midway._model.owner import Owner
 from midway._model.result import RunStatus
 from midway.errors import ConfigError, StoreCorrupt, StoreTooNew, StoreUnavailable
@@ -391,7 +391,8 @@ class FileStore(FileLeases, Store):
             if (folder / "checkpoint.json").exists():
                 continue
             data = self._read(folder / "job.json")
-            if isinstance(data, dict) and data.get("status") in FINISHED:
+            finished = isinstance(data, dict) and data.get("status") in FINISHED
+            if finished and not self.list_items(job, (RETRY,)):  # else its next run handles them
                 done.add(job)
         return done
 

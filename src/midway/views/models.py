@@ -164,3 +164,5 @@ class Report(JobDetail):
     in_doubt_items: list[ItemView]
     throughput: list[ThroughputPoint]
     generated_at: str | None
+    parts: list[StatusRow] = dataclasses.field(default_factory=list)
+    """A distributed job's partitions, in order (empty for any other job)."""

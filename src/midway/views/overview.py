@@ -14,25 +14,19 @@ from midway._model.redaction import redact_text, resume_note
 from midway._model.result import FINISHED_OK, RunStatus
 from midway.errors import JobNotFound
 from midway.stores import JobRecord, Store
+from midway.stores.base import RunRecord
 from midway.views.models import ItemView, JobDetail, LeaseView, NoteView, RunView, StatusRow
 
 LEDGER_STATUSES = ATTENTION
 
 
 def resolve(store: Store, name: str) -> JobRecord:
-    """A job by its key, or by its name when only one set of params uses that name."""
+    """A job by its key, or by its name when only one set of params uses that name (a
+    distributed job's name: :func:`midway.views.whole.find`)."""
     record = store.get_job(name)
     if record is not None:
         return record
-    matches = [r for r in store.list_jobs() if r.name == name]
-    bases = {partition_of(r.job) for r in matches}
-    if len(bases) == 1 and None not in bases:
-        keys = ", ".join(sorted(r.job for r in matches)[:3])
-        raise JobNotFound(
-            f"{name!r} is a distributed job; its partitions so far are {keys}"
-            f"{', ...' if len(matches) > 3 else ''}: name one of them, or see them all with "
-            "`midway status`"
-        )
+    matches = [r for r in store.list_jobs() if r.name == name and partition_of(r.job) is None]
     if len(matches) == 1:
         return matches[0]
     if not matches:
@@ -65,6 +59,8 @@ def job_summary(store: Store, record: JobRecord, now: float | None = None) -> St
         total = summary.get("total") if isinstance(summary.get("total"), int) else None
     processed = sum(int(counters.get(k, 0)) for k in ("succeeded", "failed", "skipped", "in_doubt"))
     status = record.effective_status
+    if cp is None and total is None and status in FINISHED_OK:
+        total = processed  # it read its whole input: a source of unknown size has its size now
     rate = eta = None
     if cp is not None:
         runs = store.list_runs(record.job, limit=1)
@@ -197,11 +193,7 @@ def job_detail(store: Store, record: JobRecord) -> JobDetail:
     """One job as ``midway show --json`` shows it: the summary plus ledger, runs, lease.
 
     The store records' ``to_json()`` are the shapes of :mod:`midway.views.models`' rows."""
-    runs = [cast(RunView, run.to_json()) for run in store.list_runs(record.job, limit=20)]
-    for run in runs:  # kept without a password since it is; older records too
-        if run["command"]:
-            run["command"] = redact_text(run["command"])
-    command = next((run["command"] for run in runs if run["command"]), None)
+    runs, command = run_views(store.list_runs(record.job, limit=20))
     items = store.list_items(record.job, LEDGER_STATUSES)
     return JobDetail.extending(
         job_summary(store, record),
@@ -214,3 +206,13 @@ def job_detail(store: Store, record: JobRecord) -> JobDetail:
         lease=cast(LeaseView, record.lease.to_json()) if record.lease else None,
         created_at=iso(record.created_at),
     )
+
+
+def run_views(records: list[RunRecord]) -> tuple[list[RunView], str | None]:
+    """The runs as shown, without passwords in their commands (kept without one since it
+    is; older records too), and the last command recorded: the one that resumes the job."""
+    runs = [cast(RunView, run.to_json()) for run in records]
+    for run in runs:
+        if run["command"]:
+            run["command"] = redact_text(run["command"])
+    return runs, next((run["command"] for run in runs if run["command"]), None)

@@ -20,8 +20,8 @@ from midway._model.jsonutil import JSONValue
 from midway._model.ledger import FAILED, IN_DOUBT, RETRY, SKIPPED, ItemRecord
 from midway._model.owner import describe_age, iso
 from midway.console import printable
-from midway.stores import JobRecord, Store
-from midway.stores.base import HistoryPoint
+from midway.stores import Store
+from midway.views import whole
 from midway.views.models import (
     ErrorCount,
     ItemView,
@@ -31,23 +31,25 @@ from midway.views.models import (
     StatusRow,
     ThroughputPoint,
 )
-from midway.views.overview import job_detail
+from midway.views.whole import Target
 
 BAR_WIDTH = 30
 EXAMPLE_KEYS = 3
 CHART_W, CHART_H, PAD = 640, 200, 36
 
 
-def gather(store: Store, record: JobRecord) -> Report:
-    """All the report says (``to_json()``: what ``--format json`` prints)."""
-    detail = job_detail(store, record)
-    items = store.list_items(record.job, (FAILED, SKIPPED, IN_DOUBT, RETRY))
+def gather(store: Store, target: Target) -> Report:
+    """All the report says (``to_json()``: what ``--format json`` prints); a distributed
+    job's from every partition."""
+    detail = whole.detail(store, target)
+    items = whole.items_of(store, target, (FAILED, SKIPPED, IN_DOUBT, RETRY))
     return Report.extending(
         detail,
         errors=common_errors(items),
         in_doubt_items=[cast(ItemView, i.to_json()) for i in items if i.status == IN_DOUBT],
-        throughput=throughput(store.list_history(record.job)),
+        throughput=job_throughput(store, target),
         generated_at=iso(time.time()),
+        parts=whole.part_rows(store, target, time.time()) if target.distributed else [],
     )
 
 
@@ -71,20 +73,34 @@ def common_errors(items: list[ItemRecord]) -> list[ErrorCount]:
     ]
 
 
-def throughput(history: list[HistoryPoint]) -> list[ThroughputPoint]:
-    """Items per second between consecutive history points of the same run."""
-    points = []
-    for before, after in itertools.pairwise(history):
-        if before.run_id != after.run_id or after.at <= before.at:
+Progress = tuple[float, str, int]
+"""A moment of a run: when, which run, how many items the job had done."""
+
+
+def job_throughput(store: Store, target: Target) -> list[ThroughputPoint]:
+    """The job's throughput over time: from its history, and (for a job that is not
+    distributed) each run's start and end, so that a short run, whose checkpoints were too
+    close together to be sampled, still shows its first and last."""
+    moments = [(p.at, p.run_id, p.counters.processed) for p in whole.history_of(store, target)]
+    if target.record is not None:
+        for run in store.list_runs(target.key, limit=20):
+            moments.append((run.started_at, run.run_id, run.start_processed))
+            if run.ended_at is not None and run.processed is not None:
+                moments.append((run.ended_at, run.run_id, run.processed))
+    return throughput(sorted(moments))
+
+
+def throughput(moments: list[Progress]) -> list[ThroughputPoint]:
+    """Items per second between consecutive moments of the same run; the first interval
+    of a run also gives its start a point (two moments draw a line)."""
+    points: list[ThroughputPoint] = []
+    for (t0, run0, done0), (t1, run1, done1) in itertools.pairwise(moments):
+        if run0 != run1 or t1 <= t0:
             continue
-        done = after.counters.processed - before.counters.processed
-        points.append(
-            ThroughputPoint(
-                at=after.at,
-                processed=after.counters.processed,
-                rate=max(done, 0) / (after.at - before.at),
-            )
-        )
+        rate = max(done1 - done0, 0) / (t1 - t0)
+        if not points or points[-1]["at"] != t0:
+            points.append(ThroughputPoint(at=t0, processed=done0, rate=rate))
+        points.append(ThroughputPoint(at=t1, processed=done1, rate=rate))
     return points
 
 
@@ -121,6 +137,7 @@ def markdown(report: Report) -> str:
         "",
         f"Generated {report.generated_at}. Status: **{report.status}**.",
         *_section("Where it stands", _md_standing(report)),
+        *(_section("Partitions", _md_parts(report.parts)) if report.parts else []),
         *_section("How to carry on", _md_carry_on(report, quoted)),
         *_section("Throughput over time", _md_throughput(report.throughput)),
         *_section("Most common errors", _md_errors(report.errors, quoted)),
@@ -158,6 +175,16 @@ def _md_standing(report: Report) -> list[str]:
     ]
 
 
+def _md_parts(parts: list[StatusRow]) -> list[str]:
+    lines = ["| partition | status | items | failed | worker |", "|---|---|---:|---:|---|"]
+    for part in parts:
+        items = f"{part.processed:,}" + (f" of {part.total:,}" if part.total else "")
+        lines.append(
+            f"| `{part.job}` | {part.status} | {items} | {part.failed:,} | {part.owner or ''} |"
+        )
+    return lines
+
+
 def _md_carry_on(report: Report, quoted: str) -> list[str]:
     if report.checkpoint is None:
         lines = ["The job has no checkpoint: its last run completed (or it never ran)."]
@@ -172,8 +199,18 @@ def _md_carry_on(report: Report, quoted: str) -> list[str]:
         if report.resume_note:
             lines += ["", f"Note: {report.resume_note}."]
     if report.failed:
-        lines += ["", f"Failed items go again with `midway retry {quoted}` and the same command."]
+        lines += ["", retry_hint(report, quoted)]
     return lines
+
+
+def retry_hint(report: Report, quoted: str) -> str:
+    """How to handle the failed items again (of a completed job: only those)."""
+    again = report.resume_command or "the job's command"
+    only = " (only they are handled: the job had completed)" if report.checkpoint is None else ""
+    return (
+        f"{report.failed:,} item(s) failed: put them back with `midway retry {quoted}`, then "
+        f"run `{again}` again{only}."
+    )
 
 
 def _md_throughput(points: list[ThroughputPoint]) -> list[str]:
@@ -317,6 +354,7 @@ def html_page(report: Report) -> str:
 <div class="bar" role="progressbar" aria-valuenow="{100 * share:.1f}" aria-valuemin="0"
  aria-valuemax="100"><span style="width: {100 * share:.1f}%"></span></div>
 <p>{report.processed:,} of {f"{total:,}" if total else "?"} items; ETA: {e(_eta(report))}.</p>
+{_html_parts(report)}
 <h2>How to carry on</h2>{carry_on}
 <h2>Throughput over time</h2>{svg_chart(report.throughput)}
 <h2>Most common errors</h2>
@@ -342,6 +380,25 @@ def _html_errors(report: Report) -> str:
             numeric=1,
         )
         for x in report.errors
+    )
+
+
+def _html_parts(report: Report) -> str:
+    e = html.escape
+    rows = "".join(
+        _tr(
+            f"<code>{e(p.job)}</code>",
+            e(p.status),
+            f"{p.processed:,}" + (f" of {p.total:,}" if p.total else ""),
+            f"{p.failed:,}",
+            e(p.owner or ""),
+        )
+        for p in report.parts
+    )
+    if not rows:
+        return ""
+    return "<h2>Partitions</h2>" + _table(
+        ("partition", "status", "items", "failed", "worker"), rows
     )
 
 
@@ -371,13 +428,22 @@ def _html_runs(report: Report) -> str:
 
 def _html_carry_on(report: Report) -> str:
     e = html.escape
+    retry = f"<p>{code_spans(e(retry_hint(report, shlex.quote(report.job))))}</p>"
+    retry = retry if report.failed else ""
     if report.checkpoint is None:
-        return "<p>The job has no checkpoint: its last run completed (or it never ran).</p>"
+        return "<p>The job has no checkpoint: its last run completed (or it never ran).</p>" + retry
     return (
         "<p>Running the same command again resumes it:</p>"
         f"<pre>{e(report.resume_command or '(not recorded)')}</pre>"
         + (f"<p>Note: {e(report.resume_note)}.</p>" if report.resume_note else "")
+        + retry
     )
+
+
+def code_spans(text: str) -> str:
+    """`text in backquotes` (HTML-escaped already) as <code>."""
+    parts = text.split("`")
+    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
 
 
 def _page(text: str) -> str:

@@ -4,8 +4,10 @@ An action is a row of :data:`ACTIONS`. ``GET /jobs/<job>/<action>`` asks for con
 and ``POST`` there (with the CSRF token) does it. What it applies to comes with the request
 as a :class:`Target`: ``key=<JSON>`` (one item) or ``all=1`` (every matching item) for the
 ledger actions, ``text`` and ``author`` for a note. The ledger actions make the same store
-calls as ``midway retry`` and ``midway resolve``, so the dashboard and the command line
-cannot disagree about what a retry or a resolution means.
+calls as ``midway retry`` and ``midway resolve`` (:mod:`midway.ops.actions`, the Python API's
+``job.retry`` / ``job.resolve``), so the dashboard, the command line and a script cannot
+disagree about what a retry or a resolution means; on a distributed job they reach every
+partition.
 """
 
 from __future__ import annotations
@@ -14,14 +16,16 @@ import json
 import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 
 from midway._model.jsonutil import JSONValue
-from midway._model.ledger import DROP, FAILED, IN_DOUBT, RETRY, ItemRecord, ItemStatus, matches
-from midway._model.owner import Owner
+from midway._model.ledger import FAILED, IN_DOUBT, ItemRecord, ItemStatus, matches
 from midway._model.result import RunStatus
 from midway.cli.options import item_keys
 from midway.errors import EXIT_USAGE, MidwayError, RefusedError
-from midway.stores import JobRecord, Store
+from midway.ops import actions as ops
+from midway.stores import Store
+from midway.views import whole
 from midway.views.models import ItemView, JobDetail
 
 # A note travels in the confirmation page's address: 1,000 characters of any script stay
@@ -65,7 +69,7 @@ class Action:
     consequences: str  # what happens, said before it happens
     confirm: str  # the confirmation button
     done: str  # the notice afterwards: {job}, {count} (items changed), {s} and {them}
-    perform: Callable[[Store, JobRecord, Target], int]  # returns how many items it changed
+    perform: Callable[[Store, whole.Target, Target], int]  # returns how many items it changed
     # Why the action does not apply to this job now (given its ``job_detail``), or None.
     # The job page asks it to show or grey out the button; the POST asks it again.
     unavailable: Callable[[JobDetail], str | None]
@@ -179,8 +183,8 @@ def _runner_at_work(detail: JobDetail) -> str | None:
     return None
 
 
-def _reset(store: Store, record: JobRecord, target: Target) -> int:
-    store.reset(record.job, Owner.current())
+def _reset(store: Store, job: whole.Target, target: Target) -> int:
+    ops.reset(store, job)
     return 0
 
 
@@ -203,8 +207,7 @@ RESET = Action(
 
 def _ledger_action(
     status: ItemStatus,
-    to_status: ItemStatus,
-    count_as: str | None,
+    change: Callable[[Store, whole.Target, list[JSONValue] | None], int],
     *,
     name: str,
     label: str,
@@ -214,9 +217,8 @@ def _ledger_action(
     done: str,
     row_label: str,
 ) -> Action:
-    """An action on the job's ``status`` items: the ``store.change_items`` call of ``midway
-    retry`` / ``midway resolve``, available while no runner works and the job has such
-    items."""
+    """An action on the job's ``status`` items: ``change`` is the call of ``midway retry``
+    / ``midway resolve``, available while no runner works and the job has such items."""
     statuses = (status,)
 
     def unavailable(detail: JobDetail) -> str | None:
@@ -227,23 +229,14 @@ def _ledger_action(
             return f"the job has no {' or '.join(s.replace('_', '-') for s in statuses)} items"
         return None
 
-    def perform(store: Store, record: JobRecord, target: Target) -> int:
-        changed = store.change_items(
-            record.job,
-            Owner.current(),
-            statuses=statuses,
-            keys=target.keys,
-            error_type=None,
-            to_status=to_status,
-            count_as=count_as,
-        )
+    def perform(store: Store, job: whole.Target, target: Target) -> int:
+        changed = change(store, job, target.keys)
         if not changed:
-            which = "" if target.keys is None else " with that key"
             raise RefusedError(
-                f"nothing changed: job {record.job!r} has no {' or '.join(statuses)} "
-                f"item{which} now (someone handled it already?); reload the job's page"
+                f"nothing changed: job {job.key!r} has no {' or '.join(statuses)} "
+                "item now (someone handled it already?); reload the job's page"
             )
-        return len(changed)
+        return changed
 
     return Action(
         name=name,
@@ -261,8 +254,7 @@ def _ledger_action(
 
 RETRY_FAILED = _ledger_action(
     FAILED,
-    RETRY,
-    None,
+    ops.retry,
     name="retry",
     label="Retry failed items…",
     question="Retry {what} of job {job}?",
@@ -278,8 +270,7 @@ RETRY_FAILED = _ledger_action(
 
 RESOLVE_DONE = _ledger_action(
     IN_DOUBT,
-    DROP,
-    "succeeded",
+    ops.resolve,  # done=True
     name="resolve-done",
     label="Resolve in-doubt items: they took effect…",
     question="Count {what} of job {job} as done?",
@@ -296,8 +287,7 @@ RESOLVE_DONE = _ledger_action(
 
 RESOLVE_RETRY = _ledger_action(
     IN_DOUBT,
-    RETRY,
-    "failed",
+    partial(ops.resolve, done=False),
     name="resolve-retry",
     label="Resolve in-doubt items: they did not…",
     question="Handle {what} of job {job} again?",
@@ -312,8 +302,8 @@ RESOLVE_RETRY = _ledger_action(
 )
 
 
-def _note(store: Store, record: JobRecord, target: Target) -> int:
-    store.add_note(record.job, target.text, target.author)
+def _note(store: Store, job: whole.Target, target: Target) -> int:
+    ops.note(store, job, target.text, target.author)
     return 0
 
 

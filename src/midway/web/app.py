@@ -1,8 +1,9 @@
 """The dashboard's web application: pages, JSON endpoints and actions over one store.
 
-Every request opens the store, reads it through the library (:mod:`midway.views.overview`, the same
-objects ``midway status --json`` and ``midway show --json`` print) and closes it again, so the
-dashboard works on every store kind and never holds a lock between requests.
+Every request opens the store, reads it through the library (:mod:`midway.ops`, the calls of
+the Python API: the same objects ``midway status --json`` and ``midway show --json`` print) and
+closes it again, so the dashboard works on every store kind and never holds a lock between
+requests. A distributed job is one job here: one row, one page with its partitions inside.
 
     /                          the jobs, polling /api/jobs every second
     /jobs/<job>                one job, polling /api/jobs/<job>/summary every second
@@ -38,11 +39,13 @@ from starlette.staticfiles import StaticFiles
 from midway._model.jsonutil import JSONValue
 from midway._model.owner import describe_age
 from midway._model.redaction import redact_url
-from midway.cli.options import user_name
 from midway.errors import JobNotFound, MidwayError, RefusedError, StoreNotFound
+from midway.ops.actions import user_name
+from midway.ops.models import JobStatus
+from midway.ops.status import all_statuses, detail_json, status_of
 from midway.stores import Store, open_store
-from midway.views import metrics, overview, report
-from midway.views.models import JobDetail, StatusRow, ThroughputPoint
+from midway.views import metrics, report, whole
+from midway.views.models import JobDetail, ThroughputPoint
 from midway.web import formatting
 from midway.web.actions import (
     ACTIONS,
@@ -80,10 +83,10 @@ def default_author() -> str:
     return f"{user_name()} via dashboard"
 
 
-def chart(store: Store, job: str) -> Markup | None:
+def chart(store: Store, job: whole.Target) -> Markup | None:
     """The throughput chart as inline SVG (``midway report``'s), or None while the job's
     history holds too few checkpoints to draw one."""
-    points = _thin(report.throughput(store.list_history(job)), MAX_CHART_POINTS)
+    points = _thin(report.job_throughput(store, job), MAX_CHART_POINTS)
     if len(points) < 2:
         return None
     return Markup(report.svg_chart(points))  # built here, its text escaped
@@ -167,27 +170,33 @@ class Dashboard:
     def message(self, request: Request, title: str, text: str, status: int) -> Response:
         return self.render(request, "message.html", status, title=title, text=text)
 
-    def rows(self) -> list[StatusRow]:
+    def rows(self) -> list[JobStatus]:
         with self.store() as store:
-            return [overview.job_summary(store, record) for record in store.list_jobs()]
+            return all_statuses(store)
 
     def detail(self, job: str) -> JobDetail:
         with self.store() as store:
-            return overview.job_detail(store, overview.resolve(store, job))
+            return whole.detail(store, whole.find(store, job))
 
-    def detail_and_chart(self, job: str) -> tuple[JobDetail, Markup | None]:
+    def page_data(self, job: str) -> tuple[JobDetail, JobStatus, Markup | None]:
         with self.store() as store:
-            record = overview.resolve(store, job)
-            return overview.job_detail(store, record), chart(store, record.job)
+            target = whole.find(store, job)
+            detail = whole.detail(store, target)
+            return detail, status_of(store, target), chart(store, target)
 
     def chart_of(self, job: str) -> dict[str, Any]:
         with self.store() as store:
-            svg = chart(store, overview.resolve(store, job).job)
+            svg = chart(store, whole.find(store, job))
         return {"svg": None if svg is None else str(svg)}
 
-    def summary(self, job: str) -> StatusRow:
+    def summary(self, job: str) -> JobStatus:
         with self.store() as store:
-            return overview.job_summary(store, overview.resolve(store, job))
+            return status_of(store, whole.find(store, job))
+
+    def detail_json(self, job: str) -> dict[str, Any]:
+        with self.store() as store:
+            target = whole.find(store, job)
+            return detail_json(status_of(store, target), whole.detail(store, target))
 
     # -- pages ----------------------------------------------------------------------------
 
@@ -210,7 +219,7 @@ class Dashboard:
     def job_page(self, request: Request) -> Response:
         job = request.path_params["job"]
         try:
-            detail, svg = self.detail_and_chart(job)
+            detail, status, svg = self.page_data(job)
         except (JobNotFound, StoreNotFound) as exc:
             return self.message(request, "No such job", str(exc), 404)
         except MidwayError as exc:
@@ -221,6 +230,7 @@ class Dashboard:
             request,
             "job.html",
             job=detail,
+            whole=status,
             items=detail.items[:MAX_ITEMS_SHOWN],
             actions=[(a, why) for a, why in actions if offered(a, detail)],
             # Per status, the actions offered on an item's row (none while a runner works).
@@ -296,12 +306,12 @@ class Dashboard:
 
     def _perform(self, action: Action, job: str, target: Target) -> tuple[str, int]:
         with self.store() as store:
-            record = overview.resolve(store, job)
+            found = whole.find(store, job)
             # Asked again here: the page that offered the action may be minutes old.
-            reason = target_unavailable(action, overview.job_detail(store, record), target)
+            reason = target_unavailable(action, whole.detail(store, found), target)
             if reason is not None:
                 raise RefusedError(f"not now: {reason}")
-            return record.job, action.perform(store, record, target)
+            return found.key, action.perform(store, found, target)
 
     # -- downloads ------------------------------------------------------------------------
 
@@ -312,7 +322,7 @@ class Dashboard:
             return self.message(request, "No such report", "Reports are .html or .md.", 404)
         try:
             with self.store() as store:
-                data = report.gather(store, overview.resolve(store, request.path_params["job"]))
+                data = report.gather(store, whole.find(store, request.path_params["job"]))
         except (JobNotFound, StoreNotFound) as exc:
             return self.message(request, "No such job", str(exc), 404)
         except MidwayError as exc:
@@ -336,7 +346,7 @@ class Dashboard:
             return _json({"error": str(exc)}, 503)
 
     def api_job(self, request: Request) -> Response:
-        return self._api_one(request, lambda job: self.detail(job).to_json())
+        return self._api_one(request, self.detail_json)
 
     def api_summary(self, request: Request) -> Response:
         return self._api_one(request, lambda job: self.summary(job).to_json())

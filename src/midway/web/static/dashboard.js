@@ -46,9 +46,22 @@
     return text;
   }
 
+  function partitionsText(row) {
+    const done = row.partitions.filter(function (p) {
+      return p.status.startsWith("completed");
+    }).length;
+    return done + "/" + row.partitions.length + " partitions done";
+  }
+
   function checkpointText(row) {
+    if (row.partitions) return partitionsText(row);
     if (row.checkpoint === null) return "none";
-    return "#" + row.checkpoint + " " + age(row.checkpoint_age_seconds);
+    return "#" + row.checkpoint.version + " " + age(row.checkpoint_age_seconds);
+  }
+
+  function workersText(row) {
+    const n = row.workers.length;
+    return n + " worker" + (n === 1 ? "" : "s");
   }
 
   // -- filling the fields of one job ------------------------------------------------------
@@ -125,7 +138,7 @@
     fillCommon(tr, row);
     setField(tr, "failed", row.failed ? count(row.failed) : "");
     setField(tr, "checkpoint", checkpointText(row));
-    setField(tr, "owner", row.owner || "");
+    setField(tr, "owner", row.partitions ? workersText(row) : row.owner || "");
   }
 
   function showJobs(table, rows) {
@@ -167,6 +180,12 @@
     for (const name of ["succeeded", "failed", "skipped", "in_doubt"]) {
       setField(section, name, count(row[name]));
     }
+    if (row.partitions) {
+      setField(section, "checkpoint", partitionsText(row));
+      setField(section, "owner", row.workers.join(", ") || "none now");
+      showPartitions(row.partitions);
+      return true;
+    }
     setField(section, "position", JSON.stringify(row.position));
     setField(section, "owner", row.owner || "nobody");
     setField(
@@ -174,9 +193,23 @@
       "checkpoint",
       row.checkpoint === null
         ? "none (the next run starts fresh)"
-        : "#" + row.checkpoint + " at " + row.updated_at + " (" + age(row.checkpoint_age_seconds) + ")"
+        : "#" + row.checkpoint.version + " at " + row.updated_at + " (" + age(row.checkpoint_age_seconds) + ")"
     );
     return true;
+  }
+
+  // A distributed job's partitions: each row's numbers, the worker holding it and its lease.
+  function showPartitions(parts) {
+    for (const part of parts) {
+      const tr = document.querySelector('tr[data-part="' + CSS.escape(part.job) + '"]');
+      if (!tr) continue;
+      fillCommon(tr, part);
+      setField(tr, "failed", part.failed ? count(part.failed) : "");
+      setField(tr, "checkpoint", part.checkpoint ? "#" + part.checkpoint.version : "none");
+      setField(tr, "owner", part.owner || "");
+      const left = part.lease_expires_in_seconds;
+      setField(tr, "lease", part.owner && left !== null ? duration(left) + " left" : "");
+    }
   }
 
   // -- the throughput chart ---------------------------------------------------------------
@@ -186,7 +219,8 @@
     let fetchedAt = Date.now();
     let busy = false;
     return async function (row) {
-      const checkpoint = JSON.stringify(row.checkpoint);
+      // a new checkpoint, or (a distributed job has none of its own) more items done
+      const checkpoint = (row.checkpoint ? row.checkpoint.version : "") + ":" + row.processed;
       if (busy || checkpoint === shown || Date.now() - fetchedAt < CHART_MS) return;
       busy = true;
       fetchedAt = Date.now();

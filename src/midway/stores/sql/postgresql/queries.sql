@@ -257,8 +257,10 @@ FROM midway_leases WHERE job = ANY(%(jobs)s)
 FOR UPDATE SKIP LOCKED;
 
 -- name: completed_among
--- Of these jobs, those that completed and left no checkpoint.
+-- Of these jobs, those that completed and left no checkpoint, nor items put back by
+-- `midway retry` (the next run of such a partition handles them).
 SELECT j.job FROM midway_jobs AS j
 WHERE j.job = ANY(%(jobs)s)
     AND j.status IN ('completed', 'completed_with_failures')
-    AND NOT EXISTS (SELECT 1 FROM midway_checkpoints AS c WHERE c.job = j.job);
+    AND NOT EXISTS (SELECT 1 FROM midway_checkpoints AS c WHERE c.job = j.job)
+    AND NOT EXISTS (SELECT 1 FROM midway_items AS i WHERE i.job = j.job AND i.status = 'retry');

@@ -176,8 +176,10 @@ SELECT plan FROM midway_plans WHERE job = :job;
 DELETE FROM midway_plans WHERE job = :job;
 
 -- name: completed_among
--- Of these jobs (a JSON list of keys), those that completed and left no checkpoint.
+-- Of these jobs (a JSON list of keys), those that completed and left no checkpoint, nor
+-- items put back by `midway retry` (the next run of such a partition handles them).
 SELECT j.job FROM midway_jobs AS j
 WHERE j.job IN (SELECT value FROM json_each(:jobs))
     AND j.status IN ('completed', 'completed_with_failures')
-    AND NOT EXISTS (SELECT 1 FROM midway_checkpoints AS c WHERE c.job = j.job);
+    AND NOT EXISTS (SELECT 1 FROM midway_checkpoints AS c WHERE c.job = j.job)
+    AND NOT EXISTS (SELECT 1 FROM midway_items AS i WHERE i.job = j.job AND i.status = 'retry');
