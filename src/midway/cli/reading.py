@@ -74,6 +74,9 @@ def status(store_url: str | None, as_json: bool) -> None:
     for row in rows:
         table.add_row(*_status_cells(row))
     console.print(table)
+    for row in rows:
+        if row.waiting:
+            _print_waiting_line(console, row)
 
 
 def _status_cells(row: StatusRow) -> list[Text | str]:
@@ -138,6 +141,8 @@ def show(job: str, store_url: str | None, as_json: bool) -> None:
     _print_facts(console, detail)
     if detail.items:
         _print_items(console, detail)
+    if detail.waiting_items:
+        _print_waiting(console, detail)
     if detail.notes:
         console.print("[bold]notes[/]")
         for entry in detail.notes:
@@ -162,6 +167,7 @@ def _print_facts(console: Console, detail: JobDetail) -> None:
         ("failed", f"{detail.failed:,}"),
         ("skipped", f"{detail.skipped:,}"),
         ("in doubt", f"{detail.in_doubt:,}"),
+        ("waiting", f"{detail.waiting:,}"),
         (
             "checkpoint",
             "none (the next run starts fresh)"
@@ -209,6 +215,40 @@ def _print_items(console: Console, detail: JobDetail) -> None:
             f"  in doubt: check whether they took effect, then: midway resolve "
             f"{safe(detail.job)} KEY... --done (or --retry)"
         )
+
+
+def _print_waiting_line(console: Console, row: StatusRow) -> None:
+    """Under ``status``: a job with items waiting for a person, and how to see them."""
+    console.print(
+        f"  {safe(row.job)}: {row.waiting:,} item(s) wait for a decision; "
+        f"midway show {safe(row.job)} lists the questions"
+    )
+
+
+def _print_waiting(console: Console, detail: JobDetail) -> None:
+    """``show``: the items waiting for a person, with their questions and data."""
+    table = Table(title="items waiting for a decision", title_justify="left")
+    for column in ("key", "status", "asked", "question", "data", "decision"):
+        table.add_column(column)
+    for view in detail.waiting_items[:50]:
+        answer = (
+            "" if view["approved"] is None else ("approved" if view["approved"] else "rejected")
+        )
+        if answer:
+            answer += f" by {view['by']}"
+        table.add_row(
+            cell(json.dumps(view["key"], ensure_ascii=False)),
+            cell(str(view["status"])),
+            cell(str(view["asked_at"] or "")),
+            cell(clip(str(view["question"]), 100)),
+            cell(clip(json.dumps(view["data"], ensure_ascii=False), 80)),
+            cell(answer),
+        )
+    console.print(table)
+    console.print(
+        f"  decide with: midway approve {safe(detail.job)} KEY... (--reject to say no, "
+        "--all for every one); the next run hands them back"
+    )
 
 
 def _print_runs(console: Console, runs: list[RunView]) -> None:

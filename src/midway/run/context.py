@@ -31,6 +31,10 @@ class ItemView(Protocol):
         """``ctx.step`` for the item in hand."""
         ...
 
+    def approval(self, question: Any, data: Any) -> bool:
+        """``ctx.approval`` for the item in hand (see run/approvals.py)."""
+        ...
+
 
 class Context:
     """Passed to ``handler(item, ctx)``; also ``loop.ctx``.
@@ -77,6 +81,18 @@ class Context:
         finished returns the stored result instead of running again. The records go when
         the item is done."""
         return self._run.step(name, fn, args, kwargs)
+
+    def approval(self, question: str, data: Any = None) -> bool:
+        """A person's decision on the item in hand: True to go ahead, False rejected.
+
+        The first time, nobody has answered: the item is recorded *waiting* (with
+        ``question``, ``data`` as JSON and the time), the handler ends here, and the job goes
+        on with the next items; a run that ends with items waiting ends ``waiting``. Once
+        ``midway approve JOB KEY`` (or ``--reject``, or ``job.approve``) has answered, the
+        next run hands the item to the handler again and this returns the answer at once.
+        The handler runs again from its start: what it did before the question must be in
+        ``ctx.step`` (not run again) or be harmless to repeat."""
+        return self._run.approval(question, data)
 
     def __repr__(self) -> str:
         return f"<midway.Context job={self.job!r} key={self.key!r} attempt={self.attempt}>"

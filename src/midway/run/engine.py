@@ -29,6 +29,7 @@ from midway._model.ledger import ItemRecord
 from midway._model.owner import Owner
 from midway._model.result import RunResult
 from midway._model.settings import Settings
+from midway.run.approvals import ApprovalPending
 from midway.run.commits import Commits, call_hook
 from midway.run.context import Context
 from midway.run.ending import Ending
@@ -151,6 +152,7 @@ class Engine:
         item leaves the loop through the exception and re-enters it after the next item."""
         run = self.run
         slices = self.slices()
+        self.flow.asks = True
         try:
             self.retries.walk(handler)
             if run.main_done:
@@ -186,6 +188,9 @@ class Engine:
                         if not flow.item_failed(item, exc, handler):
                             raise
                         continue
+                    except ApprovalPending as pending:
+                        flow.item_waiting(pending, item)
+                        continue
                     if returned is not None:
                         check_result(returned)  # an awaitable: its work never ran
                 continue
@@ -196,6 +201,9 @@ class Engine:
                 except Exception as exc:
                     if not flow.item_failed(item, exc, handler):
                         raise
+                    continue
+                except ApprovalPending as pending:  # free until raised
+                    flow.item_waiting(pending, item)
                     continue
                 break
 
@@ -257,6 +265,9 @@ class Engine:
 
     def step(self, name: str, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: Any) -> Any:
         return self.flow.step(name, fn, args, kwargs)
+
+    def approval(self, question: Any, data: Any) -> bool:
+        return self.flow.approval(question, data)
 
     # -- what a parallel run uses (run/parallel.py ParallelHost) -------------------------
 

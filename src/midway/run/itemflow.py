@@ -26,6 +26,7 @@ from midway._model.jsonutil import JSONValue
 from midway._model.ledger import ItemRecord, ItemStatus, drop
 from midway.console import logging_configured, say
 from midway.errors import ConfigError, MidwayError, SourceError, TooManyFailures
+from midway.run.approvals import ApprovalPending, ask, waiting_record
 from midway.run.commits import Commits, call_hook
 from midway.run.failures import Action, FailurePolicy, describe, short_traceback
 from midway.run.guarantees import Guarantee
@@ -67,6 +68,9 @@ class ItemFlow:
     retry_key: JSONValue = field(default=None, init=False)
     """The key of the item the retry pass has in hand (no slice is walked then)."""
     paused_item: bool = field(default=False, init=False)
+    asks: bool = field(default=False, init=False)
+    """``ctx.approval`` may be asked: ``job.run`` calls the handler (a ``job.loop`` body
+    is the caller's code, which the pending approval could not leave cleanly)."""
 
     def __post_init__(self) -> None:
         settings = self.run.settings
@@ -144,6 +148,7 @@ class ItemFlow:
             attempt = prior.attempts + 1
         mark = self.guarantee.start_mark(key, position, attempt)
         if mark is not None:  # on disk before the handler runs, with the checkpoint
+            mark.steps = self.steps.get(name)  # a handed-back item keeps its decision
             self.run.pending.append(mark)
             self.commits.checkpoint(wait=True)
         first_try = time.time()
@@ -154,6 +159,10 @@ class ItemFlow:
             self.ctx.attempt = 1
             if not self.item_failed(item, exc, handler, (key, position, attempt, first_try)):
                 raise
+            return
+        except ApprovalPending as pending:
+            self.ctx.attempt = 1
+            self.item_waiting(pending, item, (key, position, attempt))
             return
         self.ctx.attempt = 1
         if faults.ACTIVE:
@@ -168,6 +177,10 @@ class ItemFlow:
         if prior.status == ItemStatus.DONE:  # finished by a parallel run, above its watermark
             self.run.counters.succeeded -= 1  # counted already, in the checkpoint
             self.run.pending.append(drop(key))
+            return True
+        if prior.status == ItemStatus.WAITING:  # asked just before a kill: still waits
+            self.run.counters.succeeded -= 1
+            self.run.counters.waiting += 1
             return True
         if prior.status == ItemStatus.STARTED:
             attempts = prior.attempts or 1
@@ -261,6 +274,9 @@ class ItemFlow:
             self.guarantee.call(handler, item, self.ctx)
         except Exception as again:
             return again
+        except ApprovalPending as pending:
+            self.item_waiting(pending, item, (key, position, attempt + 1))
+            return None
         finally:
             self.ctx.attempt = 1
         self.item_done(key)
@@ -301,6 +317,50 @@ class ItemFlow:
         if attempt > 1:
             self.run.pending.append(drop(key))  # a fixed handler starts afresh
         return False
+
+    def item_waiting(
+        self,
+        pending: ApprovalPending,
+        item: Any,
+        where: tuple[JSONValue, JSONValue, int] | None = None,
+    ) -> None:
+        """The handler asked ``ctx.approval`` and no one has answered: the item waits (its
+        record, with the steps before the question, goes to the ledger) and the job goes on.
+        Where items are marked before their handler (at-most-once), the record replaces the
+        mark on disk now, so that a kill cannot turn a waiting item into one in doubt."""
+        if where is None:
+            place = self.in_hand.place()
+            assert place is not None
+            where = (place[0].key(place[1]), place[0].position_before(place[1]), 1)
+        name = jsonutil.dumps(where[0])
+        record = waiting_record(pending, where, self.item_json(item), self.steps.pop(name))
+        if self.guarantee.marks_started:
+            self.store_items([record])
+        else:
+            self.run.pending.append(record)
+        counters = self.run.counters
+        counters.succeeded -= 1  # the slice (or the retry pass) counted it as succeeded
+        counters.waiting += 1
+        hook = self.run.settings.on_waiting
+        if hook is not None:
+            call_hook("on_waiting", hook, record)
+
+    def approval(self, question: Any, data: Any) -> bool:
+        """``ctx.approval`` for the item in hand."""
+        if not self.asks:
+            raise ConfigError(
+                "ctx.approval() is for handlers that job.run() calls: a job.loop() body "
+                "cannot be left waiting for a person"
+            )
+        key = self.retry_key
+        place = self.in_hand.place()
+        if key is None and place is not None:
+            key = place[0].key(place[1])
+        if key is None:
+            raise ConfigError(
+                "ctx.approval() is for use inside a handler, while an item is in hand"
+            )
+        return ask(self.steps, key, question, data)
 
     def stop(self, error: BaseException) -> None:
         """End the run with ``error`` after the item in hand."""
