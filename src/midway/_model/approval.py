@@ -22,6 +22,9 @@ from midway.errors import ConfigError
 
 APPROVALS = "midway:approvals"
 """The reserved ``steps`` entry that holds an item's questions (not a step name to use)."""
+HANDED_BACK = "midway:handed_back"
+"""Set (to the time) in a decided item's steps when an at-most-once run hands it back: a run
+that finds it set again was killed in that item's handler, which is then in doubt."""
 MAX_QUESTION = 2000
 
 
@@ -64,6 +67,10 @@ def asked(steps: dict[str, JSONValue], question: str, data: JSONValue, now: floa
     entries = dict(questions(steps))
     entries.setdefault(question, {"data": data, "asked_at": now})
     steps[APPROVALS] = entries
+
+
+def handed_back(steps: dict[str, JSONValue]) -> bool:
+    return HANDED_BACK in steps
 
 
 def pending_question(record: ItemRecord) -> tuple[str, dict[str, Any]] | None:

@@ -19,7 +19,7 @@ from typing import Any
 
 from midway._model import approval, jsonutil
 from midway._model.jsonutil import JSONValue
-from midway._model.ledger import WAITING, ItemRecord
+from midway._model.ledger import DECIDED, WAITING, ItemRecord
 from midway.run.steps import StepRecords
 
 
@@ -55,6 +55,7 @@ def waiting_record(
     key, position, attempt = where
     now = time.time()
     kept = dict(steps)
+    kept.pop(approval.HANDED_BACK, None)  # a new question: the next hand-back is a new one
     approval.asked(kept, pending.question, pending.data, now)
     return ItemRecord(
         key=key,
@@ -66,6 +67,16 @@ def waiting_record(
         updated_at=now,
         steps=kept,
     )
+
+
+def mark_handed_back(mark: ItemRecord, steps: StepRecords, key: JSONValue) -> None:
+    """An at-most-once run hands a decided item back: its mark on disk before the handler
+    stays *decided* (so it is still found) and says it was handed back (so that, found
+    again after a kill, it is in doubt, not handled a second time)."""
+    kept = steps.results.setdefault(jsonutil.dumps(key), {})
+    kept[approval.HANDED_BACK] = time.time()
+    mark.status = DECIDED
+    mark.steps = kept
 
 
 def same_position(record: ItemRecord, position: JSONValue) -> bool:

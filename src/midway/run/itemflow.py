@@ -26,7 +26,7 @@ from midway._model.jsonutil import JSONValue
 from midway._model.ledger import ItemRecord, ItemStatus, drop
 from midway.console import logging_configured, say
 from midway.errors import ConfigError, MidwayError, SourceError, TooManyFailures
-from midway.run.approvals import ApprovalPending, ask, waiting_record
+from midway.run.approvals import ApprovalPending, ask, mark_handed_back, waiting_record
 from midway.run.commits import Commits, call_hook
 from midway.run.failures import Action, FailurePolicy, describe, short_traceback
 from midway.run.guarantees import Guarantee
@@ -68,6 +68,8 @@ class ItemFlow:
     retry_key: JSONValue = field(default=None, init=False)
     """The key of the item the retry pass has in hand (no slice is walked then)."""
     paused_item: bool = field(default=False, init=False)
+    retry_status: ItemStatus | None = field(default=None, init=False)
+    """The ledger status of the item the retry pass has in hand (retry, or decided)."""
     asks: bool = field(default=False, init=False)
     """``ctx.approval`` may be asked: ``job.run`` calls the handler (a ``job.loop`` body
     is the caller's code, which the pending approval could not leave cleanly)."""
@@ -149,6 +151,8 @@ class ItemFlow:
         mark = self.guarantee.start_mark(key, position, attempt)
         if mark is not None:  # on disk before the handler runs, with the checkpoint
             mark.steps = self.steps.get(name)  # a handed-back item keeps its decision
+            if self.retry_status == ItemStatus.DECIDED:
+                mark_handed_back(mark, self.steps, key)
             self.run.pending.append(mark)
             self.commits.checkpoint(wait=True)
         first_try = time.time()
@@ -499,7 +503,24 @@ class ItemFlow:
         if key is None:
             raise ConfigError("ctx.step() is for use inside a handler, while an item is in hand")
         item = (key, position, self.ctx.attempt)
-        return self.steps.run(name, fn, (args, kwargs), item, self.store_items)
+        return self.steps.run(name, fn, (args, kwargs), item, self.step_writer())
+
+    def step_writer(self) -> Callable[[list[ItemRecord]], None]:
+        """How a step's record is written: for an item handed back by the retry pass, under
+        the status it has on disk (decided or retry; started where items are marked), so
+        that a kill after the step leaves it queued (or in doubt), never forgotten."""
+        keep = self.retry_status
+        if keep is None:
+            return self.store_items
+        if self.guarantee.marks_started and keep != ItemStatus.DECIDED:
+            keep = ItemStatus.STARTED
+
+        def write(records: list[ItemRecord]) -> None:
+            for record in records:
+                record.status = keep
+            self.store_items(records)
+
+        return write
 
     def say_item(self, message: str) -> None:
         say(message, quiet=self.run.settings.quiet, level=logging.WARNING)

@@ -6,12 +6,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from midway._model import jsonutil
+from midway._model import approval, jsonutil
 from midway._model.jsonutil import JSONValue
 from midway._model.ledger import ItemRecord, ItemStatus, drop
 from midway.errors import MidwayError
 from midway.run.commits import Commits
-from midway.run.itemflow import ItemFlow
+from midway.run.itemflow import IN_DOUBT_AFTER_CRASH, ItemFlow
 from midway.run.runstate import RunState
 
 
@@ -55,11 +55,16 @@ class RetryPass:
         item, position = hit
         key = record.key
         counters, flow = self.run.counters, self.flow
+        if self.killed_in_hand_back(record):  # after the mark that counted it as succeeded
+            why = IN_DOUBT_AFTER_CRASH
+            flow.record_outcome(key, ItemStatus.IN_DOUBT, None, 1, position, item, why)
+            return True
         # counted as failed (put back) or waiting (decided) until now
         was = "waiting" if record.status == ItemStatus.DECIDED else "failed"
         setattr(counters, was, max(getattr(counters, was) - 1, 0))
         counters.succeeded += 1  # as the bare loop counts; record_outcome moves it if need be
-        flow.retry_key, flow.paused_item = key, False
+        flow.retry_key, flow.retry_status = key, ItemStatus(record.status)
+        flow.paused_item = False
         try:
             flow.run_one(item, key, position, handler)
         except BaseException:
@@ -67,7 +72,7 @@ class RetryPass:
             counters.succeeded -= 1
             raise
         finally:
-            flow.retry_key = None
+            flow.retry_key, flow.retry_status = None, None
         if flow.paused_item:
             setattr(counters, was, getattr(counters, was) + 1)
             counters.succeeded -= 1
@@ -75,6 +80,14 @@ class RetryPass:
         if not any(r.key == key and r.status != ItemStatus.DROP for r in self.run.pending):
             self.run.pending.append(drop(key))  # it succeeded: its record goes
         return True
+
+    def killed_in_hand_back(self, record: ItemRecord) -> bool:
+        """A decided item an at-most-once run handed back, killed in its handler."""
+        return (
+            record.status == ItemStatus.DECIDED
+            and self.flow.guarantee.marks_started
+            and approval.handed_back(record.steps)
+        )
 
     def find_items(self, queue: list[ItemRecord]) -> dict[str, tuple[Any, JSONValue]]:
         """The items to retry, by key: straight at their position where the source can
