@@ -54,9 +54,9 @@ STARTED, RETRYING, STEPS, DONE = (
     ItemStatus.DONE,
 )
 WAITING, DECIDED = ItemStatus.WAITING, ItemStatus.DECIDED
-ATTENTION = (FAILED, SKIPPED, IN_DOUBT, RETRY)
-"""What ``midway show`` lists as items needing attention (waiting items: a list of their own,
-``midway.views.waiting``)."""
+ATTENTION = (FAILED, SKIPPED, IN_DOUBT, RETRY, WAITING)
+"""What ``midway show`` lists as items needing attention (a waiting item's ``error`` is its
+question; ``midway.views.waiting`` lists them with their data and decisions)."""
 KEPT = (FAILED, SKIPPED, IN_DOUBT, RETRY, WAITING, DECIDED)
 """What outlives a completed run: everything else is the engine's own bookkeeping."""
 

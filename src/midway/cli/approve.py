@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import click
 
-from midway._model.identity import JobId
 from midway.cli.options import item_keys, store_option
 from midway.cli.output import open_existing
-from midway.errors import ConfigError
-from midway.stores.approvals import decide
-from midway.stores.base import JobRecord
+from midway.stores.approvals import decide, job_id_of
 from midway.views import overview
 
 
@@ -66,14 +63,3 @@ def approve(
         f"{len(decided):,} item(s) of {record.job!r} {verb}; run the job again to hand "
         "them back to its handler."
     )
-
-
-def job_id_of(record: JobRecord) -> JobId:
-    """The identity of a job the store knows (a distributed job's partitions: refused)."""
-    job_id = JobId(record.name, record.params)
-    if job_id.key != record.job:
-        raise ConfigError(
-            f"{record.job!r} is a partition of a distributed job: deciding its waiting items "
-            "is not supported in this version"
-        )
-    return job_id

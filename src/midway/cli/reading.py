@@ -139,8 +139,8 @@ def show(job: str, store_url: str | None, as_json: bool) -> None:
         return
     console = terminal()
     _print_facts(console, detail)
-    if detail.items:
-        _print_items(console, detail)
+    if any(item["status"] != ItemStatus.WAITING for item in detail.items):
+        _print_items(console, detail)  # the waiting ones: a table of their own
     if detail.waiting_items:
         _print_waiting(console, detail)
     if detail.notes:
@@ -193,7 +193,8 @@ def _print_items(console: Console, detail: JobDetail) -> None:
     items = Table(title="items needing attention", title_justify="left")
     for column in ("key", "status", "attempts", "when", "error"):
         items.add_column(column)
-    for item in detail.items[:50]:
+    listed = [item for item in detail.items if item["status"] != ItemStatus.WAITING]
+    for item in listed[:50]:
         items.add_row(
             cell(json.dumps(item["key"])),
             cell(item["status"]),
@@ -201,9 +202,9 @@ def _print_items(console: Console, detail: JobDetail) -> None:
             cell(item["updated_at"] or ""),
             cell(clip(item["error"] or "", 100)),
         )
-    if len(detail.items) > 50:
+    if len(listed) > 50:
         console.print(
-            f"  ... and {len(detail.items) - 50:,} more: "
+            f"  ... and {len(listed) - 50:,} more: "
             f"midway failed {safe(detail.job)} --export FILE (or show --json)"
         )
     console.print(items)

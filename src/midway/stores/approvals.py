@@ -18,7 +18,7 @@ from midway._model.jsonutil import JSONValue
 from midway._model.ledger import WAITING, ItemRecord
 from midway._model.owner import Owner
 from midway.errors import ConfigError
-from midway.stores.base import Store
+from midway.stores.base import JobRecord, Store
 
 DECISION_TTL = 30.0  # the lease lasts while the decision is written, then is given back
 
@@ -63,6 +63,17 @@ def decide(
     if records:
         store.add_note(job.key, _note_text(records, approved, note), by)
     return records
+
+
+def job_id_of(record: JobRecord) -> JobId:
+    """The identity of a job the store knows (a distributed job's partition: refused)."""
+    job_id = JobId(record.name, record.params)
+    if job_id.key != record.job:
+        raise ConfigError(
+            f"{record.job!r} is a partition of a distributed job: deciding its waiting items "
+            "is not supported in this version"
+        )
+    return job_id
 
 
 def _choose(job: str, waiting: list[ItemRecord], keys: list[JSONValue] | None) -> list[ItemRecord]:
