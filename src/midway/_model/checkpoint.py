@@ -35,7 +35,12 @@ class Counters:
         return self.succeeded + self.failed + self.skipped + self.in_doubt + self.waiting
 
     def as_dict(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in COUNTER_NAMES}
+        """The counters by name; ``waiting`` only when some item waits (the shape stays as
+        it was for every job that never asked ``ctx.approval``)."""
+        counts = {name: getattr(self, name) for name in COUNTER_NAMES}
+        if not self.waiting:
+            del counts["waiting"]
+        return counts
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Counters:
