@@ -109,6 +109,13 @@ def test_status_show_and_report_list_the_questions(tmp_path: Path) -> None:
     assert seven["decided_at"]
     report = invoke("report", "invoices", "--store", store_url).output
     assert "rejected 1 waiting item(s): 7 (duplicate)" in report
+    assert "## Waiting for a decision" in report
+    assert "| `14` |" in report
+    assert "pay invoice 14? | waiting |" in report
+    assert "rejected by" in report
+    page = invoke("report", "invoices", "--format", "html", "--store", store_url).output
+    assert "<h2>Waiting for a decision</h2>" in page
+    assert "pay invoice 14?" in page
 
 
 def test_approve_refuses_a_key_that_is_not_waiting(tmp_path: Path) -> None:
