@@ -193,3 +193,13 @@ def test_a_second_question_waits_again_with_the_first_answer_kept(store_url: str
         (3, "second after True"),
         (3, "done"),
     ]
+
+
+def test_approval_with_workers_is_refused(tmp_path: Path) -> None:
+    job = make_job(f"sqlite:///{tmp_path / 'state.db'}", workers=2)
+
+    def handler(item: int, ctx: Any) -> None:
+        ctx.approval("ok?")
+
+    with pytest.raises(ConfigError, match="workers="):
+        job.run(range(3), handler)

@@ -356,6 +356,11 @@ class ItemFlow:
                 "ctx.approval() is for handlers that job.run() calls: a job.loop() body "
                 "cannot be left waiting for a person"
             )
+        if self.run.job.id.part:
+            raise ConfigError(
+                "ctx.approval() is not available in a distributed run in this version: run "
+                "the job without distributed= to ask a person"
+            )
         key = self.retry_key
         place = self.in_hand.place()
         if key is None and place is not None:
