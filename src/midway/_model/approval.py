@@ -12,6 +12,7 @@ in one place, and the stores keep them without a column of their own)::
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from midway._model import jsonutil
@@ -92,16 +93,7 @@ def decided(
         question, entry = open_question
         entries[question] = {**entry, "approved": approved, "by": by, "at": now, "note": note}
     steps[APPROVALS] = entries
-    return ItemRecord(
-        key=record.key,
-        status=DECIDED,
-        error=record.error,
-        attempts=record.attempts,
-        position=record.position,
-        item=record.item,
-        updated_at=now,
-        steps=steps,
-    )
+    return dataclasses.replace(record, status=DECIDED, updated_at=now, steps=steps)
 
 
 def describe(record: ItemRecord) -> dict[str, JSONValue]:
