@@ -29,6 +29,16 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'state.db'}"
 
 
+def completed(store: str) -> bool:
+    """The job completed (a kill that lands after that ends the handing back)."""
+    opened = open_store(store)
+    try:
+        record = opened.get_job("approvals")
+    finally:
+        opened.close()
+    return record is not None and record.status.startswith("completed")
+
+
 def ledger(store: str) -> dict[int, str]:
     opened = open_store(store)
     try:
@@ -72,9 +82,16 @@ def test_kills_while_asking_and_while_handing_back(
     mark = len(effects(tmp_path))
 
     handing = kill_until_done(
-        command, seed=seed + 1, cwd=tmp_path, kills=3, log=progress, after=(1, 10)
+        command,
+        seed=seed + 1,
+        cwd=tmp_path,
+        kills=3,
+        log=progress,
+        after=(1, 10),
+        finished=lambda: completed(store),
     )
-    assert handing.last.returncode == 0, handing.describe()
+    assert handing.last.returncode == 0 or handing.last.killed, handing.describe()
+    assert completed(store), handing.describe()
     after = ledger(store)
     assert not {k for k, s in after.items() if s in ("waiting", "decided")}, handing.describe()
     later = effects(tmp_path)[mark:]
