@@ -70,6 +70,7 @@ class ItemFlow:
     paused_item: bool = field(default=False, init=False)
     retry_status: ItemStatus | None = field(default=None, init=False)
     """The ledger status of the item the retry pass has in hand (retry, or decided)."""
+    retry_position: JSONValue = field(default=None, init=False)
     asks: bool = field(default=False, init=False)
     """``ctx.approval`` may be asked: ``job.run`` calls the handler (a ``job.loop`` body
     is the caller's code, which the pending approval could not leave cleanly)."""
@@ -501,7 +502,7 @@ class ItemFlow:
         """``ctx.step`` for the item in hand."""
         if not isinstance(name, str) or not name:
             raise ConfigError("ctx.step(name, fn, ...): name must be a non-empty string")
-        key, position = self.retry_key, None
+        key, position = self.retry_key, self.retry_position
         place = self.in_hand.place()
         if key is None and place is not None:
             key, position = place[0].key(place[1]), place[0].position_before(place[1])

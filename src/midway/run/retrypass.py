@@ -64,6 +64,7 @@ class RetryPass:
         setattr(counters, was, max(getattr(counters, was) - 1, 0))
         counters.succeeded += 1  # as the bare loop counts; record_outcome moves it if need be
         flow.retry_key, flow.retry_status = key, ItemStatus(record.status)
+        flow.retry_position = position
         flow.paused_item = False
         try:
             flow.run_one(item, key, position, handler)
@@ -72,7 +73,7 @@ class RetryPass:
             counters.succeeded -= 1
             raise
         finally:
-            flow.retry_key, flow.retry_status = None, None
+            flow.retry_key, flow.retry_status, flow.retry_position = None, None, None
         if flow.paused_item:
             setattr(counters, was, getattr(counters, was) + 1)
             counters.succeeded -= 1
