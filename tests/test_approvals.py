@@ -95,6 +95,7 @@ def test_status_show_and_report_list_the_questions(tmp_path: Path) -> None:
     status = invoke("status", "--store", store_url).output
     assert "waiting" in status
     assert "3 item(s) wait for a decision" in status
+    assert "7: pay invoice 7?" in status  # the oldest questions
     assert json.loads(invoke("status", "--json", "--store", store_url).output)[0]["waiting"] == 3
 
     out = invoke(

@@ -28,6 +28,10 @@ from midway.errors import StoreNotFound
 from midway.stores import absolute_url, default_url
 from midway.views import overview
 from midway.views.models import JobDetail, RunView, StatusRow
+from midway.views.waiting import WaitingView, waiting_items
+
+SHOWN_QUESTIONS = 3
+"""``status`` shows a job's oldest questions, this many."""
 
 
 @click.command()
@@ -59,6 +63,11 @@ def status(store_url: str | None, as_json: bool) -> None:
         return
     try:
         rows = overview.status_rows(store)
+        asked = {
+            row.job: waiting_items(store, row.job, decided=False)[:SHOWN_QUESTIONS]
+            for row in rows
+            if row.waiting and not as_json
+        }
     finally:
         store.close()
     if as_json:
@@ -76,7 +85,7 @@ def status(store_url: str | None, as_json: bool) -> None:
     console.print(table)
     for row in rows:
         if row.waiting:
-            _print_waiting_line(console, row)
+            _print_waiting_line(console, row, asked.get(row.job, []))
 
 
 def _status_cells(row: StatusRow) -> list[Text | str]:
@@ -218,12 +227,16 @@ def _print_items(console: Console, detail: JobDetail) -> None:
         )
 
 
-def _print_waiting_line(console: Console, row: StatusRow) -> None:
-    """Under ``status``: a job with items waiting for a person, and how to see them."""
+def _print_waiting_line(console: Console, row: StatusRow, asked: list[WaitingView]) -> None:
+    """Under ``status``: a job with items waiting for a person, its oldest questions, and
+    how to see them all."""
     console.print(
-        f"  {safe(row.job)}: {row.waiting:,} item(s) wait for a decision; "
-        f"midway show {safe(row.job)} lists the questions"
+        f"  {safe(row.job)}: {row.waiting:,} item(s) wait for a decision "
+        f"(midway show {safe(row.job)} lists them, midway approve decides)"
     )
+    for view in asked:
+        key = json.dumps(view["key"], ensure_ascii=False)
+        console.print(f"    {safe(key)}: {safe(clip(str(view['question']), 100))}")
 
 
 def _print_waiting(console: Console, detail: JobDetail) -> None:
