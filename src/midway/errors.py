@@ -1,7 +1,9 @@
 """The exception tree: one root, ``MidwayError``; every message says what to do next.
 
 Each class carries the process exit code the command line uses for it (``exit_code``):
-1 failed, 2 bad usage, 3 refused, 128 + the signal for a stop. The whole tree, with the
+1 failed, 2 bad usage, 3 refused, 128 + the signal for a stop (and ``EXIT_WAITING``, 4, for
+a run that reached the end of its input with items waiting for a person's decision: not an
+error, see ``ctx.approval``). The whole tree, with the
 exit code of each class (a test checks this drawing against the classes)::
 
     BaseException
@@ -37,6 +39,8 @@ from typing import Any
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_REFUSED = 3
+EXIT_WAITING = 4
+"""A run ended ``waiting``: items wait for ``midway approve``; run the job again after it."""
 
 
 class MidwayError(Exception):

@@ -23,6 +23,7 @@ from midway.run.handlers import prepare as prepare_handler
 from midway.sources._input import as_source
 from midway.sources.base import Source
 from midway.stores import Lease, Store, absolute_url, default_url, open_store
+from midway.stores.approvals import decide
 from midway.stores.base import JobRecord
 
 if TYPE_CHECKING:
@@ -49,8 +50,9 @@ class Job:
     run starts with that item. ``retry=midway.Retry(...)`` tries again; ``skip_on`` records
     items raising those exceptions as *skipped* and goes on; ``max_failures`` (a count, or
     a fraction of the items) records failing items as *failed* and goes on until more than
-    that have failed. Hooks ``on_item_failed(record, exc)``, ``on_checkpoint(info)`` and
-    ``on_finish(result)`` are called on the job's thread; they also go to the ``midway``
+    that have failed. Hooks ``on_item_failed(record, exc)``, ``on_checkpoint(info)``,
+    ``on_waiting(record)`` (an item asked ``ctx.approval``) and ``on_finish(result)`` are
+    called on the job's thread; they also go to the ``midway``
     logger. ``record_items`` keeps each failed item itself (as JSON) in the ledger.
 
     ``workers=N`` handles N items at a time (``executor``: ``"thread"``, ``"process"`` for
@@ -98,6 +100,7 @@ class Job:
         merge: Callable[[dict[str, Any], dict[str, Any]], Any] | None = None,
         rate: str | None = None,
         partitions: int = 1,
+        on_waiting: Callable[[ItemRecord], Any] | None = None,
     ) -> None:
         self.id: JobId = make_job_id(name, params)
         # absolute now: the same store wherever the process goes, and in every message
@@ -125,6 +128,7 @@ class Job:
             merge=merge,
             rate=rate,
             partitions=partitions,
+            on_waiting=on_waiting,
         )
 
     def __getattr__(self, name: str) -> Any:
@@ -358,6 +362,27 @@ class Job:
         store = open_store(self.store_url, durable=self.durable)
         try:
             return store.get_job(self.key)
+        finally:
+            store.close()
+
+    def approve(
+        self,
+        keys: Iterable[Any] | None,
+        approved: bool = True,
+        note: str | None = None,
+        *,
+        by: str | None = None,
+    ) -> int:
+        """Decide items waiting for a person (``ctx.approval``): ``approved=False`` rejects.
+        ``keys=None`` decides every waiting item. Returns how many were decided; a key that
+        matches no waiting item is refused (``ConfigError``) and nothing is decided. The
+        next run hands the decided items back. Refused while a runner holds the job."""
+        if isinstance(keys, str | bytes):
+            raise ConfigError(f"keys={keys!r}: give a list of item keys (or None for all)")
+        store = open_store(self.store_url, durable=self.durable)
+        try:
+            chosen = None if keys is None else list(keys)
+            return len(decide(store, self.id, chosen, approved=bool(approved), note=note, by=by))
         finally:
             store.close()
 

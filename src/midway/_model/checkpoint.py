@@ -9,7 +9,7 @@ from midway._model.jsonutil import JSONValue, dumps, dumps_state
 from midway._model.ledger import ItemRecord, ItemStatus
 from midway.errors import StoreCorrupt
 
-COUNTER_NAMES = ("succeeded", "failed", "skipped", "in_doubt")
+COUNTER_NAMES = ("succeeded", "failed", "skipped", "in_doubt", "waiting")
 MAX_COUNT = 2**53
 """No job counts this far (JSON's exact integers end here): a larger counter or version was
 damaged, and adding to it would overflow the store's 64-bit integers on the next write."""
@@ -27,13 +27,20 @@ class Counters:
     failed: int = 0
     skipped: int = 0
     in_doubt: int = 0
+    waiting: int = 0
+    """Items whose handler asked ``ctx.approval`` and wait for a person's decision."""
 
     @property
     def processed(self) -> int:
-        return self.succeeded + self.failed + self.skipped + self.in_doubt
+        return self.succeeded + self.failed + self.skipped + self.in_doubt + self.waiting
 
     def as_dict(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in COUNTER_NAMES}
+        """The counters by name; ``waiting`` only when some item waits (the shape stays as
+        it was for every job that never asked ``ctx.approval``)."""
+        counts = {name: getattr(self, name) for name in COUNTER_NAMES}
+        if not self.waiting:
+            del counts["waiting"]
+        return counts
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Counters:
@@ -46,7 +53,7 @@ class Counters:
         return cls(**values)
 
     def copy(self) -> Counters:
-        return Counters(self.succeeded, self.failed, self.skipped, self.in_doubt)
+        return Counters(self.succeeded, self.failed, self.skipped, self.in_doubt, self.waiting)
 
     def moved(self, records: list[ItemRecord], count_as: str) -> Counters:
         """A copy with each record's count moved from its status to ``count_as``

@@ -5,7 +5,9 @@ its own where it must be on disk before something happens (an at-most-once item 
 *started* before its handler runs; a retry's attempt count before the retry waits).
 
 Statuses a person sees: ``failed``, ``skipped``, ``in_doubt``, and ``retry`` (put back by
-``midway retry`` / ``midway resolve --retry``, handled by the next run). Statuses the engine
+``midway retry`` / ``midway resolve --retry``, handled by the next run), ``waiting`` (the
+handler asked ``ctx.approval`` and waits for a person) and ``decided`` (a person answered
+with ``midway approve``; the next run hands it back). Statuses the engine
 keeps for itself: ``started`` (at-most-once), ``retrying`` (attempts so far, so a poison item
 is not retried for ever across restarts), ``steps`` (results of ``ctx.step`` for an item
 not yet finished). A record whose status is :data:`DROP` deletes the row.
@@ -33,6 +35,8 @@ class ItemStatus(StrEnum):
     RETRYING = "retrying"
     STEPS = "steps"
     DONE = "done"
+    WAITING = "waiting"
+    DECIDED = "decided"
     DROP = "-"
     """Not kept: a record with this status deletes the item's row."""
 
@@ -50,9 +54,11 @@ STARTED, RETRYING, STEPS, DONE = (
     ItemStatus.STEPS,
     ItemStatus.DONE,
 )
-ATTENTION = (FAILED, SKIPPED, IN_DOUBT, RETRY)
-"""What ``midway show`` lists: records a person may act on."""
-KEPT = (FAILED, SKIPPED, IN_DOUBT, RETRY)
+WAITING, DECIDED = ItemStatus.WAITING, ItemStatus.DECIDED
+ATTENTION = (FAILED, SKIPPED, IN_DOUBT, RETRY, WAITING)
+"""What ``midway show`` lists as items needing attention (a waiting item's ``error`` is its
+question; ``midway.views.waiting`` lists them with their data and decisions)."""
+KEPT = (FAILED, SKIPPED, IN_DOUBT, RETRY, WAITING, DECIDED)
 """What outlives a completed run: everything else is the engine's own bookkeeping."""
 
 
@@ -160,4 +166,4 @@ def matches(record: ItemRecord, keys: list[JSONValue] | None, error_type: str | 
     return error_type is None or record.error_type == error_type
 
 
-ALL = (FAILED, SKIPPED, IN_DOUBT, RETRY, STARTED, RETRYING, STEPS, DONE)
+ALL = (FAILED, SKIPPED, IN_DOUBT, RETRY, STARTED, RETRYING, STEPS, DONE, WAITING, DECIDED)

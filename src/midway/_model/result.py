@@ -16,6 +16,9 @@ class RunStatus(StrEnum):
     COMPLETED_WITH_FAILURES = "completed_with_failures"
     STOPPED = "stopped"
     FAILED = "failed"
+    WAITING = "waiting"
+    """The input was walked to its end, but items wait for a person (``ctx.approval``):
+    ``midway approve`` decides them, and the next run hands them back."""
     CRASHED = "crashed"
     """A run whose process died without a word: found by the next run or by ``status``."""
 
@@ -24,8 +27,10 @@ FINISHED_OK = (RunStatus.COMPLETED, RunStatus.COMPLETED_WITH_FAILURES)
 """A run that reached the end of its input."""
 
 
-def completed_status(failed: int, in_doubt: int) -> RunStatus:
+def completed_status(failed: int, in_doubt: int, waiting: int = 0) -> RunStatus:
     """How a run that reached the end of its input completed."""
+    if waiting:
+        return RunStatus.WAITING
     return RunStatus.COMPLETED_WITH_FAILURES if failed or in_doubt else RunStatus.COMPLETED
 
 
@@ -39,6 +44,7 @@ class RunResult:
     failed: int = 0
     skipped: int = 0
     in_doubt: int = 0
+    waiting: int = 0
     state: dict[str, Any] = field(default_factory=dict)
     resumed_from: dict[str, Any] | None = None
     run_id: str = ""
@@ -50,7 +56,7 @@ class RunResult:
 
     @property
     def processed(self) -> int:
-        return self.succeeded + self.failed + self.skipped + self.in_doubt
+        return self.succeeded + self.failed + self.skipped + self.in_doubt + self.waiting
 
     @property
     def ok(self) -> bool:

@@ -68,6 +68,8 @@ class Settings:
     """``job.run(..., batch=N)``: the handler gets lists of up to N items."""
     batch_seconds: float | None = None
     """Hand over a partial batch when the source took this long to fill one."""
+    on_waiting: Callable[..., Any] | None = None
+    """Called with the ledger record of each item that starts to wait (``ctx.approval``)."""
 
     def __post_init__(self) -> None:
         every = _positive_int("every", self.every)
@@ -94,7 +96,7 @@ class Settings:
             max_failures=check_max_failures(self.max_failures),
             record_items=bool(self.record_items),
         )
-        for name in ("on_item_failed", "on_checkpoint", "on_finish"):
+        for name in ("on_item_failed", "on_checkpoint", "on_finish", "on_waiting"):
             hook = getattr(self, name)
             if hook is not None and not callable(hook):
                 raise ConfigError(f"{name}= must be a function, not {type(hook).__name__}")

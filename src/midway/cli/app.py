@@ -3,7 +3,9 @@
 Exit codes: 0 done; 1 failed (also: a file that cannot be read or written, or an
 unexpected error, each shown as one line; MIDWAY_DEBUG=1 shows the traceback); 2 bad usage;
 3 refused (lease held, input drift, corrupt store); 130 / 143 stopped by a signal with a
-checkpoint written. No error prints a traceback, except a worker script's own.
+checkpoint written; and by convention 4 (``errors.EXIT_WAITING``) from a job's own script
+whose run ended with items waiting for ``midway approve``. No error prints a traceback,
+except a worker script's own.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import sys
 
 import click
 
-from midway.cli import ledger, metrics, reading, running
+from midway.cli import approve, ledger, metrics, reading, running
 from midway.console import FORMAT_VARIABLE, LOG_FORMATS, printable
 from midway.each.command import each_command
 from midway.errors import EXIT_FAILED, MidwayError
@@ -50,6 +52,7 @@ for command in (
     ledger.retry,
     ledger.resolve,
     ledger.note,
+    approve.approve,
     running.worker,
     running.demo,
     each_command,

@@ -22,6 +22,7 @@ STATUS_STYLE: dict[str, str] = {
     RunStatus.STOPPED: "yellow",
     RunStatus.FAILED: "red",
     RunStatus.CRASHED: "bold red",
+    RunStatus.WAITING: "magenta",
 }
 
 

@@ -31,6 +31,10 @@ from midway.ops.status import all_statuses, detail_json, status_of
 from midway.stores import absolute_url, default_url
 from midway.views import whole
 from midway.views.models import JobDetail, RunView
+from midway.views.waiting import WaitingView, waiting_items
+
+SHOWN_QUESTIONS = 3
+"""``status`` shows a job's oldest questions, this many."""
 
 
 @click.command()
@@ -62,6 +66,11 @@ def status(store_url: str | None, as_json: bool) -> None:
         return
     try:
         jobs = all_statuses(store)
+        asked = {
+            job.job: waiting_items(store, job.job, decided=False)[:SHOWN_QUESTIONS]
+            for job in jobs
+            if job.waiting and not as_json
+        }
     finally:
         store.close()
     if as_json:
@@ -79,6 +88,9 @@ def status(store_url: str | None, as_json: bool) -> None:
         for part in job.partitions or ():
             table.add_row(*_partition_cells(part))
     console.print(table)
+    for job in jobs:
+        if job.waiting:
+            _print_waiting_line(console, job, asked.get(job.job, []))
 
 
 def _progress(processed: int, total: int | None) -> str:
@@ -164,8 +176,10 @@ def show(job: str, store_url: str | None, as_json: bool) -> None:
     _print_facts(console, detail)
     if state.partitions is not None:
         _print_partitions(console, state.partitions)
-    if detail.items:
-        _print_items(console, detail)
+    if any(item["status"] != ItemStatus.WAITING for item in detail.items):
+        _print_items(console, detail)  # the waiting ones: a table of their own
+    if detail.waiting_items:
+        _print_waiting(console, detail)
     if detail.notes:
         console.print("[bold]notes[/]")
         for entry in detail.notes:
@@ -200,6 +214,7 @@ def _print_facts(console: Console, detail: JobDetail) -> None:
         ("failed", f"{detail.failed:,}"),
         ("skipped", f"{detail.skipped:,}"),
         ("in doubt", f"{detail.in_doubt:,}"),
+        ("waiting", f"{detail.waiting:,}"),
         (
             "checkpoint",
             "none (the next run starts fresh)"
@@ -230,7 +245,8 @@ def _print_items(console: Console, detail: JobDetail) -> None:
     items = Table(title="items needing attention", title_justify="left")
     for column in ("key", "status", "attempts", "when", "error"):
         items.add_column(column)
-    for item in detail.items[:50]:
+    listed = [item for item in detail.items if item["status"] != ItemStatus.WAITING]
+    for item in listed[:50]:
         items.add_row(
             cell(json.dumps(item["key"])),
             cell(item["status"]),
@@ -238,9 +254,9 @@ def _print_items(console: Console, detail: JobDetail) -> None:
             cell(item["updated_at"] or ""),
             cell(clip(item["error"] or "", 100)),
         )
-    if len(detail.items) > 50:
+    if len(listed) > 50:
         console.print(
-            f"  ... and {len(detail.items) - 50:,} more: "
+            f"  ... and {len(listed) - 50:,} more: "
             f"midway failed {safe(detail.job)} --export FILE (or show --json)"
         )
     console.print(items)
@@ -252,6 +268,44 @@ def _print_items(console: Console, detail: JobDetail) -> None:
             f"  in doubt: check whether they took effect, then: midway resolve "
             f"{safe(detail.job)} KEY... --done (or --retry)"
         )
+
+
+def _print_waiting_line(console: Console, row: JobStatus, asked: list[WaitingView]) -> None:
+    """Under ``status``: a job with items waiting for a person, its oldest questions, and
+    how to see them all."""
+    console.print(
+        f"  {safe(row.job)}: {row.waiting:,} item(s) wait for a decision "
+        f"(midway show {safe(row.job)} lists them, midway approve decides)"
+    )
+    for view in asked:
+        key = json.dumps(view["key"], ensure_ascii=False)
+        console.print(f"    {safe(key)}: {safe(clip(str(view['question']), 100))}")
+
+
+def _print_waiting(console: Console, detail: JobDetail) -> None:
+    """``show``: the items waiting for a person, with their questions and data."""
+    table = Table(title="items waiting for a decision", title_justify="left")
+    for column in ("key", "status", "asked", "question", "data", "decision"):
+        table.add_column(column)
+    for view in detail.waiting_items[:50]:
+        answer = (
+            "" if view["approved"] is None else ("approved" if view["approved"] else "rejected")
+        )
+        if answer:
+            answer += f" by {view['by']}"
+        table.add_row(
+            cell(json.dumps(view["key"], ensure_ascii=False)),
+            cell(str(view["status"])),
+            cell(str(view["asked_at"] or "")),
+            cell(clip(str(view["question"]), 100)),
+            cell(clip(json.dumps(view["data"], ensure_ascii=False), 80)),
+            cell(answer),
+        )
+    console.print(table)
+    console.print(
+        f"  decide with: midway approve {safe(detail.job)} KEY... (--reject to say no, "
+        "--all for every one); the next run hands them back"
+    )
 
 
 def _print_runs(console: Console, runs: list[RunView]) -> None:

@@ -90,6 +90,8 @@ class _Standing(_Shown):
     failed: int
     skipped: int
     in_doubt: int
+    waiting: int
+    """Items waiting for a person's decision (``ctx.approval``; ``job.approve`` decides)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -66,7 +66,17 @@ def _updated(target: whole.Target) -> datetime | None:
     return aware(max(times)) if times else None
 
 
-STANDING = ("job", "status", "total", "processed", "succeeded", "failed", "skipped", "in_doubt")
+STANDING = (
+    "job",
+    "status",
+    "total",
+    "processed",
+    "succeeded",
+    "failed",
+    "skipped",
+    "in_doubt",
+    "waiting",
+)
 
 
 def _standing(row: StatusRow) -> dict[str, Any]:
@@ -108,6 +118,7 @@ def detail_json(state: JobStatus, detail: JobDetail) -> dict[str, Any]:
     return {
         **state.to_json(),
         "items": detail.items,
+        "waiting_items": detail.waiting_items,
         "resume_command": detail.resume_command,
         "resume_note": detail.resume_note,
         "lease": detail.lease,

@@ -40,6 +40,10 @@ class ItemView(Protocol):
         """One record of the batch in hand failed or was skipped."""
         ...
 
+    def approval(self, question: Any, data: Any) -> bool:
+        """``ctx.approval`` for the item in hand (see run/approvals.py)."""
+        ...
+
 
 class Context:
     """Passed to ``handler(item, ctx)``; also ``loop.ctx``.
@@ -103,6 +107,18 @@ class Context:
     def skip(self, key: JSONValue, reason: str | None = None) -> None:
         """Inside a batch handler: the record ``key`` is skipped, for ``reason``."""
         self._run.batch_outcome("skip", key, ItemStatus.SKIPPED, reason)
+
+    def approval(self, question: str, data: Any = None) -> bool:
+        """A person's decision on the item in hand: True to go ahead, False rejected.
+
+        The first time, nobody has answered: the item is recorded *waiting* (with
+        ``question``, ``data`` as JSON and the time), the handler ends here, and the job goes
+        on with the next items; a run that ends with items waiting ends ``waiting``. Once
+        ``midway approve JOB KEY`` (or ``--reject``, or ``job.approve``) has answered, the
+        next run hands the item to the handler again and this returns the answer at once.
+        The handler runs again from its start: what it did before the question must be in
+        ``ctx.step`` (not run again) or be harmless to repeat."""
+        return self._run.approval(question, data)
 
     def __repr__(self) -> str:
         return f"<midway.Context job={self.job!r} key={self.key!r} attempt={self.attempt}>"

@@ -171,7 +171,9 @@ class Ending:
             commits.checkpoint(wait=True)  # the last records commit before the completion
         self.guarantee.discard_uncommitted(run.store)
         counters = run.counters
-        result = self.make_result(completed_status(counters.failed, counters.in_doubt))
+        result = self.make_result(
+            completed_status(counters.failed, counters.in_doubt, counters.waiting)
+        )
         store, lease, record = run.parts()
         self.close_progress()
         record.status, record.ended_at = result.status, time.time()
@@ -191,9 +193,15 @@ class Ending:
             self.release()
         self.result = result
         self.tell_finish(
-            f"job {run.key!r} completed: {counters.processed:,} items "
+            f"job {run.key!r} {'reached its end' if counters.waiting else 'completed'}: "
+            f"{counters.processed:,} items "
             f"({counters.succeeded:,} succeeded{_failures(counters)}) in "
-            f"{result.elapsed:,.1f} s; checkpoint removed, the next run starts fresh"
+            f"{result.elapsed:,.1f} s; "
+            + (
+                waiting_note(run.key, counters.waiting)
+                if counters.waiting
+                else "checkpoint removed, the next run starts fresh"
+            )
         )
         return result
 
@@ -243,6 +251,7 @@ class Ending:
             failed=run.counters.failed,
             skipped=run.counters.skipped,
             in_doubt=run.counters.in_doubt,
+            waiting=run.counters.waiting,
             state=run.state,
             resumed_from=run.resumed_from,
             run_id=run.run_id,
@@ -326,7 +335,17 @@ def _failures(counters: Counters) -> str:
             ("failed", counters.failed),
             ("skipped", counters.skipped),
             ("in doubt", counters.in_doubt),
+            ("waiting", counters.waiting),
         )
         if count
     ]
     return ", " + ", ".join(parts) if parts else ""
+
+
+def waiting_note(key: str, waiting: int) -> str:
+    """What a run that ended ``waiting`` tells the user to do next."""
+    return (
+        f"{waiting:,} item(s) wait for a person: `midway show {key}` lists the questions, "
+        f"`midway approve {key} KEY...` (or --reject, or --all) decides, and the next run "
+        "hands the decided items back (and handles nothing else)"
+    )

@@ -31,6 +31,7 @@ from midway._model.result import RunResult
 from midway._model.settings import Settings
 from midway.console import use_log_format
 from midway.errors import ConfigError
+from midway.run.approvals import ApprovalPending
 from midway.run.batch import batch_identity
 from midway.run.batchcalls import OUTSIDE, BatchCalls
 from midway.run.batches import BatchLoop
@@ -187,6 +188,7 @@ class Engine:
             return self._run_batches(self.batcher, handler)
         run = self.run
         slices = self.slices()
+        self.flow.asks = True
         try:
             self.retries.walk(handler)
             if run.main_done:
@@ -236,6 +238,9 @@ class Engine:
                         if not flow.item_failed(item, exc, handler):
                             raise
                         continue
+                    except ApprovalPending as pending:
+                        flow.item_waiting(pending, item)
+                        continue
                     if returned is not None:
                         check_result(returned)  # an awaitable: its work never ran
                 continue
@@ -246,6 +251,9 @@ class Engine:
                 except Exception as exc:
                     if not flow.item_failed(item, exc, handler):
                         raise
+                    continue
+                except ApprovalPending as pending:  # free until raised
+                    flow.item_waiting(pending, item)
                     continue
                 break
 
@@ -326,6 +334,11 @@ class Engine:
         if self.batcher is None:
             raise ConfigError(OUTSIDE.format(what=what))
         return self.batcher
+
+    def approval(self, question: Any, data: Any) -> bool:
+        if self.batcher is not None:
+            raise ConfigError("ctx.approval() is for one item; a batch handler (batch=N) has none")
+        return self.flow.approval(question, data)
 
     # -- what a parallel run uses (run/parallel.py ParallelHost) -------------------------
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from midway import faults
@@ -26,6 +26,7 @@ from midway._model.jsonutil import JSONValue
 from midway._model.ledger import ItemRecord, ItemStatus, drop
 from midway.console import log_format, logging_configured, say
 from midway.errors import ConfigError, MidwayError, SourceError, TooManyFailures
+from midway.run.approvals import ApprovalPending, ask, mark_handed_back, waiting_record
 from midway.run.commits import Commits, call_hook
 from midway.run.failures import Action, FailurePolicy, describe, short_traceback
 from midway.run.guarantees import Guarantee
@@ -66,6 +67,12 @@ class ItemFlow:
     retry_key: JSONValue = field(default=None, init=False)
     """The key of the item the retry pass has in hand (no slice is walked then)."""
     paused_item: bool = field(default=False, init=False)
+    retry_status: ItemStatus | None = field(default=None, init=False)
+    """The ledger status of the item the retry pass has in hand (retry, or decided)."""
+    retry_position: JSONValue = field(default=None, init=False)
+    asks: bool = field(default=False, init=False)
+    """``ctx.approval`` may be asked: ``job.run`` calls the handler (a ``job.loop`` body
+    is the caller's code, which the pending approval could not leave cleanly)."""
 
     def __post_init__(self) -> None:
         settings = self.run.settings
@@ -143,6 +150,11 @@ class ItemFlow:
             attempt = prior.attempts + 1
         mark = self.guarantee.start_mark(key, position, attempt)
         if mark is not None:  # on disk before the handler runs, with the checkpoint
+            mark = replace(
+                mark, steps=self.steps.get(name)
+            )  # a handed-back item keeps its decision
+            if self.retry_status == ItemStatus.DECIDED:
+                mark = mark_handed_back(mark, self.steps, key)
             self.run.pending.append(mark)
             self.commits.checkpoint(wait=True)
         first_try = time.time()
@@ -153,6 +165,10 @@ class ItemFlow:
             self.ctx.attempt = 1
             if not self.item_failed(item, exc, handler, (key, position, attempt, first_try)):
                 raise
+            return
+        except ApprovalPending as pending:
+            self.ctx.attempt = 1
+            self.item_waiting(pending, item, (key, position, attempt))
             return
         self.ctx.attempt = 1
         if faults.ACTIVE:
@@ -167,6 +183,10 @@ class ItemFlow:
         if prior.status == ItemStatus.DONE:  # finished by a parallel run, above its watermark
             self.run.counters.succeeded -= 1  # counted already, in the checkpoint
             self.run.pending.append(drop(key))
+            return True
+        if prior.status == ItemStatus.WAITING:  # asked just before a kill: still waits
+            self.run.counters.succeeded -= 1
+            self.run.counters.waiting += 1
             return True
         if prior.status == ItemStatus.STARTED:
             attempts = prior.attempts or 1
@@ -265,6 +285,9 @@ class ItemFlow:
             self.guarantee.call(handler, item, self.ctx)
         except Exception as again:
             return again
+        except ApprovalPending as pending:
+            self.item_waiting(pending, item, (key, position, attempt + 1))
+            return None
         finally:
             self.ctx.attempt = 1
         self.item_done(key)
@@ -306,6 +329,55 @@ class ItemFlow:
         if attempt > 1:
             self.run.pending.append(drop(key))  # a fixed handler starts afresh
         return False
+
+    def item_waiting(
+        self,
+        pending: ApprovalPending,
+        item: Any,
+        where: tuple[JSONValue, JSONValue, int] | None = None,
+    ) -> None:
+        """The handler asked ``ctx.approval`` and no one has answered: the item waits (its
+        record, with the steps before the question, goes to the ledger) and the job goes on.
+        Where items are marked before their handler (at-most-once), the record replaces the
+        mark on disk now, so that a kill cannot turn a waiting item into one in doubt."""
+        if where is None:
+            place = self.in_hand.place()
+            assert place is not None
+            where = (place[0].key(place[1]), place[0].position_before(place[1]), 1)
+        name = jsonutil.dumps(where[0])
+        record = waiting_record(pending, where, self.item_json(item), self.steps.pop(name))
+        if self.guarantee.marks_started:
+            self.store_items([record])
+        else:
+            self.run.pending.append(record)
+        counters = self.run.counters
+        counters.succeeded -= 1  # the slice (or the retry pass) counted it as succeeded
+        counters.waiting += 1
+        hook = self.run.settings.on_waiting
+        if hook is not None:
+            call_hook("on_waiting", hook, record)
+
+    def approval(self, question: Any, data: Any) -> bool:
+        """``ctx.approval`` for the item in hand."""
+        if not self.asks:
+            raise ConfigError(
+                "ctx.approval() is for handlers that job.run() calls: a job.loop() body "
+                "cannot be left waiting for a person"
+            )
+        if self.run.job.id.part:
+            raise ConfigError(
+                "ctx.approval() is not available in a distributed run in this version: run "
+                "the job without distributed= to ask a person"
+            )
+        key = self.retry_key
+        place = self.in_hand.place()
+        if key is None and place is not None:
+            key = place[0].key(place[1])
+        if key is None:
+            raise ConfigError(
+                "ctx.approval() is for use inside a handler, while an item is in hand"
+            )
+        return ask(self.steps, key, question, data)
 
     def stop(self, error: BaseException) -> None:
         """End the run with ``error`` after the item in hand."""
@@ -431,14 +503,29 @@ class ItemFlow:
         """``ctx.step`` for the item in hand."""
         if not isinstance(name, str) or not name:
             raise ConfigError("ctx.step(name, fn, ...): name must be a non-empty string")
-        key, position = self.retry_key, None
+        key, position = self.retry_key, self.retry_position
         place = self.in_hand.place()
         if key is None and place is not None:
             key, position = place[0].key(place[1]), place[0].position_before(place[1])
         if key is None:
             raise ConfigError("ctx.step() is for use inside a handler, while an item is in hand")
         item = (key, position, self.ctx.attempt)
-        return self.steps.run(name, fn, (args, kwargs), item, self.store_items)
+        return self.steps.run(name, fn, (args, kwargs), item, self.step_writer())
+
+    def step_writer(self) -> Callable[[list[ItemRecord]], None]:
+        """How a step's record is written: for an item handed back by the retry pass, under
+        the status it has on disk (decided or retry; started where items are marked), so
+        that a kill after the step leaves it queued (or in doubt), never forgotten."""
+        keep = self.retry_status
+        if keep is None:
+            return self.store_items
+        if self.guarantee.marks_started and keep != ItemStatus.DECIDED:
+            keep = ItemStatus.STARTED
+
+        def write(records: list[ItemRecord]) -> None:
+            self.store_items([replace(record, status=keep) for record in records])
+
+        return write
 
     def say_item(self, message: str) -> None:
         self.run.tell(message, "run.retry_queue", level=logging.WARNING)

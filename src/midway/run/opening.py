@@ -20,6 +20,7 @@ from midway._model.redaction import redact_argv, redact_url
 from midway._model.result import RunStatus
 from midway.console import logging_configured
 from midway.errors import InputDrift
+from midway.run.approvals import same_position
 from midway.run.guarantees import Guarantee
 from midway.run.itemflow import ItemFlow
 from midway.run.retrypass import RetryPass
@@ -173,11 +174,14 @@ class Opening:
         )
 
     def _after_completion(self, store: Store, records: list[ItemRecord]) -> bool:
-        """A completed job with items put back by ``midway retry``: the next run handles
-        those and nothing else, from the counters and state the job completed with."""
+        """A completed job with items put back by ``midway retry`` (or decided by
+        ``midway approve``): the next run handles those and nothing else, from the counters
+        and state the job completed with. A job that ended with items waiting for a person
+        stays there too (its input is not handled again), whether or not any is decided."""
         run = self.run
-        queued = sum(r.status == ItemStatus.RETRY for r in records)
-        if not queued:
+        queued = sum(r.status in (ItemStatus.RETRY, ItemStatus.DECIDED) for r in records)
+        waiting = sum(r.status == ItemStatus.WAITING for r in records)
+        if not queued and not waiting:
             return False
         record = store.get_job(run.key)
         summary = record.summary if record is not None else None
@@ -191,7 +195,8 @@ class Opening:
         run.main_done = True
         run.tell(
             f"job {run.key!r} completed earlier; handling the {queued:,} item(s) put back "
-            "by `midway retry`, and only those",
+            "by `midway retry` or decided by `midway approve`, and only those"
+            + (f" ({waiting:,} still wait for a decision)" if waiting else ""),
             "run.started",
             source=run.source.describe(),
             retry_only=True,
@@ -261,11 +266,24 @@ class Opening:
             name = jsonutil.dumps(record.key)
             if record.steps:
                 self.flow.steps.load(name, record.steps)
-            if record.status == ItemStatus.RETRY:
+            if self._in_hand_when_killed(record):
+                self.flow.prior[name] = record  # met again in the input, at its position
+            elif record.status in (ItemStatus.RETRY, ItemStatus.DECIDED):
                 queue.append(record)
             elif record.status in (ItemStatus.STARTED, ItemStatus.RETRYING, ItemStatus.DONE):
                 self.flow.prior[name] = record
         queue.sort(key=lambda r: r.updated_at)
+
+    def _in_hand_when_killed(self, record: ItemRecord) -> bool:
+        """An item marked before its handler (at-most-once) that asked ``ctx.approval``
+        and was written waiting, the run killed before the checkpoint past it: the resumed
+        run meets it again where it resumes."""
+        return (
+            record.status in (ItemStatus.WAITING, ItemStatus.DECIDED)
+            and self.guarantee.marks_started
+            and self.run.start_position is not None
+            and same_position(record, self.run.start_position)
+        )
 
     def began(self) -> None:
         """The run is recorded: the clocks start and the input opens."""

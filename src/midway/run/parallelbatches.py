@@ -66,6 +66,9 @@ class WorkerView:
     def step(self, name: str, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: Any) -> Any:
         raise ConfigError("ctx.step() is for one item; a batch handler (batch=N) has none")
 
+    def approval(self, question: Any, data: Any) -> bool:
+        raise ConfigError("ctx.approval() is for one item; a batch handler (batch=N) has none")
+
     def batch_keys(self) -> list[JSONValue]:
         return self._calls.batch_keys()
 

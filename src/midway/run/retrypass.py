@@ -1,16 +1,17 @@
-"""The items ``midway retry`` put back: handled one by one before anything else."""
+"""The items ``midway retry`` put back and those ``midway approve`` decided: handled one by
+one before anything else."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-from midway._model import jsonutil
+from midway._model import approval, jsonutil
 from midway._model.jsonutil import JSONValue
 from midway._model.ledger import ItemRecord, ItemStatus, drop
 from midway.errors import MidwayError
 from midway.run.commits import Commits
-from midway.run.itemflow import ItemFlow
+from midway.run.itemflow import IN_DOUBT_AFTER_CRASH, ItemFlow
 from midway.run.runstate import RunState
 
 
@@ -29,7 +30,11 @@ class RetryPass:
         if not queue:
             return
         run, flow = self.run, self.flow
-        flow.say_item(f"retrying {len(queue):,} item(s) put back by `midway retry`")
+        decided = sum(r.status == ItemStatus.DECIDED for r in queue)
+        if decided < len(queue):
+            flow.say_item(f"retrying {len(queue) - decided:,} item(s) put back by `midway retry`")
+        if decided:
+            flow.say_item(f"handing back {decided:,} item(s) decided by `midway approve`")
         found = self.find_items(queue)
         for record in queue:
             if run.stop_requested:
@@ -41,30 +46,49 @@ class RetryPass:
                     "more: left in the ledger as it was"
                 )
                 continue
-            if not self.one(record.key, hit, handler):
+            if not self.one(record, hit, handler):
                 return
             self.commits.checkpoint(wait=True)
 
-    def one(self, key: JSONValue, hit: tuple[Any, JSONValue], handler: Any) -> bool:
+    def one(self, record: ItemRecord, hit: tuple[Any, JSONValue], handler: Any) -> bool:
         """The item again; False when a stop came while it waited to retry (still put back)."""
         item, position = hit
+        key = record.key
         counters, flow = self.run.counters, self.flow
-        counters.failed = max(counters.failed - 1, 0)  # counted as failed until now
+        if self.killed_in_hand_back(record):  # after the mark that counted it as succeeded
+            why = IN_DOUBT_AFTER_CRASH
+            flow.record_outcome(key, ItemStatus.IN_DOUBT, None, 1, position, item, why)
+            return True
+        # counted as failed (put back) or waiting (decided) until now
+        was = "waiting" if record.status == ItemStatus.DECIDED else "failed"
+        setattr(counters, was, max(getattr(counters, was) - 1, 0))
         counters.succeeded += 1  # as the bare loop counts; record_outcome moves it if need be
-        flow.retry_key, flow.paused_item = key, False
+        flow.retry_key, flow.retry_status = key, ItemStatus(record.status)
+        flow.retry_position = position
+        flow.paused_item = False
         try:
             flow.run_one(item, key, position, handler)
         except BaseException:
-            counters.failed, counters.succeeded = counters.failed + 1, counters.succeeded - 1
+            setattr(counters, was, getattr(counters, was) + 1)
+            counters.succeeded -= 1
             raise
         finally:
-            flow.retry_key = None
+            flow.retry_key, flow.retry_status, flow.retry_position = None, None, None
         if flow.paused_item:
-            counters.failed, counters.succeeded = counters.failed + 1, counters.succeeded - 1
+            setattr(counters, was, getattr(counters, was) + 1)
+            counters.succeeded -= 1
             return False
         if not any(r.key == key and r.status != ItemStatus.DROP for r in self.run.pending):
             self.run.pending.append(drop(key))  # it succeeded: its record goes
         return True
+
+    def killed_in_hand_back(self, record: ItemRecord) -> bool:
+        """A decided item an at-most-once run handed back, killed in its handler."""
+        return (
+            record.status == ItemStatus.DECIDED
+            and self.flow.guarantee.marks_started
+            and approval.handed_back(record.steps)
+        )
 
     def find_items(self, queue: list[ItemRecord]) -> dict[str, tuple[Any, JSONValue]]:
         """The items to retry, by key: straight at their position where the source can

@@ -58,6 +58,9 @@ class WorkerContext:
     def step(self, name: str, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         raise ConfigError("ctx.step() is not available with workers= in this version")
 
+    def approval(self, question: str, data: Any = None) -> bool:
+        raise ConfigError("ctx.approval() is not available with workers= in this version")
+
 
 @dataclass
 class Outcome:

@@ -88,12 +88,25 @@ def checkpoint_params(cp: Checkpoint, token: int) -> dict[str, Any]:
         "total": cp.total,
         "started_at": cp.started_at,
         "updated_at": cp.updated_at,
-        "extra": jsonutil.dumps(cp.extra),
+        "extra": jsonutil.dumps(_extra_with_waiting(cp)),
     }
+
+
+WAITING = "waiting"
+
+
+def _extra_with_waiting(cp: Checkpoint) -> dict[str, JSONValue]:
+    """The ``waiting`` counter rides in the ``extra`` column (no column of its own)."""
+    if not cp.counters.waiting:
+        return cp.extra
+    return {**cp.extra, WAITING: cp.counters.waiting}
 
 
 def checkpoint_from_row(row: Row, where: str) -> Checkpoint:
     counters = Counters(row["succeeded"], row["failed"], row["skipped"], row["in_doubt"])
+    extra = load_json(row["extra"], where)
+    if isinstance(extra, dict) and WAITING in extra:
+        counters = Counters.from_dict({**counters.as_dict(), WAITING: extra.pop(WAITING)})
     return Checkpoint.from_json(
         {
             "job": row["job"],
@@ -106,7 +119,7 @@ def checkpoint_from_row(row: Row, where: str) -> Checkpoint:
             "total": row["total"],
             "started_at": row["started_at"],
             "updated_at": row["updated_at"],
-            "extra": load_json(row["extra"], where),
+            "extra": extra,
         },
         where,
     )

@@ -114,6 +114,8 @@ class StatusRow:
     partition_of: str | None
     partitions: dict[str, int] | None = None
     workers: list[str] | None = None
+    waiting: int = 0
+    """Items waiting for a person's decision (``ctx.approval``)."""
 
     @property
     def remaining(self) -> int | None:
@@ -153,6 +155,9 @@ class JobDetail(StatusRow):
     notes: list[NoteView]
     lease: LeaseView | None
     created_at: str | None
+    waiting_items: list[dict[str, JSONValue]] = dataclasses.field(default_factory=list)
+    """The items waiting for a decision (or decided, not yet handed back), with their
+    questions (``midway.views.waiting``)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

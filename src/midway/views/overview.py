@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any, cast
 
+from midway._model.checkpoint import COUNTER_NAMES
 from midway._model.identity import partition_of
 from midway._model.jsonutil import JSONValue
 from midway._model.ledger import ATTENTION
@@ -16,6 +17,7 @@ from midway.errors import JobNotFound
 from midway.stores import JobRecord, Store
 from midway.stores.base import RunRecord
 from midway.views.models import ItemView, JobDetail, LeaseView, NoteView, RunView, StatusRow
+from midway.views.waiting import waiting_items
 
 LEDGER_STATUSES = ATTENTION
 
@@ -57,7 +59,7 @@ def job_summary(store: Store, record: JobRecord, now: float | None = None) -> St
         position = None
         updated_at = record.updated_at
         total = summary.get("total") if isinstance(summary.get("total"), int) else None
-    processed = sum(int(counters.get(k, 0)) for k in ("succeeded", "failed", "skipped", "in_doubt"))
+    processed = sum(int(counters.get(k, 0)) for k in COUNTER_NAMES)
     status = record.effective_status
     if cp is None and total is None and status in FINISHED_OK:
         total = processed  # it read its whole input: a source of unknown size has its size now
@@ -86,6 +88,7 @@ def job_summary(store: Store, record: JobRecord, now: float | None = None) -> St
         failed=int(counters.get("failed", 0)),
         skipped=int(counters.get("skipped", 0)),
         in_doubt=int(counters.get("in_doubt", 0)),
+        waiting=int(counters.get("waiting", 0)),
         total=total,
         position=position,
         state=state,
@@ -205,6 +208,7 @@ def job_detail(store: Store, record: JobRecord) -> JobDetail:
         notes=[cast(NoteView, note.to_json()) for note in store.list_notes(record.job)],
         lease=cast(LeaseView, record.lease.to_json()) if record.lease else None,
         created_at=iso(record.created_at),
+        waiting_items=waiting_items(store, record.job),
     )
 
 

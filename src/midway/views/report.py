@@ -21,7 +21,7 @@ from midway._model.ledger import FAILED, IN_DOUBT, RETRY, SKIPPED, ItemRecord
 from midway._model.owner import describe_age, iso
 from midway.console import printable
 from midway.stores import Store
-from midway.views import whole
+from midway.views import waiting, whole
 from midway.views.models import (
     ErrorCount,
     ItemView,
@@ -118,6 +118,7 @@ def _counts(row: StatusRow) -> list[tuple[str, int]]:
         ("failed", row.failed),
         ("skipped", row.skipped),
         ("in doubt", row.in_doubt),
+        *([("waiting", row.waiting)] if row.waiting else []),
     ]
 
 
@@ -142,6 +143,7 @@ def markdown(report: Report) -> str:
         *_section("Throughput over time", _md_throughput(report.throughput)),
         *_section("Most common errors", _md_errors(report.errors, quoted)),
         *_section("In doubt", _md_in_doubt(report.in_doubt_items, quoted)),
+        *_section("Waiting for a decision", waiting.markdown_section(report.waiting_items, quoted)),
         *_section("Runs", _md_runs(report.runs)),
         *_section("Notes", _md_notes(report.notes, quoted)),
         "",
@@ -361,6 +363,8 @@ def html_page(report: Report) -> str:
 {_table(("error", "items", "example keys", "example"), errors)}
 <h2>In doubt</h2>
 {resolve_hint if doubts else ""}{_table(("key", "since", "note"), doubts)}
+<h2>Waiting for a decision</h2>
+{_table(("key", "asked", "question", "decision"), _html_waiting(report))}
 <h2>Runs</h2>
 <table><tr><th>started</th><th>ended</th><th>status</th><th>host:pid</th><th>note</th></tr>{runs}</table>
 <h2>Notes</h2>
@@ -410,6 +414,10 @@ def _html_in_doubt(report: Report) -> str:
         )
         for i in report.in_doubt_items
     )
+
+
+def _html_waiting(report: Report) -> str:
+    return "".join(_tr(*cells) for cells in waiting.html_rows(report.waiting_items))
 
 
 def _html_runs(report: Report) -> str:

@@ -19,12 +19,13 @@ from dataclasses import dataclass
 from functools import partial
 
 from midway._model.jsonutil import JSONValue
-from midway._model.ledger import FAILED, IN_DOUBT, ItemRecord, ItemStatus, matches
+from midway._model.ledger import FAILED, IN_DOUBT, WAITING, ItemRecord, ItemStatus, matches
 from midway._model.result import RunStatus
 from midway.cli.options import item_keys
 from midway.errors import EXIT_USAGE, MidwayError, RefusedError
 from midway.ops import actions as ops
 from midway.stores import Store
+from midway.stores.approvals import decide, job_id_of, who
 from midway.views import whole
 from midway.views.models import ItemView, JobDetail
 
@@ -302,6 +303,74 @@ RESOLVE_RETRY = _ledger_action(
 )
 
 
+def _decision(approved: bool, **words: str) -> Action:
+    """Approve or reject items waiting for a person (``ctx.approval``): the decision
+    ``midway approve`` records, with "<name> via dashboard" as who decided."""
+    statuses = (ItemStatus.WAITING,)
+
+    def unavailable(detail: JobDetail) -> str | None:
+        busy = _runner_at_work(detail)
+        if busy is None and not any(item["status"] == WAITING for item in detail.items):
+            return "the job has no items waiting for a decision"
+        return busy
+
+    def perform(store: Store, job: whole.Target, target: Target) -> int:
+        record = job.record
+        if record is None:  # ctx.approval is refused in distributed runs
+            raise RefusedError("a distributed job has no items waiting for a decision")
+        decided = decide(
+            store,
+            job_id_of(record),
+            target.keys,
+            approved=approved,
+            by=f"{who()} via dashboard",
+        )
+        if not decided:
+            raise RefusedError(
+                f"nothing decided: job {record.job!r} has no item waiting now (someone "
+                "decided already?); reload the job's page"
+            )
+        return len(decided)
+
+    return Action(
+        perform=perform,
+        unavailable=unavailable,
+        statuses=statuses,
+        **words,  # type: ignore[arg-type]
+    )
+
+
+APPROVE = _decision(
+    True,
+    name="approve",
+    label="Approve waiting items…",
+    question="Approve {what} of job {job}?",
+    consequences=(
+        "Each item's question (in the table) is answered yes. Nothing runs now: the next run "
+        "of the job hands them back to its handler, whose `ctx.approval` then returns True "
+        "(as `midway approve` does)."
+    ),
+    confirm="Approve",
+    done="{count} item{s} of job {job} approved: the job's next run hands {them} back.",
+    row_label="Approve…",
+)
+
+REJECT = _decision(
+    False,
+    name="reject",
+    label="Reject waiting items…",
+    question="Reject {what} of job {job}?",
+    consequences=(
+        "Each item's question (in the table) is answered no. The next run of the job hands "
+        "them back to its handler, whose `ctx.approval` then returns False (as `midway "
+        "approve --reject` does)."
+    ),
+    confirm="Reject",
+    done="{count} item{s} of job {job} rejected: the job's next run hands {them} back.",
+    row_label="Reject…",
+)
+
+
 def _note(store: Store, job: whole.Target, target: Target) -> int:
     ops.note(store, job, target.text, target.author)
     return 0
@@ -323,7 +392,8 @@ NOTE = Action(
 )
 
 ACTIONS: dict[str, Action] = {
-    action.name: action for action in (RETRY_FAILED, RESOLVE_DONE, RESOLVE_RETRY, NOTE, RESET)
+    action.name: action
+    for action in (RETRY_FAILED, RESOLVE_DONE, RESOLVE_RETRY, APPROVE, REJECT, NOTE, RESET)
 }
 
 

@@ -177,7 +177,7 @@
       document.getElementById("stale").hidden = false;
     }
     fillCommon(section, row);
-    for (const name of ["succeeded", "failed", "skipped", "in_doubt"]) {
+    for (const name of ["succeeded", "failed", "skipped", "in_doubt", "waiting"]) {
       setField(section, name, count(row[name]));
     }
     if (row.partitions) {

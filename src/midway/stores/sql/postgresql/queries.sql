@@ -130,7 +130,7 @@ DELETE FROM midway_checkpoints WHERE job = %(job)s;
 
 -- name: delete_settled_items
 DELETE FROM midway_items
-WHERE job = %(job)s AND status NOT IN ('failed', 'skipped', 'in_doubt', 'retry');
+WHERE job = %(job)s AND status NOT IN ('failed', 'skipped', 'in_doubt', 'retry', 'waiting', 'decided');
 
 -- name: crash_stale_runs
 -- Not this run itself: begin_run may be retried after its first commit went unanswered.

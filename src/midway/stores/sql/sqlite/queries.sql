@@ -71,7 +71,7 @@ DELETE FROM midway_checkpoints WHERE job = :job;
 
 -- name: delete_settled_items
 DELETE FROM midway_items
-WHERE job = :job AND status NOT IN ('failed', 'skipped', 'in_doubt', 'retry');
+WHERE job = :job AND status NOT IN ('failed', 'skipped', 'in_doubt', 'retry', 'waiting', 'decided');
 
 -- name: crash_stale_runs
 UPDATE midway_runs SET status = 'crashed', ended_at = :now,
