@@ -204,3 +204,26 @@ def test_approval_with_workers_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="workers="):
         job.run(range(3), handler)
+
+
+def test_report_all_lists_the_decisions_waiting_across_jobs(tmp_path: Path) -> None:
+    store_url = f"sqlite:///{tmp_path / 'state.db'}"
+    make_job(store_url).run(range(30), Handler())
+    midway.Job("plain", store=store_url, quiet=True).run(range(5), lambda item, ctx: None)
+
+    page = invoke("report", "--all", "--store", store_url)
+    assert page.exit_code == 0, page.output
+    section = page.output.split("## Decisions waiting, oldest first", 1)[1].split("\n## ", 1)[0]
+    assert [f"pay invoice {n}?" in section for n in sorted(ASKS)] == [True] * len(ASKS)
+    assert "midway approve invoices 7" in section
+    assert "midway approve invoices 21 --reject" in section
+    assert "plain" not in section
+
+    data = json.loads(invoke("report", "--all", "--format", "json", "--store", store_url).output)
+    assert [(d["job"], d["key"]) for d in data["decisions"]] == [
+        ("invoices", n) for n in (7, 14, 21)
+    ]
+
+    midway.Job("invoices", store=store_url, every=5, quiet=True).approve(sorted(ASKS))
+    data = json.loads(invoke("report", "--all", "--format", "json", "--store", store_url).output)
+    assert data["decisions"] == []  # decided: no longer waiting for a person

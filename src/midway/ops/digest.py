@@ -25,6 +25,7 @@ from midway.ops.models import JobStatus
 from midway.ops.status import all_statuses
 from midway.stores import Store
 from midway.views.report import STYLE, code_spans
+from midway.views.waiting import waiting_decisions
 
 FORMATS = ("md", "html", "json")
 UNITS = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
@@ -102,6 +103,7 @@ def gather(store: Store, window: timedelta | None) -> dict[str, Any]:
         "finished": [_brief(j) for j in jobs if j.status in FINISHED and recent(j.updated_at)],
         "running": [_brief(j) for j in jobs if j.status == "running"],
         "attention": [a.__dict__ for a in attention],
+        "decisions": waiting_decisions(store),
         "notes": [
             {"job": j.job, **note.to_json()} for j in jobs for note in j.notes if recent(note.at)
         ],
@@ -148,6 +150,7 @@ def markdown(data: dict[str, Any]) -> str:
         *_section(f"Finished{window}", _finished(data["finished"])),
         *_section("Running", _running(data["running"])),
         *_section("Needs a person", _attention(data["attention"])),
+        *_section("Decisions waiting, oldest first", _decisions(data["decisions"])),
         *_section(f"Notes{window}", _notes(data["notes"])),
         *_section(f"Throughput per job{window}", _rates(data["throughput"])),
         "",
@@ -200,6 +203,16 @@ def _attention(found: list[dict[str, Any]]) -> list[str]:
         lines += [f"- `{a['job']}`: {a['why']}", "", "  ```sh"]
         lines += [f"  {command}" for command in a["commands"]]
         lines += ["  ```", ""]
+    return lines
+
+
+def _decisions(found: list[dict[str, Any]]) -> list[str]:
+    """The questions ``ctx.approval`` asked across jobs, each with the commands that answer it."""
+    lines: list[str] = []
+    for d in found:
+        key = json.dumps(d["key"], ensure_ascii=False)
+        lines += [f"- `{d['job']}` {key}, asked {d['asked_at'] or '?'}: {d['question']}", ""]
+        lines += ["  ```sh", f"  {d['approve']}", f"  {d['reject']}", "  ```", ""]
     return lines
 
 
