@@ -5,23 +5,25 @@ from __future__ import annotations
 import copy
 import dataclasses
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from midway._model.identity import JobId, make_job_id
-from midway._model.ledger import ItemRecord
+from midway._model.identity import JobId, make_job_id, worker_mode
 from midway._model.redaction import redact_url
-from midway._model.result import RunResult
 from midway._model.settings import DriftPolicy, Executor, Guarantee, Settings
-from midway.distributed.worker import RunPartition, run_distributed, worker_mode
 from midway.errors import ConfigError
-from midway.run.context import Context
-from midway.run.engine import Engine
-from midway.run.failures import Retry
-from midway.run.handlers import prepare as prepare_handler
-from midway.sources._input import as_source
-from midway.sources.base import Source
-from midway.stores import Lease, Store, absolute_url, default_url, open_store
-from midway.stores.base import JobRecord
+
+# What a run needs (the engine, the stores, the sources, the distributed workers) is imported
+# by the method that needs it: ``import midway`` stays fast for a command line.
+if TYPE_CHECKING:
+    from midway._model.ledger import ItemRecord
+    from midway._model.result import RunResult
+    from midway.distributed.worker import RunPartition
+    from midway.run.context import Context
+    from midway.run.engine import Engine
+    from midway.run.failures import Retry
+    from midway.sources.base import Source
+    from midway.stores import Lease, Store
+    from midway.stores.base import JobRecord
 
 _OPTION_NAMES = frozenset(field.name for field in dataclasses.fields(Settings))
 
@@ -94,6 +96,8 @@ class Job:
         rate: str | None = None,
         partitions: int = 1,
     ) -> None:
+        from midway.stores import absolute_url, default_url
+
         self.id: JobId = make_job_id(name, params)
         # absolute now: the same store wherever the process goes, and in every message
         self.store_url = absolute_url(store or default_url())
@@ -169,12 +173,18 @@ class Job:
         is saved at the last finished item. SIGINT / SIGTERM stop after the item in hand and raise
         :class:`midway.Stopped` (exit code 130 / 143 when uncaught).
         """
+        from midway.run.engine import Engine
+        from midway.run.handlers import prepare as prepare_handler
+        from midway.sources._input import as_source
+
         source = as_source(source)
         handler, owned = prepare_handler(
             handler, workers=self.settings.workers, executor=self.settings.executor
         )
         try:
             if distributed or worker_mode():
+                from midway.distributed.worker import run_distributed
+
                 return run_distributed(self, source, self._partition_runner(handler, state), state)
             engine = Engine(self, source, state)
             engine.start()
@@ -191,6 +201,8 @@ class Job:
         def run_partition(
             index: int, count: int, part: Source, lease: Lease, store: Store
         ) -> RunResult:
+            from midway.run.engine import Engine
+
             engine = Engine(self.partition_job(index, count), part, state, lease=lease, store=store)
             engine.start()
             return engine.run_handler(handler)
@@ -213,11 +225,15 @@ class Job:
         ``max_failures=`` (or ``skip_on=`` naming ``midway.SourceError``), it is recorded as
         failed (skipped) and the loop goes on. An exception from the body always stops it.
         """
+        from midway.sources._input import as_source
+
         self.settings.check_for_loop()
         return Loop(self, as_source(source), state)
 
     def info(self) -> JobRecord | None:
         """What the store holds about this job (checkpoint, status, lease), or None."""
+        from midway.stores import open_store
+
         store = open_store(self.store_url, durable=self.durable)
         try:
             return store.get_job(self.key)
@@ -237,6 +253,8 @@ class Loop:
 
     def _started(self) -> Engine:
         if self._engine is None:
+            from midway.run.engine import Engine
+
             engine = Engine(self._job, self._source, self._initial)
             engine.start()
             self._engine = engine

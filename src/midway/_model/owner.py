@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import time
 from dataclasses import dataclass
 from functools import cache
@@ -11,6 +10,8 @@ from functools import cache
 
 @cache
 def hostname() -> str:
+    import socket  # loaded when a run starts, not by ``import midway``
+
     return socket.gethostname()
 
 
