@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from midway._model.ledger import FAILED, RETRY, SKIPPED, ItemStatus
 from midway._model.owner import describe_age, iso
@@ -28,6 +26,10 @@ from midway.errors import StoreNotFound
 from midway.stores import absolute_url, default_url
 from midway.views import overview
 from midway.views.models import JobDetail, RunView, StatusRow
+
+if TYPE_CHECKING:  # rich is imported where a table is drawn: not for --json, nor "no jobs"
+    from rich.console import Console
+    from rich.text import Text
 
 
 @click.command()
@@ -64,10 +66,12 @@ def status(store_url: str | None, as_json: bool) -> None:
     if as_json:
         print_json([row.to_json() for row in rows])
         return
-    console = terminal()
-    if not rows:
-        console.print(f"No jobs in {safe(store.url)} yet. Run one, or try: midway demo")
+    if not rows:  # plain text: no need to load rich
+        click.echo(f"No jobs in {printable(store.url)} yet. Run one, or try: midway demo")
         return
+    console = terminal()
+    from rich.table import Table
+
     table = Table(title=f"midway jobs in {safe(store.url)}", title_justify="left")
     for column in ("job", "status", "progress", "failed", "checkpoint", "rate", "ETA", "owner"):
         table.add_column(column, justify="right" if column in ("failed", "rate") else "left")
@@ -184,6 +188,8 @@ def _print_facts(console: Console, detail: JobDetail) -> None:
 
 def _print_items(console: Console, detail: JobDetail) -> None:
     """The items needing attention (the first 50), and what to do about them."""
+    from rich.table import Table
+
     items = Table(title="items needing attention", title_justify="left")
     for column in ("key", "status", "attempts", "when", "error"):
         items.add_column(column)
@@ -212,6 +218,8 @@ def _print_items(console: Console, detail: JobDetail) -> None:
 
 
 def _print_runs(console: Console, runs: list[RunView]) -> None:
+    from rich.table import Table
+
     table = Table(title="runs (newest first)", title_justify="left")
     for column in ("started", "status", "host:pid", "items", "note"):
         table.add_column(column)
@@ -268,6 +276,8 @@ def failed(
     if not rows:
         click.echo(f"Job {record.job!r} has no failed items.")
         return
+    from rich.table import Table
+
     table = Table(title=f"failed items of {safe(record.job)}", title_justify="left")
     for column in ("key", "status", "attempts", "when", "error"):
         table.add_column(column)
