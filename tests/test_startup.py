@@ -151,13 +151,8 @@ def test_status_of_an_empty_store_loads_no_table_and_no_run(tmp_path: Path) -> N
     midway.Job("made-the-store", store=store).info()  # the store, with no job in it
     modules = loaded_after(run_command("status", "--store", store), cwd=tmp_path)
     assert "midway.cli.reading" in modules
-    assert (
-        found(
-            modules,
-            ["rich", "midway.run.engine", "midway.each", "midway.web", *NEVER_FOR_A_PLAIN_RUN],
-        )
-        == []
-    )
+    unused = ["rich", "importlib.resources", "zipfile", "midway.run.engine", "midway.each"]
+    assert found(modules, [*unused, "midway.web", *NEVER_FOR_A_PLAIN_RUN]) == []
 
 
 def test_the_help_listed_without_importing_is_each_commands_own() -> None:
@@ -195,3 +190,18 @@ def test_help_lists_every_command_as_when_they_are_imported() -> None:
     ]
     assert "resume, and..." in shown[0]
     assert shown[0] == shown[1]
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+def test_the_sql_files_read_from_disk_are_the_package_resources(dialect: str) -> None:
+    """sqlfiles reads its folder from disk, and through importlib.resources only when the
+    package is not on disk: both must name the same files."""
+    from importlib import resources
+
+    from midway.stores import sqlfiles
+
+    folder = sqlfiles._folder(dialect)
+    assert isinstance(folder, Path)
+    packaged = resources.files("midway.stores").joinpath("sql", dialect)
+    assert sorted(e.name for e in folder.iterdir()) == sorted(e.name for e in packaged.iterdir())
+    assert sqlfiles.queries(dialect)
