@@ -51,18 +51,15 @@ __all__ = [
     "sql",
 ]
 
-_BASE = (
-    "ByteProgress",
-    "Chunk",
-    "Cursor",
-    "KeySpec",
-    "Malformed",
-    "Sharded",
-    "Source",
-    "Splittable",
-)
 _HOME = {
-    **dict.fromkeys(_BASE, "base"),
+    "ByteProgress": "base",
+    "Chunk": "base",
+    "Cursor": "base",
+    "KeySpec": "base",
+    "Malformed": "base",
+    "Sharded": "base",
+    "Source": "base",
+    "Splittable": "base",
     "csv": "csvfile",
     "dataframe": "dataframe",
     "files": "listing",
