@@ -3,9 +3,10 @@
 Each command is run as a fresh process many times; within a round every command runs once,
 ``python -c pass`` included, in an order that rotates from round to round, so that all see
 the same machine. The table shows the median wall time of each and what it adds to
-``python -c pass``. midway's own import time is also read from ``python -X importtime``
-(the cumulative figure of the ``midway`` package: what its import costs past the
-interpreter's start), the median over as many runs.
+``python -c pass``, and the median processor time (user + system) of each, which a busy
+machine inflates less than the wall time. midway's own import time is also read from
+``python -X importtime`` (the cumulative figure of the ``midway`` package: what its import
+costs past the interpreter's start), the median over as many runs.
 
     .venv/bin/python benchmarks/startup.py              # 21 rounds, about half a minute
     .venv/bin/python benchmarks/startup.py --rounds 51  # steadier on a busy machine
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -44,11 +46,13 @@ class Command:
     argv: list[str]
     goal_ms: float | None = None
     seconds: list[float] = field(default_factory=list)
+    cpu_seconds: list[float] = field(default_factory=list)
 
     def median_ms(self) -> float:
         return statistics.median(self.seconds) * 1000
 
     def run_once(self, cwd: Path, env: dict[str, str]) -> None:
+        cpu_before = children_cpu()
         started = time.perf_counter()
         done = subprocess.run(
             self.argv,
@@ -63,6 +67,14 @@ class Command:
         if done.returncode != 0:
             raise SystemExit(f"{self.label} failed ({done.returncode}): {done.stderr.decode()}")
         self.seconds.append(elapsed)
+        self.cpu_seconds.append(children_cpu() - cpu_before)
+
+
+def children_cpu() -> float:
+    """User + system seconds of the finished children: what a command cost the processor,
+    which another program on the machine slows down less than it does the wall clock."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def midway_command() -> list[str]:
@@ -145,10 +157,10 @@ def hardware_line() -> str:
 
 def table(commands: list[Command], imports: list[float]) -> list[list[str]]:
     base = commands[0]
-    rows = [["command", "median", "min", "max", "past python -c pass", "goal"]]
+    rows = [["command", "wall median", "min", "max", "past python -c pass", "CPU median", "goal"]]
     for command in commands:
         past = command.median_ms() - base.median_ms()
-        goal = "" if command.goal_ms is None else f"< {command.goal_ms:.0f} ms"
+        goal = "" if command.goal_ms is None else f"< {command.goal_ms:.0f} ms wall"
         rows.append(
             [
                 command.label,
@@ -156,6 +168,7 @@ def table(commands: list[Command], imports: list[float]) -> list[list[str]]:
                 f"{min(command.seconds) * 1000:.1f} ms",
                 f"{max(command.seconds) * 1000:.1f} ms",
                 "" if command is base else f"{past:+.1f} ms",
+                f"{statistics.median(command.cpu_seconds) * 1000:.1f} ms",
                 goal,
             ]
         )
@@ -165,6 +178,7 @@ def table(commands: list[Command], imports: list[float]) -> list[list[str]]:
             f"{statistics.median(imports):.1f} ms",
             f"{min(imports):.1f} ms",
             f"{max(imports):.1f} ms",
+            "",
             "",
             f"< {IMPORT_GOAL_MS:.0f} ms",
         ]
