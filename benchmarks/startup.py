@@ -12,10 +12,11 @@ costs past the interpreter's start), the median over as many runs.
     .venv/bin/python benchmarks/startup.py --rounds 51  # steadier on a busy machine
     .venv/bin/python benchmarks/startup.py --markdown   # the table as markdown
 
-``midway status`` reads an empty store made in a temporary folder before the clock starts
-(``MIDWAY_STORE``); the working directory of every command is that folder. The commands run
-with their compiled ``.pyc`` files written (a warm-up run of each writes them), as after
-``pip install``: ``PYTHONDONTWRITEBYTECODE`` is dropped from their environment.
+``midway status`` reads a store made in a temporary folder before the clock starts: an empty
+one (``MIDWAY_STORE``), and one with three finished jobs (a table); the working directory of
+every command is that folder. The commands run with their compiled ``.pyc`` files written (a
+warm-up run of each writes them), as after ``pip install``: ``PYTHONDONTWRITEBYTECODE`` is
+dropped from their environment.
 """
 
 from __future__ import annotations
@@ -102,25 +103,38 @@ def own_import_ms(env: dict[str, str], cwd: Path) -> float:
     raise SystemExit(f"no line for midway in -X importtime's output:\n{done.stderr}")
 
 
-def make_empty_store(folder: Path, env: dict[str, str]) -> None:
-    """A store with no job in it, as on the first day (made by the library, untimed)."""
-    code = "import midway.stores as s; s.open_store(s.default_url()).close()"
-    subprocess.run([sys.executable, "-c", code], cwd=folder, env=env, check=True)
+def make_store(folder: Path, env: dict[str, str], jobs: int) -> str:
+    """A store with ``jobs`` finished jobs in it (none: as on the first day), made by the
+    library before the clock starts; its URL."""
+    url = f"sqlite:///{folder / f'state-{jobs}.db'}"
+    code = (
+        "import sys, midway, midway.stores as s\n"
+        "s.open_store(sys.argv[1]).close()\n"
+        "for i in range(int(sys.argv[2])):\n"
+        "    job = midway.Job(f'job-{i}', store=sys.argv[1], quiet=True)\n"
+        "    job.run(range(1000), lambda item, ctx: None)\n"
+    )
+    subprocess.run([sys.executable, "-c", code, url, str(jobs)], cwd=folder, env=env, check=True)
+    return url
 
 
 def measure(rounds: int) -> tuple[list[Command], list[float]]:
     folder = Path(tempfile.mkdtemp(prefix="midway-startup-"))
     try:
-        env = dict(os.environ, MIDWAY_STORE=f"sqlite:///{folder / 'state.db'}")
+        env = dict(os.environ)
         env.pop("PYTHONPROFILEIMPORTTIME", None)
         env.pop("PYTHONDONTWRITEBYTECODE", None)  # the warm-up writes the .pyc, as an install does
-        make_empty_store(folder, env)
+        env["MIDWAY_STORE"] = make_store(folder, env, 0)
+        three = make_store(folder, env, 3)
         midway = midway_command()
         commands = [
             Command("python -c pass", [sys.executable, "-c", "pass"]),
             Command("python -c 'import midway'", [sys.executable, "-c", "import midway"]),
             Command("midway --help", [*midway, "--help"], COMMAND_GOAL_MS),
             Command("midway status (empty store)", [*midway, "status"], COMMAND_GOAL_MS),
+            Command(
+                "midway status (3 jobs)", [*midway, "status", "--store", three], COMMAND_GOAL_MS
+            ),
         ]
         for command in commands:  # one warm-up each: the disk cache, the .pyc files
             command.run_once(folder, env)
