@@ -93,13 +93,13 @@ class LazyGroup(click.Group):
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         """As click's, a command not yet imported standing in by the help in the table."""
-        names = self.list_commands(ctx)
-        limit = formatter.width - 6 - max(map(len, names), default=0)
-        rows = []
-        for name in names:
-            command = self.commands.get(name) or click.Command(name, help=self.lazy[name][1])
-            if not command.hidden:
-                rows.append((name, command.get_short_help_str(limit)))
+        shown = [
+            (name, self.commands.get(name) or click.Command(name, help=self.lazy[name][1]))
+            for name in self.list_commands(ctx)
+        ]
+        shown = [(name, command) for name, command in shown if not command.hidden]
+        limit = formatter.width - 6 - max((len(name) for name, _ in shown), default=0)
+        rows = [(name, command.get_short_help_str(limit)) for name, command in shown]
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
