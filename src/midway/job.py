@@ -7,27 +7,25 @@ import dataclasses
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from midway._model.identity import JobId, make_job_id
-from midway._model.ledger import ItemRecord
+from midway._model.identity import JobId, make_job_id, worker_mode
 from midway._model.redaction import redact_url
-from midway._model.result import RunResult
 from midway._model.settings import DriftPolicy, Executor, Guarantee, Settings
-from midway.distributed.dask import is_dask_client, run_on_dask
-from midway.distributed.worker import RunPartition, run_distributed, worker_mode
 from midway.errors import ConfigError
-from midway.ops.api import on_job
-from midway.run.context import Context
-from midway.run.engine import Engine
-from midway.run.failures import Retry
-from midway.run.handlers import prepare as prepare_handler
-from midway.sources._input import as_source
-from midway.sources.base import Source
-from midway.stores import Lease, Store, absolute_url, default_url, open_store
-from midway.stores.approvals import decide
-from midway.stores.base import JobRecord
 
+# What a run needs (the engine, the stores, the sources, the distributed workers) and what
+# the operator's calls need (midway.ops) is imported by the method that needs it:
+# ``import midway`` stays fast for a command line.
 if TYPE_CHECKING:
+    from midway._model.ledger import ItemRecord
+    from midway._model.result import RunResult
+    from midway.distributed.worker import RunPartition
     from midway.ops.models import JobStatus
+    from midway.run.context import Context
+    from midway.run.engine import Engine
+    from midway.run.failures import Retry
+    from midway.sources.base import Source
+    from midway.stores import Lease, Store
+    from midway.stores.base import JobRecord
 
 _OPTION_NAMES = frozenset(field.name for field in dataclasses.fields(Settings))
 
@@ -102,6 +100,8 @@ class Job:
         partitions: int = 1,
         on_waiting: Callable[[ItemRecord], Any] | None = None,
     ) -> None:
+        from midway.stores import absolute_url, default_url
+
         self.id: JobId = make_job_id(name, params)
         # absolute now: the same store wherever the process goes, and in every message
         self.store_url = absolute_url(store or default_url())
@@ -193,16 +193,25 @@ class Job:
         ``batch_seconds=T``: a batch that began filling T seconds ago goes out, partial,
         with the next records the source gives (for a slow source: an API's pages).
         """
+        from midway.run.engine import Engine
+        from midway.run.handlers import prepare as prepare_handler
+        from midway.sources._input import as_source
+
         job = self.batched(batch, batch_seconds)
         source = as_source(source)
         handler, owned = prepare_handler(
             handler, workers=job.settings.workers, executor=job.settings.executor
         )
         try:
-            if is_dask_client(distributed):
-                runner = job._partition_runner(handler, state)
-                return run_on_dask(job, source, runner, state, distributed)
+            if not isinstance(distributed, bool):  # a dask.distributed.Client, or refused
+                from midway.distributed.dask import is_dask_client, run_on_dask
+
+                if is_dask_client(distributed):
+                    runner = job._partition_runner(handler, state)
+                    return run_on_dask(job, source, runner, state, distributed)
             if distributed or worker_mode():
+                from midway.distributed.worker import run_distributed
+
                 return run_distributed(job, source, job._partition_runner(handler, state), state)
             engine = Engine(job, source, state)
             engine.start()
@@ -219,6 +228,8 @@ class Job:
         def run_partition(
             index: int, count: int, part: Source, lease: Lease, store: Store
         ) -> RunResult:
+            from midway.run.engine import Engine
+
             engine = Engine(self.partition_job(index, count), part, state, lease=lease, store=store)
             engine.start()
             return engine.run_handler(handler)
@@ -260,6 +271,8 @@ class Job:
         hands them; ``loop.ctx.keys``, ``loop.ctx.fail`` and ``loop.ctx.skip`` work on the
         list in hand.
         """
+        from midway.sources._input import as_source
+
         job = self.batched(batch, batch_seconds)
         job.settings.check_for_loop()
         return Loop(job, as_source(source), state)
@@ -277,6 +290,7 @@ class Job:
             if s.checkpoint:
                 print("resumes at", s.checkpoint.position, "saved", s.checkpoint.saved_at)
         """
+        from midway.ops.api import on_job
         from midway.ops.status import status_of  # the views load on first use
 
         return on_job(self.store_url, self.key, status_of)
@@ -292,6 +306,7 @@ class Job:
                 print(record.key, record.error, record.attempts, record.at)
         """
         from midway.ops import actions
+        from midway.ops.api import on_job
 
         return iter(on_job(self.store_url, self.key, actions.listed_items, status))
 
@@ -308,6 +323,7 @@ class Job:
             job.retry(keys=[4711, 4712])
         """
         from midway.ops import actions
+        from midway.ops.api import on_job
 
         return on_job(self.store_url, self.key, actions.retry, keys, error)
 
@@ -322,6 +338,7 @@ class Job:
             job.resolve(["INV-7"], done=True)
         """
         from midway.ops import actions
+        from midway.ops.api import on_job
 
         return on_job(self.store_url, self.key, actions.resolve, keys, done=done)
 
@@ -334,6 +351,7 @@ class Job:
             job.note("paused for the CRM upgrade; resume after 18:00")
         """
         from midway.ops import actions
+        from midway.ops.api import on_job
 
         on_job(self.store_url, self.key, actions.note, text, author)
 
@@ -342,6 +360,7 @@ class Job:
         every partition, and how it was split). The next run starts from the first item.
         Refused (:class:`midway.LeaseHeld`) while a runner holds it."""
         from midway.ops import actions
+        from midway.ops.api import on_job
 
         on_job(self.store_url, self.key, actions.reset)
 
@@ -354,11 +373,14 @@ class Job:
             Path("handoff.html").write_text(job.report("html"))
         """
         from midway.ops import actions
+        from midway.ops.api import on_job
 
         return on_job(self.store_url, self.key, actions.report, format)
 
     def info(self) -> JobRecord | None:
         """What the store holds about this job (checkpoint, status, lease), or None."""
+        from midway.stores import open_store
+
         store = open_store(self.store_url, durable=self.durable)
         try:
             return store.get_job(self.key)
@@ -379,6 +401,9 @@ class Job:
         next run hands the decided items back. Refused while a runner holds the job."""
         if isinstance(keys, str | bytes):
             raise ConfigError(f"keys={keys!r}: give a list of item keys (or None for all)")
+        from midway.stores import open_store
+        from midway.stores.approvals import decide
+
         store = open_store(self.store_url, durable=self.durable)
         try:
             chosen = None if keys is None else list(keys)
@@ -399,6 +424,8 @@ class Loop:
 
     def _started(self) -> Engine:
         if self._engine is None:
+            from midway.run.engine import Engine
+
             engine = Engine(self._job, self._source, self._initial)
             engine.start()
             self._engine = engine

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +16,11 @@ _PART = re.compile(r"^p\d+of\d+$")
 WORKER_ENV = "MIDWAY_WORKER"
 """Set to ``1`` by ``midway worker``: every ``job.run`` in its script runs one partition
 after another of a distributed job."""
+
+
+def worker_mode() -> bool:
+    """Under ``midway worker`` (:data:`WORKER_ENV`): every ``job.run`` runs distributed."""
+    return os.environ.get(WORKER_ENV) == "1"
 
 
 def partition_of(key: str) -> str | None:
@@ -44,6 +49,8 @@ class JobId:
         """The key of the whole job (a partition's key without its ``~part``)."""
         if not self.params:
             return self.name
+        import hashlib  # not at the top: it loads OpenSSL, slow for ``import midway``
+
         digest = hashlib.sha256(jsonutil.canonical(self.params).encode()).hexdigest()
         return f"{self.name}@{digest[:8]}"
 
@@ -57,6 +64,8 @@ class JobId:
 
     def idempotency_key(self, item_key: Any) -> str:
         """Stable for this job and item across runs and machines (for APIs that deduplicate)."""
+        import hashlib
+
         text = jsonutil.canonical([self.name, self.params, item_key])
         return "midway-" + hashlib.sha256(text.encode()).hexdigest()[:32]
 

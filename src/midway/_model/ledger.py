@@ -21,7 +21,6 @@ from enum import StrEnum
 from types import UnionType
 
 from midway._model.jsonutil import JSONValue
-from midway._model.owner import iso
 
 
 class ItemStatus(StrEnum):
@@ -102,6 +101,8 @@ class ItemRecord:
 
     def to_json(self) -> dict[str, JSONValue]:
         """What a person is shown (``midway show --json``, the dashboard, the report)."""
+        from midway._model.owner import iso  # not for ``import midway``: owner is a run's
+
         body = {name: getattr(self, name) for name in _SHOWN}
         body["updated_at"] = iso(self.updated_at)
         return body

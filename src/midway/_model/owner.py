@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import time
 from dataclasses import dataclass
 from functools import cache
@@ -13,6 +12,8 @@ from midway._model.identity import WORKER_ENV
 
 @cache
 def hostname() -> str:
+    import socket  # loaded when a run starts, not by ``import midway``
+
     return socket.gethostname()
 
 

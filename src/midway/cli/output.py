@@ -4,16 +4,17 @@ markup or terminal controls."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.markup import escape
-from rich.text import Text
 
 from midway._model.result import RunStatus
 from midway.console import printable
 from midway.stores import Store, default_url, open_store
+
+if TYPE_CHECKING:  # rich is imported when something is printed with it: it is slow to load
+    from rich.console import Console
+    from rich.text import Text
 
 STATUS_STYLE: dict[str, str] = {
     RunStatus.RUNNING: "bold green",
@@ -37,16 +38,22 @@ def print_json(data: Any) -> None:
 
 
 def terminal() -> Console:
+    from rich.console import Console
+
     return Console(highlight=False, soft_wrap=True)
 
 
 def cell(value: str) -> Text:
     """Text from the store in a table: no rich markup read in it, its controls escaped."""
+    from rich.text import Text
+
     return Text(printable(value))
 
 
 def safe(value: str) -> str:
     """Text from the store inside a rich markup string."""
+    from rich.markup import escape
+
     return escape(printable(value))
 
 

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from midway._model.ledger import FAILED, RETRY, SKIPPED, ItemStatus
 from midway._model.owner import describe_age, iso
@@ -35,6 +33,10 @@ from midway.views.waiting import WaitingView, waiting_items
 
 SHOWN_QUESTIONS = 3
 """``status`` shows a job's oldest questions, this many."""
+
+if TYPE_CHECKING:  # rich is imported where a table is drawn: not for --json, nor "no jobs"
+    from rich.console import Console
+    from rich.text import Text
 
 
 @click.command()
@@ -76,10 +78,12 @@ def status(store_url: str | None, as_json: bool) -> None:
     if as_json:
         print_json([job.to_json() for job in jobs])
         return
-    console = terminal()
-    if not jobs:
-        console.print(f"No jobs in {safe(store.url)} yet. Run one, or try: midway demo")
+    if not jobs:  # plain text: no need to load rich
+        click.echo(f"No jobs in {printable(store.url)} yet. Run one, or try: midway demo")
         return
+    console = terminal()
+    from rich.table import Table
+
     table = Table(title=f"midway jobs in {safe(store.url)}", title_justify="left")
     for column in ("job", "status", "progress", "failed", "checkpoint", "rate", "ETA", "owner"):
         table.add_column(column, justify="right" if column in ("failed", "rate") else "left")
@@ -191,6 +195,8 @@ def show(job: str, store_url: str | None, as_json: bool) -> None:
 
 
 def _print_partitions(console: Console, parts: tuple[PartitionStatus, ...]) -> None:
+    from rich.table import Table
+
     table = Table(title="partitions", title_justify="left")
     for column in ("partition", "status", "progress", "failed", "checkpoint", "worker"):
         table.add_column(column)
@@ -242,6 +248,8 @@ def _print_facts(console: Console, detail: JobDetail) -> None:
 
 def _print_items(console: Console, detail: JobDetail) -> None:
     """The items needing attention (the first 50), and what to do about them."""
+    from rich.table import Table
+
     items = Table(title="items needing attention", title_justify="left")
     for column in ("key", "status", "attempts", "when", "error"):
         items.add_column(column)
@@ -284,6 +292,8 @@ def _print_waiting_line(console: Console, row: JobStatus, asked: list[WaitingVie
 
 def _print_waiting(console: Console, detail: JobDetail) -> None:
     """``show``: the items waiting for a person, with their questions and data."""
+    from rich.table import Table
+
     table = Table(title="items waiting for a decision", title_justify="left")
     for column in ("key", "status", "asked", "question", "data", "decision"):
         table.add_column(column)
@@ -309,6 +319,8 @@ def _print_waiting(console: Console, detail: JobDetail) -> None:
 
 
 def _print_runs(console: Console, runs: list[RunView]) -> None:
+    from rich.table import Table
+
     table = Table(title="runs (newest first)", title_justify="left")
     for column in ("started", "status", "host:pid", "items", "note"):
         table.add_column(column)
@@ -365,6 +377,8 @@ def failed(
     if not rows:
         click.echo(f"Job {target.key!r} has no failed items.")
         return
+    from rich.table import Table
+
     table = Table(title=f"failed items of {safe(target.key)}", title_justify="left")
     for column in ("key", "status", "attempts", "when", "error"):
         table.add_column(column)

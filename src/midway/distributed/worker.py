@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from midway._model.checkpoint import COUNTER_NAMES, Counters
-from midway._model.identity import WORKER_ENV, JobId
+from midway._model.identity import JobId
 from midway._model.owner import Owner
 from midway._model.result import RunResult, RunStatus
 from midway.console import say
@@ -43,11 +43,6 @@ from midway.stores import JobRecord, Lease, Store, open_store
 from midway.stores.reuse import reusing_connections
 
 POLL_SECONDS = 0.2
-
-
-def worker_mode() -> bool:
-    """``midway worker`` sets this: every ``job.run`` in the script runs distributed."""
-    return os.environ.get(WORKER_ENV) == "1"
 
 
 RunPartition = Callable[[int, int, Source, Lease, Store], RunResult]

@@ -6,10 +6,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
 
-from midway.stores import Store, absolute_url, default_url, open_store
-
-if TYPE_CHECKING:  # the views load when a call reads a store, not with `import midway`
+if TYPE_CHECKING:  # the stores and views load when a call reads a store, not on import
     from midway.ops.models import JobStatus
+    from midway.stores import Store
     from midway.views.whole import Target
 
 P = ParamSpec("P")
@@ -20,6 +19,8 @@ R = TypeVar("R")
 def opened(url: str | None) -> Iterator[Store]:
     """The store at ``url`` (default: the one jobs use when none is named), which must
     exist: a mistyped URL is an error, not a new empty store."""
+    from midway.stores import absolute_url, default_url, open_store
+
     store = open_store(absolute_url(url or default_url()), create=False)
     try:
         yield store

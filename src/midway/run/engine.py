@@ -43,8 +43,6 @@ from midway.run.guarantees import for_settings
 from midway.run.handlers import check_result
 from midway.run.itemflow import ItemFlow
 from midway.run.opening import Opening, PartitionDone
-from midway.run.parallel import Parallel
-from midway.run.parallelbatches import ParallelBatches
 from midway.run.progress import reporter
 from midway.run.reducers import Combiner
 from midway.run.retrypass import RetryPass
@@ -195,6 +193,8 @@ class Engine:
                 run.finished = run.stop_error is None and run.stop_signal is None
                 slices.close()
             elif run.settings.workers > 1:
+                from midway.run.parallel import Parallel  # asyncio, concurrent.futures
+
                 slices.close()
                 Parallel(self, handler).run()
             else:
@@ -212,6 +212,8 @@ class Engine:
             if not batcher.before_input(handler):
                 pass
             elif self.run.settings.workers > 1:
+                from midway.run.parallelbatches import ParallelBatches  # concurrent.futures
+
                 ParallelBatches(batcher, self, handler).run()
             else:
                 batcher.run_handler(handler)

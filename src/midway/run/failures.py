@@ -14,11 +14,7 @@ restarts.
 
 from __future__ import annotations
 
-import datetime as dt
-import email.utils
 import math
-import random
-import traceback
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -90,6 +86,8 @@ class Retry:
         asked = retry_after(exc)
         if asked is not None:
             return min(max(asked, 0.0), self.max_backoff)
+        import random  # here, as datetime and traceback below: what only failures need
+
         return backoff_delay(failed_attempt, self.backoff, self.max_backoff, random.random)
 
 
@@ -114,6 +112,8 @@ def retry_after(exc: BaseException) -> float | None:
             value = headers.get("Retry-After")
     if value is None:
         return None
+    import datetime as dt
+
     if isinstance(value, dt.datetime):
         when = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
         return (when - dt.datetime.now(dt.UTC)).total_seconds()
@@ -123,6 +123,8 @@ def retry_after(exc: BaseException) -> float | None:
         try:
             return float(value)
         except ValueError:
+            import email.utils  # an HTTP date: rare, and email is slow to import
+
             try:
                 date = email.utils.parsedate_to_datetime(value)
             except (TypeError, ValueError):
@@ -271,6 +273,8 @@ def describe(exc: BaseException) -> str:
 
 def short_traceback(exc: BaseException) -> str:
     """The last frames of the traceback: enough to find the line, small enough to keep."""
+    import traceback
+
     lines = traceback.format_exception(exc)
     text = escape_text(redact_text("".join(lines[-TRACEBACK_LINES:])))
     return text[-4000:]

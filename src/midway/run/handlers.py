@@ -12,14 +12,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
 import sys
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from midway.errors import ConfigError
+
+if TYPE_CHECKING:
+    import asyncio
 
 Handler = Callable[[Any, Any], Any]
 
@@ -126,6 +128,8 @@ class AsyncOneByOne:
     def __call__(self, item: Any, ctx: Any) -> Any:
         runner = self.runner
         if runner is None:
+            import asyncio  # slow to import: only for an ``async def`` handler
+
             runner = self.runner = asyncio.Runner()
         return runner.run(self.handler(item, ctx))
 

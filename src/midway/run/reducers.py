@@ -23,7 +23,6 @@ declares other reducers than the checkpoint it resumes from is refused.
 from __future__ import annotations
 
 import math
-import shlex
 from collections.abc import Callable
 from typing import Any
 
@@ -177,6 +176,8 @@ def check_declaration(job_key: str, saved: object, reducers: Reducers) -> None:
     now = declaration(reducers)
     if before == now:
         return
+    import shlex  # for this message only: not for ``import midway``
+
     reset = f"midway reset {shlex.quote(job_key)} --yes"
     raise RefusedError(
         f"job {job_key!r} was checkpointed with the state reducers {_show(before)}, and this "

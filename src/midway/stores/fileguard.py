@@ -20,10 +20,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import secrets
-import shutil
 import stat
-import tempfile
 import time
 from contextlib import suppress
 from pathlib import Path
@@ -103,6 +100,8 @@ def unsafe_folder(path: Path, *, follow: bool) -> str | None:
 
 def write_temp(folder: Path, name: str, body: bytes, *, durable: bool) -> Path:
     """A complete new file with ``body`` in ``folder``, under an unpredictable name."""
+    import tempfile  # here and below: the file store's, not every command's, imports
+
     fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
     try:
         view = memoryview(body)
@@ -127,6 +126,8 @@ def fsync_dir(folder: Path) -> None:
 
 
 def new_write_dir(folder: Path, token: int) -> Path:
+    import tempfile
+
     return Path(tempfile.mkdtemp(prefix=f"{WRITE_DIR}{token}-", dir=folder))
 
 
@@ -138,6 +139,9 @@ def find_write_dir(folder: Path, token: int) -> Path | None:
 
 def revoke(folder: Path, keep: Path | None = None) -> None:
     """Rename every write folder in ``folder`` but ``keep`` away, then remove them."""
+    import secrets
+    import shutil
+
     for entry in os.scandir(folder):
         if entry.name.startswith(WRITE_DIR) and (keep is None or entry.name != keep.name):
             trash = folder / f"{TRASH}{secrets.token_hex(8)}"
@@ -150,6 +154,8 @@ def revoke(folder: Path, keep: Path | None = None) -> None:
 
 def sweep(folder: Path) -> None:
     """Remove what killed writers left: temporary files and half-removed write folders."""
+    import shutil
+
     for entry in os.scandir(folder):
         if entry.name.startswith(TRASH):
             shutil.rmtree(entry.path, ignore_errors=True)
@@ -175,6 +181,8 @@ def fenced_replace(tmp: Path, path: Path, wdir: Path) -> None:
 def fenced_unlink(path: Path, wdir: Path) -> None:
     """Remove ``path`` (if there) by moving it into ``wdir`` first, so that a revoked
     writer cannot remove a file of the runner that took over."""
+    import secrets
+
     gone = wdir / f".gone-{secrets.token_hex(6)}"
     try:
         os.rename(path, gone)

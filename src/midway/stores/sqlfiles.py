@@ -4,13 +4,25 @@ from __future__ import annotations
 
 import re
 from functools import cache
-from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
 
 _NAME = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
 _MIGRATION = re.compile(r"^(\d{4})_\w+\.sql$")
 
 
-def _folder(dialect: str) -> resources.abc.Traversable:
+def _folder(dialect: str) -> Traversable:
+    """The folder beside this file; through importlib.resources only when the package is
+    not on disk (a zip): importlib.resources loads tempfile and zipfile, which would slow
+    the start of every command that opens a store."""
+    beside = Path(__file__).with_name("sql") / dialect
+    if beside.is_dir():
+        return beside
+    from importlib import resources
+
     return resources.files("midway.stores").joinpath("sql", dialect)
 
 
