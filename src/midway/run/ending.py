@@ -167,8 +167,10 @@ class Ending:
 
     def complete(self) -> RunResult:
         run, commits = self.run, self.commits
-        if run.pending or self.steps.touched:
-            commits.checkpoint(wait=True)  # the last records commit before the completion
+        if run.pending or self.steps.touched or self.guarantee.holds_writes:
+            # the last records (and, exactly-once, the handler's last writes) commit before
+            # the completion
+            commits.checkpoint(wait=True)
         self.guarantee.discard_uncommitted(run.store)
         counters = run.counters
         result = self.make_result(

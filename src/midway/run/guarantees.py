@@ -87,6 +87,12 @@ class Guarantee:
     def committed(self) -> None:
         """A checkpoint was committed (on this thread)."""
 
+    @property
+    def holds_writes(self) -> bool:
+        """The handler's writes since the last checkpoint wait for the next one's commit:
+        a run that completes must write a last checkpoint, or they are rolled back."""
+        return False
+
     def discard_uncommitted(self, store: Store | None) -> None:
         """The run ends or rolls back: drop what was written since the last checkpoint."""
 
@@ -176,6 +182,10 @@ class ExactlyOnce(Guarantee):
 
     def committed(self) -> None:
         self.open = False  # write_checkpoint committed the handler's writes too
+
+    @property
+    def holds_writes(self) -> bool:
+        return self.connection is not None and self.open
 
     def discard_uncommitted(self, store: Store | None) -> None:
         if self.connection is not None and self.open and store is not None:
