@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import midway
+from measure import cpu_model
 
 BATCH = 100
 
@@ -51,14 +52,7 @@ def with_midway(data: list[int], folder: Path, name: str, every: int | None) -> 
 
 
 def hardware() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    model = cpu_model()
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     load = os.getloadavg()[0]
     return (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import platform
 import shutil
 import statistics
 import sys
@@ -172,3 +173,14 @@ class Session:
 
     def job_name(self) -> str:
         return f"bench-{self.next_number()}"
+
+
+def cpu_model() -> str:
+    """The processor's name, for the hardware line every benchmark prints."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

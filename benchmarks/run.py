@@ -47,6 +47,7 @@ from measure import (
     Section,
     Session,
     Thunk,
+    cpu_model,
     fmt_rate,
     progress,
     run_rounds,
@@ -453,16 +454,6 @@ def filesystem_of(path: Path) -> str:
             if inside and len(mount) > len(best):
                 best, kind = mount, parts[2]
     return kind
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def git_revision() -> str:

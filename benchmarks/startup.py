@@ -34,6 +34,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from measure import cpu_model
+
 # The goals of the start-up issue, in ms, on the 2-core machine it was measured on.
 IMPORT_GOAL_MS = 30.0
 COMMAND_GOAL_MS = 120.0
@@ -148,16 +150,6 @@ def measure(rounds: int) -> tuple[list[Command], list[float]]:
         return commands, imports
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def hardware_line() -> str:
