@@ -47,11 +47,10 @@ import sys
 import time
 from typing import Any
 
+from midway._model.logformat import FORMAT_VARIABLE, LOG_FORMATS
 from midway.errors import ConfigError
 
 log = logging.getLogger("midway")
-LOG_FORMATS = ("plain", "json")
-FORMAT_VARIABLE = "MIDWAY_LOG_FORMAT"
 EVENT = "midway_event"
 FIELDS = "midway_fields"
 

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 
 import click
 
-from midway.console import FORMAT_VARIABLE, LOG_FORMATS
+from midway._model.logformat import FORMAT_VARIABLE, LOG_FORMATS
 from midway.errors import EXIT_FAILED, MidwayError
 
 COMMANDS: Mapping[str, tuple[str, str]] = {
