@@ -15,7 +15,7 @@ from click.testing import CliRunner
 import midway
 from midway import Context, sources
 from midway.cli.app import cli
-from midway.stores import open_store
+from support.ledgers import ledger
 
 FAST = midway.Retry(attempts=2, on=(Exception,), backoff=0)
 
@@ -24,14 +24,6 @@ def job_for(store_url: str, name: str = "batches", **options: Any) -> midway.Job
     options.setdefault("every", 10)
     options.setdefault("every_seconds", None)
     return midway.Job(name, store=store_url, quiet=True, progress=False, **options)
-
-
-def ledger(store_url: str, job: str, *statuses: str) -> dict[Any, Any]:
-    store = open_store(store_url)
-    try:
-        return {r.key: r for r in store.list_items(job, statuses)}
-    finally:
-        store.close()
 
 
 def numbers(n: int) -> Any:

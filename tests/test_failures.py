@@ -18,7 +18,7 @@ from click.testing import CliRunner
 import midway
 from midway.cli.app import cli
 from midway.run.failures import Action, Decision, FailurePolicy, Retry, backoff_delay, retry_after
-from midway.stores import open_store
+from support.ledgers import ledger
 
 FAST = midway.Retry(attempts=3, on=(TimeoutError,), backoff=0)
 
@@ -48,14 +48,6 @@ def job_for(store_url: str, name: str = "flaky", **options: Any) -> midway.Job:
     options.setdefault("skip_on", (ValueError,))
     options.setdefault("max_failures", 0.5)
     return midway.Job(name, store=store_url, every=7, progress=False, quiet=True, **options)
-
-
-def ledger(store_url: str, job: str, *statuses: str) -> dict[Any, Any]:
-    store = open_store(store_url)
-    try:
-        return {r.key: r for r in store.list_items(job, statuses)}
-    finally:
-        store.close()
 
 
 def test_retries_skips_and_failures_are_recorded_and_the_job_goes_on(store_url: str) -> None:

@@ -20,6 +20,7 @@ from midway.stores import open_store
 from support.crashjob import pick_seed, reap_runners
 from support.crm import EXAMPLES, Served, example, serve_crm
 from support.killer import kill_until_done
+from support.ledgers import completed
 
 COUNT = 10_000
 KILLS = 5
@@ -96,15 +97,7 @@ def test_import_survives_kills_and_leaves_each_contact_once(crm: Served, tmp_pat
         store_url,
     ]
 
-    def finished() -> bool:  # a kill may land during the last commits
-        store = open_store(store_url)
-        try:
-            return any(
-                r.name == "import-contacts" and r.checkpoint is None and r.summary is not None
-                for r in store.list_jobs()
-            )
-        finally:
-            store.close()
+    finished = completed(store_url, "import-contacts")
 
     # at most KILLS * 1,500 records before the last kill, fewer than COUNT: each lands mid-run
     report = kill_until_done(

@@ -18,6 +18,7 @@ import pytest
 from midway.stores import open_store
 from support.crashjob import pick_seed, reap_runners
 from support.killer import kill_until_done
+from support.ledgers import completed
 
 aiosmtpd_controller = pytest.importorskip("aiosmtpd.controller")
 
@@ -113,15 +114,7 @@ def test_newsletter_goes_out_at_most_once_through_kills(
         store_url,
     ]
 
-    def finished() -> bool:  # a kill may land during the last commits
-        store = open_store(store_url)
-        try:
-            return any(
-                r.name == "send-newsletter" and r.checkpoint is None and r.summary is not None
-                for r in store.list_jobs()
-            )
-        finally:
-            store.close()
+    finished = completed(store_url, "send-newsletter")
 
     report = kill_until_done(
         argv,
