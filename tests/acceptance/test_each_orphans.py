@@ -141,6 +141,7 @@ def test_the_next_run_kills_what_the_dead_run_left_before_its_records_run(
     (bg,) = folder.bg()
     assert alive(bg), "the command's own child outlives it: the next run must stop it"
 
+    before = len(folder.lines())  # with -j 3 the dead run may have run records past r3
     again = folder.run("--guarantee", guarantee, "-j", jobs)
     assert not alive(bg), again.stderr
     assert f"left running (pids {bg})" in again.stderr, again.stderr
@@ -154,7 +155,12 @@ def test_the_next_run_kills_what_the_dead_run_left_before_its_records_run(
         assert again.returncode == 0, again.stderr
         assert len(folder.started("r3")) == 2, folder.lines()
     assert all(folder.started(f"r{i}") for i in range(10)), folder.lines()
-    assert len(folder.started("r9")) == 1, folder.lines()
+    # the next run starts no record twice; with -j 3 the dead run may have handled records
+    # past r3 (r9 among them), which the next run redoes or not as its checkpoint says
+    rerun = [line[1] for line in folder.lines()[before:] if line[0] == "start"]
+    assert len(rerun) == len(set(rerun)), folder.lines()
+    if jobs == "1":
+        assert len(folder.started("r9")) == 1, folder.lines()
 
 
 def test_timeout_kills_the_command_and_fails_its_record(folder: Folder) -> None:
