@@ -234,8 +234,9 @@ class BatchLoop:
         or None when the run is to stop."""
         run, size, commits = self.run, self.size, self.commits
         count = min(whole, max(self.pace.stride // size, 1))
-        if run.settings.every:  # end the run where the next checkpoint is due
-            count = min(count, max((commits.next_due - run.counters.processed) // size, 1))
+        until = commits.items_until_due(run.counters.processed)
+        if until is not None:  # end the run where the next checkpoint is due
+            count = min(count, max(until // size, 1))
         if run.stop_requested:
             return None
         unit = BatchRun(chunk, start, size, count)

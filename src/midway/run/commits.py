@@ -91,6 +91,21 @@ class Commits:
             or (every_seconds and now - self.last_checkpoint >= every_seconds)
         )
 
+    def items_until_due(self, processed: int) -> int | None:
+        """How many items a slice may take before the next checkpoint the loop will take:
+        None when ``every`` counts no items, or when the store is behind (a checkpoint
+        already waits for the commit in flight), so that the one due next would be skipped
+        anyway (:meth:`checkpoint_or_skip`): ending the slice there would cost the loop a
+        round of bookkeeping per ``every`` items for nothing. The slice's stride (a fraction
+        of ``max_lag``) and the lag bound still hold the loop in check."""
+        every = self.run.settings.every
+        if not every:
+            return None
+        keeper = self.keeper
+        if keeper is not None and self.group_commit and keeper.has_pending:
+            return None
+        return self.next_due - processed
+
     def checkpoint_or_skip(self, processed: int) -> None:
         """A checkpoint fell due in the slice loop. When the store is behind (one already
         waits for the commit in flight), skip it rather than snapshot in vain: the lag bound

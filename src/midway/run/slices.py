@@ -186,10 +186,9 @@ class SliceLoop:
         size = n - start if n - start < self.pace.stride else self.pace.stride
         if self.one_per_slice:  # at-most-once: each item's mark is a checkpoint
             size = 1
-        if self.run.settings.every:  # end the slice where the next checkpoint is due
-            until = self.commits.next_due - self.run.counters.processed
-            if size > until:
-                size = until if until > 1 else 1
+        until = self.commits.items_until_due(self.run.counters.processed)
+        if until is not None and size > until:  # end the slice where a checkpoint is due
+            size = until if until > 1 else 1
         if not chunk.shared and size >= n:
             return items  # the whole chunk: no copy
         sub = items[start : start + (size if size < MAX_COPY else MAX_COPY)]
