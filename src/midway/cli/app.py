@@ -66,7 +66,7 @@ COMMANDS: Mapping[str, tuple[str, str]] = {
         "One job: checkpoint, counters, state, failed / in-doubt items and runs.",
     ),
     "status": (
-        "midway.cli.reading:status",
+        "midway.cli.status:status",
         "Every job: state, progress, last checkpoint age, rate and ETA.",
     ),
     "ui": (

@@ -3,7 +3,6 @@ them: ``midway status`` / ``show`` / ``report``, the dashboard, and a report acr
 
 from __future__ import annotations
 
-import html
 import json
 import shlex
 
@@ -65,6 +64,8 @@ def markdown_section(items: list[WaitingView], quoted_job: str) -> list[str]:
 
 def html_rows(items: list[WaitingView]) -> list[tuple[str, str, str, str]]:
     """The report's waiting items as escaped table cells: key, asked, question, decision."""
+    import html  # only the HTML report needs it: not ``midway status``
+
     e = html.escape
     return [
         (
