@@ -12,7 +12,8 @@ The snapshot is taken on the engine's thread (state already encoded as JSON, cou
 copied, position computed), so this thread never reads anything the handler can change.
 
 Between commits the same thread renews the lease every ``ttl / 3`` seconds, with its own
-connection to the store; if the lease was taken over it tells the engine, which stops.
+connection to the store (opened at the first commit or heartbeat); if the lease was taken
+over it tells the engine, which stops.
 """
 
 from __future__ import annotations
@@ -115,9 +116,13 @@ class Keeper:
         store: Store | None = None
         next_beat = time.monotonic() + self._beat
         try:
-            store = open_store(self._url, durable=self._durable)
             while True:
                 checkpoint = self._next(next_beat)
+                if store is None and (checkpoint is not None or not self._closed):
+                    # Opened when first needed: a run that ends before its first periodic
+                    # checkpoint and heartbeat (the whole job, when it is short) opens no
+                    # second connection, and its start and end do not wait on this one's.
+                    store = open_store(self._url, durable=self._durable)
                 if checkpoint is not None:
                     with self._tracing.checkpoint(checkpoint):
                         store.write_checkpoint(self._lease, checkpoint)
