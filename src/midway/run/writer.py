@@ -118,7 +118,9 @@ class Keeper:
         try:
             while True:
                 checkpoint = self._next(next_beat)
-                if store is None and (checkpoint is not None or not self._closed):
+                if checkpoint is None and self._closed:
+                    return
+                if store is None:
                     # Opened when first needed: a run that ends before its first periodic
                     # checkpoint and heartbeat (the whole job, when it is short) opens no
                     # second connection, and its start and end do not wait on this one's.
@@ -130,8 +132,6 @@ class Keeper:
                         self._busy = False
                         self.committed = checkpoint
                         self._cond.notify_all()
-                elif self._closed:
-                    return
                 if time.monotonic() >= next_beat:
                     next_beat = time.monotonic() + self._beat
                     if not self._renew(store):
