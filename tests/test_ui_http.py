@@ -12,6 +12,7 @@ import sys
 import time
 import warnings
 from collections.abc import Iterator
+from html.parser import HTMLParser
 from pathlib import Path
 
 import httpx
@@ -174,6 +175,41 @@ def test_ledger_items_are_listed_and_escaped(tmp_path: Path) -> None:
     assert '<code>"c-17"</code>' in html
     assert "ValueError: &lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "<script>alert" not in html
+
+
+class RowAttributes(HTMLParser):
+    """The attributes of each ``<tr>`` of a page, as a browser reads them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[dict[str, str | None]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "tr":
+            self.rows.append(dict(attrs))
+
+
+def test_an_item_key_cannot_add_attributes_to_its_row(tmp_path: Path) -> None:
+    """Keys come from the input (a CSV column): one made of quotes and an event handler
+    stays the value of the row's ``data-key``, which holds the key as JSON."""
+    url = f"sqlite:///{tmp_path / 'keys.db'}"
+    hostile = '" onmouseover=alert(1) data-action="reset'
+
+    def fail(item: dict[str, str], ctx: midway.Context) -> None:
+        raise Boom("no")
+
+    rows = [{"id": hostile}, {"id": "plain"}]
+    job = midway.Job("keys", store=url, quiet=True, max_failures=10)
+    job.run(midway.sources.sequence(rows, key="id"), fail)
+    with client(url) as http:
+        html = http.get("/jobs/keys").text
+    parser = RowAttributes()
+    parser.feed(html)
+    keyed = [row for row in parser.rows if "data-key" in row]
+    assert sorted(str(row["data-key"]) for row in keyed) == sorted(
+        [json.dumps(hostile), json.dumps("plain")]
+    )
+    assert all(set(row) == {"data-key"} for row in keyed), keyed
 
 
 def test_pages_forbid_inline_scripts_and_framing(store_url: str) -> None:
