@@ -151,12 +151,24 @@ def test_resolve_decides_in_doubt_items(store_url: str) -> None:
 
 
 def test_resolve_done_counts_them_as_succeeded(store_url: str) -> None:
+    """Once people decided the last in-doubt item of a finished job, nothing is left that
+    failed or is in doubt: the job has completed, as a run that ended so would say."""
     job = doubtful(store_url)
     job.run(range(10), lambda item, ctx: None)  # the rest
+    assert job.status().status == "completed_with_failures"
     assert job.resolve(None) == 1
     status = job.status()
-    assert (status.succeeded, status.in_doubt) == (10, 0)
+    assert (status.status, status.succeeded, status.in_doubt) == ("completed", 10, 0)
     assert list(job.items("in_doubt")) == []
+    assert [j.status for j in midway.jobs(store_url)] == ["completed"]
+
+
+def test_resolve_to_retry_leaves_a_finished_job_with_failures(store_url: str) -> None:
+    job = doubtful(store_url)
+    job.run(range(10), lambda item, ctx: None)
+    assert job.resolve(None, done=False) == 1
+    status = job.status()
+    assert (status.status, status.succeeded, status.failed) == ("completed_with_failures", 9, 1)
 
 
 def test_note_reset_and_report(store_url: str) -> None:

@@ -19,7 +19,7 @@ from midway._model.identity import JobId
 from midway._model.jsonutil import JSONValue
 from midway._model.ledger import ItemRecord
 from midway._model.owner import Owner, describe_age, iso
-from midway._model.result import FINISHED_OK, RunStatus
+from midway._model.result import FINISHED_OK, RunStatus, completed_status
 from midway.errors import LeaseHeld, StoreCorrupt
 
 LIVE = RunStatus.RUNNING
@@ -315,11 +315,14 @@ class ItemChange:
 
 def moved_summary(summary: Any, chosen: list[ItemRecord], count_as: str) -> Summary:
     """A job's last summary with the counts of ``chosen`` moved to ``count_as`` (None
-    when there is no summary to change)."""
+    when there is no summary to change). A job that reached its end takes the status its
+    counters now give: people deciding its last in-doubt item complete it."""
     if not isinstance(summary, dict):
         return None
     counters = Counters.from_dict(summary.get("counters") or {}).moved(chosen, count_as)
     summary["counters"] = counters.as_dict()
+    if summary.get("status") in FINISHED_OK:
+        summary["status"] = completed_status(counters.failed, counters.in_doubt, counters.waiting)
     return summary
 
 

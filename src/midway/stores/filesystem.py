@@ -194,7 +194,10 @@ class FileStore(FileLeases, Store):
             job.get("summary") if isinstance(job, dict) else None, chosen, count_as
         )
         if summary is not None:
-            self._update_job(folder, None, summary=summary)
+            status = summary.get("status")
+            self._update_job(
+                folder, None, summary=summary, **({"status": status} if status else {})
+            )
 
     def begin_transaction(self, lease: Lease) -> Any:
         raise ConfigError(

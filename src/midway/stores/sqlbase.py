@@ -378,7 +378,9 @@ class SQLStore(Store):
         row = self._one(conn, "get_job", {"job": job})
         summary = moved_summary(rows.summary_of(row, self._where("job", job)), chosen, count_as)
         if summary is not None:
-            conn.execute(self.Q["set_summary"], {"job": job, "summary": jsonutil.dumps(summary)})
+            status = summary.get("status")  # (COALESCE: a summary without one keeps the job's)
+            params = {"job": job, "summary": jsonutil.dumps(summary), "status": status}
+            conn.execute(self.Q["set_summary"], params)
 
     # -- runs ---------------------------------------------------------------------------
 

@@ -224,7 +224,7 @@ SET succeeded = %(succeeded)s, failed = %(failed)s, skipped = %(skipped)s,
 WHERE job = %(job)s;
 
 -- name: set_summary
-UPDATE midway_jobs SET summary = %(summary)s WHERE job = %(job)s;
+UPDATE midway_jobs SET summary = %(summary)s, status = coalesce(%(status)s, status) WHERE job = %(job)s;
 
 -- name: delete_notes
 DELETE FROM midway_notes WHERE job = %(job)s;

@@ -148,7 +148,7 @@ SET succeeded = :succeeded, failed = :failed, skipped = :skipped, in_doubt = :in
 WHERE job = :job;
 
 -- name: set_summary
-UPDATE midway_jobs SET summary = :summary WHERE job = :job;
+UPDATE midway_jobs SET summary = :summary, status = coalesce(:status, status) WHERE job = :job;
 
 -- name: delete_job
 DELETE FROM midway_jobs WHERE job = :job;
