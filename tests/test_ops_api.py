@@ -5,11 +5,16 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 import midway
+from midway._model.identity import JobId
+from midway._model.owner import Owner, hostname, process_start_ticks
+from midway.stores import open_store
 from test_cli import invoke, midway_cli
 
 
@@ -221,3 +226,37 @@ def test_a_job_that_never_ran_is_not_found(store_url: str) -> None:
     failing(store_url)
     with pytest.raises(midway.JobNotFound, match="no job 'other'"):
         midway.Job("other", store=store_url).status()
+
+
+def test_a_held_partition_refuses_retry_and_reset_of_the_whole_job_before_any_change(
+    store_url: str,
+) -> None:
+    """A live runner holding one partition refuses the retry (and the reset) before any
+    partition changed: the failures put back are all of the job's or none (here, none)."""
+    job = midway.Job("spread", store=store_url, partitions=3, quiet=True, max_failures=100)
+
+    def refuse_fives(item: int, ctx: midway.Context) -> None:
+        if item % 5 == 0:
+            raise Refused(f"item {item} is not welcome")
+
+    job.run(range(30), refuse_fives, distributed=True)
+    assert len(list(job.items("failed"))) == 6
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    store = open_store(store_url)
+    try:
+        owner = Owner(hostname(), child.pid, process_start_ticks(child.pid))
+        store.acquire_lease(JobId("spread").partition(2, 3), owner, 3600.0)
+        with pytest.raises(midway.LeaseHeld, match="already running"):
+            job.retry()
+        assert len(list(job.items("failed"))) == 6
+        assert list(job.items("retry")) == []
+        with pytest.raises(midway.LeaseHeld, match="already running"):
+            job.reset()
+        status = job.status()
+        assert status.partitions is not None
+        assert len(status.partitions) == 3
+        assert len(list(job.items("failed"))) == 6
+    finally:
+        store.close()
+        child.kill()
+        child.wait()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import time
 from collections.abc import Iterable, Iterator
 
 from midway._model.jsonutil import JSONValue
@@ -16,6 +17,7 @@ from midway.errors import ConfigError
 from midway.ops.models import NoteInfo
 from midway.ops.status import note_info
 from midway.stores import Store
+from midway.stores.base import check_lease_free
 from midway.views import report as reports
 from midway.views.whole import Target, items_of
 
@@ -98,12 +100,14 @@ def _change(
                 f"job {target.key!r} has no {what} item with key {shown}{more}; "
                 f"`midway show {target.key}` lists the items needing attention"
             )
+    me = Owner.current()
+    refuse_if_a_part_is_held(store, target, me)
     changed = 0
     for key in target.keys:
         changed += len(
             store.change_items(
                 key,
-                Owner.current(),
+                me,
                 statuses=statuses,
                 keys=wanted,
                 error_type=error,
@@ -112,6 +116,20 @@ def _change(
             )
         )
     return changed
+
+
+def refuse_if_a_part_is_held(store: Store, target: Target, me: Owner) -> None:
+    """Each partition of a distributed job changes in a transaction of its own, and one that
+    a live runner holds refuses its change (``LeaseHeld``): asked first, such a partition
+    refuses the change before any other partition has changed. (A runner that claims one
+    in between is still refused there, as for a job of one part.)"""
+    if len(target.keys) < 2:
+        return
+    now = time.time()
+    for key in target.keys:
+        record = store.get_job(key)
+        if record is not None:
+            check_lease_free(key, record.lease, me, now)
 
 
 def _keys(keys: Iterable[JSONValue]) -> list[JSONValue]:
@@ -149,6 +167,7 @@ def reset(store: Store, target: Target) -> int:
     """Forget the job: checkpoint, ledger, summary, runs, notes (a distributed job: every
     partition, and how it was split). How many partitions were forgotten with it."""
     me = Owner.current()
+    refuse_if_a_part_is_held(store, target, me)
     for part in target.part_keys:
         store.reset(part, me)
     store.reset(target.key, me)
