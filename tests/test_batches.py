@@ -221,6 +221,27 @@ def test_a_poison_record_is_isolated_by_halving_and_fails_alone(store_url: str) 
     assert set(ledger(store_url, "batches", "failed")) == {37}
 
 
+def test_a_records_attempts_count_the_calls_that_included_it(tmp_path: Path) -> None:
+    """The ledger's attempts of a record are the handler calls it was in: ``ctx.fail`` on
+    the second try of a batch says 2; a poison record found by halving after two tries of
+    its batch of 8 was in 2 + 3 calls (8 twice, then 4, 2 and itself)."""
+    url = f"sqlite:///{tmp_path}/s.db"
+
+    def handle(items: list[int], ctx: Context) -> None:
+        if ctx.attempt == 1 and 0 in items:
+            raise ValueError("the CRM timed out")  # the first batch: retried
+        if 0 in items:
+            ctx.fail(0, "rejected on the second try")
+        if 13 in items:
+            raise Poison("record 13 breaks the call")
+
+    job = job_for(url, retry=FAST, max_failures=5)
+    result = job.run(numbers(16), handle, batch=8)
+    assert (result.succeeded, result.failed) == (14, 2)
+    attempts = {r.key: r.attempts for r in job.items("failed")}
+    assert attempts == {0: 2, 13: 5}
+
+
 def test_skip_on_isolates_the_record_and_records_it_skipped(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/s.db"
 

@@ -11,8 +11,9 @@ from midway._model.ledger import ItemStatus
 from midway.errors import ConfigError
 from midway.sources.base import Chunk
 
-Outcome = tuple[JSONValue, ItemStatus, "BaseException | str | None", JSONValue, Any]
-"""A record's outcome: key, status, error (or reason), position, the item."""
+Outcome = tuple[JSONValue, ItemStatus, "BaseException | str | None", JSONValue, Any, int]
+"""A record's outcome: key, status, error (or reason), position, the item, and how many
+calls of the handler it was in."""
 NOT_IN_BATCH = "ctx.{what}({key!r}): that key is not in the batch in hand (ctx.keys lists them)"
 
 
@@ -34,6 +35,7 @@ class Batch:
         "_keys",
         "_positions",
         "_segments",
+        "attempts",
         "drops",
         "end",
         "error",
@@ -67,6 +69,8 @@ class Batch:
         runs' records)."""
         self.waited_out = False
         """A stop came while the batch waited (a retry, the rate): it is not done."""
+        self.attempts = 1
+        """How many calls of the handler its records were in (tries, then halves)."""
         self.error: BaseException | None = None
         """The error that stops the job once this batch is settled (at-most-once: its
         handler raised, so its records are in doubt)."""
@@ -93,15 +97,18 @@ class Batch:
             raise ConfigError(NOT_IN_BATCH.format(what=what, key=key)) from None
 
     def sub(self, start: int, stop: int) -> Batch:
-        return Batch(
+        """Records ``start:stop``, to be called on their own: one call more for them."""
+        part = Batch(
             self.items[start:stop],
             None,
             self.keys()[start:stop],
             self.positions()[start:stop],
         )
+        part.attempts = self.attempts + 1
+        return part
 
     def outcome(self, i: int, status: ItemStatus, error: BaseException | str | None) -> Outcome:
-        return (self.keys()[i], status, error, self.positions()[i], self.items[i])
+        return (self.keys()[i], status, error, self.positions()[i], self.items[i], self.attempts)
 
     def fail_all(self, status: ItemStatus, error: BaseException) -> None:
         for i in range(len(self.items)):

@@ -62,6 +62,7 @@ class BatchCalls:
         attempt, first_try = 1, time.time()
         while True:
             exc, raised = raised, None
+            batch.attempts = attempt
             if exc is None:
                 try:
                     batch.outcomes.update(self.call(batch, handler, attempt))

@@ -315,10 +315,10 @@ class BatchLoop:
     def settle(self, outcomes: dict[str, Outcome], drops: Any) -> None:
         """The handler returned: its per-record outcomes to the ledger, the rest done."""
         flow, pending = self.flow, self.run.pending
-        for key, status, error, position, item in outcomes.values():
+        for key, status, error, position, item, attempts in outcomes.values():
             exc = error if isinstance(error, BaseException) else None
             why = None if exc is not None else str(error or status.replace("_", " "))
-            flow.record_outcome(key, status, exc, 1, position, item, why)
+            flow.record_outcome(key, status, exc, attempts, position, item, why)
         pending.extend(drop(key) for key in drops if jsonutil.dumps(key) not in outcomes)
 
     def advance(self, chunk: Chunk, stop: int, done: int, seconds: float, failed: bool) -> None:
