@@ -234,7 +234,8 @@ class BatchLoop:
         or None when the run is to stop."""
         run, size, commits = self.run, self.size, self.commits
         count = min(whole, max(self.pace.stride // size, 1))
-        until = commits.items_until_due(run.counters.processed)
+        processed, seconds = run.counters.processed, self.pace.item_seconds
+        until = commits.items_until_due(processed, count * size, seconds)
         if until is not None:  # end the run where the next checkpoint is due
             count = min(count, max(until // size, 1))
         if run.stop_requested:

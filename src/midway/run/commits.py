@@ -28,6 +28,8 @@ from midway.run.writer import Keeper
 from midway.stores.base import lost_message
 
 HISTORY_SECONDS = 5.0  # how often a checkpoint also adds a point to the job's history
+SKIP_HORIZON = 0.001
+"""Seconds: a durable commit rarely ends sooner (see ``Commits.items_until_due``)."""
 
 
 @dataclass(frozen=True)
@@ -91,20 +93,26 @@ class Commits:
             or (every_seconds and now - self.last_checkpoint >= every_seconds)
         )
 
-    def items_until_due(self, processed: int) -> int | None:
-        """How many items a slice may take before the next checkpoint the loop will take:
-        None when ``every`` counts no items, or when the store is behind (a checkpoint
-        already waits for the commit in flight), so that the one due next would be skipped
-        anyway (:meth:`checkpoint_or_skip`): ending the slice there would cost the loop a
-        round of bookkeeping per ``every`` items for nothing. The slice's stride (a fraction
-        of ``max_lag``) and the lag bound still hold the loop in check."""
+    def items_until_due(self, processed: int, most: int, item_seconds: float) -> int | None:
+        """How many items the next slice (of ``most`` at the most) may take: up to where the
+        next checkpoint is due, or None when ``every`` counts no items.
+
+        When the store is behind (a checkpoint already waits for the commit in flight) and
+        items are so fast that the due point comes sooner than a commit could end
+        (``SKIP_HORIZON``), the checkpoint due there would be skipped (see
+        :meth:`checkpoint_or_skip`), and so would the next ones within that horizon: the
+        slice runs on to the last of them instead of stopping at each for nothing. It still
+        ends at a due point, and the lag bound holds as ever."""
         every = self.run.settings.every
         if not every:
             return None
+        until = self.next_due - processed
         keeper = self.keeper
-        if keeper is not None and self.group_commit and keeper.has_pending:
-            return None
-        return self.next_due - processed
+        if item_seconds > 0 and until < most and self.group_commit and keeper is not None:
+            horizon = min(most, int(SKIP_HORIZON / item_seconds))
+            if until < horizon and keeper.has_pending:
+                until += (horizon - until) // every * every
+        return until
 
     def checkpoint_or_skip(self, processed: int) -> None:
         """A checkpoint fell due in the slice loop. When the store is behind (one already

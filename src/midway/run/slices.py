@@ -186,7 +186,8 @@ class SliceLoop:
         size = n - start if n - start < self.pace.stride else self.pace.stride
         if self.one_per_slice:  # at-most-once: each item's mark is a checkpoint
             size = 1
-        until = self.commits.items_until_due(self.run.counters.processed)
+        processed, seconds = self.run.counters.processed, self.pace.item_seconds
+        until = self.commits.items_until_due(processed, size, seconds)
         if until is not None and size > until:  # end the slice where a checkpoint is due
             size = until if until > 1 else 1
         if not chunk.shared and size >= n:
