@@ -6,7 +6,9 @@ the same machine. The table shows the median wall time of each and what it adds 
 ``python -c pass``, and the median processor time (user + system) of each, which a busy
 machine inflates less than the wall time. midway's own import time is also read from
 ``python -X importtime`` (the cumulative figure of the ``midway`` package: what its import
-costs past the interpreter's start), the median over as many runs.
+costs past the interpreter's start), the median over as many runs. ``import midway`` binds
+the exceptions and loads the other public names on first use, so a row also shows what
+naming ``midway.Job`` adds: what a script that runs a job loads before its first item.
 
     .venv/bin/python benchmarks/startup.py              # 21 rounds, about half a minute
     .venv/bin/python benchmarks/startup.py --rounds 51  # steadier on a busy machine
@@ -132,6 +134,10 @@ def measure(rounds: int) -> tuple[list[Command], list[float]]:
         commands = [
             Command("python -c pass", [sys.executable, "-c", "pass"]),
             Command("python -c 'import midway'", [sys.executable, "-c", "import midway"]),
+            Command(  # what a script that runs a job loads before its first item
+                "python -c 'import midway; midway.Job'",
+                [sys.executable, "-c", "import midway; midway.Job"],
+            ),
             Command("midway --help", [*midway, "--help"], COMMAND_GOAL_MS),
             Command("midway status (empty store)", [*midway, "status"], COMMAND_GOAL_MS),
             Command(
