@@ -312,19 +312,26 @@ def test_lease_times_are_the_servers(pg: Store, postgresql_url: str) -> None:
     assert record.lease.expires_at == pytest.approx(record.lease.since + 7.0)
 
 
-def test_a_takeover_racing_a_write_wins_cleanly(pg: Store, postgresql_url: str) -> None:
+@pytest.mark.parametrize("same_run", [False, True], ids=["first-of-a-run", "later-of-a-run"])
+def test_a_takeover_racing_a_write_wins_cleanly(
+    pg: Store, postgresql_url: str, same_run: bool
+) -> None:
     """A takeover holds the lease row and has re-marked the checkpoint row (its transaction
     not yet committed) while the old owner writes: the write waits, and once the takeover
-    commits it is refused."""
+    commits it is refused. Also for a run's later checkpoints, which send only what moved."""
     job = JobId("raced")
     lease = pg.acquire_lease(job, Owner.current(), 5.0)
-    first = checkpoint(job.key, 1)
+    run = {"run_id": "run-1"} if same_run else {}
+    first = checkpoint(job.key, 1, **run)
     pg.write_checkpoint(lease, first)
+    if same_run:
+        first = checkpoint(job.key, 2, **run)
+        pg.write_checkpoint(lease, first)
     outcome: list[BaseException | None] = []
 
     def write() -> None:
         try:
-            pg.write_checkpoint(lease, checkpoint(job.key, 2))
+            pg.write_checkpoint(lease, checkpoint(job.key, 3, **run))
             outcome.append(None)
         except BaseException as exc:
             outcome.append(exc)
@@ -345,6 +352,36 @@ def test_a_takeover_racing_a_write_wins_cleanly(pg: Store, postgresql_url: str) 
     assert len(outcome) == 1
     assert isinstance(outcome[0], midway.LeaseLost), outcome
     assert pg.load_checkpoint(job.key) == first
+
+
+def test_a_runs_later_checkpoints_send_only_what_moved(pg: Store, postgresql_url: str) -> None:
+    """every=1's per-item cost: once a run's checkpoint row is written whole, the next ones
+    send the progress alone, not the input's fingerprint, total and start again; each
+    reads back whole. A new run (or a new fingerprint) writes the row whole again."""
+    assert isinstance(pg, PostgreSQLStore)
+    job = JobId("narrow")
+    lease = pg.acquire_lease(job, Owner.current(), 30.0)
+    backend = pg._db.connection().info.backend_pid
+
+    def last_statement() -> str:
+        return str(
+            scalar(postgresql_url, "SELECT query FROM pg_stat_activity WHERE pid = %s", backend)
+        )
+
+    pg.write_checkpoint(lease, checkpoint(job.key, 1, run_id="run-1"))
+    assert "fingerprint" in last_statement()
+    for version in (2, 3):
+        later = checkpoint(job.key, version, run_id="run-1", state={"seen": version})
+        pg.write_checkpoint(lease, later)
+        assert "fingerprint" not in last_statement()
+        assert pg.load_checkpoint(job.key) == later
+    drifted = checkpoint(job.key, 4, run_id="run-1", fingerprint={"kind": "sequence", "n": 9})
+    pg.write_checkpoint(lease, drifted)
+    assert "fingerprint" in last_statement()
+    assert pg.load_checkpoint(job.key) == drifted
+    next_run = checkpoint(job.key, 5, run_id="run-2")
+    pg.write_checkpoint(lease, next_run)
+    assert pg.load_checkpoint(job.key) == next_run
 
 
 def test_reset_cuts_off_a_runner_whose_lease_lapsed(pg: Store) -> None:

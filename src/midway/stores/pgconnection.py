@@ -75,6 +75,7 @@ _GAVE_UP_LOCK = threading.Lock()
 
 T = TypeVar("T")
 Connection = psycopg.Connection[TupleRow]
+Cursor = psycopg.Cursor[TupleRow]
 
 
 # Connections a closed store left idle while a distributed worker runs (see stores.reuse),

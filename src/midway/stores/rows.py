@@ -73,23 +73,36 @@ def _opt_load(text: str | None, where: str) -> Any:
 
 def checkpoint_params(cp: Checkpoint, token: int) -> dict[str, Any]:
     """``write_checkpoint``'s (and ``insert_history``'s) parameters, fenced by ``token``."""
+    params = progress_params(cp, token)
+    params["run_id"] = cp.run_id
+    params["fingerprint"] = jsonutil.dumps(cp.fingerprint)
+    params["total"] = cp.total
+    params["started_at"] = cp.started_at
+    return params
+
+
+def progress_params(cp: Checkpoint, token: int) -> dict[str, Any]:
+    """The columns that move from one checkpoint of a run to the next (``update_progress``):
+    not those a run writes once (its id, the input's fingerprint and total, the start)."""
     return {
         "job": cp.job,
         "token": token,
         "version": cp.version,
-        "run_id": cp.run_id,
         "position": jsonutil.dumps(cp.position),
         "succeeded": cp.counters.succeeded,
         "failed": cp.counters.failed,
         "skipped": cp.counters.skipped,
         "in_doubt": cp.counters.in_doubt,
         "state": cp.state_json or jsonutil.dumps_state(cp.state),
-        "fingerprint": jsonutil.dumps(cp.fingerprint),
-        "total": cp.total,
-        "started_at": cp.started_at,
         "updated_at": cp.updated_at,
         "extra": jsonutil.dumps(_extra_with_waiting(cp)),
     }
+
+
+def fixed_part(cp: Checkpoint, token: int) -> tuple[Any, ...]:
+    """What :func:`progress_params` leaves out, with the job and the token: while it stays
+    the same, a store that wrote the whole row may write only the progress."""
+    return (cp.job, token, cp.run_id, cp.fingerprint, cp.total, cp.started_at)
 
 
 WAITING = "waiting"

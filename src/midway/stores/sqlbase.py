@@ -291,13 +291,14 @@ class SQLStore(Store):
         return None if row is None else rows.checkpoint_from_row(row, self._where("job", job))
 
     def write_checkpoint(self, lease: Lease, checkpoint: Checkpoint) -> None:
-        params = rows.checkpoint_params(checkpoint, lease.token)
         doing = "write a checkpoint to"
         if self._transaction_open():  # exactly-once: the handler's writes commit with it
+            params = rows.checkpoint_params(checkpoint, lease.token)
             self._commit_open_transaction(
                 lambda conn: self._checkpoint_parts(conn, lease, checkpoint, params)
             )
         elif checkpoint.ledger or checkpoint.sample or faults.ACTIVE:
+            params = rows.checkpoint_params(checkpoint, lease.token)
             self._transact(
                 doing,
                 lambda conn, _: self._checkpoint_parts(conn, lease, checkpoint, params),
@@ -308,10 +309,14 @@ class SQLStore(Store):
             # fence check and the write commit together. Done again after a lost answer, it
             # writes the very same row.
             self._call(
-                doing, lambda conn, _: self._write_fenced(conn, lease, params), Commit.REPORTED
+                doing, lambda conn, _: self._write_alone(conn, lease, checkpoint), Commit.REPORTED
             )
         if faults.ACTIVE:
             faults.hit("checkpoint.after_commit")
+
+    def _write_alone(self, conn: Any, lease: Lease, checkpoint: Checkpoint) -> None:
+        """The usual checkpoint, in a statement of its own (committed when it returns)."""
+        self._write_fenced(conn, lease, rows.checkpoint_params(checkpoint, lease.token))
 
     def _write_fenced(self, conn: Any, lease: Lease, params: dict[str, Any]) -> None:
         """The checkpoint row, written only while ``lease`` is held (in the same statement)."""

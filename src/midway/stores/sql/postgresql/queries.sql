@@ -115,6 +115,16 @@ UPDATE midway_checkpoints SET
     extra = %(extra)s
 WHERE job = %(job)s AND token = %(token)s;
 
+-- name: update_progress
+-- A run's later checkpoints, while the row holds what this runner wrote in full before under
+-- the same token (update_checkpoint or write_checkpoint): only the columns that move. The
+-- token fences it as it fences update_checkpoint.
+UPDATE midway_checkpoints SET
+    version = %(version)s, position = %(position)s, succeeded = %(succeeded)s,
+    failed = %(failed)s, skipped = %(skipped)s, in_doubt = %(in_doubt)s, state = %(state)s,
+    updated_at = %(updated_at)s, extra = %(extra)s
+WHERE job = %(job)s AND token = %(token)s;
+
 -- name: mark_checkpoint
 -- Inside the transaction that takes a lease: the checkpoint row (if any) is the new
 -- holder's, and a checkpoint written under an older token no longer finds its row.
