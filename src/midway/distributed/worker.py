@@ -66,7 +66,7 @@ def run_distributed(
         handled = work(
             job, store, ids, lambda i, lease: run_partition(i, count, parts[i], lease, store)
         ).handled
-        records = [store.get_job(part.key) for part in ids]
+        records = store.get_jobs([part.key for part in ids])
         return whole_result(
             job, records, handled, time.monotonic() - started, split_state(state)[1]
         )

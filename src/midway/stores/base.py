@@ -298,6 +298,10 @@ class JobRecord:
         return self.status
 
 
+ForRun = tuple[Checkpoint | None, list[ItemRecord], JobRecord | None]
+"""``Store.load_for_run``: the checkpoint, the item ledger, the job's record."""
+
+
 @dataclass(frozen=True)
 class ItemChange:
     """What ``retry`` and ``resolve`` change in a job's item ledger (see
@@ -336,6 +340,11 @@ class Store(Protocol):
     def release_lease(self, lease: Lease) -> None: ...
 
     def load_checkpoint(self, job: str) -> Checkpoint | None: ...
+
+    def load_for_run(self, job: str) -> ForRun:
+        """What a run opens with: the checkpoint, the whole item ledger and the job's
+        record, in one round trip where the store can."""
+        ...
 
     def begin_run(self, lease: Lease, run: RunRecord) -> None: ...
 
@@ -396,6 +405,11 @@ class Store(Protocol):
     def list_jobs(self) -> list[JobRecord]: ...
 
     def get_job(self, job: str) -> JobRecord | None: ...
+
+    def get_jobs(self, jobs: list[str]) -> list[JobRecord | None]:
+        """``get_job`` of each, in one round trip where the store can (a distributed job's
+        result reads every partition's)."""
+        ...
 
     def list_runs(self, job: str, limit: int = 20) -> list[RunRecord]: ...
 

@@ -57,7 +57,8 @@ from midway.stores.pgconnection import (  # first: a ConfigError if psycopg is m
     PgError,
     Pipeline,
 )
-from midway.stores.sqlbase import Commit, Op, SQLStore, T
+from midway.stores.sqlbase import SQLStore
+from midway.stores.sqlcore import Commit, Op, T
 
 
 class PostgreSQLStore(SQLStore):
