@@ -18,6 +18,7 @@ from midway._model import jsonutil
 from midway._model.checkpoint import Checkpoint, Counters
 from midway._model.jsonutil import JSONValue
 from midway._model.owner import iso
+from midway._model.settings import Settings
 from midway.console import say
 from midway.errors import LeaseLost
 from midway.run.failures import describe
@@ -76,11 +77,7 @@ class Commits:
         self.processed_at_checkpoint = run.counters.processed
         self.last_checkpoint = time.monotonic()
         self.next_due = self.processed_at_checkpoint + (settings.every or 0)
-        # No group commit with every=1 or max_lag=0 (no item runs past a checkpoint not on
-        # disk), nor when the guarantee commits on this thread.
-        self.group_commit = (
-            settings.every != 1 and self.guarantee.group_commit and settings.max_lag > 0
-        )
+        self.group_commit = in_background(settings, self.guarantee)
 
     def due(self, processed: int, now: float) -> bool:
         """A checkpoint is due: ``every`` items or ``every_seconds`` since the last one."""
@@ -253,6 +250,13 @@ class Commits:
         run.mark_chunk, run.start_position = None, saved.position
         self.processed_at_checkpoint = run.counters.processed
         return True
+
+
+def in_background(settings: Settings, guarantee: Guarantee) -> bool:
+    """Checkpoints go to the keeper thread (group commit). Not with every=1 or max_lag=0
+    (no item runs past a checkpoint not on disk), nor when the guarantee commits on the
+    run's thread."""
+    return settings.every != 1 and guarantee.group_commit and settings.max_lag > 0
 
 
 def call_hook(name: str, hook: Callable[..., Any], *args: Any) -> None:

@@ -35,7 +35,7 @@ from midway.run.approvals import ApprovalPending
 from midway.run.batch import batch_identity
 from midway.run.batchcalls import OUTSIDE, BatchCalls
 from midway.run.batches import BatchLoop
-from midway.run.commits import Commits, call_hook
+from midway.run.commits import Commits, call_hook, in_background
 from midway.run.context import Context
 from midway.run.ending import Ending
 from midway.run.failures import FailurePolicy
@@ -137,6 +137,8 @@ class Engine:
             # The keeper opens its own connection while this thread prepares the run. Were
             # it started last, it would open it while the loop runs, and each of its steps
             # would wait for the loop to give up the GIL (5 ms each: some 40 ms in all).
+            # Where checkpoints commit on this thread it only renews the lease: it connects
+            # at the first heartbeat (a short run never does).
             self.commits.keeper = Keeper(
                 self.spec.store_url,
                 settings.durable,
@@ -144,6 +146,7 @@ class Engine:
                 on_error=self.stops.on_writer_error,
                 on_lease_lost=self.stops.on_lease_lost,
                 tracing=run.tracing,
+                connect_now=in_background(settings, self.guarantee),
             )
             self.opening.open(store, lease)
             run.tracing.resumed(run.resumed_from)

@@ -38,8 +38,12 @@ class Keeper:
         on_error: Callable[[], None],
         on_lease_lost: Callable[[], None],
         tracing: Tracing = OFF,
+        connect_now: bool = True,
     ) -> None:
+        """``connect_now``: open the store as the thread starts; else at the first
+        heartbeat or checkpoint (for runs that commit on their own thread)."""
         self._url = url
+        self._connect_now = connect_now
         self._tracing = tracing  # a span per commit, child of the run's (run/tracing.py)
         self._durable = durable
         self._lease = lease
@@ -115,10 +119,12 @@ class Keeper:
         store: Store | None = None
         next_beat = time.monotonic() + self._beat
         try:
-            store = open_store(self._url, durable=self._durable)
+            if self._connect_now:
+                store = self._opened(store)
             while True:
                 checkpoint = self._next(next_beat)
                 if checkpoint is not None:
+                    store = self._opened(store)
                     with self._tracing.checkpoint(checkpoint):
                         store.write_checkpoint(self._lease, checkpoint)
                     with self._cond:
@@ -129,6 +135,7 @@ class Keeper:
                     return
                 if time.monotonic() >= next_beat:
                     next_beat = time.monotonic() + self._beat
+                    store = self._opened(store)
                     if not self._renew(store):
                         return
         except BaseException as exc:  # reported to the engine, which raises it
@@ -144,6 +151,9 @@ class Keeper:
         finally:
             if store is not None:
                 store.close()
+
+    def _opened(self, store: Store | None) -> Store:
+        return store if store is not None else open_store(self._url, durable=self._durable)
 
     def _renew(self, store: Store) -> bool:
         try:

@@ -183,11 +183,23 @@ class PgConnection:
         self._key = (self._conninfo, durable)
         self._conn: Connection | None = None
         self._connected_once = False
+        self.schema_checked = False
+        """The store found midway's tables current (only such a connection is kept idle
+        for the next store, which then need not ask again)."""
 
     def close(self) -> None:
         conn, self._conn = self._conn, None
-        if conn is not None and not _keep_idle(self._key, conn):
+        if conn is not None and not (self.schema_checked and _keep_idle(self._key, conn)):
             conn.close()
+
+    def take_kept(self) -> Connection | None:
+        """Go on with a connection a closed store of this process left idle (stores.reuse),
+        if there is one: that store found the schema current moments ago."""
+        idle = _take_idle(self._key)
+        if idle is not None:
+            self._conn = idle
+            self._connected_once = self.schema_checked = True
+        return idle
 
     def connection(self) -> Connection:
         """The open connection, or a new one (which may raise ``psycopg.Error``)."""
@@ -197,10 +209,8 @@ class PgConnection:
         if conn is not None:
             conn.close()
             self._conn = None
-        idle = _take_idle(self._key)
+        idle = self.take_kept()
         if idle is not None:
-            self._conn = idle
-            self._connected_once = True
             return idle
         conn = psycopg.connect(self._conninfo, autocommit=True)
         try:

@@ -82,7 +82,11 @@ class PostgreSQLStore(SQLStore):
         """The columns a run writes once (``rows.fixed_part``), as this store last wrote
         them in full and saw committed: the next checkpoint with the same ones is only its
         progress (``update_progress``)."""
-        self._open(create=create, patience=OPEN_RETRY_SECONDS)
+        # A connection another store of this process left idle comes with its schema
+        # checked: two round trips fewer for each partition a distributed worker runs.
+        if self._db.take_kept() is None:
+            self._open(create=create, patience=OPEN_RETRY_SECONDS)
+            self._db.schema_checked = True
 
     def close(self) -> None:
         self._db.close()
