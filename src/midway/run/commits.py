@@ -19,7 +19,7 @@ from midway._model.checkpoint import Checkpoint, Counters
 from midway._model.jsonutil import JSONValue
 from midway._model.owner import iso
 from midway._model.settings import Settings
-from midway.console import say
+from midway.console import heard, say
 from midway.errors import LeaseLost
 from midway.run.failures import describe
 from midway.run.guarantees import Guarantee
@@ -115,7 +115,7 @@ class Commits:
             if keeper is not None and self.group_commit and not wait:
                 keeper.submit(cp)
             else:
-                if keeper is not None:
+                if keeper is not None and (keeper.pending_or_busy or keeper.error is not None):
                     keeper.flush()
                 with run.tracing.checkpoint(cp):
                     store.write_checkpoint(lease, cp)
@@ -131,14 +131,15 @@ class Commits:
         hook = run.settings.on_checkpoint
         if hook is not None:
             call_hook("on_checkpoint", hook, checkpoint_info(cp))
-        run.tell(
-            f"checkpoint #{cp.version} of job {run.key!r} at {cp.position}",
-            "checkpoint",
-            level=logging.DEBUG,
-            quiet=True,
-            version=cp.version,
-            position=cp.position,
-        )
+        if heard(logging.DEBUG):  # at every=1 the message alone costs a few per cent
+            run.tell(
+                f"checkpoint #{cp.version} of job {run.key!r} at {cp.position}",
+                "checkpoint",
+                level=logging.DEBUG,
+                quiet=True,
+                version=cp.version,
+                position=cp.position,
+            )
 
     def _snapshot(self, run_id: str) -> Checkpoint:
         run = self.run

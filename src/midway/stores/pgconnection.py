@@ -38,6 +38,7 @@ except ImportError as exc:  # the optional extra is not installed
 PgError = psycopg.Error
 """psycopg's root error, for modules that must not import psycopg before this one."""
 Pipeline = psycopg.Pipeline
+UndefinedTable = pg_errors.UndefinedTable
 
 RETRY_SECONDS = 30.0
 """How long a call keeps reconnecting after the connection dropped, before giving up."""
@@ -251,8 +252,7 @@ class PgConnection:
         """Run ``op(connection, attempt)``; on a dropped connection reconnect and run it again
         (``attempt`` counts from 1), with backoff, until ``retry_seconds`` have passed."""
         window = self.retry_seconds if retry_seconds is None else retry_seconds
-        with _GAVE_UP_LOCK:
-            gave_up = _GAVE_UP.get(self.url)
+        gave_up = _GAVE_UP.get(self.url)  # one read of a dict: no lock needed
         if gave_up is not None and time.monotonic() - gave_up < max(window, 1.0):
             window = 0.0  # another connection of this process just waited in vain
         started = time.monotonic()
@@ -276,8 +276,9 @@ class PgConnection:
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
                 continue
-            with _GAVE_UP_LOCK:
-                _GAVE_UP.pop(self.url, None)
+            if self.url in _GAVE_UP:  # at every=1 a call per item: no lock when not needed
+                with _GAVE_UP_LOCK:
+                    _GAVE_UP.pop(self.url, None)
             return result
 
     def _gave_up(self, exc: psycopg.Error, doing: str, waited: float) -> StoreUnavailable:

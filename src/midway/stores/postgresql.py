@@ -56,6 +56,7 @@ from midway.stores.pgconnection import (  # first: a ConfigError if psycopg is m
     PgConnection,
     PgError,
     Pipeline,
+    UndefinedTable,
 )
 from midway.stores.sqlbase import SQLStore
 from midway.stores.sqlcore import Commit, Op, T
@@ -78,6 +79,7 @@ class PostgreSQLStore(SQLStore):
         self._in_transaction = False  # an exactly-once run's transaction is open
         self._pipeline: Pipeline | None = None  # while a transaction of _transact runs
         self._cursor: Cursor | None = None  # the usual checkpoint's, kept with its connection
+        self._wrote: tuple[str, int] | None = None  # the job and token last written here
         self._written: tuple[Any, ...] | None = None
         """The columns a run writes once (``rows.fixed_part``), as this store last wrote
         them in full and saw committed: the next checkpoint with the same ones is only its
@@ -165,11 +167,18 @@ class PostgreSQLStore(SQLStore):
     def _write_fenced(self, conn: Connection, lease: Lease, params: dict[str, Any]) -> None:
         """The usual checkpoint is one UPDATE of the row this runner wrote last, fenced by
         the token the row carries (see ``update_checkpoint``): no lock on the lease row,
-        whose every lock is a write of its own. The first checkpoint of a run, or one a
-        takeover fenced out, goes the locked way, where the lease decides."""
-        if self._affected(conn.execute(self.Q["update_checkpoint"], params)) == 1:
+        whose every lock is a write of its own. The first checkpoints of a run (this store
+        wrote none under this token yet: on a fresh job the UPDATE would find no row, a
+        round trip in vain), or one a takeover fenced out, go the locked way, where the
+        lease decides."""
+        mine = (params["job"], lease.token)
+        if (
+            self._wrote == mine
+            and self._affected(conn.execute(self.Q["update_checkpoint"], params)) == 1
+        ):
             return
         super()._write_fenced(conn, lease, params)
+        self._wrote = mine
 
     def _write_alone(self, conn: Connection, lease: Lease, checkpoint: Checkpoint) -> None:
         """At ``every=1`` this is the per-item cost: one statement on a kept cursor (psycopg
@@ -187,6 +196,14 @@ class PostgreSQLStore(SQLStore):
         self._written = None
         self._write_fenced(conn, lease, rows.checkpoint_params(checkpoint, lease.token))
         self._written = fixed  # committed: the statement was a transaction of its own
+
+    def _stored_version(self, conn: Connection) -> int | None:
+        # One question, not two: a store's start pays a round trip for each. Outside a
+        # transaction, the error a missing table raises leaves the connection as it was.
+        try:
+            return int(self._scalar(conn, "schema_version"))
+        except UndefinedTable:
+            return None
 
     def _lock_migrations(self, conn: Connection) -> None:
         conn.execute(self.Q["migration_lock"])

@@ -183,12 +183,16 @@ class SQLCore(Store):
 
     def _schema_version(self, conn: Any) -> int | None:
         """None for a database without midway's tables."""
-        if not self._scalar(conn, "schema_table"):
-            return None
-        version = int(self._scalar(conn, "schema_version"))
-        if version > self.SCHEMA_VERSION:
+        version = self._stored_version(conn)
+        if version is not None and version > self.SCHEMA_VERSION:
             raise self._too_new(version)
         return version
+
+    def _stored_version(self, conn: Any) -> int | None:
+        """The version the tables are at (None: no tables), outside any transaction."""
+        if not self._scalar(conn, "schema_table"):
+            return None
+        return int(self._scalar(conn, "schema_version"))
 
     def _too_new(self, version: int) -> StoreTooNew:
         return StoreTooNew(
