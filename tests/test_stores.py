@@ -227,7 +227,11 @@ def test_fencing_a_stale_lease_cannot_write(store: Store) -> None:
         store.begin_run(stale, run_record(job.key))
     with pytest.raises(midway.LeaseLost):
         store.end_run(stale, run_record(job.key, "stopped"), completed=True, summary={})
+    with pytest.raises(midway.LeaseLost):
+        store.write_items(stale, [ItemRecord(key=1, status="failed", error="E: late")])
     assert store.load_checkpoint(job.key) == cp1
+    assert store.list_runs(job.key) == []
+    assert store.list_items(job.key, ("failed",)) == []
 
     # Releasing the stale lease does not free the new owner's.
     store.release_lease(stale)

@@ -39,6 +39,7 @@ PgError = psycopg.Error
 """psycopg's root error, for modules that must not import psycopg before this one."""
 Pipeline = psycopg.Pipeline
 UndefinedTable = pg_errors.UndefinedTable
+DivisionByZero = pg_errors.DivisionByZero
 
 RETRY_SECONDS = 30.0
 """How long a call keeps reconnecting after the connection dropped, before giving up."""

@@ -47,12 +47,14 @@ from typing import Any
 from midway._model.checkpoint import Checkpoint
 from midway._model.identity import JobId
 from midway._model.owner import Owner
+from midway.errors import LeaseLost
 from midway.stores import rows
-from midway.stores.base import Lease, LeaseInfo
+from midway.stores.base import Lease, LeaseInfo, lost_message
 from midway.stores.pgconnection import (  # first: a ConfigError if psycopg is missing
     OPEN_RETRY_SECONDS,
     Connection,
     Cursor,
+    DivisionByZero,
     PgConnection,
     PgError,
     Pipeline,
@@ -78,6 +80,7 @@ class PostgreSQLStore(SQLStore):
         self.durable = durable
         self._in_transaction = False  # an exactly-once run's transaction is open
         self._pipeline: Pipeline | None = None  # while a transaction of _transact runs
+        self._fenced: Lease | None = None  # the lease fence_or_fail checks in that one
         self._cursor: Cursor | None = None  # the usual checkpoint's, kept with its connection
         self._wrote: tuple[str, int] | None = None  # the job and token last written here
         self._written: tuple[Any, ...] | None = None
@@ -111,16 +114,30 @@ class PostgreSQLStore(SQLStore):
             with conn.pipeline() as pipeline:
                 self._pipeline = pipeline
                 yield
-        except BaseException:
+        except BaseException as exc:
             self._pipeline = None
             # A statement that failed left the transaction open and aborted: end it, so the
             # connection is clean for the retry or the next call.
             if not conn.closed and not conn.broken and conn.info.transaction_status:
                 with contextlib.suppress(PgError):
                     conn.execute("ROLLBACK")
+            fenced = self._fenced
+            if fenced is not None and isinstance(exc, DivisionByZero):
+                raise LeaseLost(lost_message(fenced)) from None  # see _fence
             raise
         finally:
             self._pipeline = None
+            self._fenced = None
+
+    def _fence(self, conn: Connection, lease: Lease) -> None:
+        if self._pipeline is None:  # the exactly-once transaction's: ask, and wait
+            super()._fence(conn, lease)
+            return
+        # In a pipelined transaction (starting and ending a run, writing the ledger) the
+        # fence's answer comes with the commit's, a round trip fewer: a lease no longer
+        # held fails the statement, so the transaction commits nothing (fence_or_fail).
+        conn.execute(self.Q["fence_or_fail"], {"job": lease.job, "token": lease.token})
+        self._fenced = lease
 
     def _affected(self, cursor: Any) -> int:
         if self._pipeline is not None:

@@ -63,6 +63,17 @@ SELECT 1 FROM midway_leases
 WHERE job = %(job)s AND token = %(token)s AND host IS NOT NULL
 FOR SHARE;
 
+-- name: fence_or_fail
+-- holds_lease for a pipelined transaction, whose statements are sent before any answer is
+-- read: when the lease is no longer this runner's, the division by a count of zero fails
+-- this statement (the count is only known as it runs: nothing for the planner to fold),
+-- so the transaction commits nothing and postgresql.py reports the lease lost.
+SELECT 1 / count(*) FROM (
+    SELECT 1 FROM midway_leases
+    WHERE job = %(job)s AND token = %(token)s AND host IS NOT NULL
+    FOR SHARE
+) AS held;
+
 -- name: ensure_job
 INSERT INTO midway_jobs (job, name, params, status, created_at, updated_at)
 VALUES (%(job)s, %(name)s, %(params)s, 'new', %(now)s, %(now)s)
