@@ -110,7 +110,10 @@ def check_lease_free(job: str, current: LeaseInfo | None, me: Owner, now: float)
 
 def claim_in_turn(store: Store, jobs: list[JobId], owner: Owner, ttl: float) -> Lease | None:
     """``claim_lease`` for stores without a claim query: try each job's lease in turn."""
+    completed = store.completed_among([job.key for job in jobs]) if jobs else set()
     for job in jobs:
+        if job.key in completed:
+            continue
         try:
             return store.acquire_lease(job, owner, ttl)
         except LeaseHeld:
@@ -429,8 +432,9 @@ class Store(Protocol):
     def load_plan(self, job: str) -> dict[str, JSONValue] | None: ...
 
     def claim_lease(self, jobs: list[JobId], owner: Owner, ttl: float) -> Lease | None:
-        """The lease of the first of ``jobs`` that no live runner holds (a distributed
-        job's partitions, in the worker's order), or None when every one is held."""
+        """The lease of the first of ``jobs`` that has not completed (``completed_among``)
+        and no live runner holds (a distributed job's partitions, in the worker's order),
+        or None when every one has completed or is held."""
         ...
 
     def completed_among(self, jobs: list[str]) -> set[str]:

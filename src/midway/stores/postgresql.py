@@ -263,20 +263,23 @@ class PostgreSQLStore(SQLStore):
     # -- distributed jobs ---------------------------------------------------------------
 
     def claim_lease(self, jobs: list[JobId], owner: Owner, ttl: float) -> Lease | None:
-        """The first of ``jobs`` (in the caller's order) that no live runner holds, taken
-        with ``FOR UPDATE SKIP LOCKED``: workers claiming at the same moment pass over each
-        other's rows instead of queueing on them, and never take the same partition."""
+        """The first of ``jobs`` (in the caller's order) that has not completed and no live
+        runner holds, taken with ``FOR UPDATE SKIP LOCKED``: workers claiming at the same
+        moment pass over each other's rows instead of queueing on them, and never take the
+        same partition. Which have completed is asked in the same round trip."""
         if not jobs:
             return None
         keys = [job.key for job in jobs]
 
         def op(conn: Connection, attempt: int) -> Lease | None:
+            completed = self._run(conn, "completed_among", {"jobs": keys})
             conn.execute(self.Q["ensure_lease_rows"], {"jobs": keys})
             found = {row["job"]: row for row in self._all(conn, "claim_candidates", {"jobs": keys})}
+            done = {row["job"] for row in rows.every(completed)}
             for job in jobs:
                 row = found.get(job.key)
-                if row is None:
-                    continue  # another worker is claiming it right now
+                if row is None or job.key in done:
+                    continue  # another worker is claiming it right now, or it completed
                 current = rows.lease_from_row(job.key, row, self._where("lease of job", job.key))
                 now = float(row["now"])
                 if current.is_live(now) and current.owner != owner:
