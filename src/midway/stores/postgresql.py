@@ -207,7 +207,7 @@ class PostgreSQLStore(SQLStore):
             cursor = self._cursor
             if cursor is None or cursor.connection is not conn:
                 cursor = self._cursor = conn.cursor()
-            params = rows.progress_params(checkpoint, lease.token)
+            params = (*rows.progress_values(checkpoint), checkpoint.job, lease.token)
             if cursor.execute(self.Q["update_progress"], params).rowcount == 1:
                 return
         self._written = None

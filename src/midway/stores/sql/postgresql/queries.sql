@@ -129,12 +129,13 @@ WHERE job = %(job)s AND token = %(token)s;
 -- name: update_progress
 -- A run's later checkpoints, while the row holds what this runner wrote in full before under
 -- the same token (update_checkpoint or write_checkpoint): only the columns that move. The
--- token fences it as it fences update_checkpoint.
+-- token fences it as it fences update_checkpoint. At every=1 this runs once per item, so
+-- its placeholders are positional (psycopg binds a tuple with less work than a mapping):
+-- the columns of rows.PROGRESS in that order, then the job and the token.
 UPDATE midway_checkpoints SET
-    version = %(version)s, position = %(position)s, succeeded = %(succeeded)s,
-    failed = %(failed)s, skipped = %(skipped)s, in_doubt = %(in_doubt)s, state = %(state)s,
-    updated_at = %(updated_at)s, extra = %(extra)s
-WHERE job = %(job)s AND token = %(token)s;
+    version = %s, position = %s, succeeded = %s, failed = %s, skipped = %s, in_doubt = %s,
+    state = %s, updated_at = %s, extra = %s
+WHERE job = %s AND token = %s;
 
 -- name: mark_checkpoint
 -- Inside the transaction that takes a lease: the checkpoint row (if any) is the new
