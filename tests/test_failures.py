@@ -221,6 +221,8 @@ def test_hooks_and_logging_records(store_url: str, caplog: pytest.LogCaptureFixt
     ends = [r for r in caplog.records if getattr(r, "midway_event", None) == "run.finished"]
     assert len(ends) == 1  # how the run ended is logged once
     assert ends[0].midway_fields["status"] == "completed_with_failures"
+    told = [r for r in caplog.records if getattr(r, "midway_event", None) == "checkpoint"]
+    assert [r.midway_fields["version"] for r in told] == [c["version"] for c in checkpoints]
 
 
 def test_a_failing_hook_does_not_break_the_job(store_url: str) -> None:

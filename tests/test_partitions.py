@@ -9,6 +9,7 @@ import json
 import random
 import sqlite3
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from midway._model.identity import make_job_id
 from midway._model.owner import Owner
 from midway.distributed.plan import settle_plan
 from midway.sources import ByteProgress, Sharded, Source, Splittable
-from midway.stores import open_store
+from midway.stores import RunRecord, open_store
 from test_sources import TRICKY_ROWS, assert_resumes_everywhere, walk, write_tricky_csv
 
 COUNTS = [1, 2, 3, 5, 16]
@@ -362,6 +363,29 @@ def test_claims_pass_over_live_leases_and_take_the_next(store_url: str) -> None:
         assert second.job == ids[2].key
         assert store.claim_lease([ids[0]], me, 30.0) is None  # another host's, still live
         assert held.token >= 1
+    finally:
+        store.close()
+
+
+def test_claims_pass_over_completed_partitions(store_url: str) -> None:
+    """A claim takes no partition that has completed (the worker then asks which have
+    completed only when a claim finds none), but one with items put back by retry."""
+    base = make_job_id("claim-done", None)
+    ids = [base.partition(i, 3) for i in range(3)]
+    me = Owner.current()
+    store = open_store(store_url)
+    try:
+        for part in ids[:2]:
+            lease = store.acquire_lease(part, me, 30.0)
+            run = RunRecord(uuid.uuid4().hex, part.key, "running", me.host, me.pid, time.time())
+            store.begin_run(lease, run)
+            run.status, run.ended_at, run.processed = "completed", time.time(), 1
+            store.end_run(lease, run, completed=True, summary={"status": "completed"})
+        assert store.completed_among([part.key for part in ids]) == {ids[0].key, ids[1].key}
+        claimed = store.claim_lease(ids, me, 30.0)
+        assert claimed is not None
+        assert claimed.job == ids[2].key
+        assert store.claim_lease(ids[:2], me, 30.0) is None
     finally:
         store.close()
 

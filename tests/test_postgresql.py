@@ -24,10 +24,12 @@ from midway._model.owner import Owner
 from midway.stores import RunRecord, Store, open_store, sqlfiles
 from midway.stores.pgconnection import redact
 from midway.stores.postgresql import SCHEMA_VERSION, PostgreSQLStore
+from midway.stores.reuse import reusing_connections
 from support.pg import PgServer, connect, with_database
 from support.pgproxy import CutProxy
 
 UNREACHABLE = "postgresql://someone:s3cret@127.0.0.1:1/nowhere"
+LAST_STATEMENT = "SELECT query FROM pg_stat_activity WHERE pid = %s"
 
 
 def checkpoint(job: str, version: int, **changes: Any) -> Checkpoint:
@@ -312,19 +314,26 @@ def test_lease_times_are_the_servers(pg: Store, postgresql_url: str) -> None:
     assert record.lease.expires_at == pytest.approx(record.lease.since + 7.0)
 
 
-def test_a_takeover_racing_a_write_wins_cleanly(pg: Store, postgresql_url: str) -> None:
+@pytest.mark.parametrize("same_run", [False, True], ids=["first-of-a-run", "later-of-a-run"])
+def test_a_takeover_racing_a_write_wins_cleanly(
+    pg: Store, postgresql_url: str, same_run: bool
+) -> None:
     """A takeover holds the lease row and has re-marked the checkpoint row (its transaction
     not yet committed) while the old owner writes: the write waits, and once the takeover
-    commits it is refused."""
+    commits it is refused. Also for a run's later checkpoints, which send only what moved."""
     job = JobId("raced")
     lease = pg.acquire_lease(job, Owner.current(), 5.0)
-    first = checkpoint(job.key, 1)
+    run = {"run_id": "run-1"} if same_run else {}
+    first = checkpoint(job.key, 1, **run)
     pg.write_checkpoint(lease, first)
+    if same_run:
+        first = checkpoint(job.key, 2, **run)
+        pg.write_checkpoint(lease, first)
     outcome: list[BaseException | None] = []
 
     def write() -> None:
         try:
-            pg.write_checkpoint(lease, checkpoint(job.key, 2))
+            pg.write_checkpoint(lease, checkpoint(job.key, 3, **run))
             outcome.append(None)
         except BaseException as exc:
             outcome.append(exc)
@@ -345,6 +354,89 @@ def test_a_takeover_racing_a_write_wins_cleanly(pg: Store, postgresql_url: str) 
     assert len(outcome) == 1
     assert isinstance(outcome[0], midway.LeaseLost), outcome
     assert pg.load_checkpoint(job.key) == first
+
+
+def test_a_runs_later_checkpoints_send_only_what_moved(pg: Store, postgresql_url: str) -> None:
+    """every=1's per-item cost: once a run's checkpoint row is written whole, the next ones
+    send the progress alone, not the input's fingerprint, total and start again; each
+    reads back whole. A new run (or a new fingerprint) writes the row whole again."""
+    assert isinstance(pg, PostgreSQLStore)
+    job = JobId("narrow")
+    lease = pg.acquire_lease(job, Owner.current(), 30.0)
+    backend = pg._db.connection().info.backend_pid
+
+    def last_statement() -> str:
+        return str(scalar(postgresql_url, LAST_STATEMENT, backend))
+
+    pg.write_checkpoint(lease, checkpoint(job.key, 1, run_id="run-1"))
+    assert "fingerprint" in last_statement()
+    for version in (2, 3):
+        later = checkpoint(job.key, version, run_id="run-1", state={"seen": version})
+        pg.write_checkpoint(lease, later)
+        assert "fingerprint" not in last_statement()
+        assert pg.load_checkpoint(job.key) == later
+    drifted = checkpoint(job.key, 4, run_id="run-1", fingerprint={"kind": "sequence", "n": 9})
+    pg.write_checkpoint(lease, drifted)
+    assert "fingerprint" in last_statement()
+    assert pg.load_checkpoint(job.key) == drifted
+    next_run = checkpoint(job.key, 5, run_id="run-2")
+    pg.write_checkpoint(lease, next_run)
+    assert pg.load_checkpoint(job.key) == next_run
+
+
+def test_a_kept_connection_is_not_asked_for_the_schema_again(postgresql_url: str) -> None:
+    """Each partition a distributed worker runs opens a store (for the run's writer) on the
+    connection the last one left idle: the schema that store found current moments ago is
+    not asked for again."""
+    with reusing_connections():
+        first = open_store(postgresql_url)
+        assert isinstance(first, PostgreSQLStore)
+        backend = first._db.connection().info.backend_pid
+        first.load_checkpoint("nobody")
+        first.close()
+        second = open_store(postgresql_url)
+        try:
+            assert isinstance(second, PostgreSQLStore)
+            assert second._db.connection().info.backend_pid == backend
+            last = str(scalar(postgresql_url, LAST_STATEMENT, backend))
+            assert "midway_checkpoints" in last
+        finally:
+            second.close()
+
+
+def test_a_store_that_refused_the_schema_leaves_no_connection_to_keep(
+    postgresql_url: str,
+) -> None:
+    open_store(postgresql_url).close()
+    with connect(postgresql_url) as conn:
+        conn.execute("INSERT INTO midway_schema VALUES (99)")
+    with reusing_connections():
+        for _ in range(2):
+            with pytest.raises(midway.StoreTooNew):
+                open_store(postgresql_url)
+
+
+def test_every_1_opens_a_second_connection_only_to_renew_the_lease(postgresql_url: str) -> None:
+    """At every=1 the run's thread commits each checkpoint, and its keeper thread only
+    renews the lease: it connects when the first renewal is due (a short run never does),
+    and renews from then on."""
+    seen: list[tuple[int, float]] = []
+
+    def handle(item: int, ctx: Any) -> None:
+        time.sleep((0.3, 0.6, 0.4, 0.4)[item])
+        with connect(postgresql_url) as conn:
+            row = conn.execute(
+                "SELECT (SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                "current_database() AND application_name = 'midway'), "
+                "(SELECT expires_at FROM midway_leases WHERE job = 'renewed')"
+            ).fetchone()
+        seen.append((int(row[0]), float(row[1])))
+
+    job = midway.Job("renewed", store=postgresql_url, every=1, lease_ttl=1.5, quiet=True)
+    job.run(range(4), handle)
+    assert seen[0][0] == 1, seen  # the run's own connection only
+    assert seen[1][0] == 2, seen  # the first heartbeat (ttl / 3) connected and renewed
+    assert seen[-1][1] > seen[0][1] + 0.5, seen
 
 
 def test_reset_cuts_off_a_runner_whose_lease_lapsed(pg: Store) -> None:

@@ -21,6 +21,7 @@ import pytest
 import midway
 from midway._model.checkpoint import Checkpoint, Counters
 from midway._model.identity import JobId
+from midway._model.ledger import ItemRecord
 from midway._model.owner import Owner, hostname
 from midway.stores import RunRecord, Store, open_store, sqlfiles
 
@@ -226,7 +227,11 @@ def test_fencing_a_stale_lease_cannot_write(store: Store) -> None:
         store.begin_run(stale, run_record(job.key))
     with pytest.raises(midway.LeaseLost):
         store.end_run(stale, run_record(job.key, "stopped"), completed=True, summary={})
+    with pytest.raises(midway.LeaseLost):
+        store.write_items(stale, [ItemRecord(key=1, status="failed", error="E: late")])
     assert store.load_checkpoint(job.key) == cp1
+    assert store.list_runs(job.key) == []
+    assert store.list_items(job.key, ("failed",)) == []
 
     # Releasing the stale lease does not free the new owner's.
     store.release_lease(stale)
@@ -310,6 +315,29 @@ def test_list_jobs_and_get_job(store: Store) -> None:
     record = store.get_job(with_params.key)
     assert record is not None
     assert record.job == with_params.key
+
+
+def test_many_jobs_and_what_a_run_opens_with_are_read_at_once(store: Store) -> None:
+    """get_jobs is get_job of each (one round trip on PostgreSQL); load_for_run is the
+    checkpoint, the whole ledger and the record a run opens with."""
+    fresh, done = JobId("fresh"), JobId("done")
+    assert store.load_for_run(fresh.key) == (None, [], None)
+    lease = store.acquire_lease(done, Owner.current(), 5.0)
+    cp = make_checkpoint(done.key, 1)
+    failed = ItemRecord(key=7, status="failed", error="ValueError: no", attempts=2)
+    cp.ledger = [failed]
+    store.write_checkpoint(lease, cp)
+    checkpoint, items, record = store.load_for_run(done.key)
+    assert checkpoint == cp
+    assert [(r.key, r.status, r.attempts) for r in items] == [(7, "failed", 2)]
+    assert record is not None
+    assert record.job == done.key
+    assert record.checkpoint == cp
+    assert record == store.get_job(done.key)
+    store.acquire_lease(fresh, Owner.current(), 5.0)
+    keys = [done.key, "nobody", fresh.key]
+    assert store.get_jobs(keys) == [store.get_job(key) for key in keys]
+    assert store.get_jobs([]) == []
 
 
 def test_reset_refuses_while_a_live_runner_holds_the_job(store: Store) -> None:

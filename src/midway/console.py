@@ -86,6 +86,11 @@ def logging_configured() -> bool:
     return bool(log.handlers or logging.getLogger().handlers)
 
 
+def heard(level: int) -> bool:
+    """Would ``say(..., level=level, quiet=True)`` reach anyone (a logger that takes it)?"""
+    return log.isEnabledFor(level)
+
+
 def log_format() -> str:
     """``plain`` or ``json``, from ``MIDWAY_LOG_FORMAT`` (unset or empty: plain)."""
     value = os.environ.get(FORMAT_VARIABLE, "").strip().lower() or "plain"

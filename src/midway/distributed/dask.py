@@ -130,7 +130,7 @@ def run_on_dask(
         }
         total = source.total()
         handled, errors = _gather(job, store, ids, futures, as_completed(futures), total)
-        records = [store.get_job(part.key) for part in ids]
+        records = store.get_jobs([part.key for part in ids])
         result = whole_result(
             job, records, handled, time.monotonic() - started, split_state(state)[1]
         )

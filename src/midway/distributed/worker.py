@@ -66,7 +66,7 @@ def run_distributed(
         handled = work(
             job, store, ids, lambda i, lease: run_partition(i, count, parts[i], lease, store)
         ).handled
-        records = [store.get_job(part.key) for part in ids]
+        records = store.get_jobs([part.key for part in ids])
         return whole_result(
             job, records, handled, time.monotonic() - started, split_state(state)[1]
         )
@@ -107,19 +107,25 @@ def _claim_and_run(
     random.Random(os.getpid()).shuffle(order)  # workers start on different partitions
     owner = Owner.current()
     worked = Worked()
+    pending = order
     while True:
-        completed = store.completed_among(keys)  # completed partitions stay completed
-        pending = [i for i in order if keys[i] not in completed]
-        if not pending:
-            return worked
+        # A claim passes over completed partitions itself (on PostgreSQL in the same round
+        # trip): which have completed is asked apart only when it finds none to take. The
+        # partitions this worker ran are left out of its claims until then.
         lease = store.claim_lease([ids[i] for i in pending], owner, job.lease_ttl)
         if lease is None:
+            completed = store.completed_among(keys)  # completed partitions stay completed
+            pending = [i for i in order if keys[i] not in completed]
+            if not pending:
+                return worked
             # Others hold every one: look again soon, to take over a partition whose
             # worker dies, and to return as soon as the last one completes.
             time.sleep(min(POLL_SECONDS, job.lease_ttl / 3))
             continue
+        claimed = index[lease.job]
+        pending = [i for i in pending if i != claimed]
         try:
-            result = run_one(index[lease.job], lease)
+            result = run_one(claimed, lease)
         except PartitionDone:
             continue  # another worker completed it before this one took it
         except LeaseLost as lost:

@@ -18,7 +18,8 @@ from midway._model import jsonutil
 from midway._model.checkpoint import Checkpoint, Counters
 from midway._model.jsonutil import JSONValue
 from midway._model.owner import iso
-from midway.console import say
+from midway._model.settings import Settings
+from midway.console import heard, say
 from midway.errors import LeaseLost
 from midway.run.failures import describe
 from midway.run.guarantees import Guarantee
@@ -78,11 +79,7 @@ class Commits:
         self.processed_at_checkpoint = run.counters.processed
         self.last_checkpoint = time.monotonic()
         self.next_due = self.processed_at_checkpoint + (settings.every or 0)
-        # No group commit with every=1 or max_lag=0 (no item runs past a checkpoint not on
-        # disk), nor when the guarantee commits on this thread.
-        self.group_commit = (
-            settings.every != 1 and self.guarantee.group_commit and settings.max_lag > 0
-        )
+        self.group_commit = in_background(settings, self.guarantee)
 
     def due(self, processed: int, now: float) -> bool:
         """A checkpoint is due: ``every`` items or ``every_seconds`` since the last one."""
@@ -141,7 +138,7 @@ class Commits:
             if keeper is not None and self.group_commit and not wait:
                 keeper.submit(cp)
             else:
-                if keeper is not None:
+                if keeper is not None and (keeper.pending_or_busy or keeper.error is not None):
                     keeper.flush()
                 with run.tracing.checkpoint(cp):
                     store.write_checkpoint(lease, cp)
@@ -157,14 +154,15 @@ class Commits:
         hook = run.settings.on_checkpoint
         if hook is not None:
             call_hook("on_checkpoint", hook, checkpoint_info(cp))
-        run.tell(
-            f"checkpoint #{cp.version} of job {run.key!r} at {cp.position}",
-            "checkpoint",
-            level=logging.DEBUG,
-            quiet=True,
-            version=cp.version,
-            position=cp.position,
-        )
+        if heard(logging.DEBUG):  # at every=1 the message alone costs a few per cent
+            run.tell(
+                f"checkpoint #{cp.version} of job {run.key!r} at {cp.position}",
+                "checkpoint",
+                level=logging.DEBUG,
+                quiet=True,
+                version=cp.version,
+                position=cp.position,
+            )
 
     def _snapshot(self, run_id: str) -> Checkpoint:
         run = self.run
@@ -276,6 +274,13 @@ class Commits:
         run.mark_chunk, run.start_position = None, saved.position
         self.processed_at_checkpoint = run.counters.processed
         return True
+
+
+def in_background(settings: Settings, guarantee: Guarantee) -> bool:
+    """Checkpoints go to the keeper thread (group commit). Not with every=1 or max_lag=0
+    (no item runs past a checkpoint not on disk), nor when the guarantee commits on the
+    run's thread."""
+    return settings.every != 1 and guarantee.group_commit and settings.max_lag > 0
 
 
 def call_hook(name: str, hook: Callable[..., Any], *args: Any) -> None:

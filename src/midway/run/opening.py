@@ -14,7 +14,7 @@ from typing import Any
 from midway._model import jsonutil
 from midway._model.checkpoint import Checkpoint, Counters, describe_drift
 from midway._model.identity import partition_of
-from midway._model.ledger import ALL, ItemRecord, ItemStatus, drop
+from midway._model.ledger import ItemRecord, ItemStatus, drop
 from midway._model.owner import describe_age, hostname, iso
 from midway._model.redaction import redact_argv, redact_url
 from midway._model.result import RunStatus
@@ -25,7 +25,7 @@ from midway.run.guarantees import Guarantee
 from midway.run.itemflow import ItemFlow
 from midway.run.retrypass import RetryPass
 from midway.run.runstate import Moment, RunState
-from midway.stores import Lease, RunRecord, Store
+from midway.stores import JobRecord, Lease, RunRecord, Store
 from midway.stores.base import FINISHED
 
 CARRIED_OVER = (ItemStatus.RETRYING, ItemStatus.STEPS)
@@ -50,7 +50,7 @@ class Opening:
         run = self.run
         self._say_takeover(lease)
         run.fingerprint = run.source.fingerprint()
-        checkpoint = store.load_checkpoint(run.key)
+        checkpoint, records, record = store.load_for_run(run.key)
         restarted = False  # on_drift="restart": what the old input left is not this one's
         if checkpoint is not None:
             checkpoint = self._check_drift(checkpoint)
@@ -58,12 +58,10 @@ class Opening:
         now = time.time()
         run.job_started_at = now
         run.total = run.source.total()
-        records = store.list_items(run.key, ALL)
         if checkpoint is None and run.job.id.part:
             # A distributed job's partition runs once (then only for items put back by
             # `midway retry`): another worker may have completed it since this one looked
-            # (the lease, now ours, makes this check final).
-            record = store.get_job(run.key)
+            # (read under the lease, now ours, this check is final).
             retried = any(r.status == ItemStatus.RETRY for r in records)
             if record is not None and record.status in FINISHED and not retried:
                 raise PartitionDone(run.key)
@@ -71,7 +69,7 @@ class Opening:
             self._resume_from(checkpoint, now)
             run.combiner.resume(run.key, checkpoint.extra, run.state, run.counters.processed)
             run.main_done = bool(checkpoint.extra.get("main_done"))
-        elif not self._after_completion(store, records):
+        elif not self._after_completion(record, records):
             self.guarantee.refuse_fresh_start(store, run.key)
             records = self._carry_over(records, restarted)
             self._announce_fresh(store, records)
@@ -173,7 +171,7 @@ class Opening:
             saved_at=iso(checkpoint.updated_at),
         )
 
-    def _after_completion(self, store: Store, records: list[ItemRecord]) -> bool:
+    def _after_completion(self, record: JobRecord | None, records: list[ItemRecord]) -> bool:
         """A completed job with items put back by ``midway retry`` (or decided by
         ``midway approve``): the next run handles those and nothing else, from the counters
         and state the job completed with. A job that ended with items waiting for a person
@@ -183,7 +181,6 @@ class Opening:
         waiting = sum(r.status == ItemStatus.WAITING for r in records)
         if not queued and not waiting:
             return False
-        record = store.get_job(run.key)
         summary = record.summary if record is not None else None
         if not summary:
             return False

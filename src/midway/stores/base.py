@@ -110,7 +110,10 @@ def check_lease_free(job: str, current: LeaseInfo | None, me: Owner, now: float)
 
 def claim_in_turn(store: Store, jobs: list[JobId], owner: Owner, ttl: float) -> Lease | None:
     """``claim_lease`` for stores without a claim query: try each job's lease in turn."""
+    completed = store.completed_among([job.key for job in jobs]) if jobs else set()
     for job in jobs:
+        if job.key in completed:
+            continue
         try:
             return store.acquire_lease(job, owner, ttl)
         except LeaseHeld:
@@ -298,6 +301,10 @@ class JobRecord:
         return self.status
 
 
+ForRun = tuple[Checkpoint | None, list[ItemRecord], JobRecord | None]
+"""``Store.load_for_run``: the checkpoint, the item ledger, the job's record."""
+
+
 @dataclass(frozen=True)
 class ItemChange:
     """What ``retry`` and ``resolve`` change in a job's item ledger (see
@@ -339,6 +346,11 @@ class Store(Protocol):
     def release_lease(self, lease: Lease) -> None: ...
 
     def load_checkpoint(self, job: str) -> Checkpoint | None: ...
+
+    def load_for_run(self, job: str) -> ForRun:
+        """What a run opens with: the checkpoint, the whole item ledger and the job's
+        record, in one round trip where the store can."""
+        ...
 
     def begin_run(self, lease: Lease, run: RunRecord) -> None: ...
 
@@ -400,6 +412,11 @@ class Store(Protocol):
 
     def get_job(self, job: str) -> JobRecord | None: ...
 
+    def get_jobs(self, jobs: list[str]) -> list[JobRecord | None]:
+        """``get_job`` of each, in one round trip where the store can (a distributed job's
+        result reads every partition's)."""
+        ...
+
     def list_runs(self, job: str, limit: int = 20) -> list[RunRecord]: ...
 
     def list_items(self, job: str, statuses: tuple[str, ...]) -> list[ItemRecord]: ...
@@ -418,8 +435,9 @@ class Store(Protocol):
     def load_plan(self, job: str) -> dict[str, JSONValue] | None: ...
 
     def claim_lease(self, jobs: list[JobId], owner: Owner, ttl: float) -> Lease | None:
-        """The lease of the first of ``jobs`` that no live runner holds (a distributed
-        job's partitions, in the worker's order), or None when every one is held."""
+        """The lease of the first of ``jobs`` that has not completed (``completed_among``)
+        and no live runner holds (a distributed job's partitions, in the worker's order),
+        or None when every one has completed or is held."""
         ...
 
     def completed_among(self, jobs: list[str]) -> set[str]:

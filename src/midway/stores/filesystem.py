@@ -33,7 +33,7 @@ from midway._model import jsonutil, ledger
 from midway._model.checkpoint import Checkpoint, Counters
 from midway._model.identity import JobId
 from midway._model.jsonutil import JSONValue
-from midway._model.ledger import DROP, RETRY, ItemRecord
+from midway._model.ledger import ALL, DROP, RETRY, ItemRecord
 from midway._model.owner import Owner
 from midway._model.result import RunStatus
 from midway.errors import ConfigError, StoreCorrupt, StoreTooNew, StoreUnavailable
@@ -42,6 +42,7 @@ from midway.stores.base import (
     CRASHED_MESSAGE,
     FINISHED,
     JOB_FIELDS,
+    ForRun,
     HistoryPoint,
     ItemChange,
     JobRecord,
@@ -312,6 +313,12 @@ class FileStore(FileLeases, Store):
         if not (self.root / "jobs" / job).is_dir():
             return None
         return self._job_record(job)
+
+    def load_for_run(self, job: str) -> ForRun:
+        return self.load_checkpoint(job), self.list_items(job, ALL), self.get_job(job)
+
+    def get_jobs(self, jobs: list[str]) -> list[JobRecord | None]:
+        return [self.get_job(job) for job in jobs]
 
     def list_runs(self, job: str, limit: int = 20) -> list[RunRecord]:
         return self._runs(job)[:limit]

@@ -38,6 +38,8 @@ except ImportError as exc:  # the optional extra is not installed
 PgError = psycopg.Error
 """psycopg's root error, for modules that must not import psycopg before this one."""
 Pipeline = psycopg.Pipeline
+UndefinedTable = pg_errors.UndefinedTable
+DivisionByZero = pg_errors.DivisionByZero
 
 RETRY_SECONDS = 30.0
 """How long a call keeps reconnecting after the connection dropped, before giving up."""
@@ -75,6 +77,7 @@ _GAVE_UP_LOCK = threading.Lock()
 
 T = TypeVar("T")
 Connection = psycopg.Connection[TupleRow]
+Cursor = psycopg.Cursor[TupleRow]
 
 
 # Connections a closed store left idle while a distributed worker runs (see stores.reuse),
@@ -182,11 +185,23 @@ class PgConnection:
         self._key = (self._conninfo, durable)
         self._conn: Connection | None = None
         self._connected_once = False
+        self.schema_checked = False
+        """The store found midway's tables current (only such a connection is kept idle
+        for the next store, which then need not ask again)."""
 
     def close(self) -> None:
         conn, self._conn = self._conn, None
-        if conn is not None and not _keep_idle(self._key, conn):
+        if conn is not None and not (self.schema_checked and _keep_idle(self._key, conn)):
             conn.close()
+
+    def take_kept(self) -> Connection | None:
+        """Go on with a connection a closed store of this process left idle (stores.reuse),
+        if there is one: that store found the schema current moments ago."""
+        idle = _take_idle(self._key)
+        if idle is not None:
+            self._conn = idle
+            self._connected_once = self.schema_checked = True
+        return idle
 
     def connection(self) -> Connection:
         """The open connection, or a new one (which may raise ``psycopg.Error``)."""
@@ -196,10 +211,8 @@ class PgConnection:
         if conn is not None:
             conn.close()
             self._conn = None
-        idle = _take_idle(self._key)
+        idle = self.take_kept()
         if idle is not None:
-            self._conn = idle
-            self._connected_once = True
             return idle
         conn = psycopg.connect(self._conninfo, autocommit=True)
         try:
@@ -240,8 +253,7 @@ class PgConnection:
         """Run ``op(connection, attempt)``; on a dropped connection reconnect and run it again
         (``attempt`` counts from 1), with backoff, until ``retry_seconds`` have passed."""
         window = self.retry_seconds if retry_seconds is None else retry_seconds
-        with _GAVE_UP_LOCK:
-            gave_up = _GAVE_UP.get(self.url)
+        gave_up = _GAVE_UP.get(self.url)  # one read of a dict: no lock needed
         if gave_up is not None and time.monotonic() - gave_up < max(window, 1.0):
             window = 0.0  # another connection of this process just waited in vain
         started = time.monotonic()
@@ -265,8 +277,9 @@ class PgConnection:
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
                 continue
-            with _GAVE_UP_LOCK:
-                _GAVE_UP.pop(self.url, None)
+            if self.url in _GAVE_UP:  # at every=1 a call per item: no lock when not needed
+                with _GAVE_UP_LOCK:
+                    _GAVE_UP.pop(self.url, None)
             return result
 
     def _gave_up(self, exc: psycopg.Error, doing: str, waited: float) -> StoreUnavailable:

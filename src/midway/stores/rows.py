@@ -73,23 +73,54 @@ def _opt_load(text: str | None, where: str) -> Any:
 
 def checkpoint_params(cp: Checkpoint, token: int) -> dict[str, Any]:
     """``write_checkpoint``'s (and ``insert_history``'s) parameters, fenced by ``token``."""
-    return {
-        "job": cp.job,
-        "token": token,
-        "version": cp.version,
-        "run_id": cp.run_id,
-        "position": jsonutil.dumps(cp.position),
-        "succeeded": cp.counters.succeeded,
-        "failed": cp.counters.failed,
-        "skipped": cp.counters.skipped,
-        "in_doubt": cp.counters.in_doubt,
-        "state": cp.state_json or jsonutil.dumps_state(cp.state),
-        "fingerprint": jsonutil.dumps(cp.fingerprint),
-        "total": cp.total,
-        "started_at": cp.started_at,
-        "updated_at": cp.updated_at,
-        "extra": jsonutil.dumps(_extra_with_waiting(cp)),
-    }
+    params = dict(zip(PROGRESS, progress_values(cp), strict=True))
+    params["job"] = cp.job
+    params["token"] = token
+    params["run_id"] = cp.run_id
+    params["fingerprint"] = jsonutil.dumps(cp.fingerprint)
+    params["total"] = cp.total
+    params["started_at"] = cp.started_at
+    return params
+
+
+PROGRESS = (
+    "version",
+    "position",
+    "succeeded",
+    "failed",
+    "skipped",
+    "in_doubt",
+    "state",
+    "updated_at",
+    "extra",
+)
+"""The columns that move from one checkpoint of a run to the next, in the order of
+``update_progress``'s placeholders: not those a run writes once (its id, the input's
+fingerprint and total, the start)."""
+
+
+def progress_values(cp: Checkpoint) -> tuple[Any, ...]:
+    """The :data:`PROGRESS` columns' values (a tuple: at every=1 this is built per item,
+    and psycopg binds a tuple with less work than a mapping)."""
+    counters = cp.counters
+    extra = _extra_with_waiting(cp)
+    return (
+        cp.version,
+        jsonutil.dumps(cp.position),
+        counters.succeeded,
+        counters.failed,
+        counters.skipped,
+        counters.in_doubt,
+        cp.state_json or jsonutil.dumps_state(cp.state),
+        cp.updated_at,
+        jsonutil.dumps(extra) if extra else "{}",
+    )
+
+
+def fixed_part(cp: Checkpoint, token: int) -> tuple[Any, ...]:
+    """What :data:`PROGRESS` leaves out, with the job and the token: while it stays
+    the same, a store that wrote the whole row may write only the progress."""
+    return (cp.job, token, cp.run_id, cp.fingerprint, cp.total, cp.started_at)
 
 
 WAITING = "waiting"

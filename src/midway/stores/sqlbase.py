@@ -2,34 +2,27 @@
 
 Both keep the same tables, read and written by the named queries of ``sql/<dialect>/`` (a
 name may be spelled differently per dialect: placeholders, upserts, row locks, whose clock
-a lease runs on). What else differs is a hook of :class:`SQLStore` (the methods marked
-abstract, and the few with an empty default): how a call runs and fails (``_call``: once on
-SQLite; again after a dropped connection on PostgreSQL, so every ``op`` here is safe to run
-twice), transactions and the write lock, lease locks, the exactly-once transaction left
-open between checkpoints, and how a list is bound. Each write says how durable its commit
-must be (:class:`Commit`); the dialect decides what that takes.
+a lease runs on). What else differs is a hook of :class:`~midway.stores.sqlcore.SQLCore`,
+which also runs the queries and migrates the schema; every ``op`` here is safe to run twice
+(PostgreSQL runs it again after a dropped connection).
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
-from abc import abstractmethod
-from collections.abc import Callable
-from contextlib import AbstractContextManager
-from enum import Enum
-from typing import Any, ClassVar, TypeVar
+from typing import Any
 
 from midway import faults
 from midway._model import jsonutil
 from midway._model.checkpoint import Checkpoint
 from midway._model.identity import JobId
 from midway._model.jsonutil import JSONValue
-from midway._model.ledger import DROP, ItemRecord
+from midway._model.ledger import ALL, DROP, ItemRecord
 from midway._model.owner import Owner
-from midway.errors import LeaseLost, StoreNotFound, StoreTooNew
-from midway.stores import rows, sqlfiles
+from midway.errors import LeaseLost
+from midway.stores import rows
 from midway.stores.base import (
+    ForRun,
     HistoryPoint,
     ItemChange,
     JobRecord,
@@ -37,190 +30,24 @@ from midway.stores.base import (
     LeaseInfo,
     Note,
     RunRecord,
-    Store,
     Summary,
     check_lease_free,
     lost_message,
     moved_summary,
     plan_from_text,
 )
-
-T = TypeVar("T")
-Op = Callable[[Any, int], T]
-"""A piece of work on the store's connection: ``op(connection, attempt)``."""
+from midway.stores.sqlcore import Commit, SQLCore
 
 _JOB_PARTS = ("load_checkpoint", "get_lease")
 """What a job's record holds besides its row: its checkpoint and its lease."""
+_JOB_QUERIES = ("get_job", *_JOB_PARTS)
 
 RESET_QUERIES = ("delete_items", "delete_runs", "delete_notes", "delete_history", "delete_plan")
 
 
-class Commit(Enum):
-    """How durable a write's commit must be."""
-
-    BOOKKEEPING = "bookkeeping"
-    """Lease renewals and run records: their loss in a power cut is harmless (the machine
-    that held the lease went down too)."""
-    TOKEN = "token"
-    """A new fencing token: it must never be handed out twice, even with ``durable=False``
-    on a server that may crash on its own."""
-    REPORTED = "reported"
-    """What midway reports as saved: checkpoints, the item ledger, a job's completion."""
-
-
-class SQLStore(Store):
+class SQLStore(SQLCore):
     """A store in a SQL database. Subclasses name their ``dialect`` and implement the hooks
     (and ``begin_transaction``, ``rollback_transaction``, ``claim_lease``, ``close``)."""
-
-    dialect: ClassVar[str]
-    Q: ClassVar[dict[str, str]]  # the dialect's named queries
-    SCHEMA_VERSION: ClassVar[int]
-    durable: bool
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        cls.Q = sqlfiles.queries(cls.dialect)
-        cls.SCHEMA_VERSION = max(v for v, _ in sqlfiles.migrations(cls.dialect))
-
-    # -- hooks --------------------------------------------------------------------------
-
-    @abstractmethod
-    def _call(
-        self, doing: str, op: Op[T], commit: Commit | None = None, patience: float | None = None
-    ) -> T:
-        """Run ``op`` on the connection; the driver's errors as midway's, naming ``doing``.
-        ``commit``: how durable the writes of ``op`` must be (None: it only reads).
-        ``patience``: a shorter bound on retries than the store's own, where it has one."""
-
-    @abstractmethod
-    def _transaction(self, conn: Any, commit: Commit) -> AbstractContextManager[None]:
-        """A transaction on ``conn`` that takes the write lock; commits at the end, rolls
-        back on an exception."""
-
-    @abstractmethod
-    def _lock_lease(self, conn: Any, job: str, *, create: bool) -> tuple[LeaseInfo | None, float]:
-        """Inside a transaction: the job's lease, locked until the transaction ends (with
-        ``create``, even for a job never leased), and the time now by the clock that
-        decides whether it has expired."""
-
-    @abstractmethod
-    def close(self) -> None: ...
-
-    def _forget_lapsed_lease(self, conn: Any, job: str) -> None:
-        """Inside :meth:`reset`, once no live runner holds the job: fence out a runner whose
-        lease lapsed unnoticed, where the dialect needs to (nothing by default)."""
-
-    @abstractmethod
-    def _transaction_open(self) -> bool:
-        """An exactly-once run's transaction is open (``begin_transaction``)."""
-
-    @abstractmethod
-    def _commit_open_transaction(self, parts: Callable[[Any], None]) -> None:
-        """Exactly-once: ``parts(connection)`` inside the open transaction, then commit it.
-        No retry: if the connection drops, the handler's writes and the checkpoint are
-        lost together, and the run redoes them from the last checkpoint."""
-
-    @abstractmethod
-    def _list_param(self, values: list[str]) -> Any:
-        """A list of strings as one query parameter (``completed_among``, ``list_items``)."""
-
-    def _batched(self, conn: Any) -> AbstractContextManager[None]:
-        """Around a transaction of :meth:`_transact`: send its statements in as few round
-        trips as the driver can (nothing by default). A statement whose rows are read waits
-        for its answer; the others go with the next one that does, or with the commit."""
-        return contextlib.nullcontext()
-
-    def _affected(self, cursor: Any) -> int:
-        """How many rows the statement of ``cursor`` changed (its answer awaited first)."""
-        return int(cursor.rowcount)
-
-    def _mark_taken(self, conn: Any, job: str, token: int) -> None:
-        """Inside the transaction that gives ``job``'s lease the new ``token``: what else
-        the dialect's fence needs to know (nothing by default)."""
-
-    def _lock_migrations(self, conn: Any) -> None:
-        """Inside the migration's transaction: make a second process opening a new store
-        at once wait for this one (nothing where the transaction's lock does it)."""
-
-    # -- plumbing -----------------------------------------------------------------------
-
-    def _transact(self, doing: str, op: Op[T], commit: Commit) -> T:
-        """``op`` in one transaction (run again whole after a dropped connection)."""
-
-        def whole(conn: Any, attempt: int) -> T:
-            with self._batched(conn), self._transaction(conn, commit):
-                return op(conn, attempt)
-
-        return self._call(doing, whole, commit)
-
-    def _one(self, conn: Any, query: str, params: dict[str, Any] | None = None) -> Any:
-        """The first row of a named query, by column name, or None."""
-        return rows.first(self._run(conn, query, params))
-
-    def _all(self, conn: Any, query: str, params: dict[str, Any] | None = None) -> list[Any]:
-        """Every row of a named query, by column name."""
-        return rows.every(self._run(conn, query, params))
-
-    def _scalar(self, conn: Any, query: str, params: dict[str, Any] | None = None) -> Any:
-        row = self._run(conn, query, params).fetchone()
-        return None if row is None else row[0]
-
-    def _run(self, conn: Any, query: str, params: dict[str, Any] | None) -> Any:
-        """Execute a named query; its cursor."""
-        sql = self.Q[query]
-        return conn.execute(sql) if params is None else conn.execute(sql, params)
-
-    def _where(self, what: str, job: str) -> str:
-        return f"store {self.url}, {what} {job!r}"
-
-    # -- schema -------------------------------------------------------------------------
-
-    def _open(self, *, create: bool, patience: float | None = None) -> None:
-        """Bring the tables up to this midway's schema (or refuse a newer one, and close)."""
-        try:
-            self._call("open", lambda conn, _: self._migrate(conn, create=create), None, patience)
-        except BaseException:
-            self.close()
-            raise
-
-    def _migrate(self, conn: Any, *, create: bool) -> None:
-        version = self._schema_version(conn)
-        if version == self.SCHEMA_VERSION:
-            return  # the usual case: reads, no lock
-        if version is None and not create:
-            raise StoreNotFound(
-                f"there is no store at {self.url}: that database holds no midway tables "
-                "(no job has run with it yet). Check --store or $MIDWAY_STORE."
-            )
-        with self._transaction(conn, Commit.REPORTED):
-            self._lock_migrations(conn)
-            conn.execute(self.Q["create_schema_table"])
-            current = int(self._scalar(conn, "schema_version"))
-            if current > self.SCHEMA_VERSION:
-                raise self._too_new(current)
-            for number, statements in sqlfiles.migrations(self.dialect):
-                if number > current:
-                    for statement in statements:
-                        conn.execute(statement)  # our own files: no parameters
-                        if faults.ACTIVE:
-                            faults.hit("migrate.between")
-                    conn.execute(self.Q["record_migration"], {"version": number})
-
-    def _schema_version(self, conn: Any) -> int | None:
-        """None for a database without midway's tables."""
-        if not self._scalar(conn, "schema_table"):
-            return None
-        version = int(self._scalar(conn, "schema_version"))
-        if version > self.SCHEMA_VERSION:
-            raise self._too_new(version)
-        return version
-
-    def _too_new(self, version: int) -> StoreTooNew:
-        return StoreTooNew(
-            f"store {self.url} has schema version {version}, written by a newer midway; this "
-            f"midway knows versions up to {self.SCHEMA_VERSION}. Upgrade midway "
-            "(pip install -U midway); nothing was changed."
-        )
 
     # -- leases -------------------------------------------------------------------------
 
@@ -291,13 +118,14 @@ class SQLStore(Store):
         return None if row is None else rows.checkpoint_from_row(row, self._where("job", job))
 
     def write_checkpoint(self, lease: Lease, checkpoint: Checkpoint) -> None:
-        params = rows.checkpoint_params(checkpoint, lease.token)
         doing = "write a checkpoint to"
         if self._transaction_open():  # exactly-once: the handler's writes commit with it
+            params = rows.checkpoint_params(checkpoint, lease.token)
             self._commit_open_transaction(
                 lambda conn: self._checkpoint_parts(conn, lease, checkpoint, params)
             )
         elif checkpoint.ledger or checkpoint.sample or faults.ACTIVE:
+            params = rows.checkpoint_params(checkpoint, lease.token)
             self._transact(
                 doing,
                 lambda conn, _: self._checkpoint_parts(conn, lease, checkpoint, params),
@@ -308,10 +136,14 @@ class SQLStore(Store):
             # fence check and the write commit together. Done again after a lost answer, it
             # writes the very same row.
             self._call(
-                doing, lambda conn, _: self._write_fenced(conn, lease, params), Commit.REPORTED
+                doing, lambda conn, _: self._write_alone(conn, lease, checkpoint), Commit.REPORTED
             )
         if faults.ACTIVE:
             faults.hit("checkpoint.after_commit")
+
+    def _write_alone(self, conn: Any, lease: Lease, checkpoint: Checkpoint) -> None:
+        """The usual checkpoint, in a statement of its own (committed when it returns)."""
+        self._write_fenced(conn, lease, rows.checkpoint_params(checkpoint, lease.token))
 
     def _write_fenced(self, conn: Any, lease: Lease, params: dict[str, Any]) -> None:
         """The checkpoint row, written only while ``lease`` is held (in the same statement)."""
@@ -428,12 +260,31 @@ class SQLStore(Store):
         return self._call("read", op)
 
     def get_job(self, job: str) -> JobRecord | None:
-        def op(conn: Any, attempt: int) -> JobRecord | None:
-            params = {"job": job}
-            with self._batched(conn):  # three questions, one round trip where it can
-                asked = [self._run(conn, q, params) for q in ("get_job", *_JOB_PARTS)]
-                row, checkpoint, lease = (rows.first(cursor) for cursor in asked)
-            return None if row is None else self._record(row, checkpoint, lease)
+        return self.get_jobs([job])[0]
+
+    def get_jobs(self, jobs: list[str]) -> list[JobRecord | None]:
+        def op(conn: Any, attempt: int) -> list[JobRecord | None]:
+            with self._batched(conn):  # three questions a job, one round trip where it can
+                asked = [[self._run(conn, q, {"job": j}) for q in _JOB_QUERIES] for j in jobs]
+                found = [[rows.first(cursor) for cursor in each] for each in asked]
+            return [None if row is None else self._record(row, cp, ls) for row, cp, ls in found]
+
+        return self._call("read", op)
+
+    def load_for_run(self, job: str) -> ForRun:
+        def op(conn: Any, attempt: int) -> ForRun:
+            with self._batched(conn):  # four questions, one round trip where it can
+                asked = [self._run(conn, q, {"job": job}) for q in _JOB_QUERIES]
+                items = self._items(conn, job, ALL)
+                row, cp, lease = (rows.first(cursor) for cursor in asked)
+            if row is None:
+                return (
+                    None if cp is None else rows.checkpoint_from_row(cp, self._where("job", job)),
+                    items,
+                    None,
+                )
+            record = self._record(row, cp, lease)
+            return record.checkpoint, items, record
 
         return self._call("read", op)
 

@@ -24,7 +24,8 @@ from midway._model.owner import Owner
 from midway.errors import StoreCorrupt, StoreUnavailable
 from midway.stores import fileguard
 from midway.stores.base import Lease, LeaseInfo, claim_in_turn
-from midway.stores.sqlbase import Commit, Op, SQLStore, T
+from midway.stores.sqlbase import SQLStore
+from midway.stores.sqlcore import Commit, Op, T
 
 
 class SQLiteStore(SQLStore):

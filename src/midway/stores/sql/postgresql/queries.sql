@@ -63,6 +63,17 @@ SELECT 1 FROM midway_leases
 WHERE job = %(job)s AND token = %(token)s AND host IS NOT NULL
 FOR SHARE;
 
+-- name: fence_or_fail
+-- holds_lease for a pipelined transaction, whose statements are sent before any answer is
+-- read: when the lease is no longer this runner's, the division by a count of zero fails
+-- this statement (the count is only known as it runs: nothing for the planner to fold),
+-- so the transaction commits nothing and postgresql.py reports the lease lost.
+SELECT 1 / count(*) FROM (
+    SELECT 1 FROM midway_leases
+    WHERE job = %(job)s AND token = %(token)s AND host IS NOT NULL
+    FOR SHARE
+) AS held;
+
 -- name: ensure_job
 INSERT INTO midway_jobs (job, name, params, status, created_at, updated_at)
 VALUES (%(job)s, %(name)s, %(params)s, 'new', %(now)s, %(now)s)
@@ -114,6 +125,17 @@ UPDATE midway_checkpoints SET
     total = %(total)s, started_at = %(started_at)s, updated_at = %(updated_at)s,
     extra = %(extra)s
 WHERE job = %(job)s AND token = %(token)s;
+
+-- name: update_progress
+-- A run's later checkpoints, while the row holds what this runner wrote in full before under
+-- the same token (update_checkpoint or write_checkpoint): only the columns that move. The
+-- token fences it as it fences update_checkpoint. At every=1 this runs once per item, so
+-- its placeholders are positional (psycopg binds a tuple with less work than a mapping):
+-- the columns of rows.PROGRESS in that order, then the job and the token.
+UPDATE midway_checkpoints SET
+    version = %s, position = %s, succeeded = %s, failed = %s, skipped = %s, in_doubt = %s,
+    state = %s, updated_at = %s, extra = %s
+WHERE job = %s AND token = %s;
 
 -- name: mark_checkpoint
 -- Inside the transaction that takes a lease: the checkpoint row (if any) is the new
