@@ -138,7 +138,10 @@ class Commits:
             if keeper is not None and self.group_commit and not wait:
                 keeper.submit(cp)
             else:
-                if keeper is not None and (keeper.pending_or_busy or keeper.error is not None):
+                # Checkpoints in flight land first (asked under the keeper's lock: a hint
+                # read without it could miss one being taken). Without group commit the
+                # keeper never holds one, and this is the per-item path of every=1.
+                if keeper is not None and (self.group_commit or keeper.error is not None):
                     keeper.flush()
                 with run.tracing.checkpoint(cp):
                     store.write_checkpoint(lease, cp)
