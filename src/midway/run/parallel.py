@@ -52,6 +52,7 @@ from midway.run.workers import (
     WorkerContext,
     attempt_item,
     attempt_item_async,
+    end_with_parent,
     gave_up,
 )
 
@@ -209,7 +210,7 @@ class Parallel:
         if executor == "thread":
             return cf.ThreadPoolExecutor(self.workers, thread_name_prefix="midway-worker")
         if executor == "process":
-            return cf.ProcessPoolExecutor(self.workers)
+            return cf.ProcessPoolExecutor(self.workers, initializer=end_with_parent)
         loop = asyncio.new_event_loop()
         self.loop = loop
         self.semaphore = asyncio.Semaphore(self.workers)

@@ -9,6 +9,8 @@ handler raises is :meth:`FailurePolicy.decide`'s answer, as on the sequential pa
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +20,9 @@ from midway._model.jsonutil import JSONValue
 from midway.errors import ConfigError
 from midway.run.failures import Action, Decision, FailurePolicy, describe, short_traceback
 from midway.run.handlers import check_result
+
+PARENT_CHECK_SECONDS = 0.1
+"""How often a process worker checks that the run that started it is still there."""
 
 
 class WorkerContext:
@@ -147,3 +152,21 @@ def merge_state(state: dict[str, Any], part: dict[str, Any]) -> None:
             merge_state(old, value)
         else:
             state[name] = value
+
+
+def end_with_parent() -> None:
+    """A process pool's initializer: the worker exits as soon as the run's process is gone.
+
+    A run killed with SIGKILL cannot shut its pool down. Its workers would finish the item
+    in hand, then wait for work forever: a process per worker left behind, each able to act
+    on an item while a new run, which took the job over from the dead one, handles it too.
+    So each worker watches for being re-parented (its parent died) and then exits at once,
+    within ``PARENT_CHECK_SECONDS``, leaving the item in hand to the next run."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="midway-parent-watch", daemon=True).start()
