@@ -155,8 +155,8 @@ def every_1_ratio(admin: str, n: int, rounds: int = 3) -> dict[str, float]:
     """Best of ``rounds``: the server's raw commit rate and midway's every=1 (durable)."""
     raws, mine = [], []
     for _ in range(rounds):
-        raws.append(n / raw(admin, n, True))
-        mine.append(n / midway_every_1(admin, n, True))
+        raws.append(n / raw(admin, n, True).steady)
+        mine.append(n / midway_every_1(admin, n, True).steady)
     return {"raw": max(raws), "midway": max(mine)}
 
 
