@@ -24,9 +24,9 @@ import pytest
 from click.testing import CliRunner
 
 import midway
+from midway._model.printable import printable
 from midway._model.redaction import redact_argv, redact_text, redact_url, resume_note
 from midway.cli.app import cli
-from midway.console import printable
 from support.pg import PgServer, connect, database_of
 from support.uiserver import serve
 

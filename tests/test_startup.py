@@ -162,6 +162,18 @@ def test_status_of_an_empty_store_loads_no_table_and_no_run(tmp_path: Path) -> N
     assert found(modules, [*unused, "midway.web", *NEVER_FOR_A_PLAIN_RUN]) == []
 
 
+def test_status_draws_its_table_without_rich_or_logging(tmp_path: Path) -> None:
+    """The most typed command, with jobs to show: its table is drawn with what click
+    brings (see ``midway.cli.columns``)."""
+    store = f"sqlite:///{tmp_path / 'state.db'}"
+    for name in ("one", "two"):
+        midway.Job(name, store=store, quiet=True, progress=False).run(range(3), lambda i, c: None)
+    modules = loaded_after(run_command("status", "--store", store), cwd=tmp_path)
+    assert "midway.cli.columns" in modules
+    unused = ["rich", "logging", "midway.console", "midway.run.engine", "midway.cli.reading"]
+    assert found(modules, [*unused, *NEVER_FOR_A_PLAIN_RUN]) == []
+
+
 def test_the_help_listed_without_importing_is_each_commands_own() -> None:
     """``midway --help`` shows the table's line for a command not yet imported: it must
     be the command's own (the first paragraph of its help), at every terminal width."""

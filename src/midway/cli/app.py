@@ -155,7 +155,7 @@ def main() -> None:
         exc.show()
         sys.exit(exc.exit_code)
     except MidwayError as exc:
-        from midway.console import printable
+        from midway._model.printable import printable
 
         click.echo(f"midway: error: {printable(str(exc), lines=True)}", err=True)
         sys.exit(exc.exit_code)

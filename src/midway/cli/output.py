@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from midway._model.printable import printable
 from midway._model.result import RunStatus
-from midway.console import printable
 from midway.stores import Store, default_url, open_store
 
 if TYPE_CHECKING:  # rich is imported when something is printed with it: it is slow to load
@@ -43,11 +43,13 @@ def terminal() -> Console:
     return Console(highlight=False, soft_wrap=True)
 
 
-def cell(value: str) -> Text:
-    """Text from the store in a table: no rich markup read in it, its controls escaped."""
+def cell(value: str | tuple[str, str]) -> Text:
+    """Text from the store in a table: no rich markup read in it, its controls escaped;
+    with a style, as ``columns.Cell`` gives it (``("failed", "red")``)."""
     from rich.text import Text
 
-    return Text(printable(value))
+    text, style = (value, "") if isinstance(value, str) else value
+    return Text(printable(text), style=style)
 
 
 def safe(value: str) -> str:

@@ -9,6 +9,7 @@ import click
 
 from midway._model.ledger import FAILED, RETRY, SKIPPED, ItemStatus
 from midway._model.owner import describe_age, iso
+from midway._model.printable import printable
 from midway.cli.options import file_option, json_option, store_option
 from midway.cli.output import (
     STATUS_STYLE,
@@ -20,7 +21,6 @@ from midway.cli.output import (
     terminal,
 )
 from midway.cli.status import partition_cells
-from midway.console import printable
 from midway.ops import actions, digest
 from midway.ops.models import PartitionStatus
 from midway.ops.status import detail_json, status_of
@@ -79,7 +79,7 @@ def _print_partitions(console: Console, parts: tuple[PartitionStatus, ...]) -> N
     for column in ("partition", "status", "progress", "failed", "checkpoint", "worker"):
         table.add_column(column)
     for part in parts:
-        cells = partition_cells(part)
+        cells = [cell(value) for value in partition_cells(part)]
         table.add_row(*cells[:5], cells[7])
     console.print(table)
 

@@ -12,25 +12,25 @@ from typing import TYPE_CHECKING
 import click
 
 from midway._model.owner import describe_age
+from midway._model.printable import printable
 from midway._model.redaction import redact_url
 from midway._model.result import RunStatus
+from midway.cli import columns
 from midway.cli.options import json_option, store_option
-from midway.cli.output import STATUS_STYLE, cell, clip, open_existing, print_json, safe, terminal
-from midway.console import printable
+from midway.cli.output import STATUS_STYLE, clip, open_existing, print_json
 from midway.errors import StoreNotFound
 from midway.ops.status import all_statuses
 from midway.stores import absolute_url, default_url
 from midway.views.waiting import waiting_items
 
-if TYPE_CHECKING:  # rich is imported where a table is drawn: not for --json, nor "no jobs"
-    from rich.console import Console
-    from rich.text import Text
-
+if TYPE_CHECKING:
     from midway.ops.models import CheckpointInfo, JobStatus, PartitionStatus
     from midway.views.waiting import WaitingView
 
 SHOWN_QUESTIONS = 3
 """``status`` shows a job's oldest questions, this many."""
+
+HEADERS = ("job", "status", "progress", "failed", "checkpoint", "rate", "ETA", "owner")
 
 
 @click.command()
@@ -72,23 +72,19 @@ def status(store_url: str | None, as_json: bool) -> None:
     if as_json:
         print_json([job.to_json() for job in jobs])
         return
-    if not jobs:  # plain text: no need to load rich
+    if not jobs:
         click.echo(f"No jobs in {printable(store.url)} yet. Run one, or try: midway demo")
         return
-    console = terminal()
-    from rich.table import Table
-
-    table = Table(title=f"midway jobs in {safe(store.url)}", title_justify="left")
-    for column in ("job", "status", "progress", "failed", "checkpoint", "rate", "ETA", "owner"):
-        table.add_column(column, justify="right" if column in ("failed", "rate") else "left")
+    rows: list[list[columns.Cell]] = []
     for job in jobs:
-        table.add_row(*_status_cells(job))
-        for part in job.partitions or ():
-            table.add_row(*partition_cells(part))
-    console.print(table)
+        rows.append(_status_cells(job))
+        rows.extend(partition_cells(part) for part in job.partitions or ())
+    click.echo(f"midway jobs in {printable(store.url)}\n")
+    for line in columns.render(HEADERS, rows, right=frozenset({"failed", "rate", "ETA"})):
+        click.echo(line)
     for job in jobs:
         if job.waiting:
-            _print_waiting_line(console, job, asked.get(job.job, []))
+            _print_waiting_line(job, asked.get(job.job, []))
 
 
 def _progress(processed: int, total: int | None) -> str:
@@ -103,8 +99,7 @@ def _checkpoint_text(checkpoint: CheckpointInfo | None, age: float | None) -> st
     return f"#{checkpoint.version} {describe_age(age or 0.0)}" if age is not None else "none"
 
 
-def _status_cells(job: JobStatus) -> list[Text | str]:
-    style = STATUS_STYLE.get(job.status, "")
+def _status_cells(job: JobStatus) -> list[columns.Cell]:
     owner = job.owner or ""
     if job.partitions is not None:
         checkpoint = f"{job.partitions_done}/{len(job.partitions)} partitions done"
@@ -112,29 +107,28 @@ def _status_cells(job: JobStatus) -> list[Text | str]:
     else:
         checkpoint = _checkpoint_text(job.checkpoint, job.checkpoint_age_seconds)
     return [
-        cell(job.job),
-        f"[{style}]{job.status}[/]" if style else cell(job.status),
+        job.job,
+        (job.status, STATUS_STYLE.get(job.status, "")),
         _progress(job.processed, job.total),
         f"{job.failed:,}" if job.failed else "",
         checkpoint,
         f"{job.rate:,.0f}/s" if job.rate else "",
         f"{job.eta_seconds:,.0f} s" if job.eta_seconds is not None else "",
-        cell(owner),
+        owner,
     ]
 
 
-def partition_cells(part: PartitionStatus) -> list[Text | str]:
+def partition_cells(part: PartitionStatus) -> list[columns.Cell]:
     """A partition's row, under its whole job's: the worker holding it and its lease."""
-    style = STATUS_STYLE.get(part.status, "")
     return [
-        cell("  ~" + part.job.rpartition("~")[2]),
-        f"[{style}]{part.status}[/]" if style else cell(part.status),
+        "  ~" + part.job.rpartition("~")[2],
+        (part.status, STATUS_STYLE.get(part.status, "")),
         _progress(part.processed, part.total),
         f"{part.failed:,}" if part.failed else "",
         f"#{part.checkpoint.version}" if part.checkpoint else "none",
         "",
         "",
-        cell(_lease_text(part)),
+        _lease_text(part),
     ]
 
 
@@ -147,13 +141,14 @@ def _lease_text(part: PartitionStatus) -> str:
     return owner
 
 
-def _print_waiting_line(console: Console, row: JobStatus, asked: list[WaitingView]) -> None:
+def _print_waiting_line(row: JobStatus, asked: list[WaitingView]) -> None:
     """Under ``status``: a job with items waiting for a person, its oldest questions, and
     how to see them all."""
-    console.print(
-        f"  {safe(row.job)}: {row.waiting:,} item(s) wait for a decision "
-        f"(midway show {safe(row.job)} lists them, midway approve decides)"
+    job = printable(row.job)
+    click.echo(
+        f"  {job}: {row.waiting:,} item(s) wait for a decision "
+        f"(midway show {job} lists them, midway approve decides)"
     )
     for view in asked:
         key = json.dumps(view["key"], ensure_ascii=False)
-        console.print(f"    {safe(key)}: {safe(clip(str(view['question']), 100))}")
+        click.echo(f"    {printable(key)}: {printable(clip(str(view['question']), 100))}")

@@ -31,8 +31,9 @@ from typing import Any
 import click
 
 from midway import RunResult
+from midway._model.printable import printable
 from midway.cli.options import store_option
-from midway.console import printable, say
+from midway.console import say
 from midway.each.launch import run_each
 from midway.each.options import EachOptions
 from midway.each.outcomes import CommandFailed, CommandInterrupted

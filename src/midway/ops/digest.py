@@ -18,8 +18,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from midway._model.owner import describe_age
+from midway._model.printable import printable
 from midway._model.redaction import redact_url
-from midway.console import printable
 from midway.errors import ConfigError
 from midway.ops.models import JobStatus
 from midway.ops.status import all_statuses

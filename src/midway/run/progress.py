@@ -10,7 +10,8 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
-from midway.console import log_format, printable, say
+from midway._model.printable import printable
+from midway.console import log_format, say
 
 if TYPE_CHECKING:
     from rich.progress import TaskID

@@ -19,7 +19,7 @@ from typing import cast
 from midway._model.jsonutil import JSONValue
 from midway._model.ledger import FAILED, IN_DOUBT, RETRY, SKIPPED, ItemRecord
 from midway._model.owner import describe_age, iso
-from midway.console import printable
+from midway._model.printable import printable
 from midway.stores import Store
 from midway.views import waiting, whole
 from midway.views.models import (
