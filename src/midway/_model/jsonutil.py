@@ -45,6 +45,8 @@ def dumps(value: JSONValue) -> str:
     A string with a lone surrogate (a key or a position taken from a file name that is not
     UTF-8) is written with ``\\u`` escapes, which JSON allows and :func:`loads` reads back
     to the same string: the text stays valid UTF-8 for every store, and nothing is lost."""
+    if type(value) is int:  # a position, most often: at every=1 one per item
+        return str(value)
     text = _COMPACT.encode(value)
     return text if is_text(text) else _ASCII.encode(value)
 
