@@ -8,7 +8,9 @@ The raw rate is one UPSERT of a small JSON row per commit, autocommit, on one co
 round trip and a WAL flush each. midway's row is ``Job(every=1).run(range(n), handler)`` with
 a trivial handler on a fresh database (its tables created before the clock starts). Both
 with ``synchronous_commit`` on (durable) and off (``durable=False``). Rounds alternate the
-variants so that each sees the same machine; the table shows the best round.
+variants so that each sees the same machine; the table shows medians, and each ratio is
+the median of the rounds' own (midway against the raw loop of the same round, so that a
+round the machine was slower in counts against both), with its range.
 
 Two figures per row. The rate: n commits timed after the first 100 on each side (for
 midway from the handler's call for one item to its call n items later, so each of the n
@@ -26,6 +28,7 @@ import argparse
 import functools
 import json
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -151,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", help="a PostgreSQL server to use (default: a throwaway one)")
     parser.add_argument("--items", type=int, default=1000, help="commits per timing")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--json", type=Path, help="also save every timing here")
     args = parser.parse_args(argv)
     n = args.items
@@ -166,27 +169,36 @@ def main(argv: list[str] | None = None) -> int:
         version = row[0] if row else "?"
         names = list(variants)
         for r in range(args.rounds):
-            order = names[r % len(names) :] + names[: r % len(names)]
+            # A pair (raw, midway) runs back to back, and which goes first alternates.
+            order = names if r % 2 == 0 else names[::-1]
             for name in order:
                 timings[name].append(variants[name](admin_url))
             print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
-    steady = {name: n / min(t.steady for t in times) for name, times in timings.items()}
-    whole = {name: (WARM + n + 1) / min(t.whole for t in times) for name, times in timings.items()}
     print(
-        f"PostgreSQL {version}, best of {args.rounds} rounds; the rate: {n:,} commits timed "
-        f"after {WARM}; the whole run: all {WARM + n + 1:,}, midway's start and end included"
+        f"PostgreSQL {version}, medians of {args.rounds} rounds; the rate: {n:,} commits "
+        f"timed after {WARM};\nthe whole run: all {WARM + n + 1:,}, midway's start and end "
+        "included; a ratio is midway's against the raw loop of the same round"
     )
-    print(f"{'':32} {'commits/s':>10} {'ratio':>7}   {'whole run':>10} {'ratio':>7}")
+    print(f"{'':32} {'commits/s':>10} {'ratio':>6} {'(range)':>11}   {'whole run':>9} {'ratio':>6}")
     for durable, raw_name, mw_name in VARIANTS:
-        ratio = steady[mw_name] / steady[raw_name]
-        extra_us = (1 / steady[mw_name] - 1 / steady[raw_name]) * 1e6
-        fixed_ms = (
-            min(t.whole for t in timings[mw_name]) - (WARM + n + 1) / steady[mw_name]
-        ) * 1000
-        print(f"{raw_name:32} {steady[raw_name]:10,.0f} {'':7}   {whole[raw_name]:10,.0f}")
+        raws, mine = timings[raw_name], timings[mw_name]
+        rate = {
+            name: n / statistics.median(t.steady for t in timings[name])
+            for name in (raw_name, mw_name)
+        }
+        whole = {
+            name: (WARM + n + 1) / statistics.median(t.whole for t in timings[name])
+            for name in (raw_name, mw_name)
+        }
+        ratios = sorted(r.steady / m.steady for r, m in zip(raws, mine, strict=True))
+        whole_ratio = statistics.median(r.whole / m.whole for r, m in zip(raws, mine, strict=True))
+        extra_us = (1 / rate[mw_name] - 1 / rate[raw_name]) * 1e6
+        fixed_ms = statistics.median(m.whole - m.steady * (WARM + n + 1) / n for m in mine) * 1000
+        spread = f"({ratios[0]:.2f}-{ratios[-1]:.2f})"
+        print(f"{raw_name:32} {rate[raw_name]:10,.0f} {'':18}   {whole[raw_name]:9,.0f}")
         print(
-            f"{mw_name:32} {steady[mw_name]:10,.0f} {ratio:7.2f}   {whole[mw_name]:10,.0f} "
-            f"{whole[mw_name] / whole[raw_name]:7.2f}  (+{extra_us:.1f} µs per item, "
+            f"{mw_name:32} {rate[mw_name]:10,.0f} {statistics.median(ratios):6.2f} {spread:>11}"
+            f"   {whole[mw_name]:9,.0f} {whole_ratio:6.2f}  (+{extra_us:.1f} µs per item, "
             f"start and end {fixed_ms:.1f} ms{'' if durable else '; not durable'})"
         )
     if args.json:
