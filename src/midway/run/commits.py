@@ -11,8 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from midway._model import jsonutil
 from midway._model.checkpoint import Checkpoint, Counters
@@ -25,6 +24,7 @@ from midway.run.failures import describe
 from midway.run.guarantees import Guarantee
 from midway.run.runstate import RunState
 from midway.run.steps import StepRecords
+from midway.run.tracing import OFF
 from midway.run.writer import Keeper
 from midway.stores.base import lost_message
 
@@ -33,8 +33,7 @@ SKIP_HORIZON = 0.001
 """Seconds: a durable commit rarely ends sooner (see ``Commits.items_until_due``)."""
 
 
-@dataclass(frozen=True)
-class Saved:
+class Saved(NamedTuple):
     """What the last checkpoint holds, to fall back on when the item in hand raises."""
 
     position: JSONValue
@@ -143,8 +142,11 @@ class Commits:
                 # keeper never holds one, and this is the per-item path of every=1.
                 if keeper is not None and (self.group_commit or keeper.error is not None):
                     keeper.flush()
-                with run.tracing.checkpoint(cp):
+                if run.tracing is OFF:  # at every=1 this is per item: no context to enter
                     store.write_checkpoint(lease, cp)
+                else:
+                    with run.tracing.checkpoint(cp):
+                        store.write_checkpoint(lease, cp)
                 self.guarantee.committed()
         except BaseException:
             run.pending[:0] = cp.ledger  # not written: keep them for the next try
