@@ -126,8 +126,7 @@ def refuse_if_a_part_is_held(store: Store, target: Target, me: Owner) -> None:
     if len(target.keys) < 2:
         return
     now = time.time()
-    for key in target.keys:
-        record = store.get_job(key)
+    for key, record in zip(target.keys, store.get_jobs(target.keys), strict=True):
         if record is not None:
             check_lease_free(key, record.lease, me, now)
 
