@@ -56,6 +56,7 @@ def test_json_lines_through_a_kill_and_a_resume(
     first = job.start()
     try:
         job.wait_for(0, 11)
+        job.wait_for_checkpoint()  # committed by the keeper thread, a moment later
         first.kill()  # SIGKILL, held at item 12
         _, err = first.communicate(timeout=30)
     finally:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from midway._model.identity import make_job_id
+from midway.stores import open_store
 
 SCRIPT = '''\
 """A midway job run by tests/support/itemjob.py; it refuses the items it is told to."""
@@ -102,6 +103,22 @@ class ItemJob:
         while item not in self.handled(run):
             if time.monotonic() > deadline:
                 raise AssertionError(f"run {run} did not reach item {item} in {timeout} s")
+            time.sleep(0.01)
+
+    def wait_for_checkpoint(self, timeout: float = 30.0) -> None:
+        """Until the store holds a checkpoint of the job. With group commit the keeper
+        thread commits it a moment after the run reached it: a test that kills the run and
+        expects a resume must first see one on disk."""
+        deadline = time.monotonic() + timeout
+        while True:
+            store = open_store(self.spec.store)
+            try:
+                if store.load_checkpoint(self.key) is not None:
+                    return
+            finally:
+                store.close()
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no checkpoint of {self.key} in {timeout} s")
             time.sleep(0.01)
 
     def log(self, run: int) -> Path:
